@@ -1,0 +1,54 @@
+# Two commands a fresh machine needs: `make demo` and `make test`. Both set themselves up.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of PyTorch: an unpinned torch would pull several GB of CUDA packages.
+TORCH := torch==2.13.0
+DEMO_DATA := .steward-demo
+
+.PHONY: demo test lint types unit bench-knowledge clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Installed once per change of pyproject.toml; torch first so the pin is met by the CPU wheel.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	STEWARD_DATA_DIR=$(DEMO_DATA) $(BIN)/steward ingest knowledge/
+	@echo
+	@echo '$$ steward ask "How do I roll back a production model, and who has to approve it?"'
+	@STEWARD_DATA_DIR=$(DEMO_DATA) $(BIN)/steward ask "How do I roll back a production model, and who has to approve it?"
+	@echo
+	@echo '$$ steward ask "What PSI value counts as drift on a feature?"'
+	@STEWARD_DATA_DIR=$(DEMO_DATA) $(BIN)/steward ask "What PSI value counts as drift on a feature?"
+	@echo
+	@echo '$$ steward ask "A cloud API key was pushed to a public repo. What do I do first?"'
+	@STEWARD_DATA_DIR=$(DEMO_DATA) $(BIN)/steward ask "A cloud API key was pushed to a public repo. What do I do first?"
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check bot ingest tests bench
+	$(BIN)/ruff format --check bot ingest tests bench
+
+types: $(VENV)/.installed
+	$(BIN)/mypy
+
+unit: $(VENV)/.installed
+	$(BIN)/pytest
+
+# lint, types and tests in one command
+test: $(VENV)/.installed
+	$(BIN)/ruff check bot ingest tests bench
+	$(BIN)/ruff format --check bot ingest tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+bench-knowledge: $(VENV)/.installed
+	$(BIN)/python bench/knowledge.py --corpora ../shared/corpora --questions ../shared/eval/dev.jsonl
+
+clean:
+	rm -rf $(VENV) $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache

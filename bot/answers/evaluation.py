@@ -1,0 +1,198 @@
+"""`steward eval`: retrieval and abstention quality of the current index on a labelled question set."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.answers.models import Answer
+from bot.answers.service import AnswerService
+
+
+class EvalFileError(Exception):
+    """The question file cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class LabelledQuestion:
+    """One line of a question set (the format of `dev.jsonl`)."""
+
+    id: str
+    question: str
+    relevant: tuple[str, ...]
+    answer_hint: str
+    answerable: bool
+
+
+@dataclass
+class EvalResult:
+    """Aggregate figures and the per-question report."""
+
+    questions: int = 0
+    answerable: int = 0
+    unanswerable: int = 0
+    recall_at_5: float = 0.0
+    mrr_at_10: float = 0.0
+    hint_at_5: float = 0.0
+    abstained_unanswerable: int = 0
+    abstained_answerable: int = 0
+    latency_p50_ms: float = 0.0
+    latency_p95_ms: float = 0.0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def abstention_precision(self) -> float:
+        """Of the questions Steward abstained on, the share that were really unanswerable."""
+        total = self.abstained_unanswerable + self.abstained_answerable
+        return self.abstained_unanswerable / total if total else 0.0
+
+    @property
+    def abstention_recall(self) -> float:
+        """Of the unanswerable questions, the share Steward abstained on."""
+        return self.abstained_unanswerable / self.unanswerable if self.unanswerable else 0.0
+
+    def summary(self) -> dict[str, float | int]:
+        """The figures, rounded, for printing and JSON."""
+        return {
+            "questions": self.questions,
+            "recall@5": round(self.recall_at_5, 3),
+            "mrr@10": round(self.mrr_at_10, 3),
+            "hint@5": round(self.hint_at_5, 3),
+            "abstention_precision": round(self.abstention_precision, 3),
+            "abstention_recall": round(self.abstention_recall, 3),
+            "abstained_unanswerable": self.abstained_unanswerable,
+            "unanswerable": self.unanswerable,
+            "abstained_answerable": self.abstained_answerable,
+            "answerable": self.answerable,
+            "latency_p50_ms": round(self.latency_p50_ms, 1),
+            "latency_p95_ms": round(self.latency_p95_ms, 1),
+        }
+
+
+def read_questions(path: Path) -> list[LabelledQuestion]:
+    """Parse a question file, naming the line of any bad entry."""
+    if not path.is_file():
+        raise EvalFileError(f"{path}: no such file")
+    questions: list[LabelledQuestion] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EvalFileError(f"{path}, line {number}: not JSON ({exc.msg})") from None
+        if not isinstance(item, dict):
+            raise EvalFileError(f"{path}, line {number}: expected a JSON object")
+        question = item.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise EvalFileError(f"{path}, line {number}: field 'question' must be non-empty text")
+        relevant = item.get("relevant", [])
+        if not isinstance(relevant, list) or not all(isinstance(r, str) for r in relevant):
+            raise EvalFileError(f"{path}, line {number}: field 'relevant' must be a list of paths")
+        kind = item.get("kind", "answerable" if relevant else "unanswerable")
+        if kind not in ("answerable", "unanswerable"):
+            raise EvalFileError(f"{path}, line {number}: field 'kind' must be 'answerable' or 'unanswerable'")
+        questions.append(
+            LabelledQuestion(
+                id=str(item.get("id", f"line-{number}")),
+                question=question,
+                relevant=tuple(relevant),
+                answer_hint=str(item.get("answer_hint") or ""),
+                answerable=kind == "answerable",
+            )
+        )
+    if not questions:
+        raise EvalFileError(f"{path}: no questions in the file")
+    return questions
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) with linear interpolation."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def evaluate(
+    service: AnswerService,
+    questions: Sequence[LabelledQuestion],
+    clock: Callable[[], float] = time.perf_counter,
+    warmup: bool = True,
+) -> EvalResult:
+    """Ask every question; score retrieval on answerable ones and abstention on all."""
+    if warmup:
+        service.ask(questions[0].question)  # load the model and the lexical index outside the timings
+    result = EvalResult(questions=len(questions))
+    latencies: list[float] = []
+    recall = mrr = hint = 0.0
+    for labelled in questions:
+        started = clock()
+        answer = service.ask(labelled.question)
+        latency = (clock() - started) * 1000
+        latencies.append(latency)
+        ranked_paths = list(dict.fromkeys(p.path for p in answer.retrieved))
+        if labelled.answerable:
+            result.answerable += 1
+            relevant = set(labelled.relevant)
+            recall += 1.0 if relevant & set(ranked_paths[:5]) else 0.0
+            rank = next((i for i, p in enumerate(ranked_paths[:10], start=1) if p in relevant), None)
+            mrr += 1.0 / rank if rank else 0.0
+            hint += 1.0 if _hint_found(answer, labelled.answer_hint) else 0.0
+            result.abstained_answerable += int(answer.abstained)
+        else:
+            result.unanswerable += 1
+            result.abstained_unanswerable += int(answer.abstained)
+        result.rows.append(_row(labelled, answer, latency))
+    if result.answerable:
+        result.recall_at_5 = recall / result.answerable
+        result.mrr_at_10 = mrr / result.answerable
+        result.hint_at_5 = hint / result.answerable
+    result.latency_p50_ms = statistics.median(latencies)
+    result.latency_p95_ms = percentile(latencies, 95)
+    return result
+
+
+def _hint_found(answer: Answer, hint: str) -> bool:
+    if not hint:
+        return False
+    wanted = _normalise(hint)
+    return any(wanted in _normalise(p.text) for p in _top_passages(answer, 5))
+
+
+def _top_passages(answer: Answer, documents: int) -> Iterator[Any]:
+    seen: list[str] = []
+    for passage in answer.retrieved:
+        if passage.path not in seen:
+            if len(seen) >= documents:
+                return
+            seen.append(passage.path)
+        yield passage
+
+
+def _row(labelled: LabelledQuestion, answer: Answer, latency: float) -> dict[str, Any]:
+    return {
+        "id": labelled.id,
+        "question": labelled.question,
+        "abstained": answer.abstained,
+        "confidence": round(answer.confidence, 3),
+        "answer": answer.answer,
+        "citations": [c.path for c in answer.citations],
+        "retrieved": [
+            {"path": p.path, "section": p.section, "text": p.text, "score": round(p.score, 5)}
+            for p in answer.retrieved[:10]
+        ],
+        "latency_ms": round(latency, 2),
+    }

@@ -1,0 +1,204 @@
+"""Hybrid retrieval: dense (Chroma) and lexical (BM25) over the same chunks, fused per document."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bot.index.embedding import Embedder
+from bot.index.lexical import BM25Index, terms
+from bot.index.vectors import VectorIndex
+from bot.store.catalog import Catalog, ChunkRecord, DocumentRecord
+
+# Reciprocal-rank fusion constant and candidate depth of each retriever.
+_RRF_K = 20
+_DEPTH = 60
+_DENSE_WEIGHT = 1.0
+_LEXICAL_WEIGHT = 1.0
+# Superseded and deprecated documents stay findable but rank below current ones.
+_RETIRED_PENALTY = 0.75
+_RETIRED = ("superseded", "deprecated")
+
+
+class IndexMissingError(Exception):
+    """Nothing has been ingested yet, or the index and the catalog disagree."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict retrieval to documents of these kinds, statuses and tags (any of each)."""
+
+    kinds: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def allows(self, document: DocumentRecord) -> bool:
+        """Whether a document passes every filter."""
+        if self.kinds and (document.kind or "") not in self.kinds:
+            return False
+        if self.statuses and (document.status or "") not in self.statuses:
+            return False
+        return not (self.tags and not set(self.tags) & {t.lower() for t in document.tags})
+
+    def chroma_where(self) -> dict[str, object] | None:
+        """The part of the filter Chroma can apply itself."""
+        clauses: list[dict[str, object]] = []
+        if self.kinds:
+            clauses.append({"kind": {"$in": list(self.kinds)}})
+        if self.statuses:
+            clauses.append({"status": {"$in": list(self.statuses)}})
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+@dataclass
+class ScoredChunk:
+    """A chunk with what each retriever thought of it."""
+
+    chunk: ChunkRecord
+    fused: float
+    similarity: float | None = None
+    bm25: float | None = None
+
+
+@dataclass
+class RetrievedDocument:
+    """A document and its best chunks, in rank order."""
+
+    document: DocumentRecord
+    score: float
+    chunks: list[ScoredChunk] = field(default_factory=list)
+
+    @property
+    def best_similarity(self) -> float:
+        """The highest cosine similarity of its chunks to the question (0 when only lexical)."""
+        return max((c.similarity for c in self.chunks if c.similarity is not None), default=0.0)
+
+
+@dataclass
+class Retrieval:
+    """The outcome of one search."""
+
+    question_terms: list[str]
+    documents: list[RetrievedDocument]
+    idf: dict[str, float]
+
+
+class _Lexicon:
+    """BM25 and lookup tables for one catalog generation."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        snapshot = catalog.snapshot()
+        self.generation = snapshot.generation
+        self.documents = snapshot.documents
+        self.chunks = snapshot.chunks
+        self.row_of = {chunk.chunk_id: row for row, chunk in enumerate(self.chunks)}
+        self.bm25 = BM25Index([chunk.terms.split() for chunk in self.chunks])
+        self.terms_of_row: list[frozenset[str]] = [frozenset(chunk.terms.split()) for chunk in self.chunks]
+
+    def allowed(self, filters: Filters) -> NDArray[np.bool_] | None:
+        if filters == Filters():
+            return None
+        permitted = {doc_id for doc_id, document in self.documents.items() if filters.allows(document)}
+        return np.fromiter((c.doc_id in permitted for c in self.chunks), dtype=bool, count=len(self.chunks))
+
+
+class Retriever:
+    """Finds the documents and passages that best match a question."""
+
+    def __init__(self, catalog: Catalog, vectors: VectorIndex, embedder: Embedder) -> None:
+        self.catalog = catalog
+        self.vectors = vectors
+        self.embedder = embedder
+        self._lexicon: _Lexicon | None = None
+        self._lock = threading.Lock()
+
+    def lexicon(self) -> _Lexicon:
+        """The BM25 index, rebuilt when the catalog has changed since it was built."""
+        generation = self.catalog.generation()
+        with self._lock:
+            if self._lexicon is None or self._lexicon.generation != generation:
+                lexicon = _Lexicon(self.catalog)
+                if not lexicon.chunks:
+                    raise IndexMissingError(
+                        "the knowledge base is empty: run `steward ingest PATH...` first (e.g. `steward ingest knowledge/`)"
+                    )
+                self._lexicon = lexicon
+            return self._lexicon
+
+    def search(self, question: str, filters: Filters | None = None, limit: int = 10) -> Retrieval:
+        """Up to `limit` documents, best first, each with its best chunks."""
+        filters = filters or Filters()
+        lexicon = self.lexicon()
+        query_terms = terms(question)
+        allowed = lexicon.allowed(filters)
+
+        fused: dict[int, ScoredChunk] = {}
+        vector = self.embedder.embed_query(question)
+        depth = _DEPTH * (3 if filters.tags else 1)
+        dense = self.vectors.query(vector, depth, filters.chroma_where())
+        rank = 0
+        for hit in dense:
+            row = lexicon.row_of.get(hit.chunk_id)
+            if row is None or (allowed is not None and not allowed[row]):
+                continue  # a vector the catalog does not know (swept by the next ingest) or filtered out
+            entry = fused.setdefault(row, ScoredChunk(lexicon.chunks[row], 0.0))
+            entry.similarity = hit.similarity
+            entry.fused += _DENSE_WEIGHT / (_RRF_K + rank + 1)
+            rank += 1
+        for rank, lexical in enumerate(lexicon.bm25.search(query_terms, _DEPTH, allowed)):
+            entry = fused.setdefault(lexical.row, ScoredChunk(lexicon.chunks[lexical.row], 0.0))
+            entry.bm25 = lexical.score
+            entry.fused += _LEXICAL_WEIGHT / (_RRF_K + rank + 1)
+
+        by_document: dict[str, RetrievedDocument] = {}
+        for entry in sorted(fused.values(), key=lambda e: -e.fused):
+            document = lexicon.documents.get(entry.chunk.doc_id)
+            if document is None:
+                continue
+            found = by_document.get(document.doc_id)
+            if found is None:
+                score = entry.fused * (_RETIRED_PENALTY if document.status in _RETIRED else 1.0)
+                by_document[document.doc_id] = RetrievedDocument(document, score, [entry])
+            else:
+                # A second matching passage adds a little: the document covers the question more fully.
+                found.score += 0.25 * entry.fused * (_RETIRED_PENALTY if document.status in _RETIRED else 1.0)
+                found.chunks.append(entry)
+
+        ranked = sorted(by_document.values(), key=lambda d: -d.score)
+        ranked = _successors_first(ranked)
+        idf = {term: lexicon.bm25.idf_of(term) for term in query_terms}
+        return Retrieval(query_terms, ranked[:limit], idf)
+
+    def chunk_terms(self, chunk_id: str) -> frozenset[str]:
+        """The index terms of a chunk."""
+        lexicon = self.lexicon()
+        row = lexicon.row_of.get(chunk_id)
+        return lexicon.terms_of_row[row] if row is not None else frozenset()
+
+    def document_by_path(self, path: str) -> DocumentRecord | None:
+        """A document by its cited path."""
+        for document in self.lexicon().documents.values():
+            if document.path == path:
+                return document
+        return None
+
+
+def _successors_first(ranked: Sequence[RetrievedDocument]) -> list[RetrievedDocument]:
+    """Move each superseded document just below its successor when both were found."""
+    order = list(ranked)
+    position = {item.document.path: index for index, item in enumerate(order)}
+    for item in list(order):
+        successor = item.document.superseded_by
+        if not successor or successor not in position:
+            continue
+        mine, theirs = order.index(item), order.index(next(o for o in order if o.document.path == successor))
+        if mine < theirs:
+            order.pop(mine)
+            order.insert(theirs, item)  # the successor moved up by one, so this lands right after it
+    return order

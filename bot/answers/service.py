@@ -1,0 +1,97 @@
+"""The answer service: one entry point for `steward ask`, evaluation and (later) Slack."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from bot.answers.compose import (
+    abstention_text,
+    citation_for,
+    confidence,
+    extractive_answer,
+    warnings_for,
+)
+from bot.answers.llm import LLMWriter
+from bot.answers.models import Answer, Passage
+from bot.answers.retrieval import Filters, Retriever
+
+
+class EmptyQuestionError(ValueError):
+    """The question has no words."""
+
+
+class AnswerService:
+    """Retrieve, decide whether to answer, compose (or have an LLM write) and cite."""
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        abstain_below: float,
+        sources: int = 5,
+        writer: LLMWriter | None = None,
+        today: Callable[[], dt.date] = dt.date.today,
+    ) -> None:
+        self.retriever = retriever
+        self.abstain_below = abstain_below
+        self.sources = sources
+        self.writer = writer
+        self.today = today
+
+    def ask(self, question: str, filters: Filters | None = None) -> Answer:
+        """Answer a question from the knowledge base, or abstain and say who might know."""
+        question = question.strip()
+        if not question:
+            raise EmptyQuestionError("the question is empty: ask something, e.g. steward ask \"how do I roll back a model?\"")
+        retrieval = self.retriever.search(question, filters, limit=10)
+        passages = [
+            Passage(path=item.document.path, section=scored.chunk.section, text=scored.chunk.text, score=scored.fused)
+            for item in retrieval.documents
+            for scored in item.chunks[:1]
+        ]
+        chunk_terms = {
+            scored.chunk.chunk_id: self.retriever.chunk_terms(scored.chunk.chunk_id)
+            for item in retrieval.documents[:1]
+            for scored in item.chunks[:3]
+        }
+        sure = confidence(retrieval, chunk_terms)
+        cited = retrieval.documents[: self.sources]
+
+        if not cited or sure.value < self.abstain_below:
+            owners = list(dict.fromkeys(item.document.owner for item in cited if item.document.owner))
+            return Answer(
+                question=question,
+                answer=abstention_text(owners),
+                abstained=True,
+                confidence=sure.value,
+                owners=owners,
+                retrieved=passages,
+            )
+
+        citations = [citation_for(item) for item in cited]
+        titles = {item.document.path: item.document.title for item in retrieval.documents}
+        for citation in citations:
+            if citation.superseded_by and citation.superseded_by not in titles:
+                successor = self.retriever.document_by_path(citation.superseded_by)
+                if successor is not None:
+                    titles[successor.path] = successor.title
+        text = extractive_answer(retrieval, cited)
+        written_by = "extractive"
+        fallback_reason = None
+        if self.writer is not None:
+            result = self.writer.write(question, cited)
+            if result.text is not None:
+                text, written_by = result.text, self.writer.spec
+            else:
+                fallback_reason = result.rejected_because
+        return Answer(
+            question=question,
+            answer=text,
+            abstained=False,
+            confidence=sure.value,
+            citations=citations,
+            warnings=warnings_for(citations, titles, self.today()),
+            written_by=written_by,
+            fallback_reason=fallback_reason,
+            retrieved=passages,
+        )

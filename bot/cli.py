@@ -1,0 +1,193 @@
+"""`steward`: the command line. Parses arguments, calls a service, prints. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from bot.answers.evaluation import EvalFileError, evaluate, read_questions
+from bot.answers.models import Answer
+from bot.answers.retrieval import Filters, IndexMissingError
+from bot.answers.service import EmptyQuestionError
+from bot.config import SettingsError, load_settings
+from bot.index.vectors import VectorStoreError
+from bot.store.catalog import CatalogError
+from bot.wiring import Services
+from ingest.documents import KINDS, STATUSES
+from ingest.pipeline import IngestError, IngestReport, Progress
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+COMMANDS = {
+    "ingest": "Index folders of runbooks and decision records (incremental; --rebuild starts over).",
+    "ask": "Answer a question from the knowledge base, with cited sources.",
+    "eval": "Measure retrieval and abstention quality on a labelled question file.",
+}
+
+
+class _Bar(Progress):
+    """A tqdm bar on a terminal; silent when output is piped."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.bar: object | None = None
+
+    def start(self, total_chunks: int) -> None:
+        if total_chunks and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_chunks, unit="chunk", desc="embedding", file=self.stream)
+
+    def advance(self, chunks: int) -> None:
+        if self.bar is not None:
+            self.bar.update(chunks)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()  # type: ignore[attr-defined]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="steward",
+        description="Steward: cited answers from your runbooks and decision records.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    ingest = commands.add_parser("ingest", help=COMMANDS["ingest"], description=COMMANDS["ingest"])
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="folder or file to ingest")
+    ingest.add_argument("--rebuild", action="store_true", help="drop the index and ingest everything again")
+
+    ask = commands.add_parser("ask", help=COMMANDS["ask"], description=COMMANDS["ask"])
+    ask.add_argument("question", help="the question, in quotes")
+    ask.add_argument("--kind", action="append", choices=KINDS, help="only documents of this kind (repeatable)")
+    ask.add_argument("--status", action="append", choices=STATUSES, help="only documents with this status")
+    ask.add_argument("--tag", action="append", help="only documents with this tag (repeatable: any of them)")
+    ask.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+    evaluation = commands.add_parser("eval", help=COMMANDS["eval"], description=COMMANDS["eval"])
+    evaluation.add_argument("questions", type=Path, metavar="QUESTIONS.jsonl")
+    evaluation.add_argument("--report", type=Path, metavar="OUT.jsonl", help="write one JSON line per question")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `steward` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        services = Services(settings)
+        if args.command == "ingest":
+            return _ingest(services, args)
+        if args.command == "ask":
+            return _ask(services, args)
+        return _eval(services, args)
+    except EmptyQuestionError as exc:
+        print(f"steward: usage error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (SettingsError, IngestError, CatalogError, VectorStoreError, IndexMissingError, EvalFileError) as exc:
+        print(f"steward: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("steward: interrupted; nothing half-written is kept, run the command again", file=sys.stderr)
+        return 130
+
+
+def _ingest(services: Services, args: argparse.Namespace) -> int:
+    report = services.ingestor.run(args.paths, rebuild=args.rebuild, progress=_Bar(sys.stderr))
+    print(format_report(report))
+    return 0
+
+
+def format_report(report: IngestReport) -> str:
+    """The end-of-ingest summary."""
+    lines = [
+        f"added {len(report.added)}, updated {len(report.updated)}, removed {len(report.removed)}, "
+        f"unchanged {report.unchanged}, skipped {len(report.skipped)}",
+        f"{report.chunks} chunks ({report.word_pieces:,} word pieces) in {report.seconds:.1f} s: "
+        f"{report.chunks_per_second:.1f} chunks/s, {report.word_pieces_per_second:,.0f} word pieces/s",
+    ]
+    if report.repaired:
+        lines.append(f"repaired {report.repaired} vectors that disagreed with the catalog")
+    for skipped in report.skipped:
+        lines.append(f"skipped {skipped.path}: {skipped.reason}")
+    for warning in report.warnings:
+        lines.append(f"warning: {warning}")
+    return "\n".join(lines)
+
+
+def _ask(services: Services, args: argparse.Namespace) -> int:
+    if not args.question.strip():
+        raise EmptyQuestionError('the question is empty: steward ask "how do I roll back a model?"')
+    filters = Filters(
+        kinds=tuple(args.kind or ()),
+        statuses=tuple(args.status or ()),
+        tags=tuple(t.lower() for t in args.tag or ()),
+    )
+    answer = services.answers.ask(args.question, filters)
+    if args.json:
+        print(json.dumps(answer.public_json(), indent=2, ensure_ascii=False))
+    else:
+        print(format_answer(answer))
+    return 0
+
+
+def format_answer(answer: Answer) -> str:
+    """An answer for the terminal: text, warnings, numbered sources, confidence."""
+    lines = [answer.answer, ""]
+    for warning in answer.warnings:
+        lines.append(f"! {warning}")
+    if answer.warnings:
+        lines.append("")
+    if answer.citations:
+        lines.append("Sources:")
+        for number, c in enumerate(answer.citations, start=1):
+            details = ", ".join(
+                part
+                for part in (
+                    c.status and f"status: {c.status}",
+                    c.owner and f"owner: {c.owner}",
+                )
+                if part
+            )
+            where = c.url or c.path
+            lines.append(f"  [{number}] {c.title} — {where}")
+            lines.append(f"      section: {c.section}" + (f" ({details})" if details else ""))
+    label = "abstained" if answer.abstained else "answered"
+    lines.append(f"({label}; confidence {answer.confidence:.2f}; written by {answer.written_by})")
+    if answer.fallback_reason:
+        lines.append(f"(LLM answer not used: {answer.fallback_reason})")
+    return "\n".join(lines)
+
+
+def _eval(services: Services, args: argparse.Namespace) -> int:
+    questions = read_questions(args.questions)
+    result = evaluate(services.answers, questions)
+    summary = result.summary()
+    print(
+        f"{summary['questions']} questions: recall@5 {summary['recall@5']:.3f}, MRR@10 {summary['mrr@10']:.3f}, "
+        f"hint@5 {summary['hint@5']:.3f}"
+    )
+    print(
+        f"abstention: {summary['abstained_unanswerable']}/{summary['unanswerable']} unanswerable, "
+        f"{summary['abstained_answerable']}/{summary['answerable']} answerable; "
+        f"precision {summary['abstention_precision']:.3f}, recall {summary['abstention_recall']:.3f}"
+    )
+    print(f"latency p50 {summary['latency_p50_ms']:.1f} ms, p95 {summary['latency_p95_ms']:.1f} ms")
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        with args.report.open("w", encoding="utf-8") as out:
+            for row in result.rows:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        print(f"report: {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

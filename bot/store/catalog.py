@@ -1,0 +1,345 @@
+"""The knowledge catalog: documents, their chunks and the ingest manifest, in SQLite or PostgreSQL.
+
+The catalog is the source of truth for what the index holds. A document's row (with its content
+hash) is written only after its vectors are in Chroma, so an interrupted ingest leaves the old row
+and the next ingest redoes that document.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DatabaseError, OperationalError
+
+metadata = sa.MetaData()
+
+kb_meta = sa.Table(
+    "kb_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+kb_documents = sa.Table(
+    "kb_documents",
+    metadata,
+    sa.Column("doc_id", sa.String(40), primary_key=True),
+    sa.Column("root", sa.Text, nullable=False, index=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=True),
+    sa.Column("status", sa.String(32), nullable=True),
+    sa.Column("owner", sa.Text, nullable=True),
+    sa.Column("tags", sa.Text, nullable=False, default="[]"),
+    sa.Column("services", sa.Text, nullable=False, default="[]"),
+    sa.Column("last_reviewed", sa.String(10), nullable=True),
+    sa.Column("review_by", sa.String(10), nullable=True),
+    sa.Column("superseded_by", sa.Text, nullable=True),
+    sa.Column("url", sa.Text, nullable=True),
+    sa.Column("ingested_at", sa.Float, nullable=False),
+)
+
+kb_chunks = sa.Table(
+    "kb_chunks",
+    metadata,
+    sa.Column("chunk_id", sa.String(64), primary_key=True),
+    sa.Column("doc_id", sa.String(40), nullable=False, index=True),
+    sa.Column("ord", sa.Integer, nullable=False),
+    sa.Column("section", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("terms", sa.Text, nullable=False),
+)
+
+
+class CatalogError(Exception):
+    """The catalog cannot be read; the message says how to repair it."""
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """One ingested document and what its front matter (or inference) said about it."""
+
+    doc_id: str
+    root: str
+    path: str
+    content_hash: str
+    title: str
+    kind: str | None = None
+    status: str | None = None
+    owner: str | None = None
+    tags: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    last_reviewed: str | None = None
+    review_by: str | None = None
+    superseded_by: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One passage of a document, as indexed."""
+
+    chunk_id: str
+    doc_id: str
+    ord: int
+    section: str
+    text: str
+    terms: str = ""
+
+
+@dataclass
+class CatalogSnapshot:
+    """Everything retrieval needs, read in one go at one generation."""
+
+    generation: int
+    documents: dict[str, DocumentRecord] = field(default_factory=dict)
+    chunks: list[ChunkRecord] = field(default_factory=list)
+
+
+def _document_from_row(row: Any) -> DocumentRecord:
+    return DocumentRecord(
+        doc_id=row.doc_id,
+        root=row.root,
+        path=row.path,
+        content_hash=row.content_hash,
+        title=row.title,
+        kind=row.kind,
+        status=row.status,
+        owner=row.owner,
+        tags=tuple(json.loads(row.tags or "[]")),
+        services=tuple(json.loads(row.services or "[]")),
+        last_reviewed=row.last_reviewed,
+        review_by=row.review_by,
+        superseded_by=row.superseded_by,
+        url=row.url,
+    )
+
+
+class Catalog:
+    """Repository over the catalog tables."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, created on first use."""
+        if self._engine is None:
+            self._engine = sa.create_engine(self.url, future=True, pool_pre_ping=True)
+        return self._engine
+
+    def where(self) -> str:
+        """The database, without its password, for messages."""
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except DatabaseError as exc:
+            if isinstance(exc, OperationalError) and "could not connect" in str(exc).lower():
+                raise CatalogError(
+                    f"cannot reach the state database {self.where()}: {exc.orig}. "
+                    "Check STEWARD_DATABASE_URL and that the database is running."
+                ) from None
+            raise CatalogError(
+                f"the knowledge catalog in {self.where()} cannot be read ({exc.orig}). "
+                "Repair it with `steward ingest PATH... --rebuild`."
+            ) from None
+
+    def ensure_schema(self) -> None:
+        """Create the tables that do not exist yet."""
+        with self._connect() as connection:
+            metadata.create_all(connection)
+
+    def drop(self) -> None:
+        """Remove every catalog table (used by `--rebuild`)."""
+        with self._connect() as connection:
+            metadata.drop_all(connection)
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        """A value of the catalog's key/value table."""
+        with self._connect() as connection:
+            return connection.execute(sa.select(kb_meta.c.value).where(kb_meta.c.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a key of the catalog's key/value table."""
+        with self._connect() as connection:
+            self._set_meta(connection, key, value)
+
+    @staticmethod
+    def _set_meta(connection: Connection, key: str, value: str) -> None:
+        updated = connection.execute(sa.update(kb_meta).where(kb_meta.c.key == key).values(value=value))
+        if updated.rowcount == 0:
+            connection.execute(sa.insert(kb_meta).values(key=key, value=value))
+
+    @staticmethod
+    def _bump_generation(connection: Connection) -> None:
+        current = connection.execute(
+            sa.select(kb_meta.c.value).where(kb_meta.c.key == "generation")
+        ).scalar()
+        Catalog._set_meta(connection, "generation", str(int(current or 0) + 1))
+
+    def generation(self) -> int:
+        """Increases with every committed change; caches of the catalog key on it."""
+        return int(self.get_meta("generation") or 0)
+
+    # -- manifest ---------------------------------------------------------------------------
+
+    def manifest(self, root: str) -> dict[str, tuple[str, str]]:
+        """Relative path -> (doc_id, content hash) for the documents ingested from `root`."""
+        with self._connect() as connection:
+            rows = connection.execute(
+                sa.select(kb_documents.c.path, kb_documents.c.doc_id, kb_documents.c.content_hash).where(
+                    kb_documents.c.root == root
+                )
+            )
+            return {row.path: (row.doc_id, row.content_hash) for row in rows}
+
+    def chunk_ids(self, doc_ids: Iterable[str]) -> list[str]:
+        """The chunk ids the catalog holds for these documents."""
+        ids = list(doc_ids)
+        found: list[str] = []
+        with self._connect() as connection:
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                found.extend(
+                    connection.execute(
+                        sa.select(kb_chunks.c.chunk_id).where(kb_chunks.c.doc_id.in_(part))
+                    ).scalars()
+                )
+        return found
+
+    def all_chunk_ids(self) -> set[str]:
+        """Every chunk id in the catalog."""
+        with self._connect() as connection:
+            return set(connection.execute(sa.select(kb_chunks.c.chunk_id)).scalars())
+
+    def count(self) -> tuple[int, int]:
+        """(documents, chunks) in the catalog."""
+        with self._connect() as connection:
+            documents = connection.execute(sa.select(sa.func.count()).select_from(kb_documents)).scalar()
+            chunks = connection.execute(sa.select(sa.func.count()).select_from(kb_chunks)).scalar()
+            return int(documents or 0), int(chunks or 0)
+
+    def replace_documents(
+        self, items: Sequence[tuple[DocumentRecord, Sequence[ChunkRecord]]]
+    ) -> None:
+        """Write documents and their chunks in one transaction, replacing earlier versions."""
+        if not items:
+            return
+        now = time.time()
+        with self._connect() as connection:
+            doc_ids = [document.doc_id for document, _ in items]
+            connection.execute(sa.delete(kb_chunks).where(kb_chunks.c.doc_id.in_(doc_ids)))
+            connection.execute(sa.delete(kb_documents).where(kb_documents.c.doc_id.in_(doc_ids)))
+            connection.execute(
+                sa.insert(kb_documents),
+                [
+                    {
+                        "doc_id": d.doc_id,
+                        "root": d.root,
+                        "path": d.path,
+                        "content_hash": d.content_hash,
+                        "title": d.title,
+                        "kind": d.kind,
+                        "status": d.status,
+                        "owner": d.owner,
+                        "tags": json.dumps(list(d.tags)),
+                        "services": json.dumps(list(d.services)),
+                        "last_reviewed": d.last_reviewed,
+                        "review_by": d.review_by,
+                        "superseded_by": d.superseded_by,
+                        "url": d.url,
+                        "ingested_at": now,
+                    }
+                    for d, _ in items
+                ],
+            )
+            rows = [
+                {
+                    "chunk_id": c.chunk_id,
+                    "doc_id": c.doc_id,
+                    "ord": c.ord,
+                    "section": c.section,
+                    "text": c.text,
+                    "terms": c.terms,
+                }
+                for _, chunks in items
+                for c in chunks
+            ]
+            if rows:
+                connection.execute(sa.insert(kb_chunks), rows)
+            self._bump_generation(connection)
+
+    def remove_documents(self, doc_ids: Sequence[str]) -> None:
+        """Forget documents and their chunks."""
+        if not doc_ids:
+            return
+        with self._connect() as connection:
+            for start in range(0, len(doc_ids), 500):
+                part = list(doc_ids[start : start + 500])
+                connection.execute(sa.delete(kb_chunks).where(kb_chunks.c.doc_id.in_(part)))
+                connection.execute(sa.delete(kb_documents).where(kb_documents.c.doc_id.in_(part)))
+            self._bump_generation(connection)
+
+    def forget_hashes(self, doc_ids: Sequence[str]) -> None:
+        """Mark documents as needing a re-ingest (their vectors were found missing)."""
+        with self._connect() as connection:
+            for start in range(0, len(doc_ids), 500):
+                part = list(doc_ids[start : start + 500])
+                connection.execute(
+                    sa.update(kb_documents).where(kb_documents.c.doc_id.in_(part)).values(content_hash="")
+                )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def documents(self) -> list[DocumentRecord]:
+        """Every document in the catalog."""
+        with self._connect() as connection:
+            rows = connection.execute(sa.select(kb_documents).order_by(kb_documents.c.path))
+            return [_document_from_row(row) for row in rows]
+
+    def snapshot(self) -> CatalogSnapshot:
+        """Documents and chunks as of one generation (read in one transaction)."""
+        with self._connect() as connection:
+            generation = int(
+                connection.execute(
+                    sa.select(kb_meta.c.value).where(kb_meta.c.key == "generation")
+                ).scalar()
+                or 0
+            )
+            documents = {
+                row.doc_id: _document_from_row(row) for row in connection.execute(sa.select(kb_documents))
+            }
+            chunks = [
+                ChunkRecord(
+                    chunk_id=row.chunk_id,
+                    doc_id=row.doc_id,
+                    ord=row.ord,
+                    section=row.section,
+                    text=row.text,
+                    terms=row.terms,
+                )
+                for row in connection.execute(
+                    sa.select(kb_chunks).order_by(kb_chunks.c.doc_id, kb_chunks.c.ord)
+                )
+            ]
+        return CatalogSnapshot(generation=generation, documents=documents, chunks=chunks)
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        if self._engine is not None:
+            self._engine.dispose()

@@ -1,0 +1,79 @@
+"""The composition root: builds every service from Settings, once. Only this module picks implementations."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from bot.answers.llm import LLMWriter, build_chat_model
+from bot.answers.retrieval import Retriever
+from bot.answers.service import AnswerService
+from bot.config import Settings, SettingsError
+from bot.index.embedding import Embedder
+from bot.index.vectors import VectorIndex
+from bot.store.catalog import Catalog
+from ingest.pipeline import Ingestor
+
+
+class Services:
+    """Lazily built services sharing one catalog, one vector index and one embedding model."""
+
+    def __init__(self, settings: Settings, chat_model: Any = None) -> None:
+        self.settings = settings
+        self._chat_model = chat_model
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """The knowledge catalog in the state database."""
+        if self.settings.database_url is None:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return Catalog(self.settings.resolved_database_url)
+
+    @cached_property
+    def vectors(self) -> VectorIndex:
+        """Chroma, embedded or server."""
+        if self.settings.chroma_url:
+            return VectorIndex(self.settings.chroma_collection, url=self.settings.chroma_url)
+        return VectorIndex(self.settings.chroma_collection, path=self.settings.chroma_path)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        """The packaged embedding model."""
+        return Embedder(batch_size=self.settings.embedding_batch_size)
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        """Runs `steward ingest`."""
+        return Ingestor(self.catalog, self.vectors, self.embedder, self.settings.max_file_bytes)
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        """Hybrid retrieval over the catalog and the vectors."""
+        return Retriever(self.catalog, self.vectors, self.embedder)
+
+    @cached_property
+    def writer(self) -> LLMWriter | None:
+        """The LLM answer writer when `STEWARD_LLM` is set (or a model was handed in)."""
+        spec = self.settings.llm
+        model = self._chat_model
+        if model is None and spec:
+            try:
+                model = build_chat_model(spec)
+            except Exception as exc:
+                raise SettingsError(
+                    f"STEWARD_LLM={spec!r} cannot be used: {exc}. Install the provider's LangChain package "
+                    "(for example `pip install langchain-openai`) or unset STEWARD_LLM."
+                ) from None
+        if model is None:
+            return None
+        return LLMWriter(model, spec or type(model).__name__, self.settings.llm_timeout_seconds)
+
+    @cached_property
+    def answers(self) -> AnswerService:
+        """The answer service used by the CLI and Slack alike."""
+        return AnswerService(
+            self.retriever,
+            abstain_below=self.settings.abstain_below,
+            sources=self.settings.sources,
+            writer=self.writer,
+        )

@@ -1,0 +1,398 @@
+"""Files -> documents: reading Markdown, text and HTML, front matter, and what can be inferred.
+
+Problems with one file never stop an ingest: they come back as `Skipped` (the file is not
+ingested) or as warnings (a field was ignored), each naming the file and, where known, the line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+KINDS = ("runbook", "decision", "guide", "policy", "postmortem")
+STATUSES = ("draft", "proposed", "accepted", "deprecated", "superseded")
+
+# Markdown, Markdown with template tags (Middleman's .html.md.erb), plain text, HTML.
+MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".md.erb", ".markdown.erb")
+TEXT_SUFFIXES = (".txt", ".text")
+HTML_SUFFIXES = (".html", ".htm")
+SKIPPED_FOLDERS = frozenset({".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", ".steward"})
+
+_STATUS_WORDS = {
+    "draft": "draft",
+    "proposed": "proposed",
+    "proposal": "proposed",
+    "pending": "proposed",
+    "open": "proposed",
+    "rfc": "proposed",
+    "accepted": "accepted",
+    "approved": "accepted",
+    "agreed": "accepted",
+    "adopted": "accepted",
+    "decided": "accepted",
+    "implemented": "accepted",
+    "done": "accepted",
+    "deprecated": "deprecated",
+    "rejected": "deprecated",
+    "withdrawn": "deprecated",
+    "retired": "deprecated",
+    "obsolete": "deprecated",
+    "superseded": "superseded",
+    "superceded": "superseded",
+    "replaced": "superseded",
+}
+
+_KIND_FOLDERS = (
+    (re.compile(r"runbook|playbook|alerts?$|on-?call|troubleshoot"), "runbook"),
+    (re.compile(r"^adrs?$|decision|architecture-decision"), "decision"),
+    (re.compile(r"post-?mortems?|incident-?reviews?|retrospectives?"), "postmortem"),
+    (re.compile(r"polic(y|ies)|governance|standards?$"), "policy"),
+    (re.compile(r"guides?$|guidance|how-?tos?|manual|tutorials?|docs?$"), "guide"),
+)
+
+_FRONT_MATTER_ALIASES = {
+    "last_reviewed_on": "last_reviewed",
+    "reviewed": "last_reviewed",
+    "owner_slack": "owner",
+    "owners": "owner",
+    "superseded-by": "superseded_by",
+    "supersededby": "superseded_by",
+    "review-by": "review_by",
+}
+
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
+_ERB = re.compile(r"<%.*?%>", re.S)
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_STATUS_LINE = re.compile(
+    r"^[ \t]*(?:[-*][ \t]+)?(?:\*\*|__)?status(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.+)$", re.I | re.M
+)
+_STATUS_SECTION = re.compile(r"^#{1,4}[ \t]*status[ \t#]*\n+((?:.*\n?){1,6})", re.I | re.M)
+_LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)[^)]*\)")
+_DURATION = re.compile(r"^\s*(\d+)\s*(day|week|month|year)s?\s*$", re.I)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that was not ingested, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class SourceDocument:
+    """A parsed document, ready to be chunked."""
+
+    path: str
+    title: str
+    body: str
+    kind: str | None = None
+    status: str | None = None
+    owner: str | None = None
+    tags: list[str] = field(default_factory=list)
+    services: list[str] = field(default_factory=list)
+    last_reviewed: str | None = None
+    review_by: str | None = None
+    superseded_by: str | None = None
+    url: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def format_of(path: Path) -> str | None:
+    """'markdown', 'text' or 'html' for files Steward reads; None for anything else."""
+    name = path.name.lower()
+    if name.endswith(MARKDOWN_SUFFIXES) or name.endswith(".md.erb"):
+        return "markdown"
+    if name.endswith(TEXT_SUFFIXES):
+        return "text"
+    if name.endswith(HTML_SUFFIXES):
+        return "html"
+    return None
+
+
+def discover(root: Path) -> list[tuple[str, Path]]:
+    """(path relative to root, file) for every readable-format file below root, sorted."""
+    if root.is_file():
+        return [(root.name, root)] if format_of(root) else []
+    found: list[tuple[str, Path]] = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if any(part in SKIPPED_FOLDERS or part.startswith(".") for part in relative.parts[:-1]):
+            continue
+        if path.is_file() and not path.is_symlink() and format_of(path):
+            found.append((relative.as_posix(), path))
+    return found
+
+
+def decode(path: str, data: bytes, max_bytes: int) -> str | Skipped:
+    """The file's text, or why it is skipped (oversize, binary, not UTF-8)."""
+    if len(data) > max_bytes:
+        return Skipped(path, f"oversize: {len(data):,} bytes > STEWARD_MAX_FILE_BYTES={max_bytes:,}")
+    if b"\x00" in data[:8192]:
+        return Skipped(path, "binary file (contains NUL bytes)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return Skipped(path, f"not UTF-8 text (byte {exc.start})")
+
+
+def parse(path: str, text: str, fmt: str, known_paths: frozenset[str] = frozenset()) -> SourceDocument | Skipped:
+    """Turn a file's text into a document, inferring what the front matter does not say."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    meta: dict[str, Any] = {}
+    meta_lines: dict[str, int] = {}
+    body = text
+    if fmt == "html":
+        title, body = _html_to_markdown(text)
+        if title:
+            meta["title"] = title
+    elif text.startswith("---\n"):
+        front = _split_front_matter(path, text)
+        if isinstance(front, Skipped):
+            return front
+        meta, meta_lines, body = front
+    body = _HTML_COMMENT.sub("", _ERB.sub("", body)) if fmt != "text" else body
+
+    document = SourceDocument(path=path, title="", body=body)
+    _apply_front_matter(document, meta, meta_lines, known_paths)
+    if not document.title:
+        document.title = _infer_title(path, body, fmt)
+    if document.kind is None:
+        document.kind = _infer_kind(path, body)
+    if document.status is None or document.superseded_by is None:
+        _infer_adr_status(document, known_paths)
+    return document
+
+
+def _split_front_matter(path: str, text: str) -> tuple[dict[str, Any], dict[str, int], str] | Skipped:
+    end = re.search(r"^(?:---|\.\.\.)[ \t]*$", text[4:], re.M)
+    if end is None:
+        return Skipped(path, "front matter opened with '---' on line 1 is never closed (add a '---' line)")
+    raw = text[4 : 4 + end.start()]
+    body = text[4 + end.end() :].lstrip("\n")
+    try:
+        loaded = yaml.safe_load(raw) if raw.strip() else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f", line {mark.line + 2}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return Skipped(path, f"malformed front matter{line}: {problem}")
+    if not isinstance(loaded, dict):
+        return Skipped(path, "front matter, line 2: expected 'key: value' lines, found " + type(loaded).__name__)
+    lines: dict[str, int] = {}
+    for number, line_text in enumerate(raw.splitlines(), start=2):
+        key = line_text.split(":", 1)[0].strip()
+        if key and not line_text.startswith((" ", "\t", "-")):
+            lines.setdefault(key, number)
+    return {str(k): v for k, v in loaded.items()}, lines, body
+
+
+def _as_date(value: Any) -> str | None:
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip()[:10]).isoformat()
+        except ValueError:
+            return None
+    return None
+
+
+def _as_list(value: Any) -> list[str] | None:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, list | tuple) and all(isinstance(item, str | int | float) for item in value):
+        return [str(item).strip() for item in value if str(item).strip()]
+    return None
+
+
+def _add_duration(start: str, duration: str) -> str | None:
+    match = _DURATION.match(duration)
+    if not match:
+        return None
+    amount, unit = int(match.group(1)), match.group(2).lower()
+    day = dt.date.fromisoformat(start)
+    if unit in ("day", "week"):
+        return (day + dt.timedelta(days=amount * (7 if unit == "week" else 1))).isoformat()
+    months = amount * (12 if unit == "year" else 1)
+    year, month = divmod(day.month - 1 + months, 12)
+    return dt.date(day.year + year, month + 1, min(day.day, 28)).isoformat()
+
+
+def _apply_front_matter(
+    document: SourceDocument, meta: dict[str, Any], lines: dict[str, int], known_paths: frozenset[str]
+) -> None:
+    def warn(key: str, message: str) -> None:
+        line = lines.get(key)
+        where = f"{document.path}, line {line}" if line else document.path
+        document.warnings.append(f"{where}: field '{key}' {message}; ignored")
+
+    normalised: dict[str, tuple[str, Any]] = {}
+    for key, value in meta.items():
+        canonical = _FRONT_MATTER_ALIASES.get(key.lower(), key.lower())
+        normalised.setdefault(canonical, (key, value))
+
+    for canonical, (key, value) in normalised.items():
+        if value is None:
+            continue
+        if canonical in ("title", "owner", "url"):
+            if isinstance(value, list) and canonical == "owner":
+                value = ", ".join(str(item) for item in value)
+            if not isinstance(value, str | int | float) or not str(value).strip():
+                warn(key, "must be text")
+                continue
+            setattr(document, canonical, str(value).strip())
+        elif canonical in ("kind", "status"):
+            allowed = KINDS if canonical == "kind" else STATUSES
+            word = str(value).strip().lower()
+            if canonical == "status":
+                word = _STATUS_WORDS.get(word, word)
+            if word not in allowed:
+                warn(key, f"is {value!r}, expected one of: {', '.join(allowed)}")
+                continue
+            setattr(document, canonical, word)
+        elif canonical in ("tags", "services"):
+            items = _as_list(value)
+            if items is None:
+                warn(key, "must be a list of words or a comma-separated string")
+                continue
+            setattr(document, canonical, items)
+        elif canonical in ("last_reviewed", "review_by"):
+            day = _as_date(value)
+            if day is None:
+                warn(key, f"is {value!r}, expected a date like 2026-01-31")
+                continue
+            setattr(document, canonical, day)
+        elif canonical == "superseded_by":
+            if not isinstance(value, str) or not value.strip():
+                warn(key, "must be the path or URL of the document that replaces this one")
+                continue
+            document.superseded_by = _resolve_reference(document.path, value.strip(), known_paths)
+
+    review_in = normalised.get("review_in")
+    if document.review_by is None and review_in and document.last_reviewed:
+        document.review_by = _add_duration(document.last_reviewed, str(review_in[1]))
+    if document.superseded_by and document.status is None:
+        document.status = "superseded"
+
+
+def _resolve_reference(path: str, target: str, known_paths: frozenset[str]) -> str:
+    """A link from one document to another, as a path relative to the ingested folder when possible."""
+    target = target.split("#", 1)[0]
+    if "://" in target or not target:
+        return target
+    candidates = [
+        PurePosixPath(target.lstrip("/")).as_posix(),
+        _normalise(PurePosixPath(path).parent / target),
+    ]
+    for candidate in candidates:
+        if candidate in known_paths:
+            return candidate
+    return candidates[1] if not target.startswith("/") else candidates[0]
+
+
+def _normalise(path: PurePosixPath) -> str:
+    parts: list[str] = []
+    for part in path.parts:
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in (".", ""):
+            parts.append(part)
+    return "/".join(parts)
+
+
+def _infer_title(path: str, body: str, fmt: str) -> str:
+    in_fence = False
+    lines = body.splitlines()
+    for index, line in enumerate(lines):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            continue
+        match = _HEADING.match(line)
+        if match and match.group(2).strip():
+            return _plain(match.group(2))
+        next_line = lines[index + 1] if index + 1 < len(lines) else ""
+        if line.strip() and re.fullmatch(r"=+\s*", next_line):
+            return _plain(line)
+        if fmt == "text" and line.strip():
+            return line.strip()[:120]
+    stem = PurePosixPath(path).name.split(".")[0]
+    return re.sub(r"[-_]+", " ", stem).strip() or path
+
+
+def _plain(text: str) -> str:
+    text = _LINK.sub(r"\1", text)
+    return re.sub(r"[*_`]+", "", text).strip()
+
+
+def _infer_kind(path: str, body: str) -> str | None:
+    folders = [part.lower() for part in PurePosixPath(path).parts[:-1]]
+    for folder in reversed(folders):
+        for pattern, kind in _KIND_FOLDERS:
+            if pattern.search(folder):
+                return kind
+    name = PurePosixPath(path).name.lower()
+    if re.match(r"^(adr[-_]?)?\d{3,4}[-_]", name) and re.search(r"^#+\s*decision", body, re.I | re.M):
+        return "decision"
+    if "runbook" in name:
+        return "runbook"
+    return None
+
+
+def _infer_adr_status(document: SourceDocument, known_paths: frozenset[str]) -> None:
+    """Read the status from the common ADR formats: a `Status:` line or a `## Status` section."""
+    head = document.body[:4000]
+    found: str | None = None
+    match = _STATUS_LINE.search(head)
+    if match:
+        found = match.group(1)
+    else:
+        section = _STATUS_SECTION.search(head)
+        if section:
+            found = next((line for line in section.group(1).splitlines() if line.strip()), None)
+    if not found:
+        return
+    cleaned = _plain(found).strip(" .:-*[]").lower()
+    first = re.split(r"[^a-z]+", cleaned.strip())[0] if cleaned.strip() else ""
+    status = _STATUS_WORDS.get(first)
+    if status is None:
+        status = next((value for word, value in _STATUS_WORDS.items() if re.search(rf"\b{word}\b", cleaned)), None)
+    if document.status is None and status is not None:
+        document.status = status
+    if document.superseded_by is None and (status == "superseded" or "supersed" in cleaned):
+        link = _LINK.search(found)
+        if link:
+            document.superseded_by = _resolve_reference(document.path, link.group(2), known_paths)
+
+
+def _html_to_markdown(text: str) -> tuple[str | None, str]:
+    """HTML -> (title, Markdown-ish text keeping headings, paragraphs, lists and code)."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(text, "html.parser")
+    for tag in soup(["script", "style", "nav", "noscript", "template"]):
+        tag.decompose()
+    title = soup.title.get_text(" ", strip=True) if soup.title else None
+    for level in range(1, 7):
+        for heading in soup.find_all(f"h{level}"):
+            heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
+    for pre in soup.find_all("pre"):
+        pre.replace_with(f"\n\n```\n{pre.get_text()}\n```\n\n")
+    for item in soup.find_all("li"):
+        item.replace_with(f"\n- {item.get_text(' ', strip=True)}\n")
+    for block in soup.find_all(["p", "div", "tr", "br", "table"]):
+        block.insert_after("\n\n")
+    body = soup.body if soup.body else soup
+    markdown = re.sub(r"\n{3,}", "\n\n", body.get_text())
+    return title, markdown.strip() + "\n"

@@ -1,0 +1,299 @@
+"""The ingest run: scan folders, skip what is unchanged, embed what changed, remove what is gone.
+
+Order of writes, per batch of documents: vectors into Chroma first, then the catalog (manifest,
+chunks) in one transaction. A crash between the two leaves the manifest's old hash, so the next
+run redoes those documents; vectors no catalog row points to are swept by the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bot.index.embedding import Embedder
+from bot.index.lexical import terms
+from bot.index.vectors import VectorIndex
+from bot.store.catalog import Catalog, ChunkRecord, DocumentRecord
+from ingest.chunking import chunk_document
+from ingest.documents import Skipped, SourceDocument, decode, discover, format_of, parse
+
+# Part of every content hash: a change to parsing or chunking re-ingests everything once.
+PIPELINE_VERSION = "steward-ingest-3"
+_BATCH_CHUNKS = 512
+
+
+class IngestError(Exception):
+    """The ingest cannot start or go on; the message says what to do."""
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    chunks: int = 0
+    word_pieces: int = 0
+    repaired: int = 0
+    seconds: float = 0.0
+
+    @property
+    def chunks_per_second(self) -> float:
+        """Chunks embedded per second of the whole run."""
+        return self.chunks / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def word_pieces_per_second(self) -> float:
+        """Word pieces embedded per second of the whole run."""
+        return self.word_pieces / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _Pending:
+    record: DocumentRecord
+    chunks: list[ChunkRecord]
+    embed_texts: list[str]
+    pieces: int
+    previous_chunk_ids: list[str]
+    is_new: bool
+
+
+class Progress:
+    """Receives progress; the CLI shows a bar on a terminal, tests and pipes get nothing."""
+
+    def start(self, total_chunks: int) -> None:
+        """Called once the number of chunks to embed is known."""
+
+    def advance(self, chunks: int) -> None:
+        """Called after each batch is written."""
+
+    def close(self) -> None:
+        """Called at the end of the run."""
+
+
+def document_id(root: str, path: str) -> str:
+    """Stable id of a document: its ingested folder and path."""
+    return hashlib.sha1(f"{root}\0{path}".encode(), usedforsecurity=False).hexdigest()[:20]
+
+
+def content_hash(data: bytes) -> str:
+    """Hash of a file's bytes and of the pipeline version."""
+    return hashlib.sha256(PIPELINE_VERSION.encode() + b"\0" + data).hexdigest()
+
+
+class Ingestor:
+    """Runs ingests against one catalog and one vector index with one embedding model."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        vectors: VectorIndex,
+        embedder: Embedder,
+        max_file_bytes: int,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.catalog = catalog
+        self.vectors = vectors
+        self.embedder = embedder
+        self.max_file_bytes = max_file_bytes
+        self.clock = clock
+
+    def run(self, paths: Sequence[Path], rebuild: bool = False, progress: Progress | None = None) -> IngestReport:
+        """Ingest the given folders (or files); see the module docstring for the guarantees."""
+        progress = progress or Progress()
+        started = self.clock()
+        roots = self._check_paths(paths)
+        report = IngestReport()
+        if rebuild:
+            self.vectors.reset()
+            self.catalog.drop()
+        self.catalog.ensure_schema()
+        self._check_model()
+        report.repaired = self._reconcile()
+
+        pending: list[_Pending] = []
+        for root in roots:
+            pending.extend(self._scan(root, report))
+
+        total = sum(len(item.chunks) for item in pending)
+        progress.start(total)
+        try:
+            for batch in _batches(pending, _BATCH_CHUNKS):
+                self._write(batch, report)
+                progress.advance(sum(len(item.chunks) for item in batch))
+        finally:
+            progress.close()
+        report.seconds = self.clock() - started
+        return report
+
+    def _check_paths(self, paths: Sequence[Path]) -> list[Path]:
+        if not paths:
+            raise IngestError("no path given: name one or more folders or files, e.g. `steward ingest knowledge/`")
+        roots: list[Path] = []
+        for path in paths:
+            if not path.exists():
+                raise IngestError(f"{path}: no such file or folder (nothing was ingested)")
+            if path.is_file() and format_of(path) is None:
+                raise IngestError(
+                    f"{path}: not a format Steward reads (Markdown .md/.markdown/.md.erb, text .txt, HTML .html)"
+                )
+            roots.append(path.resolve())
+        return roots
+
+    def _check_model(self) -> None:
+        identity = self.embedder.identity
+        recorded = self.catalog.get_meta("embedding_model")
+        stamped = self.vectors.model_identity() if self.vectors.exists() else None
+        for found in (recorded, stamped):
+            if found is not None and found != identity:
+                raise IngestError(
+                    f"the index was built with embedding model {found}, but this Steward uses {identity}. "
+                    "Vectors of different models cannot be mixed: run `steward ingest PATH... --rebuild`."
+                )
+        if recorded is None:
+            self.catalog.set_meta("embedding_model", identity)
+        self.vectors.collection(identity)
+
+    def _reconcile(self) -> int:
+        """Repair a catalog and a vector index that disagree (an interrupted run, a lost volume)."""
+        _, catalog_chunks = self.catalog.count()
+        if self.vectors.count() == catalog_chunks:
+            return 0
+        in_chroma = set(self.vectors.iter_ids())
+        in_catalog = self.catalog.all_chunk_ids()
+        orphans = sorted(in_chroma - in_catalog)
+        self.vectors.delete(orphans)
+        missing = in_catalog - in_chroma
+        if missing:
+            doc_ids = sorted({chunk_id.split(":", 1)[0] for chunk_id in missing})
+            self.catalog.forget_hashes(doc_ids)
+        return len(orphans) + len(missing)
+
+    def _scan(self, root: Path, report: IngestReport) -> list[_Pending]:
+        root_key = str(root)
+        manifest = self.catalog.manifest(root_key)
+        files = discover(root)
+        known = frozenset(path for path, _ in files)
+        seen: set[str] = set()
+        pending: list[_Pending] = []
+        for relative, file in files:
+            seen.add(relative)
+            try:
+                data = file.read_bytes()
+            except OSError as exc:
+                report.skipped.append(Skipped(relative, f"unreadable: {exc.strerror or exc}"))
+                continue
+            digest = content_hash(data)
+            previous = manifest.get(relative)
+            if previous is not None and previous[1] == digest:
+                report.unchanged += 1
+                continue
+            text = decode(relative, data, self.max_file_bytes)
+            if isinstance(text, Skipped):
+                report.skipped.append(text)
+                continue
+            parsed = parse(relative, text, format_of(file) or "text", known)
+            if isinstance(parsed, Skipped):
+                report.skipped.append(parsed)
+                continue
+            report.warnings.extend(parsed.warnings)
+            item = self._prepare(root_key, relative, digest, parsed)
+            if not item.chunks:
+                report.skipped.append(Skipped(relative, "no text to index"))
+                continue
+            item.previous_chunk_ids = self.catalog.chunk_ids([item.record.doc_id]) if previous else []
+            item.is_new = previous is None
+            pending.append(item)
+
+        gone = sorted(set(manifest) - seen)
+        if gone:
+            doc_ids = [manifest[path][0] for path in gone]
+            self.vectors.delete(self.catalog.chunk_ids(doc_ids))
+            self.catalog.remove_documents(doc_ids)
+            report.removed.extend(gone)
+        return pending
+
+    def _prepare(self, root: str, relative: str, digest: str, parsed: SourceDocument) -> _Pending:
+        doc_id = document_id(root, relative)
+        record = DocumentRecord(
+            doc_id=doc_id,
+            root=root,
+            path=relative,
+            content_hash=digest,
+            title=parsed.title,
+            kind=parsed.kind,
+            status=parsed.status,
+            owner=parsed.owner,
+            tags=tuple(parsed.tags),
+            services=tuple(parsed.services),
+            last_reviewed=parsed.last_reviewed,
+            review_by=parsed.review_by,
+            superseded_by=parsed.superseded_by,
+            url=parsed.url,
+        )
+        chunks = chunk_document(parsed, self.embedder.count_word_pieces)
+        file_words = " ".join(relative.replace("/", " ").split(".")[:1])
+        records = [
+            ChunkRecord(
+                chunk_id=f"{doc_id}:{chunk.ord}",
+                doc_id=doc_id,
+                ord=chunk.ord,
+                section=chunk.section,
+                text=chunk.text,
+                terms=" ".join(terms(f"{file_words} {chunk.section}\n{chunk.text}")),
+            )
+            for chunk in chunks
+        ]
+        return _Pending(
+            record=record,
+            chunks=records,
+            embed_texts=[chunk.embed_text for chunk in chunks],
+            pieces=sum(chunk.pieces for chunk in chunks),
+            previous_chunk_ids=[],
+            is_new=True,
+        )
+
+    def _write(self, batch: Sequence[_Pending], report: IngestReport) -> None:
+        texts = [text for item in batch for text in item.embed_texts]
+        # Identical passages (boilerplate repeated across documents) are embedded once.
+        unique = list(dict.fromkeys(texts))
+        vectors = self.embedder.embed(unique)
+        position = {text: row for row, text in enumerate(unique)}
+        matrix = vectors[[position[text] for text in texts]] if texts else np.zeros((0, vectors.shape[1]))
+        ids = [chunk.chunk_id for item in batch for chunk in item.chunks]
+        metadatas = [
+            {"doc_id": item.record.doc_id, "kind": item.record.kind or "", "status": item.record.status or ""}
+            for item in batch
+            for _ in item.chunks
+        ]
+        self.vectors.upsert(ids, matrix.astype(np.float32), metadatas)
+        new_ids = set(ids)
+        stale = [chunk_id for item in batch for chunk_id in item.previous_chunk_ids if chunk_id not in new_ids]
+        self.vectors.delete(stale)
+        self.catalog.replace_documents([(item.record, item.chunks) for item in batch])
+        for item in batch:
+            (report.added if item.is_new else report.updated).append(item.record.path)
+        report.chunks += len(ids)
+        report.word_pieces += sum(item.pieces for item in batch)
+
+
+def _batches(items: Iterable[_Pending], max_chunks: int) -> Iterable[list[_Pending]]:
+    batch: list[_Pending] = []
+    size = 0
+    for item in items:
+        batch.append(item)
+        size += len(item.chunks)
+        if size >= max_chunks:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch

@@ -1,0 +1,136 @@
+"""Shared fixtures: the real embedding model (loaded once), small knowledge trees, isolated settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.index.embedding import Embedder
+from bot.wiring import Services
+
+ROOT = Path(__file__).resolve().parents[1]
+TODAY = dt.date(2026, 11, 24)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's STEWARD_* variables or .env file."""
+    for name in list(os.environ):
+        if name.startswith("STEWARD_") and name != "STEWARD_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The packaged all-MiniLM-L6-v2, loaded once for the whole run."""
+    model = Embedder()
+    model.embed(["warm up"])
+    return model
+
+
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    """Write files (relative path -> text, dedented) below root."""
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return root
+
+
+SMALL_KB = {
+    "runbooks/model-rollback.md": """
+        ---
+        title: Model rollback
+        kind: runbook
+        status: accepted
+        owner: "@dana"
+        tags: [models, rollback]
+        services: [fraud-scorer]
+        last_reviewed: 2026-06-01
+        review_by: 2027-06-01
+        ---
+        # Model rollback
+
+        ## When to roll back
+        Roll back when the shadow error rate doubles or the business KPI drops for 30 minutes.
+
+        ## How to roll back
+        Move the MLflow registered model alias `production` back to the previous version.
+        Production rollbacks need two approvers from ml-platform or sre.
+
+        ```bash
+        mlflow models set-alias --name fraud-scorer --alias production --version 11
+        ```
+        """,
+    "runbooks/gpu-node-drain.md": """
+        ---
+        title: Draining a GPU node
+        owner: "@sam"
+        review_by: 2025-01-15
+        ---
+        # Draining a GPU node
+
+        Cordon the node, then evict the inference pods one at a time so that the serving
+        deployment keeps its minimum replicas. Uncordon after the driver upgrade finishes.
+        """,
+    "decisions/0001-drift-thresholds.md": """
+        # Drift thresholds
+
+        Status: Superseded by [ADR 0007](0007-drift-thresholds-v2.md)
+
+        ## Decision
+        A feature drifts when its population stability index (PSI) exceeds 0.25.
+        """,
+    "decisions/0007-drift-thresholds-v2.md": """
+        ---
+        owner: "@lee"
+        tags: [drift]
+        ---
+        # Drift thresholds, second version
+
+        ## Status
+        Accepted
+
+        ## Decision
+        A feature drifts when its population stability index (PSI) is 0.2 or more, and is
+        watched between 0.1 and 0.2. A data set drifts when more than 30% of its features drift.
+        """,
+    "guides/vendor-questions.txt": """
+        Vendor questionnaire for AI suppliers
+
+        Ask every AI vendor where inference runs, how long prompts are retained, whether
+        customer data trains their models, and for their SOC 2 Type II report.
+        """,
+}
+
+
+@pytest.fixture
+def small_kb(tmp_path: Path) -> Path:
+    """A five-document knowledge base with a superseded chain and a stale document."""
+    return write_tree(tmp_path / "kb", SMALL_KB)
+
+
+@pytest.fixture
+def make_services(tmp_path: Path, embedder: Embedder) -> Iterator[Callable[..., Services]]:
+    """Build Services on a private data dir, sharing the session's loaded model."""
+    built: list[Services] = []
+
+    def build(chat_model: object = None, **overrides: object) -> Services:
+        values: dict[str, object] = {"data_dir": tmp_path / "data"}
+        values.update(overrides)
+        services = Services(Settings(**values), chat_model=chat_model)  # type: ignore[arg-type]
+        services.__dict__["embedder"] = embedder
+        services.answers.today = lambda: TODAY
+        built.append(services)
+        return services
+
+    yield build
+    for services in built:
+        services.catalog.dispose()

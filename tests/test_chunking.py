@@ -1,0 +1,77 @@
+"""Chunking by Markdown structure within the model's 256-word-piece window."""
+
+from __future__ import annotations
+
+from bot.index.embedding import MAX_WORD_PIECES, Embedder
+from ingest.chunking import chunk_document, clean_for_embedding
+from ingest.documents import SourceDocument
+
+
+def _doc(body: str, title: str = "Guide") -> SourceDocument:
+    return SourceDocument(path="g.md", title=title, body=body)
+
+
+def test_chunks_carry_the_heading_path(embedder: Embedder) -> None:
+    """Each chunk names the title, section and subsection it comes from."""
+    body = "# Guide\n\nIntro words here.\n\n## Deploy\n\n" + "Deploy text. " * 30 + "\n\n### Canary\n\n" + (
+        "Canary text. " * 30
+    )
+    chunks = chunk_document(_doc(body), embedder.count_word_pieces)
+    sections = [c.section for c in chunks]
+    assert "Guide > Deploy > Canary" in sections
+    assert all(s.startswith("Guide") for s in sections)
+    assert not any("Guide > Guide" in s for s in sections), "the H1 repeating the title is not repeated"
+
+
+def test_every_chunk_fits_the_window(embedder: Embedder) -> None:
+    """Long sections, long paragraphs, long code and tables are all cut to fit 256 word pieces."""
+    body = (
+        "## Prose\n\n"
+        + " ".join(f"Sentence number {i} explains a step of the procedure." for i in range(200))
+        + "\n\n## Code\n\n```python\n"
+        + "\n".join(f"value_{i} = compute_something({i})" for i in range(300))
+        + "\n```\n\n## Table\n\n| name | value |\n|---|---|\n"
+        + "\n".join(f"| row {i} | {i * 7} |" for i in range(300))
+        + "\n\n## Word\n\n"
+        + "x" * 5000
+    )
+    chunks = chunk_document(_doc(body), embedder.count_word_pieces)
+    sizes = embedder.count_word_pieces([c.embed_text for c in chunks])
+    assert max(sizes) <= MAX_WORD_PIECES
+    assert len(chunks) > 8
+
+
+def test_a_code_block_that_fits_is_not_cut(embedder: Embedder) -> None:
+    """A fenced block smaller than the window stays whole in one chunk."""
+    code = "```bash\n" + "\n".join(f"kubectl rollout undo deploy/app-{i}" for i in range(12)) + "\n```"
+    body = "## Steps\n\n" + "Words before the code. " * 60 + "\n\n" + code + "\n\nAfter.\n"
+    chunks = chunk_document(_doc(body), embedder.count_word_pieces)
+    assert sum(code in c.text for c in chunks) == 1
+
+
+def test_split_table_repeats_its_header_and_split_code_reopens_its_fence(embedder: Embedder) -> None:
+    """Pieces of a large table keep the header row; pieces of a large code block stay fenced."""
+    table = "| service | owner |\n|---|---|\n" + "\n".join(f"| svc-{i} | team-{i} |" for i in range(200))
+    code = "```yaml\n" + "\n".join(f"key_{i}: value_{i}" for i in range(300)) + "\n```"
+    chunks = chunk_document(_doc(f"## T\n\n{table}\n\n## C\n\n{code}\n"), embedder.count_word_pieces)
+    table_chunks = [c for c in chunks if "svc-" in c.text]
+    code_chunks = [c for c in chunks if "key_" in c.text]
+    assert len(table_chunks) > 1 and len(code_chunks) > 1
+    assert all(c.text.startswith("| service | owner |") for c in table_chunks)
+    assert all(c.text.startswith("```yaml") and c.text.rstrip().endswith("```") for c in code_chunks)
+
+
+def test_small_sections_are_packed_with_the_next_one(embedder: Embedder) -> None:
+    """An ADR's one-word Status section does not become a chunk of its own."""
+    body = "## Status\n\nAccepted\n\n## Context\n\n" + "We need a registry for models. " * 10
+    chunks = chunk_document(_doc(body, "Use MLflow"), embedder.count_word_pieces)
+    assert len(chunks) == 1
+    assert "Accepted" in chunks[0].text and "registry" in chunks[0].text
+
+
+def test_embedding_text_drops_link_targets_and_markup() -> None:
+    """URLs and Markdown punctuation cost word pieces and carry no meaning for the model."""
+    cleaned = clean_for_embedding("See [the **runbook**](https://example.com/a/very/long/path) | a |\n|---|")
+    assert "example.com" not in cleaned
+    assert "runbook" in cleaned
+    assert "**" not in cleaned and "---" not in cleaned
