@@ -17,8 +17,9 @@ CountPieces = Callable[[Sequence[str]], list[int]]
 
 # Room left for [CLS], [SEP] and the joins between blocks that the per-block count does not see.
 _MARGIN = 6
-# Sections this small are packed together with the next one rather than standing alone.
-_SMALL_SECTION = 48
+# A chunk smaller than this is continued by the next section when that fits in the window:
+# short sections (an ADR's "Status", a one-line "Impact") are read together with their neighbours.
+_SMALL_SECTION = 200
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")

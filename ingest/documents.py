@@ -179,7 +179,8 @@ def _split_front_matter(path: str, text: str) -> tuple[dict[str, Any], dict[str,
     try:
         loaded = yaml.safe_load(raw) if raw.strip() else {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        # The construct's start (an unclosed bracket's line) is where the author must look.
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 2}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         return Skipped(path, f"malformed front matter{line}: {problem}")

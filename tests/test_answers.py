@@ -1,0 +1,111 @@
+"""Answers: hybrid retrieval, citations, warnings, abstention, filters."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bot.answers.retrieval import Filters, IndexMissingError
+from bot.answers.service import EmptyQuestionError
+from bot.wiring import Services
+
+
+@pytest.fixture
+def services(small_kb: Path, make_services: Callable[..., Services]) -> Services:
+    """Services over the small knowledge base, ingested."""
+    built = make_services()
+    built.ingestor.run([small_kb])
+    return built
+
+
+def test_answer_cites_the_document_that_holds_it(services: Services) -> None:
+    """The rollback question is answered from the rollback runbook, with [n] markers that resolve."""
+    answer = services.answers.ask("How do I roll back the fraud-scorer model in production?")
+    assert not answer.abstained
+    assert answer.citations[0].path == "runbooks/model-rollback.md"
+    assert answer.citations[0].owner == "@dana"
+    assert answer.citations[0].status == "accepted"
+    numbers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)}
+    assert numbers and numbers <= set(range(1, len(answer.citations) + 1))
+    assert "alias" in answer.answer or "approvers" in answer.answer
+
+
+def test_superseded_document_ranks_below_its_successor_with_a_warning(services: Services) -> None:
+    """Both drift decisions match; the current one comes first and the old one is flagged."""
+    answer = services.answers.ask("What PSI value means a feature has drifted?")
+    paths = [c.path for c in answer.citations]
+    assert paths.index("decisions/0007-drift-thresholds-v2.md") < paths.index("decisions/0001-drift-thresholds.md")
+    old = paths.index("decisions/0001-drift-thresholds.md") + 1
+    assert any(
+        w.startswith(f"[{old}]") and "superseded by Drift thresholds, second version" in w for w in answer.warnings
+    )
+
+
+def test_a_document_past_its_review_date_is_flagged(services: Services) -> None:
+    """review_by before today gives a stale warning naming the date."""
+    answer = services.answers.ask("How do I drain a GPU node before a driver upgrade?")
+    assert answer.citations[0].path == "runbooks/gpu-node-drain.md"
+    assert any("due for review on 2025-01-15" in w for w in answer.warnings)
+
+
+def test_unanswerable_question_abstains_and_names_owners(services: Services) -> None:
+    """A question the knowledge base does not cover gets no guess, but who might know."""
+    answer = services.answers.ask("What is the Kubernetes version of the Tokyo cluster's Kafka brokers?")
+    assert answer.abstained
+    assert answer.citations == []
+    assert "won't guess" in answer.answer
+    assert answer.owners and set(answer.owners) <= {"@dana", "@sam", "@lee"}
+
+
+def test_lexical_retrieval_finds_exact_identifiers(services: Services) -> None:
+    """A rare exact term (SOC 2) finds the plain-text guide."""
+    answer = services.answers.ask("Which vendors sent their SOC 2 Type II report?")
+    assert answer.retrieved[0].path == "guides/vendor-questions.txt"
+
+
+@pytest.mark.parametrize(
+    ("filters", "allowed"),
+    [
+        (Filters(kinds=("runbook",)), {"runbooks/model-rollback.md", "runbooks/gpu-node-drain.md"}),
+        (Filters(tags=("drift",)), {"decisions/0007-drift-thresholds-v2.md"}),
+        (Filters(statuses=("superseded",)), {"decisions/0001-drift-thresholds.md"}),
+    ],
+)
+def test_filters_restrict_both_retrievers(services: Services, filters: Filters, allowed: set[str]) -> None:
+    """Kind, tag and status filters apply to dense and lexical results alike."""
+    answer = services.answers.ask("drift thresholds and rollback approvals", filters)
+    assert answer.retrieved
+    assert {p.path for p in answer.retrieved} <= allowed
+
+
+def test_documents_are_deduplicated(services: Services) -> None:
+    """Each document appears once in the passages, however many chunks match."""
+    answer = services.answers.ask("rollback production model alias approvers")
+    paths = [p.path for p in answer.retrieved]
+    assert len(paths) == len(set(paths))
+
+
+def test_empty_question_is_a_usage_error(services: Services) -> None:
+    """Whitespace is not a question."""
+    with pytest.raises(EmptyQuestionError):
+        services.answers.ask("   \n ")
+
+
+def test_asking_before_any_ingest_says_what_to_run(make_services: Callable[..., Services]) -> None:
+    """An empty knowledge base is an explained error."""
+    services = make_services()
+    services.catalog.ensure_schema()
+    with pytest.raises(IndexMissingError, match="steward ingest"):
+        services.answers.ask("anything")
+
+
+def test_json_shape_is_the_documented_one(services: Services) -> None:
+    """`--json` carries answer, abstained, confidence and citations with their six fields."""
+    data = services.answers.ask("How do I roll back a model?").public_json()
+    assert {"answer", "abstained", "confidence", "citations"} <= set(data)
+    citations = data["citations"]
+    assert isinstance(citations, list) and citations
+    assert set(citations[0]) == {"path", "title", "section", "url", "status", "owner"}

@@ -1,0 +1,156 @@
+"""The `steward` command line: output, exit codes and messages for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.servers import free_port
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def ingested(small_kb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Path:
+    """The small knowledge base ingested through the CLI into a private data dir."""
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "cli-data"))
+    code, out, _ = _run(capsys, "ingest", str(small_kb))
+    assert code == 0
+    assert "added 5, updated 0, removed 0, unchanged 0, skipped 0" in out
+    assert "chunks/s" in out
+    return small_kb
+
+
+def test_ask_prints_answer_sources_and_confidence(ingested: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The terminal answer has cited text, a numbered source list and a confidence line."""
+    code, out, _ = _run(capsys, "ask", "How do I roll back the fraud-scorer model in production?")
+    assert code == 0
+    assert "Sources:" in out
+    assert "[1] Model rollback — runbooks/model-rollback.md" in out
+    assert "owner: @dana" in out
+    assert "confidence" in out
+
+
+def test_ask_json_and_kind_filter(ingested: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--json prints the documented object; --kind restricts the sources."""
+    code, out, _ = _run(capsys, "ask", "drift thresholds PSI", "--kind", "decision", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["citations"] and all(c["path"].startswith("decisions/") for c in data["citations"])
+    assert isinstance(data["confidence"], float)
+
+
+def test_reingest_reports_unchanged(ingested: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A second run over the same tree changes nothing."""
+    code, out, _ = _run(capsys, "ingest", str(ingested))
+    assert code == 0 and "unchanged 5" in out
+
+
+def test_malformed_front_matter_is_listed_in_the_summary(
+    ingested: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The summary names the file and line of broken front matter."""
+    (ingested / "bad.md").write_text("---\ntags: [a\n---\n# Bad\n")
+    code, out, _ = _run(capsys, "ingest", str(ingested))
+    assert code == 0
+    assert "skipped bad.md: malformed front matter, line 2" in out
+
+
+@pytest.mark.parametrize("question", ["", "   "])
+def test_empty_question_is_a_usage_error(
+    question: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit code 2 and a usage message, no traceback."""
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
+    code, _, err = _run(capsys, "ask", question)
+    assert code == 2
+    assert "usage error: the question is empty" in err
+
+
+def test_nonexistent_path_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit code 1 naming the path."""
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
+    code, _, err = _run(capsys, "ingest", str(tmp_path / "missing"))
+    assert code == 1
+    assert f"{tmp_path / 'missing'}: no such file or folder" in err
+
+
+def test_ask_before_ingest_says_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty knowledge base is explained."""
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
+    code, _, err = _run(capsys, "ask", "anything?")
+    assert code == 1
+    assert "steward ingest" in err
+
+
+def test_bad_setting_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A setting pydantic rejects is reported with its environment variable name."""
+    monkeypatch.setenv("STEWARD_ABSTAIN_BELOW", "lots")
+    code, _, err = _run(capsys, "ask", "anything?")
+    assert code == 1
+    assert "STEWARD_ABSTAIN_BELOW" in err
+
+
+def test_eval_prints_the_figures_and_writes_the_report(
+    ingested: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """recall@5, MRR@10, hint@5, abstention and latency; one report line per question."""
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps(
+            {
+                "id": "q1",
+                "question": "how do I roll back fraud-scorer in production",
+                "relevant": ["runbooks/model-rollback.md"],
+                "answer_hint": "two approvers",
+                "kind": "answerable",
+            }
+        )
+        + "\n"
+        + json.dumps({"id": "q2", "question": "Tokyo Kafka broker Kubernetes version", "relevant": [], "kind": "unanswerable"})
+        + "\n"
+    )
+    report = tmp_path / "out" / "report.jsonl"
+    code, out, _ = _run(capsys, "eval", str(questions), "--report", str(report))
+    assert code == 0
+    assert "recall@5 1.000" in out and "hint@5 1.000" in out
+    assert "abstention: 1/1 unanswerable, 0/1 answerable" in out
+    assert "latency p50" in out
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["q1", "q2"]
+    assert set(rows[0]) >= {"id", "abstained", "answer", "citations", "retrieved", "latency_ms"}
+    assert set(rows[0]["retrieved"][0]) == {"path", "section", "text", "score"}
+
+
+def test_eval_names_the_bad_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A question file with a broken line is refused with its line number."""
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question": "ok?"}\n{not json\n')
+    code, _, err = _run(capsys, "eval", str(questions))
+    assert code == 1
+    assert "q.jsonl, line 2: not JSON" in err
+
+
+def test_console_script_and_unreachable_chroma(tmp_path: Path) -> None:
+    """The installed `steward` script runs; an unreachable Chroma server is named, with exit 1."""
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {**os.environ, "STEWARD_DATA_DIR": str(tmp_path / "d"), "STEWARD_CHROMA_URL": url}
+    script = Path(sys.executable).with_name("steward")
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "a.md").write_text("# A\n\ntext\n")
+    result = subprocess.run([str(script), "ingest", str(kb)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"cannot reach the Chroma server at {url}" in result.stderr
+    assert "Traceback" not in result.stderr

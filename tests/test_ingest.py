@@ -1,0 +1,164 @@
+"""Ingest: incremental updates, model identity, interruption and repair, corrupt state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bot.store.catalog import CatalogError
+from bot.wiring import Services
+from ingest.pipeline import IngestError
+from tests.conftest import write_tree
+
+
+def _paths(services: Services) -> list[str]:
+    return sorted(d.path for d in services.catalog.documents())
+
+
+def test_first_ingest_adds_every_document_and_cites_relative_paths(
+    small_kb: Path, make_services: Callable[..., Services]
+) -> None:
+    """Paths are relative to the ingested folder; vectors and catalog agree."""
+    services = make_services()
+    report = services.ingestor.run([small_kb])
+    assert sorted(report.added) == _paths(services)
+    assert "runbooks/model-rollback.md" in report.added
+    assert report.chunks == services.catalog.count()[1] == services.vectors.count()
+    assert report.skipped == []
+
+
+def test_second_ingest_changes_nothing_and_does_not_load_the_model(
+    small_kb: Path, make_services: Callable[..., Services], tmp_path: Path
+) -> None:
+    """An unchanged tree is recognised by hashes alone."""
+    make_services().ingestor.run([small_kb])
+    from bot.config import Settings
+    from bot.wiring import Services as Fresh
+
+    fresh = Fresh(Settings(data_dir=tmp_path / "data"))
+    report = fresh.ingestor.run([small_kb])
+    assert (report.added, report.updated, report.removed, report.unchanged) == ([], [], [], 5)
+    assert not fresh.embedder.loaded
+
+
+def test_changed_documents_are_replaced_and_deleted_ones_removed(
+    small_kb: Path, make_services: Callable[..., Services]
+) -> None:
+    """Edit one file, delete another, add a third: the index follows."""
+    services = make_services()
+    services.ingestor.run([small_kb])
+    (small_kb / "runbooks/model-rollback.md").write_text("# Model rollback\n\nUse the blue-green switch now.\n")
+    (small_kb / "runbooks/gpu-node-drain.md").unlink()
+    write_tree(small_kb, {"runbooks/new.md": "# New\n\nA brand new runbook about certificates.\n"})
+    report = services.ingestor.run([small_kb])
+    assert report.updated == ["runbooks/model-rollback.md"]
+    assert report.removed == ["runbooks/gpu-node-drain.md"]
+    assert report.added == ["runbooks/new.md"]
+    assert report.unchanged == 3
+    assert services.catalog.count()[1] == services.vectors.count()
+    answer = services.answers.ask("blue-green switch")
+    assert answer.retrieved[0].path == "runbooks/model-rollback.md"
+    assert "blue-green" in answer.retrieved[0].text
+
+
+def test_bad_files_are_skipped_and_listed_while_the_rest_is_ingested(
+    small_kb: Path, make_services: Callable[..., Services]
+) -> None:
+    """Malformed front matter and binary files do not stop the run."""
+    write_tree(small_kb, {"runbooks/broken.md": "---\ntitle: [oops\n---\n# Broken\n"})
+    (small_kb / "runbooks/blob.md").write_bytes(b"\x00\x01\x02 binary")
+    services = make_services(max_file_bytes=10_000)
+    (small_kb / "guides/huge.txt").write_text("word " * 5000)
+    report = services.ingestor.run([small_kb])
+    reasons = {s.path: s.reason for s in report.skipped}
+    assert "malformed front matter, line 2" in reasons["runbooks/broken.md"]
+    assert "binary" in reasons["runbooks/blob.md"]
+    assert "oversize" in reasons["guides/huge.txt"]
+    assert len(report.added) == 5
+
+
+def test_a_previously_ingested_file_that_becomes_malformed_keeps_its_last_good_version(
+    small_kb: Path, make_services: Callable[..., Services]
+) -> None:
+    """Losing nothing: a broken edit does not delete the document from the index."""
+    services = make_services()
+    services.ingestor.run([small_kb])
+    (small_kb / "runbooks/model-rollback.md").write_text("---\ntitle: [broken\n---\n# x\n")
+    report = services.ingestor.run([small_kb])
+    assert report.removed == []
+    assert "runbooks/model-rollback.md" in _paths(services)
+
+
+def test_a_different_embedding_model_is_refused_with_rebuild_advice(
+    small_kb: Path, make_services: Callable[..., Services]
+) -> None:
+    """Vectors of two models are never mixed."""
+    services = make_services()
+    services.ingestor.run([small_kb])
+    services.catalog.set_meta("embedding_model", "some-other-model@123")
+    with pytest.raises(IngestError, match="--rebuild"):
+        services.ingestor.run([small_kb])
+    report = services.ingestor.run([small_kb], rebuild=True)
+    assert len(report.added) == 5
+    assert services.catalog.get_meta("embedding_model") == services.embedder.identity
+
+
+def test_an_interrupted_ingest_is_repaired_by_the_next_run(
+    small_kb: Path, make_services: Callable[..., Services], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Vectors written but the catalog write lost: the next run re-does and sweeps orphans."""
+    services = make_services()
+    original = services.catalog.replace_documents
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # as if the process were stopped between the two writes
+
+    monkeypatch.setattr(services.catalog, "replace_documents", crash)
+    with pytest.raises(KeyboardInterrupt):
+        services.ingestor.run([small_kb])
+    assert services.catalog.count() == (0, 0)
+    assert services.vectors.count() > 0  # orphan vectors from the interrupted run
+
+    monkeypatch.setattr(services.catalog, "replace_documents", original)
+    report = services.ingestor.run([small_kb])
+    assert len(report.added) == 5
+    assert services.catalog.count()[1] == services.vectors.count()
+
+
+def test_vectors_lost_from_chroma_are_detected_and_re_embedded(
+    small_kb: Path, make_services: Callable[..., Services]
+) -> None:
+    """A catalog row whose vectors are missing is redone on the next ingest."""
+    services = make_services()
+    services.ingestor.run([small_kb])
+    victim = services.catalog.chunk_ids([d.doc_id for d in services.catalog.documents()][:1])
+    services.vectors.delete(victim)
+    report = services.ingestor.run([small_kb])
+    assert report.repaired == len(victim)
+    assert len(report.updated) == 1
+    assert services.catalog.count()[1] == services.vectors.count()
+
+
+def test_a_corrupt_catalog_is_reported_with_the_repair_command(
+    small_kb: Path, make_services: Callable[..., Services], tmp_path: Path
+) -> None:
+    """A damaged database file gives a message naming `--rebuild`, not a traceback."""
+    services = make_services()
+    services.ingestor.run([small_kb])
+    services.catalog.dispose()
+    (tmp_path / "data" / "steward.db").write_bytes(b"this is not a database" * 100)
+    broken = make_services()
+    with pytest.raises(CatalogError, match="--rebuild"):
+        broken.ingestor.run([small_kb])
+
+
+def test_a_missing_path_is_an_error_and_nothing_is_written(
+    small_kb: Path, make_services: Callable[..., Services], tmp_path: Path
+) -> None:
+    """All paths are checked before anything is written."""
+    services = make_services()
+    with pytest.raises(IngestError, match="no such file or folder"):
+        services.ingestor.run([small_kb, tmp_path / "nope"])
+    assert not (tmp_path / "data" / "steward.db").exists()
