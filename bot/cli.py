@@ -66,14 +66,18 @@ def _parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser("ask", help=COMMANDS["ask"], description=COMMANDS["ask"])
     ask.add_argument("question", help="the question, in quotes")
-    ask.add_argument("--kind", action="append", choices=KINDS, help="only documents of this kind (repeatable)")
+    ask.add_argument(
+        "--kind", action="append", choices=KINDS, help="only documents of this kind (repeatable)"
+    )
     ask.add_argument("--status", action="append", choices=STATUSES, help="only documents with this status")
     ask.add_argument("--tag", action="append", help="only documents with this tag (repeatable: any of them)")
     ask.add_argument("--json", action="store_true", help="print the answer as JSON")
 
     evaluation = commands.add_parser("eval", help=COMMANDS["eval"], description=COMMANDS["eval"])
     evaluation.add_argument("questions", type=Path, metavar="QUESTIONS.jsonl")
-    evaluation.add_argument("--report", type=Path, metavar="OUT.jsonl", help="write one JSON line per question")
+    evaluation.add_argument(
+        "--report", type=Path, metavar="OUT.jsonl", help="write one JSON line per question"
+    )
     return parser
 
 
@@ -91,7 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmptyQuestionError as exc:
         print(f"steward: usage error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (SettingsError, IngestError, CatalogError, VectorStoreError, IndexMissingError, EvalFileError) as exc:
+    except (
+        SettingsError,
+        IngestError,
+        CatalogError,
+        VectorStoreError,
+        IndexMissingError,
+        EvalFileError,
+    ) as exc:
         print(f"steward: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
@@ -171,7 +182,8 @@ def _eval(services: Services, args: argparse.Namespace) -> int:
     result = evaluate(services.answers, questions)
     summary = result.summary()
     print(
-        f"{summary['questions']} questions: recall@5 {summary['recall@5']:.3f}, MRR@10 {summary['mrr@10']:.3f}, "
+        f"{summary['questions']} questions: recall@5 {summary['recall@5']:.3f}, "
+        f"MRR@10 {summary['mrr@10']:.3f}, "
         f"hint@5 {summary['hint@5']:.3f}"
     )
     print(

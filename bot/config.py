@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         description="Files larger than this are skipped by `steward ingest` (and listed as skipped).",
     )
     abstain_below: float = Field(
-        default=0.5,
+        default=0.55,
         ge=0,
         le=1,
         description=(
@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         description="How many distinct documents an answer's source list may hold.",
     )
     embedding_batch_size: int = Field(
-        default=64,
+        default=32,
         ge=1,
         description="Chunks per forward pass of the embedding model during ingest.",
     )

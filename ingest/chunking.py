@@ -19,7 +19,9 @@ CountPieces = Callable[[Sequence[str]], list[int]]
 _MARGIN = 6
 # A chunk smaller than this is continued by the next section when that fits in the window:
 # short sections (an ADR's "Status", a one-line "Impact") are read together with their neighbours.
-_SMALL_SECTION = 200
+_SMALL_SECTION = 48
+# Lines of a code block that the embedding model sees (the chunk keeps them all).
+_EMBED_CODE_LINES = 8
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
@@ -256,9 +258,26 @@ def chunk_document(document: SourceDocument, count: CountPieces, window: int = 2
     for ordinal, (path, blocks, size) in enumerate(chunks):
         section_name = " > ".join(path)
         text = "\n\n".join(block.text for block in blocks)
-        embed_text = section_name + "\n" + clean_for_embedding(text)
+        embed_text = section_name + "\n" + clean_for_embedding(_shorten_code(blocks))
         out.append(Chunk(ordinal, section_name, text, embed_text, size))
     return out
+
+
+def _shorten_code(blocks: Sequence[_Block]) -> str:
+    """The chunk's text with long code blocks cut to their first lines, for the embedding only.
+
+    A sentence model learns little from the 40th line of a YAML file, and every word piece costs
+    ingest time; BM25 and the reader still get the whole block.
+    """
+    parts = []
+    for block in blocks:
+        if block.kind == "code":
+            lines = block.text.splitlines()
+            if len(lines) > _EMBED_CODE_LINES + 2:
+                parts.append("\n".join(lines[: _EMBED_CODE_LINES + 1]))
+                continue
+        parts.append(block.text)
+    return "\n\n".join(parts)
 
 
 def _common_prefix(a: list[str], b: list[str]) -> list[str]:

@@ -142,7 +142,9 @@ def decode(path: str, data: bytes, max_bytes: int) -> str | Skipped:
         return Skipped(path, f"not UTF-8 text (byte {exc.start})")
 
 
-def parse(path: str, text: str, fmt: str, known_paths: frozenset[str] = frozenset()) -> SourceDocument | Skipped:
+def parse(
+    path: str, text: str, fmt: str, known_paths: frozenset[str] = frozenset()
+) -> SourceDocument | Skipped:
     """Turn a file's text into a document, inferring what the front matter does not say."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     meta: dict[str, Any] = {}
@@ -185,7 +187,9 @@ def _split_front_matter(path: str, text: str) -> tuple[dict[str, Any], dict[str,
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         return Skipped(path, f"malformed front matter{line}: {problem}")
     if not isinstance(loaded, dict):
-        return Skipped(path, "front matter, line 2: expected 'key: value' lines, found " + type(loaded).__name__)
+        return Skipped(
+            path, "front matter, line 2: expected 'key: value' lines, found " + type(loaded).__name__
+        )
     lines: dict[str, int] = {}
     for number, line_text in enumerate(raw.splitlines(), start=2):
         key = line_text.split(":", 1)[0].strip()
@@ -368,7 +372,9 @@ def _infer_adr_status(document: SourceDocument, known_paths: frozenset[str]) -> 
     first = re.split(r"[^a-z]+", cleaned.strip())[0] if cleaned.strip() else ""
     status = _STATUS_WORDS.get(first)
     if status is None:
-        status = next((value for word, value in _STATUS_WORDS.items() if re.search(rf"\b{word}\b", cleaned)), None)
+        status = next(
+            (value for word, value in _STATUS_WORDS.items() if re.search(rf"\b{word}\b", cleaned)), None
+        )
     if document.status is None and status is not None:
         document.status = status
     if document.superseded_by is None and (status == "superseded" or "supersed" in cleaned):

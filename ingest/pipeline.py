@@ -23,7 +23,7 @@ from ingest.chunking import chunk_document
 from ingest.documents import Skipped, SourceDocument, decode, discover, format_of, parse
 
 # Part of every content hash: a change to parsing or chunking re-ingests everything once.
-PIPELINE_VERSION = "steward-ingest-4"
+PIPELINE_VERSION = "steward-ingest-6"
 _BATCH_CHUNKS = 512
 
 
@@ -107,7 +107,9 @@ class Ingestor:
         self.max_file_bytes = max_file_bytes
         self.clock = clock
 
-    def run(self, paths: Sequence[Path], rebuild: bool = False, progress: Progress | None = None) -> IngestReport:
+    def run(
+        self, paths: Sequence[Path], rebuild: bool = False, progress: Progress | None = None
+    ) -> IngestReport:
         """Ingest the given folders (or files); see the module docstring for the guarantees."""
         progress = progress or Progress()
         started = self.clock()
@@ -137,14 +139,17 @@ class Ingestor:
 
     def _check_paths(self, paths: Sequence[Path]) -> list[Path]:
         if not paths:
-            raise IngestError("no path given: name one or more folders or files, e.g. `steward ingest knowledge/`")
+            raise IngestError(
+                "no path given: name one or more folders or files, e.g. `steward ingest knowledge/`"
+            )
         roots: list[Path] = []
         for path in paths:
             if not path.exists():
                 raise IngestError(f"{path}: no such file or folder (nothing was ingested)")
             if path.is_file() and format_of(path) is None:
                 raise IngestError(
-                    f"{path}: not a format Steward reads (Markdown .md/.markdown/.md.erb, text .txt, HTML .html)"
+                    f"{path}: not a format Steward reads "
+                    "(Markdown .md/.markdown/.md.erb, text .txt, HTML .html)"
                 )
             roots.append(path.resolve())
         return roots
@@ -277,7 +282,9 @@ class Ingestor:
         ]
         self.vectors.upsert(ids, matrix.astype(np.float32), metadatas)
         new_ids = set(ids)
-        stale = [chunk_id for item in batch for chunk_id in item.previous_chunk_ids if chunk_id not in new_ids]
+        stale = [
+            chunk_id for item in batch for chunk_id in item.previous_chunk_ids if chunk_id not in new_ids
+        ]
         self.vectors.delete(stale)
         self.catalog.replace_documents([(item.record, item.chunks) for item in batch])
         for item in batch:

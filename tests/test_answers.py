@@ -37,10 +37,13 @@ def test_superseded_document_ranks_below_its_successor_with_a_warning(services: 
     """Both drift decisions match; the current one comes first and the old one is flagged."""
     answer = services.answers.ask("What PSI value means a feature has drifted?")
     paths = [c.path for c in answer.citations]
-    assert paths.index("decisions/0007-drift-thresholds-v2.md") < paths.index("decisions/0001-drift-thresholds.md")
+    assert paths.index("decisions/0007-drift-thresholds-v2.md") < paths.index(
+        "decisions/0001-drift-thresholds.md"
+    )
     old = paths.index("decisions/0001-drift-thresholds.md") + 1
     assert any(
-        w.startswith(f"[{old}]") and "superseded by Drift thresholds, second version" in w for w in answer.warnings
+        w.startswith(f"[{old}]") and "superseded by Drift thresholds, second version" in w
+        for w in answer.warnings
     )
 
 

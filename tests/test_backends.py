@@ -37,7 +37,9 @@ def test_chroma_server_mode(small_kb: Path, make_services: Callable[..., Service
     assert not (tmp_path / "data" / "chroma").exists(), "nothing was written to an embedded Chroma"
 
 
-def test_unreachable_chroma_server_names_the_url(small_kb: Path, make_services: Callable[..., Services]) -> None:
+def test_unreachable_chroma_server_names_the_url(
+    small_kb: Path, make_services: Callable[..., Services]
+) -> None:
     """A server that is not there gives an error naming its URL and what to do."""
     url = f"http://127.0.0.1:{free_port()}"
     services = make_services(chroma_url=url)

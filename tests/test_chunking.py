@@ -13,8 +13,11 @@ def _doc(body: str, title: str = "Guide") -> SourceDocument:
 
 def test_chunks_carry_the_heading_path(embedder: Embedder) -> None:
     """Each chunk names the title, section and subsection it comes from."""
-    body = "# Guide\n\nIntro words here.\n\n## Deploy\n\n" + "Deploy text. " * 30 + "\n\n### Canary\n\n" + (
-        "Canary text. " * 30
+    body = (
+        "# Guide\n\nIntro words here.\n\n## Deploy\n\n"
+        + "Deploy text. " * 30
+        + "\n\n### Canary\n\n"
+        + ("Canary text. " * 30)
     )
     chunks = chunk_document(_doc(body), embedder.count_word_pieces)
     sections = [c.section for c in chunks]

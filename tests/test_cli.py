@@ -21,7 +21,9 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 
 @pytest.fixture
-def ingested(small_kb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Path:
+def ingested(
+    small_kb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Path:
     """The small knowledge base ingested through the CLI into a private data dir."""
     monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "cli-data"))
     code, out, _ = _run(capsys, "ingest", str(small_kb))
@@ -77,7 +79,9 @@ def test_empty_question_is_a_usage_error(
     assert "usage error: the question is empty" in err
 
 
-def test_nonexistent_path_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_nonexistent_path_fails_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Exit code 1 naming the path."""
     monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
     code, _, err = _run(capsys, "ingest", str(tmp_path / "missing"))
@@ -85,7 +89,9 @@ def test_nonexistent_path_fails_clearly(tmp_path: Path, monkeypatch: pytest.Monk
     assert f"{tmp_path / 'missing'}: no such file or folder" in err
 
 
-def test_ask_before_ingest_says_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ask_before_ingest_says_what_to_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An empty knowledge base is explained."""
     monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
     code, _, err = _run(capsys, "ask", "anything?")
@@ -93,7 +99,9 @@ def test_ask_before_ingest_says_what_to_run(tmp_path: Path, monkeypatch: pytest.
     assert "steward ingest" in err
 
 
-def test_bad_setting_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_setting_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A setting pydantic rejects is reported with its environment variable name."""
     monkeypatch.setenv("STEWARD_ABSTAIN_BELOW", "lots")
     code, _, err = _run(capsys, "ask", "anything?")
@@ -117,7 +125,14 @@ def test_eval_prints_the_figures_and_writes_the_report(
             }
         )
         + "\n"
-        + json.dumps({"id": "q2", "question": "Tokyo Kafka broker Kubernetes version", "relevant": [], "kind": "unanswerable"})
+        + json.dumps(
+            {
+                "id": "q2",
+                "question": "Tokyo Kafka broker Kubernetes version",
+                "relevant": [],
+                "kind": "unanswerable",
+            }
+        )
         + "\n"
     )
     report = tmp_path / "out" / "report.jsonl"
@@ -132,7 +147,9 @@ def test_eval_prints_the_figures_and_writes_the_report(
     assert set(rows[0]["retrieved"][0]) == {"path", "section", "text", "score"}
 
 
-def test_eval_names_the_bad_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_names_the_bad_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A question file with a broken line is refused with its line number."""
     monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
     questions = tmp_path / "q.jsonl"
@@ -150,7 +167,9 @@ def test_console_script_and_unreachable_chroma(tmp_path: Path) -> None:
     kb = tmp_path / "kb"
     kb.mkdir()
     (kb / "a.md").write_text("# A\n\ntext\n")
-    result = subprocess.run([str(script), "ingest", str(kb)], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(script), "ingest", str(kb)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1
     assert f"cannot reach the Chroma server at {url}" in result.stderr
     assert "Traceback" not in result.stderr

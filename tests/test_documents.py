@@ -10,7 +10,9 @@ import pytest
 from ingest.documents import Skipped, SourceDocument, decode, discover, parse
 
 
-def _parse(path: str, text: str, fmt: str = "markdown", known: frozenset[str] = frozenset()) -> SourceDocument:
+def _parse(
+    path: str, text: str, fmt: str = "markdown", known: frozenset[str] = frozenset()
+) -> SourceDocument:
     result = parse(path, textwrap.dedent(text).lstrip("\n"), fmt, known)
     assert isinstance(result, SourceDocument), result
     return result

@@ -49,7 +49,9 @@ def test_changed_documents_are_replaced_and_deleted_ones_removed(
     """Edit one file, delete another, add a third: the index follows."""
     services = make_services()
     services.ingestor.run([small_kb])
-    (small_kb / "runbooks/model-rollback.md").write_text("# Model rollback\n\nUse the blue-green switch now.\n")
+    (small_kb / "runbooks/model-rollback.md").write_text(
+        "# Model rollback\n\nUse the blue-green switch now.\n"
+    )
     (small_kb / "runbooks/gpu-node-drain.md").unlink()
     write_tree(small_kb, {"runbooks/new.md": "# New\n\nA brand new runbook about certificates.\n"})
     report = services.ingestor.run([small_kb])

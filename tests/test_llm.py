@@ -16,7 +16,9 @@ from tests.fakes.chat import ScriptedChatModel
 QUESTION = "How do I roll back the fraud-scorer model in production?"
 
 
-def _services(make_services: Callable[..., Services], kb: Path, model: object, **settings: object) -> Services:
+def _services(
+    make_services: Callable[..., Services], kb: Path, model: object, **settings: object
+) -> Services:
     services = make_services(chat_model=model, **settings)
     services.ingestor.run([kb])
     return services
@@ -52,7 +54,9 @@ def test_bad_llm_answers_fall_back_to_the_extractive_answer(
     assert "[1]" in answer.answer and not answer.abstained
 
 
-def test_passages_are_sent_as_delimited_untrusted_data(tmp_path: Path, make_services: Callable[..., Services]) -> None:
+def test_passages_are_sent_as_delimited_untrusted_data(
+    tmp_path: Path, make_services: Callable[..., Services]
+) -> None:
     """The prompt marks passages as data, and a document cannot close the delimiter itself."""
     kb = write_tree(
         tmp_path / "kb",
@@ -65,7 +69,9 @@ def test_passages_are_sent_as_delimited_untrusted_data(tmp_path: Path, make_serv
         },
     )
     model = ScriptedChatModel(reply="Move the alias back [1].")
-    answer = _services(make_services, kb, model).answers.ask("how do I move the production alias back to the previous version?")
+    answer = _services(make_services, kb, model).answers.ask(
+        "how do I move the production alias back to the previous version?"
+    )
     assert not answer.abstained
     system, human = model.received[0]
     assert "untrusted data" in str(system.content)

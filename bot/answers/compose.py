@@ -19,6 +19,10 @@ from bot.index.lexical import terms
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`\[])")
 _MAX_SENTENCES = 3
 _MAX_SENTENCE_CHARS = 600
+_UNKNOWN_IDENTIFIER_FACTOR = 0.6
+# Coverage of the question's rare words tells answerable from unanswerable better than closeness
+# of topic does (calibrated on ../shared/eval/dev.jsonl; see docs/benchmarks.md).
+_COVERAGE_WEIGHT = 0.6
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,11 @@ def confidence(retrieval: Retrieval, chunk_terms: dict[str, frozenset[str]]) -> 
     covered = sum(retrieval.idf.get(t, 0.0) for t in question & found)
     coverage = covered / total if total > 0 else 0.0
     semantic = 1.0 / (1.0 + math.exp(-(similarity - 0.5) / 0.06))
-    value = 0.5 * semantic + 0.5 * coverage
+    value = (1 - _COVERAGE_WEIGHT) * semantic + _COVERAGE_WEIGHT * coverage
+    if retrieval.unknown_identifiers:
+        # The question names something specific (an alert, a metric, `15d`) the knowledge base never
+        # mentions: whatever is close in topic cannot be about that thing.
+        value *= _UNKNOWN_IDENTIFIER_FACTOR
     return Confidence(max(0.0, min(1.0, value)), similarity, coverage)
 
 
@@ -87,7 +95,8 @@ def warnings_for(citations: Sequence[Citation], titles: dict[str, str], today: d
                 continue
             if due < today:
                 warnings.append(
-                    f"[{number}] {citation.title} was due for review on {due.isoformat()} and may be out of date."
+                    f"[{number}] {citation.title} was due for review on {due.isoformat()} "
+                    "and may be out of date."
                 )
     return warnings
 
@@ -141,7 +150,9 @@ def extractive_answer(
     chosen.sort(key=lambda c: (c[1], c[2]))
     sentences = []
     for _, number, _, unit in chosen:
-        text = unit if len(unit) <= _MAX_SENTENCE_CHARS else unit[:_MAX_SENTENCE_CHARS].rsplit(" ", 1)[0] + " …"
+        text = (
+            unit if len(unit) <= _MAX_SENTENCE_CHARS else unit[:_MAX_SENTENCE_CHARS].rsplit(" ", 1)[0] + " …"
+        )
         sentences.append(f"{text} [{number}]")
     return "\n".join(sentences)
 

@@ -103,8 +103,10 @@ class LLMWriter:
         except Exception as exc:
             return LLMResult(None, f"the LLM call failed: {type(exc).__name__}")
         content = reply.content if hasattr(reply, "content") else reply
-        text = content if isinstance(content, str) else " ".join(
-            part.get("text", "") if isinstance(part, dict) else str(part) for part in content
+        text = (
+            content
+            if isinstance(content, str)
+            else " ".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
         )
         text = text.strip()
         if not text or text == "NO_ANSWER":

@@ -10,18 +10,22 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bot.index.embedding import Embedder
-from bot.index.lexical import BM25Index, terms
+from bot.index.lexical import BM25Index, identifiers, terms
 from bot.index.vectors import VectorIndex
 from bot.store.catalog import Catalog, ChunkRecord, DocumentRecord
 
 # Reciprocal-rank fusion constant and candidate depth of each retriever.
-_RRF_K = 20
+_RRF_K = 10
 _DEPTH = 60
 _DENSE_WEIGHT = 1.0
 _LEXICAL_WEIGHT = 1.0
 # Superseded and deprecated documents stay findable but rank below current ones.
 _RETIRED_PENALTY = 0.75
 _RETIRED = ("superseded", "deprecated")
+# Each further matching chunk of a document adds this share of its score: broad coverage counts a little.
+_EXTRA_CHUNK_WEIGHT = 0.0
+# Documents whose chunks are all re-ranked against the question (the source list's length).
+_REFINED_DOCUMENTS = 5
 
 
 class IndexMissingError(Exception):
@@ -87,6 +91,7 @@ class Retrieval:
     question_terms: list[str]
     documents: list[RetrievedDocument]
     idf: dict[str, float]
+    unknown_identifiers: list[str] = field(default_factory=list)
 
 
 class _Lexicon:
@@ -98,6 +103,9 @@ class _Lexicon:
         self.documents = snapshot.documents
         self.chunks = snapshot.chunks
         self.row_of = {chunk.chunk_id: row for row, chunk in enumerate(self.chunks)}
+        self.rows_of_document: dict[str, list[int]] = {}
+        for row, chunk in enumerate(self.chunks):
+            self.rows_of_document.setdefault(chunk.doc_id, []).append(row)
         self.bm25 = BM25Index([chunk.terms.split() for chunk in self.chunks])
         self.terms_of_row: list[frozenset[str]] = [frozenset(chunk.terms.split()) for chunk in self.chunks]
 
@@ -126,7 +134,8 @@ class Retriever:
                 lexicon = _Lexicon(self.catalog)
                 if not lexicon.chunks:
                     raise IndexMissingError(
-                        "the knowledge base is empty: run `steward ingest PATH...` first (e.g. `steward ingest knowledge/`)"
+                        "the knowledge base is empty: run `steward ingest PATH...` first "
+                        "(e.g. `steward ingest knowledge/`)"
                     )
                 self._lexicon = lexicon
             return self._lexicon
@@ -167,13 +176,59 @@ class Retriever:
                 by_document[document.doc_id] = RetrievedDocument(document, score, [entry])
             else:
                 # A second matching passage adds a little: the document covers the question more fully.
-                found.score += 0.25 * entry.fused * (_RETIRED_PENALTY if document.status in _RETIRED else 1.0)
+                found.score += (
+                    _EXTRA_CHUNK_WEIGHT
+                    * entry.fused
+                    * (_RETIRED_PENALTY if document.status in _RETIRED else 1.0)
+                )
                 found.chunks.append(entry)
 
         ranked = sorted(by_document.values(), key=lambda d: -d.score)
-        ranked = _successors_first(ranked)
+        ranked = _successors_first(ranked)[:limit]
+        self._rank_within(ranked[:_REFINED_DOCUMENTS], lexicon, vector, query_terms)
         idf = {term: lexicon.bm25.idf_of(term) for term in query_terms}
-        return Retrieval(query_terms, ranked[:limit], idf)
+        unknown = [t for t in identifiers(question) if t not in lexicon.bm25.vocabulary]
+        return Retrieval(query_terms, ranked, idf, unknown)
+
+    def _rank_within(
+        self,
+        documents: Sequence[RetrievedDocument],
+        lexicon: _Lexicon,
+        vector: NDArray[np.float32],
+        query_terms: Sequence[str],
+    ) -> None:
+        """Order every chunk of the top documents by both signals, not only the chunks that made
+        the corpus-wide candidate lists: the passage that answers is often not the one that matched
+        the topic best (an alert's description versus its "Diagnosis" section)."""
+        rows = [row for item in documents for row in lexicon.rows_of_document.get(item.document.doc_id, [])]
+        if not rows:
+            return
+        stored = self.vectors.vectors_of([lexicon.chunks[row].chunk_id for row in rows])
+        bm25 = lexicon.bm25.scores(query_terms)
+        for item in documents:
+            own = lexicon.rows_of_document.get(item.document.doc_id, [])
+            similarity = {
+                row: float(stored[lexicon.chunks[row].chunk_id] @ vector)
+                for row in own
+                if lexicon.chunks[row].chunk_id in stored
+            }
+            by_dense = sorted(similarity, key=lambda row: -similarity[row])
+            by_lexical = sorted(own, key=lambda row: -float(bm25[row]))
+            fused: dict[int, float] = dict.fromkeys(own, 0.0)
+            for rank, row in enumerate(by_dense):
+                fused[row] += _DENSE_WEIGHT / (_RRF_K + rank + 1)
+            for rank, row in enumerate(by_lexical):
+                if bm25[row] > 0:
+                    fused[row] += _LEXICAL_WEIGHT / (_RRF_K + rank + 1)
+            item.chunks = [
+                ScoredChunk(
+                    lexicon.chunks[row],
+                    fused[row],
+                    similarity=similarity.get(row),
+                    bm25=float(bm25[row]) if bm25[row] > 0 else None,
+                )
+                for row in sorted(own, key=lambda row: -fused[row])
+            ]
 
     def chunk_terms(self, chunk_id: str) -> frozenset[str]:
         """The index terms of a chunk."""

@@ -14,7 +14,23 @@ from bot.answers.compose import (
 )
 from bot.answers.llm import LLMWriter
 from bot.answers.models import Answer, Passage
-from bot.answers.retrieval import Filters, Retriever
+from bot.answers.retrieval import Filters, RetrievedDocument, Retriever
+
+# A document's passage is its two best chunks, in document order: small chunks rank precisely, and
+# the answer is often in the section next to the one that matched the topic. The extractive answer
+# and the LLM read the same two chunks.
+PASSAGE_CHUNKS = 2
+
+
+def _passage(item: RetrievedDocument) -> Passage:
+    best = item.chunks[0]
+    chosen = sorted(item.chunks[:PASSAGE_CHUNKS], key=lambda scored: scored.chunk.ord)
+    return Passage(
+        path=item.document.path,
+        section=best.chunk.section,
+        text="\n\n[…]\n\n".join(scored.chunk.text for scored in chosen),
+        score=best.fused,
+    )
 
 
 class EmptyQuestionError(ValueError):
@@ -42,13 +58,11 @@ class AnswerService:
         """Answer a question from the knowledge base, or abstain and say who might know."""
         question = question.strip()
         if not question:
-            raise EmptyQuestionError("the question is empty: ask something, e.g. steward ask \"how do I roll back a model?\"")
+            raise EmptyQuestionError(
+                'the question is empty: ask something, e.g. steward ask "how do I roll back a model?"'
+            )
         retrieval = self.retriever.search(question, filters, limit=10)
-        passages = [
-            Passage(path=item.document.path, section=scored.chunk.section, text=scored.chunk.text, score=scored.fused)
-            for item in retrieval.documents
-            for scored in item.chunks[:1]
-        ]
+        passages = [_passage(item) for item in retrieval.documents]
         chunk_terms = {
             scored.chunk.chunk_id: self.retriever.chunk_terms(scored.chunk.chunk_id)
             for item in retrieval.documents[:1]

@@ -38,7 +38,7 @@ def packaged_model_path() -> Path:
 class Embedder:
     """Turns text into normalised 384-dimension vectors with sentence-transformers, offline."""
 
-    def __init__(self, model_path: Path | None = None, batch_size: int = 64) -> None:
+    def __init__(self, model_path: Path | None = None, batch_size: int = 32) -> None:
         self.model_path = model_path or packaged_model_path()
         self.batch_size = batch_size
         self._model: Any = None
@@ -112,7 +112,8 @@ class Embedder:
 
     def embed_query(self, text: str) -> NDArray[np.float32]:
         """One vector for one question."""
-        return self.embed([text])[0]
+        vector: NDArray[np.float32] = self.embed([text])[0]
+        return vector
 
     def describe(self) -> str:
         """A one-line description for summaries and error messages."""

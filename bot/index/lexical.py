@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,33 +23,39 @@ _PART = re.compile(r"[A-Z]{2,}s(?![a-z])|[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 # Identifiers worth matching whole: camelCase (alert names) and snake_case (metric names).
 _IDENTIFIER = re.compile(r"[a-z0-9][A-Z]|_")
 
-STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have
-    having he her here hers herself him himself his how i if in into is it its itself just let me more
-    most my myself no nor not now of off on once only or other our ours ourselves out over own same she
-    should so some such than that the their theirs them themselves then there these they this those
-    through to too under until up very was we were what when where which while who whom why will with
-    would you your yours yourself yourselves whats hows im ive dont doesnt didnt isnt cant wont
-    shall may might must also get got us one actually even still really""".split()
-)
+_STOPWORD_TEXT = """
+a about above after again against all am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has
+have having he her here hers herself him himself his how i if in into is it its itself just let
+me more most my myself no nor not now of off on once only or other our ours ourselves out over
+own same she should so some such than that the their theirs them themselves then there these
+they this those through to too under until up very was we were what when where which while who
+whom why will with would you your yours yourself yourselves whats hows im ive dont doesnt didnt
+isnt cant wont shall may might must also get got us one actually even still really
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 @lru_cache(maxsize=200_000)
 def _stem(word: str) -> str:
-    return _stemmer().stemWord(word)  # type: ignore[no-any-return]
+    return str(_stemmer().stemWord(word))
 
 
 @lru_cache(maxsize=1)
-def _stemmer() -> object:
+def _stemmer() -> Any:
     import snowballstemmer
 
     return snowballstemmer.stemmer("english")
 
 
-def is_identifier(term: str) -> bool:
-    """Whether an index term is a whole camelCase or snake_case identifier, or a word with digits."""
-    return "_" in term or (any(c.isdigit() for c in term) and any(c.isalpha() for c in term))
+def identifiers(text: str) -> list[str]:
+    """Whole identifiers of a text, as index terms: camelCase, snake_case and letter-digit words (`15d`)."""
+    found: list[str] = []
+    for match in _WORD.finditer(text):
+        word = match.group(0)
+        if len(_PART.findall(word)) > 1 and (_IDENTIFIER.search(word) or word.isalnum()) and len(word) <= 60:
+            found.append(word.lower())
+    return found
 
 
 def terms(text: str) -> list[str]:

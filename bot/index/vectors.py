@@ -201,6 +201,16 @@ class VectorIndex:
         distances = result["distances"][0]
         return [VectorHit(chunk_id=i, similarity=1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
 
+    def vectors_of(self, ids: Sequence[str]) -> dict[str, NDArray[np.float32]]:
+        """The stored vectors of these chunk ids (ids Chroma does not have are left out)."""
+        if not ids:
+            return {}
+        result = self._call("reading vectors", self.collection().get, ids=list(ids), include=["embeddings"])
+        return {
+            chunk_id: np.asarray(vector, dtype=np.float32)
+            for chunk_id, vector in zip(result["ids"], result["embeddings"], strict=True)
+        }
+
     def reset(self) -> None:
         """Delete the collection (used by `--rebuild`)."""
         self._collection = None

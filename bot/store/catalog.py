@@ -187,9 +187,7 @@ class Catalog:
 
     @staticmethod
     def _bump_generation(connection: Connection) -> None:
-        current = connection.execute(
-            sa.select(kb_meta.c.value).where(kb_meta.c.key == "generation")
-        ).scalar()
+        current = connection.execute(sa.select(kb_meta.c.value).where(kb_meta.c.key == "generation")).scalar()
         Catalog._set_meta(connection, "generation", str(int(current or 0) + 1))
 
     def generation(self) -> int:
@@ -234,9 +232,7 @@ class Catalog:
             chunks = connection.execute(sa.select(sa.func.count()).select_from(kb_chunks)).scalar()
             return int(documents or 0), int(chunks or 0)
 
-    def replace_documents(
-        self, items: Sequence[tuple[DocumentRecord, Sequence[ChunkRecord]]]
-    ) -> None:
+    def replace_documents(self, items: Sequence[tuple[DocumentRecord, Sequence[ChunkRecord]]]) -> None:
         """Write documents and their chunks in one transaction, replacing earlier versions."""
         if not items:
             return
@@ -316,9 +312,7 @@ class Catalog:
         """Documents and chunks as of one generation (read in one transaction)."""
         with self._connect() as connection:
             generation = int(
-                connection.execute(
-                    sa.select(kb_meta.c.value).where(kb_meta.c.key == "generation")
-                ).scalar()
+                connection.execute(sa.select(kb_meta.c.value).where(kb_meta.c.key == "generation")).scalar()
                 or 0
             )
             documents = {

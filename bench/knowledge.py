@@ -1,0 +1,248 @@
+"""Knowledge-core benchmark: Steward against the plain LangChain recipe and BM25 alone, in one run.
+
+    .venv/bin/python bench/knowledge.py --corpora ../shared/corpora --questions ../shared/eval/dev.jsonl
+
+Steward:
+- runs a fresh ingest of the corpora;
+- re-runs the ingest with nothing changed, through the `steward` command (process start-up included);
+- answers every question warm.
+
+The LangChain recipe is the one a user would copy:
+- RecursiveCharacterTextSplitter(1000, 200);
+- Chroma;
+- the same packaged model through HuggingFaceEmbeddings;
+- similarity_search.
+
+BM25 alone ranks Steward's own chunks with Steward's BM25 and nothing else. Results are printed as a
+Markdown table and saved as JSON under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.answers.evaluation import LabelledQuestion, evaluate, percentile, read_questions  # noqa: E402
+from bot.config import Settings  # noqa: E402
+from bot.index.embedding import Embedder, packaged_model_path  # noqa: E402
+from bot.index.lexical import terms  # noqa: E402
+from bot.wiring import Services  # noqa: E402
+from ingest.documents import decode, discover  # noqa: E402
+
+Ranking = list[tuple[str, str]]  # (path, passage text), best first
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def score_rankings(questions: Sequence[LabelledQuestion], rank: Callable[[str], Ranking]) -> dict[str, float]:
+    """recall@5 and MRR@10 over distinct documents, hint@5 over the top five passages, latency."""
+    rank(questions[0].question)  # warm
+    recall = mrr = hint = 0.0
+    latencies: list[float] = []
+    answerable = [q for q in questions if q.answerable]
+    for question in questions:
+        started = time.perf_counter()
+        ranking = rank(question.question)
+        latencies.append((time.perf_counter() - started) * 1000)
+        if not question.answerable:
+            continue
+        documents = list(dict.fromkeys(path for path, _ in ranking))
+        relevant = set(question.relevant)
+        recall += 1.0 if relevant & set(documents[:5]) else 0.0
+        position = next((i for i, p in enumerate(documents[:10], start=1) if p in relevant), None)
+        mrr += 1.0 / position if position else 0.0
+        wanted = _normalise(question.answer_hint)
+        hint += 1.0 if wanted and any(wanted in _normalise(text) for _, text in ranking[:5]) else 0.0
+    n = len(answerable)
+    return {
+        "recall@5": recall / n,
+        "hint@5": hint / n,
+        "mrr@10": mrr / n,
+        "latency_p50_ms": statistics.median(latencies),
+        "latency_p95_ms": percentile(latencies, 95),
+    }
+
+
+def run_steward(corpora: Path, questions: Sequence[LabelledQuestion], work: Path) -> dict[str, Any]:
+    """Fresh ingest, no-change re-ingest (CLI) and the evaluation."""
+    data = work / "steward"
+    services = Services(Settings(data_dir=data))
+    started = time.perf_counter()
+    report = services.ingestor.run([corpora])
+    ingest_seconds = time.perf_counter() - started
+
+    env = {**os.environ, "STEWARD_DATA_DIR": str(data)}
+    steward = Path(sys.executable).with_name("steward")
+    reingest: list[float] = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([str(steward), "ingest", str(corpora)], env=env, check=True, capture_output=True)
+        reingest.append(time.perf_counter() - started)
+
+    result = evaluate(services.answers, questions)
+    summary = result.summary()
+    return {
+        "ingest_seconds": ingest_seconds,
+        "chunks": report.chunks,
+        "word_pieces": report.word_pieces,
+        "word_pieces_per_second": report.word_pieces / ingest_seconds,
+        "reingest_seconds_median": statistics.median(reingest),
+        "recall@5": summary["recall@5"],
+        "hint@5": summary["hint@5"],
+        "mrr@10": summary["mrr@10"],
+        "abstained_unanswerable": summary["abstained_unanswerable"],
+        "abstained_answerable": summary["abstained_answerable"],
+        "latency_p50_ms": summary["latency_p50_ms"],
+        "latency_p95_ms": summary["latency_p95_ms"],
+        "services": services,
+    }
+
+
+def run_bm25(services: Services, questions: Sequence[LabelledQuestion]) -> dict[str, Any]:
+    """BM25 alone over Steward's chunks, one passage per document like Steward's list."""
+    lexicon = services.retriever.lexicon()
+
+    def rank(question: str) -> Ranking:
+        ranking: Ranking = []
+        seen: set[str] = set()
+        for hit in lexicon.bm25.search(terms(question), 60):
+            chunk = lexicon.chunks[hit.row]
+            path = lexicon.documents[chunk.doc_id].path
+            if path not in seen:
+                seen.add(path)
+                ranking.append((path, chunk.text))
+        return ranking
+
+    figures = score_rankings(questions, rank)
+    return {**figures, "abstained_unanswerable": 0, "abstained_answerable": 0}
+
+
+def run_langchain(corpora: Path, questions: Sequence[LabelledQuestion], work: Path) -> dict[str, Any]:
+    """The recipe from LangChain's RAG tutorial, on the same files and the same model."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from chromadb.config import Settings as ChromaSettings
+    from langchain_chroma import Chroma
+    from langchain_core.documents import Document
+    from langchain_huggingface import HuggingFaceEmbeddings
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    started = time.perf_counter()
+    documents = []
+    for relative, file in discover(corpora):
+        text = decode(relative, file.read_bytes(), 2_000_000)
+        if isinstance(text, str):
+            documents.append(Document(page_content=text, metadata={"source": relative}))
+    splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
+    chunks = splitter.split_documents(documents)
+    embeddings = HuggingFaceEmbeddings(model_name=str(packaged_model_path()))
+    store = Chroma.from_documents(
+        chunks,
+        embeddings,
+        persist_directory=str(work / "langchain"),
+        client_settings=ChromaSettings(anonymized_telemetry=False, is_persistent=True),
+    )
+    ingest_seconds = time.perf_counter() - started
+    pieces = sum(min(n, 256) for n in Embedder().count_word_pieces([c.page_content for c in chunks]))
+
+    def rank(question: str) -> Ranking:
+        return [(d.metadata["source"], d.page_content) for d in store.similarity_search(question, k=10)]
+
+    figures = score_rankings(questions, rank)
+    return {
+        **figures,
+        "ingest_seconds": ingest_seconds,
+        "chunks": len(chunks),
+        "word_pieces": pieces,
+        "word_pieces_per_second": pieces / ingest_seconds,
+        "abstained_unanswerable": 0,
+        "abstained_answerable": 0,
+    }
+
+
+def table(results: dict[str, dict[str, Any]], unanswerable: int, answerable: int) -> str:
+    """The comparison as a Markdown table."""
+
+    def cell(system: str, key: str, fmt: str) -> str:
+        value = results[system].get(key)
+        return "n/a" if value is None else format(value, fmt)
+
+    rows = [
+        ("recall@5", "recall@5", ".3f"),
+        ("hint@5", "hint@5", ".3f"),
+        ("MRR@10", "mrr@10", ".3f"),
+        ("query latency p50 (ms, warm)", "latency_p50_ms", ".1f"),
+        ("query latency p95 (ms, warm)", "latency_p95_ms", ".1f"),
+        ("ingest time (s)", "ingest_seconds", ".1f"),
+        ("chunks", "chunks", "d"),
+        ("word pieces embedded per second", "word_pieces_per_second", ",.0f"),
+        ("re-ingest, nothing changed (s, median of 3)", "reingest_seconds_median", ".2f"),
+    ]
+    systems = ["steward", "langchain", "bm25"]
+    lines = ["| figure | Steward | LangChain recipe | BM25 alone |", "|---|---|---|---|"]
+    for label, key, fmt in rows:
+        lines.append(f"| {label} | " + " | ".join(cell(s, key, fmt) for s in systems) + " |")
+    lines.append(
+        f"| abstained on unanswerable (of {unanswerable}) | "
+        + " | ".join(str(results[s]["abstained_unanswerable"]) for s in systems)
+        + " |"
+    )
+    lines.append(
+        f"| abstained on answerable (of {answerable}) | "
+        + " | ".join(str(results[s]["abstained_answerable"]) for s in systems)
+        + " |"
+    )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Run all three systems and print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--corpora", type=Path, default=ROOT.parent / "shared" / "corpora")
+    parser.add_argument("--questions", type=Path, default=ROOT.parent / "shared" / "eval" / "dev.jsonl")
+    parser.add_argument("--skip-langchain", action="store_true", help="only Steward and BM25 (quick runs)")
+    args = parser.parse_args()
+    questions = read_questions(args.questions)
+    work = Path(tempfile.mkdtemp(prefix="steward-bench-"))
+    try:
+        results: dict[str, dict[str, Any]] = {}
+        steward = run_steward(args.corpora.resolve(), questions, work)
+        services = steward.pop("services")
+        results["steward"] = steward
+        results["bm25"] = run_bm25(services, questions)
+        if not args.skip_langchain:
+            results["langchain"] = run_langchain(args.corpora.resolve(), questions, work)
+        else:
+            results["langchain"] = {"abstained_unanswerable": 0, "abstained_answerable": 0}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    unanswerable = sum(1 for q in questions if not q.answerable)
+    markdown = table(results, unanswerable, len(questions) - unanswerable)
+    print(markdown)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    (out / f"knowledge-{stamp}.json").write_text(
+        json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "results": results}, indent=2)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
