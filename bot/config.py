@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         description="How many distinct documents an answer's source list may hold.",
     )
     embedding_batch_size: int = Field(
-        default=32,
+        default=16,
         ge=1,
         description="Chunks per forward pass of the embedding model during ingest.",
     )

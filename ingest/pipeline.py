@@ -42,7 +42,7 @@ class IngestReport:
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     chunks: int = 0
-    word_pieces: int = 0
+    word_pieces: int = 0  # what the model actually embedded (after de-duplication and its cut)
     repaired: int = 0
     seconds: float = 0.0
 
@@ -62,7 +62,6 @@ class _Pending:
     record: DocumentRecord
     chunks: list[ChunkRecord]
     embed_texts: list[str]
-    pieces: int
     previous_chunk_ids: list[str]
     is_new: bool
 
@@ -262,7 +261,6 @@ class Ingestor:
             record=record,
             chunks=records,
             embed_texts=[chunk.embed_text for chunk in chunks],
-            pieces=sum(chunk.pieces for chunk in chunks),
             previous_chunk_ids=[],
             is_new=True,
         )
@@ -271,7 +269,9 @@ class Ingestor:
         texts = [text for item in batch for text in item.embed_texts]
         # Identical passages (boilerplate repeated across documents) are embedded once.
         unique = list(dict.fromkeys(texts))
+        before = self.embedder.embedded_word_pieces
         vectors = self.embedder.embed(unique)
+        embedded = self.embedder.embedded_word_pieces - before
         position = {text: row for row, text in enumerate(unique)}
         matrix = vectors[[position[text] for text in texts]] if texts else np.zeros((0, vectors.shape[1]))
         ids = [chunk.chunk_id for item in batch for chunk in item.chunks]
@@ -290,7 +290,7 @@ class Ingestor:
         for item in batch:
             (report.added if item.is_new else report.updated).append(item.record.path)
         report.chunks += len(ids)
-        report.word_pieces += sum(item.pieces for item in batch)
+        report.word_pieces += embedded
 
 
 def _batches(items: Iterable[_Pending], max_chunks: int) -> Iterable[list[_Pending]]:

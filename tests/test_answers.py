@@ -112,3 +112,15 @@ def test_json_shape_is_the_documented_one(services: Services) -> None:
     citations = data["citations"]
     assert isinstance(citations, list) and citations
     assert set(citations[0]) == {"path", "title", "section", "url", "status", "owner"}
+
+
+def test_a_vector_index_out_of_step_with_the_catalog_is_reported(
+    small_kb: Path, make_services: Callable[..., Services], tmp_path: Path
+) -> None:
+    """Lost vectors (a deleted Chroma folder) still give an answer, with a warning naming the repair."""
+    services = make_services()
+    services.ingestor.run([small_kb])
+    services.vectors.delete(services.catalog.chunk_ids([d.doc_id for d in services.catalog.documents()]))
+    fresh = make_services()
+    answer = fresh.answers.ask("How do I roll back the fraud-scorer model in production?")
+    assert any("holds 0 vectors" in w and "steward ingest" in w for w in answer.warnings)

@@ -92,6 +92,7 @@ class Retrieval:
     documents: list[RetrievedDocument]
     idf: dict[str, float]
     unknown_identifiers: list[str] = field(default_factory=list)
+    index_problem: str | None = None
 
 
 class _Lexicon:
@@ -108,6 +109,7 @@ class _Lexicon:
             self.rows_of_document.setdefault(chunk.doc_id, []).append(row)
         self.bm25 = BM25Index([chunk.terms.split() for chunk in self.chunks])
         self.terms_of_row: list[frozenset[str]] = [frozenset(chunk.terms.split()) for chunk in self.chunks]
+        self.problem: str | None = None
 
     def allowed(self, filters: Filters) -> NDArray[np.bool_] | None:
         if filters == Filters():
@@ -136,6 +138,13 @@ class Retriever:
                     raise IndexMissingError(
                         "the knowledge base is empty: run `steward ingest PATH...` first "
                         "(e.g. `steward ingest knowledge/`)"
+                    )
+                vectors = self.vectors.count()
+                if vectors != len(lexicon.chunks):
+                    lexicon.problem = (
+                        f"the vector index ({self.vectors.where()}) holds {vectors} vectors but the catalog "
+                        f"{len(lexicon.chunks)} chunks, so answers may miss passages: repair with "
+                        "`steward ingest PATH...` (or `--rebuild`)"
                     )
                 self._lexicon = lexicon
             return self._lexicon
@@ -188,7 +197,7 @@ class Retriever:
         self._rank_within(ranked[:_REFINED_DOCUMENTS], lexicon, vector, query_terms)
         idf = {term: lexicon.bm25.idf_of(term) for term in query_terms}
         unknown = [t for t in identifiers(question) if t not in lexicon.bm25.vocabulary]
-        return Retrieval(query_terms, ranked, idf, unknown)
+        return Retrieval(query_terms, ranked, idf, unknown, lexicon.problem)
 
     def _rank_within(
         self,

@@ -71,6 +71,7 @@ class AnswerService:
         sure = confidence(retrieval, chunk_terms)
         cited = retrieval.documents[: self.sources]
 
+        index_warnings = [retrieval.index_problem] if retrieval.index_problem else []
         if not cited or sure.value < self.abstain_below:
             owners = list(dict.fromkeys(item.document.owner for item in cited if item.document.owner))
             return Answer(
@@ -79,6 +80,7 @@ class AnswerService:
                 abstained=True,
                 confidence=sure.value,
                 owners=owners,
+                warnings=index_warnings,
                 retrieved=passages,
             )
 
@@ -104,7 +106,7 @@ class AnswerService:
             abstained=False,
             confidence=sure.value,
             citations=citations,
-            warnings=warnings_for(citations, titles, self.today()),
+            warnings=index_warnings + warnings_for(citations, titles, self.today()),
             written_by=written_by,
             fallback_reason=fallback_reason,
             retrieved=passages,
