@@ -126,7 +126,9 @@ def _sections(document: SourceDocument) -> list[_Section]:
                 level, name = len(heading.group(1)), _plain_heading(heading.group(2))
             else:
                 level, name = (1 if lines[index + 1].startswith("=") else 2), _plain_heading(line)
-            if level == 1 and not title_seen and _same_heading(name, document.title):
+            # The document's own title heading (often the H1, sometimes a first H2) is already the
+            # head of every path; repeating it costs word pieces in every chunk.
+            if not title_seen and not stack and _same_heading(name, document.title):
                 title_seen = True
                 continue
             while stack and stack[-1][0] >= level:

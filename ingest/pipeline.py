@@ -23,7 +23,7 @@ from ingest.chunking import chunk_document
 from ingest.documents import Skipped, SourceDocument, decode, discover, format_of, parse
 
 # Part of every content hash: a change to parsing or chunking re-ingests everything once.
-PIPELINE_VERSION = "steward-ingest-6"
+PIPELINE_VERSION = "steward-ingest-7"
 _BATCH_CHUNKS = 512
 
 

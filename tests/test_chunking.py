@@ -78,3 +78,12 @@ def test_embedding_text_drops_link_targets_and_markup() -> None:
     assert "example.com" not in cleaned
     assert "runbook" in cleaned
     assert "**" not in cleaned and "---" not in cleaned
+
+
+def test_a_first_heading_repeating_the_title_is_not_repeated_at_any_level(embedder: Embedder) -> None:
+    """A document whose first heading is an H2 equal to its title does not get 'T > T' paths."""
+    chunks = chunk_document(
+        _doc("## Chef Hybrid\n\nIntro.\n\n### Replacement\n\nSteps.\n", "Chef Hybrid"),
+        embedder.count_word_pieces,
+    )
+    assert all(not c.section.startswith("Chef Hybrid > Chef Hybrid") for c in chunks)

@@ -164,3 +164,33 @@ def test_a_missing_path_is_an_error_and_nothing_is_written(
     with pytest.raises(IngestError, match="no such file or folder"):
         services.ingestor.run([small_kb, tmp_path / "nope"])
     assert not (tmp_path / "data" / "steward.db").exists()
+
+
+def test_rebuild_repairs_a_corrupt_catalog(
+    small_kb: Path, make_services: Callable[..., Services], tmp_path: Path
+) -> None:
+    """The repair command the error names does work."""
+    services = make_services()
+    services.ingestor.run([small_kb])
+    services.catalog.dispose()
+    (tmp_path / "data" / "steward.db").write_bytes(b"this is not a database" * 100)
+    repaired = make_services()
+    report = repaired.ingestor.run([small_kb], rebuild=True)
+    assert len(report.added) == 5
+    assert repaired.answers.ask("How do I roll back the fraud-scorer model?").citations
+
+
+def test_unusable_database_url_is_named(small_kb: Path, make_services: Callable[..., Services]) -> None:
+    """A database URL SQLAlchemy cannot use names the setting."""
+    services = make_services(database_url="nosuchdb://x")
+    with pytest.raises(CatalogError, match="STEWARD_DATABASE_URL"):
+        services.ingestor.run([small_kb])
+
+
+def test_unreachable_postgres_is_named(small_kb: Path, make_services: Callable[..., Services]) -> None:
+    """A database server that is not there gives 'cannot reach', not 'rebuild'."""
+    from tests.servers import free_port
+
+    services = make_services(database_url=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    with pytest.raises(CatalogError, match="cannot reach the state database"):
+        services.ingestor.run([small_kb])

@@ -7,6 +7,7 @@ download a model, which must never happen.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,7 +213,14 @@ class VectorIndex:
         }
 
     def reset(self) -> None:
-        """Delete the collection (used by `--rebuild`)."""
+        """Delete the collection (used by `--rebuild`); an embedded index too damaged to open is removed."""
         self._collection = None
-        if self.exists():
-            self._call("deleting the collection", self.client.delete_collection, self.collection_name)
+        try:
+            if self.exists():
+                self._call("deleting the collection", self.client.delete_collection, self.collection_name)
+        except VectorStoreError:
+            if self.path is None:
+                raise
+            # Our own folder under the data dir: start it afresh.
+            self._client = None
+            shutil.rmtree(self.path, ignore_errors=True)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -134,7 +135,13 @@ class Catalog:
     def engine(self) -> Engine:
         """The SQLAlchemy engine, created on first use."""
         if self._engine is None:
-            self._engine = sa.create_engine(self.url, future=True, pool_pre_ping=True)
+            try:
+                self._engine = sa.create_engine(self.url, future=True, pool_pre_ping=True)
+            except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+                raise CatalogError(
+                    f"STEWARD_DATABASE_URL is not a usable SQLAlchemy URL ({exc}); use for example "
+                    "sqlite:///path/steward.db or postgresql+psycopg://user@host/db"
+                ) from None
         return self._engine
 
     def where(self) -> str:
@@ -147,13 +154,19 @@ class Catalog:
             with self.engine.begin() as connection:
                 yield connection
         except DatabaseError as exc:
-            if isinstance(exc, OperationalError) and "could not connect" in str(exc).lower():
+            message = str(exc.orig).lower()
+            if isinstance(exc, OperationalError) and ("connect" in message or "connection" in message):
                 raise CatalogError(
-                    f"cannot reach the state database {self.where()}: {exc.orig}. "
+                    f"cannot reach the state database {self.where()}: {str(exc.orig).strip()}. "
                     "Check STEWARD_DATABASE_URL and that the database is running."
                 ) from None
+            if isinstance(exc, OperationalError) and "unable to open" in message:
+                raise CatalogError(
+                    f"cannot open the state database {self.where()}: check that STEWARD_DATA_DIR "
+                    "is a writable folder."
+                ) from None
             raise CatalogError(
-                f"the knowledge catalog in {self.where()} cannot be read ({exc.orig}). "
+                f"the knowledge catalog in {self.where()} cannot be read ({str(exc.orig).strip()}). "
                 "Repair it with `steward ingest PATH... --rebuild`."
             ) from None
 
@@ -163,9 +176,18 @@ class Catalog:
             metadata.create_all(connection)
 
     def drop(self) -> None:
-        """Remove every catalog table (used by `--rebuild`)."""
-        with self._connect() as connection:
-            metadata.drop_all(connection)
+        """Remove every catalog table (used by `--rebuild`); a damaged SQLite file is deleted."""
+        try:
+            with self._connect() as connection:
+                metadata.drop_all(connection)
+        except CatalogError:
+            url = sa.engine.make_url(self.url)
+            if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+                raise
+            self.dispose()
+            self._engine = None
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(url.database + suffix).unlink(missing_ok=True)
 
     # -- meta -------------------------------------------------------------------------------
 
