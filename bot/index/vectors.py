@@ -6,8 +6,8 @@ download a model, which must never happen.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
 import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
