@@ -27,8 +27,8 @@ demo: $(VENV)/.installed
 	@echo '$$ steward ask "What PSI value counts as drift on a feature?"'
 	@STEWARD_DATA_DIR=$(DEMO_DATA) $(BIN)/steward ask "What PSI value counts as drift on a feature?"
 	@echo
-	@echo '$$ steward ask "A cloud API key was pushed to a public repo. What do I do first?"'
-	@STEWARD_DATA_DIR=$(DEMO_DATA) $(BIN)/steward ask "A cloud API key was pushed to a public repo. What do I do first?"
+	@echo '$$ steward ask "An API key leaked in a Git commit. What do I do first?"'
+	@STEWARD_DATA_DIR=$(DEMO_DATA) $(BIN)/steward ask "An API key leaked in a Git commit. What do I do first?"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check bot ingest tests bench

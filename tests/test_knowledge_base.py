@@ -69,7 +69,7 @@ def starter(tmp_path_factory: pytest.TempPathFactory, embedder: object) -> Servi
         ("How do I roll back a production model, and who has to approve it?", "runbooks/model-rollback.md"),
         ("What PSI value counts as drift on a feature?", "decisions/0012-drift-thresholds-v2.md"),
         (
-            "A cloud API key was pushed to a public repo. What do I do first?",
+            "An API key leaked in a Git commit. What do I do first?",
             "runbooks/leaked-secret-rotation.md",
         ),
         ("When do we fail over to the secondary LLM provider?", "runbooks/llm-provider-outage.md"),

@@ -23,6 +23,8 @@ _UNKNOWN_IDENTIFIER_FACTOR = 0.6
 # Coverage of the question's rare words tells answerable from unanswerable better than closeness
 # of topic does (calibrated on ../shared/eval/dev.jsonl; see docs/benchmarks.md).
 _COVERAGE_WEIGHT = 0.6
+_TABLE_WEIGHT = 0.6
+_CODE_WEIGHT = 0.3
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,13 @@ def warnings_for(citations: Sequence[Citation], titles: dict[str, str], today: d
     return warnings
 
 
-def _units(text: str) -> list[str]:
-    """Sentences and list items of a passage, without Markdown noise."""
-    units: list[str] = []
+def _units(text: str) -> list[tuple[str, float]]:
+    """Sentences, list items, table rows and code lines of a passage, each with a weight.
+
+    Prose reads best as an answer; a table row is readable once its pipes are gone; a lone line
+    of code rarely answers on its own, so it is picked only when nothing else matches.
+    """
+    units: list[tuple[str, float]] = []
     in_code = False
     for line in text.splitlines():
         stripped = line.strip()
@@ -112,10 +118,13 @@ def _units(text: str) -> list[str]:
             continue
         if not stripped or re.fullmatch(r"\|?[\s:|\-]+\|?", stripped) or stripped.startswith("#"):
             continue
-        if in_code or stripped.startswith("|"):
-            units.append(stripped)
-            continue
-        units.extend(part.strip() for part in _SENTENCE.split(stripped) if part.strip())
+        if in_code:
+            units.append((stripped, _CODE_WEIGHT))
+        elif stripped.startswith("|"):
+            cells = [cell.strip() for cell in stripped.strip("|").split("|") if cell.strip()]
+            units.append((" — ".join(cells), _TABLE_WEIGHT))
+        else:
+            units.extend((part.strip(), 1.0) for part in _SENTENCE.split(stripped) if part.strip())
     return units
 
 
@@ -127,17 +136,19 @@ def extractive_answer(
     candidates: list[tuple[float, int, int, str]] = []
     for number, item in enumerate(cited[:3], start=1):
         for chunk_rank, scored in enumerate(item.chunks[:2]):
-            for order, unit in enumerate(_units(scored.chunk.text)):
+            for order, (unit, weight) in enumerate(_units(scored.chunk.text)):
                 words = set(terms(unit))
                 overlap = sum(retrieval.idf.get(t, 0.0) for t in question & words)
                 if overlap <= 0:
                     continue
                 # Prefer the best document, its best passage and sentences early in a passage.
-                score = overlap * (1.0 - 0.15 * (number - 1)) * (1.0 - 0.1 * chunk_rank) - 0.01 * order
+                score = (
+                    weight * overlap * (1.0 - 0.15 * (number - 1)) * (1.0 - 0.1 * chunk_rank) - 0.01 * order
+                )
                 candidates.append((score, number, order + 100 * chunk_rank, unit))
     if not candidates and cited and cited[0].chunks:
         units = _units(cited[0].chunks[0].chunk.text)
-        candidates = [(0.0, 1, order, unit) for order, unit in enumerate(units[:2])]
+        candidates = [(0.0, 1, order, unit) for order, (unit, _) in enumerate(units[:2])]
     chosen: list[tuple[float, int, int, str]] = []
     per_document: dict[int, int] = {}
     for candidate in sorted(candidates, key=lambda c: -c[0]):
