@@ -48,7 +48,7 @@ test: $(VENV)/.installed
 	$(BIN)/pytest
 
 bench-knowledge: $(VENV)/.installed
-	$(BIN)/python bench/knowledge.py --corpora ../shared/corpora --questions ../shared/eval/dev.jsonl
+	$(BIN)/python bench/knowledge.py --corpora ../shared/corpora --questions ../shared/eval/dev.jsonl --repeat 3 --compare-embedded 128,256
 
 clean:
 	rm -rf $(VENV) $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache

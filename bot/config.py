@@ -73,6 +73,15 @@ class Settings(BaseSettings):
         le=20,
         description="How many distinct documents an answer's source list may hold.",
     )
+    embedded_word_pieces: int = Field(
+        default=96,
+        ge=16,
+        le=256,
+        description=(
+            "Word pieces of each chunk the embedding model sees (heading path first; BM25 always sees "
+            "the whole chunk). Up to 256; higher is slower to ingest. Changing it needs `--rebuild`."
+        ),
+    )
     embedding_batch_size: int = Field(
         default=16,
         ge=1,

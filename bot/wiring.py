@@ -39,7 +39,10 @@ class Services:
     @cached_property
     def embedder(self) -> Embedder:
         """The packaged embedding model."""
-        return Embedder(batch_size=self.settings.embedding_batch_size)
+        return Embedder(
+            batch_size=self.settings.embedding_batch_size,
+            max_word_pieces=self.settings.embedded_word_pieces,
+        )
 
     @cached_property
     def ingestor(self) -> Ingestor:

@@ -194,3 +194,17 @@ def test_unreachable_postgres_is_named(small_kb: Path, make_services: Callable[.
     services = make_services(database_url=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
     with pytest.raises(CatalogError, match="cannot reach the state database"):
         services.ingestor.run([small_kb])
+
+
+def test_changing_the_embedded_length_is_refused_until_rebuild(
+    small_kb: Path, make_services: Callable[..., Services], tmp_path: Path
+) -> None:
+    """STEWARD_EMBEDDED_WORD_PIECES is part of the model identity: vectors of two settings never mix."""
+    from bot.config import Settings
+    from bot.wiring import Services as Fresh
+
+    make_services().ingestor.run([small_kb])
+    other = Fresh(Settings(data_dir=tmp_path / "data", embedded_word_pieces=128))
+    with pytest.raises(IngestError, match="--rebuild"):
+        other.ingestor.run([small_kb])
+    assert len(other.ingestor.run([small_kb], rebuild=True).added) == 5
