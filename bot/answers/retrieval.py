@@ -14,7 +14,9 @@ from bot.index.lexical import BM25Index, identifiers, terms
 from bot.index.vectors import VectorIndex
 from bot.store.catalog import Catalog, ChunkRecord, DocumentRecord
 
-# Reciprocal-rank fusion constant and candidate depth of each retriever.
+# Reciprocal-rank fusion constant and candidate depth of each retriever. A small k trusts each
+# retriever's first hits; with the customary 60, many middling chunks of long documents outvote the
+# one chunk that answers (chosen on ../shared/eval/dev.jsonl, see docs/benchmarks.md).
 _RRF_K = 10
 _DEPTH = 60
 _DENSE_WEIGHT = 1.0
@@ -22,8 +24,6 @@ _LEXICAL_WEIGHT = 1.0
 # Superseded and deprecated documents stay findable but rank below current ones.
 _RETIRED_PENALTY = 0.75
 _RETIRED = ("superseded", "deprecated")
-# Each further matching chunk of a document adds this share of its score: broad coverage counts a little.
-_EXTRA_CHUNK_WEIGHT = 0.0
 # Documents whose chunks are all re-ranked against the question (the source list's length).
 _REFINED_DOCUMENTS = 5
 
@@ -179,17 +179,13 @@ class Retriever:
             document = lexicon.documents.get(entry.chunk.doc_id)
             if document is None:
                 continue
+            # A document ranks by its best chunk: adding up its other matches (tried) favours long
+            # documents that mention a topic often over the short one that answers it.
             found = by_document.get(document.doc_id)
             if found is None:
                 score = entry.fused * (_RETIRED_PENALTY if document.status in _RETIRED else 1.0)
                 by_document[document.doc_id] = RetrievedDocument(document, score, [entry])
             else:
-                # A second matching passage adds a little: the document covers the question more fully.
-                found.score += (
-                    _EXTRA_CHUNK_WEIGHT
-                    * entry.fused
-                    * (_RETIRED_PENALTY if document.status in _RETIRED else 1.0)
-                )
                 found.chunks.append(entry)
 
         ranked = sorted(by_document.values(), key=lambda d: -d.score)
