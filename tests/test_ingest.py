@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.index.vectors import VectorStoreError
 from bot.store.catalog import CatalogError
 from bot.wiring import Services
 from ingest.pipeline import IngestError
@@ -143,10 +144,10 @@ def test_vectors_lost_from_chroma_are_detected_and_re_embedded(
     assert services.catalog.count()[1] == services.vectors.count()
 
 
-def test_a_corrupt_catalog_is_reported_with_the_repair_command(
+def test_a_corrupt_catalog_is_reported_and_the_named_repair_works(
     small_kb: Path, make_services: Callable[..., Services], tmp_path: Path
 ) -> None:
-    """A damaged database file gives a message naming `--rebuild`, not a traceback."""
+    """A damaged database file gives a message naming `--rebuild`, and `--rebuild` repairs it."""
     services = make_services()
     services.ingestor.run([small_kb])
     services.catalog.dispose()
@@ -154,6 +155,11 @@ def test_a_corrupt_catalog_is_reported_with_the_repair_command(
     broken = make_services()
     with pytest.raises(CatalogError, match="--rebuild"):
         broken.ingestor.run([small_kb])
+    broken.catalog.dispose()
+    repaired = make_services()
+    report = repaired.ingestor.run([small_kb], rebuild=True)
+    assert len(report.added) == 5
+    assert repaired.answers.ask("How do I roll back the fraud-scorer model?").citations
 
 
 def test_a_missing_path_is_an_error_and_nothing_is_written(
@@ -164,20 +170,6 @@ def test_a_missing_path_is_an_error_and_nothing_is_written(
     with pytest.raises(IngestError, match="no such file or folder"):
         services.ingestor.run([small_kb, tmp_path / "nope"])
     assert not (tmp_path / "data" / "steward.db").exists()
-
-
-def test_rebuild_repairs_a_corrupt_catalog(
-    small_kb: Path, make_services: Callable[..., Services], tmp_path: Path
-) -> None:
-    """The repair command the error names does work."""
-    services = make_services()
-    services.ingestor.run([small_kb])
-    services.catalog.dispose()
-    (tmp_path / "data" / "steward.db").write_bytes(b"this is not a database" * 100)
-    repaired = make_services()
-    report = repaired.ingestor.run([small_kb], rebuild=True)
-    assert len(report.added) == 5
-    assert repaired.answers.ask("How do I roll back the fraud-scorer model?").citations
 
 
 def test_unusable_database_url_is_named(small_kb: Path, make_services: Callable[..., Services]) -> None:
@@ -208,3 +200,17 @@ def test_changing_the_embedded_length_is_refused_until_rebuild(
     with pytest.raises(IngestError, match="--rebuild"):
         other.ingestor.run([small_kb])
     assert len(other.ingestor.run([small_kb], rebuild=True).added) == 5
+
+
+def test_a_corrupt_embedded_vector_index_is_reported_and_rebuilt(
+    small_kb: Path, make_services: Callable[..., Services], tmp_path: Path
+) -> None:
+    """A damaged Chroma folder is named with the repair command, and `--rebuild` starts it afresh."""
+    make_services().ingestor.run([small_kb])
+    (tmp_path / "data" / "chroma" / "chroma.sqlite3").write_bytes(b"garbage" * 1000)
+    broken = make_services()
+    with pytest.raises(VectorStoreError, match="--rebuild"):
+        broken.ingestor.run([small_kb])
+    repaired = make_services()
+    assert len(repaired.ingestor.run([small_kb], rebuild=True).added) == 5
+    assert repaired.vectors.count() == repaired.catalog.count()[1]

@@ -221,6 +221,10 @@ class VectorIndex:
         except VectorStoreError:
             if self.path is None:
                 raise
-            # Our own folder under the data dir: start it afresh.
+            # Our own folder under the data dir: start it afresh. Chroma keeps one system per path
+            # per process; forget the broken one so the next open reads the new folder.
+            from chromadb.api.client import SharedSystemClient
+
             self._client = None
+            SharedSystemClient.clear_system_cache()
             shutil.rmtree(self.path, ignore_errors=True)
