@@ -223,7 +223,7 @@ class VectorIndex:
                 raise
             # Our own folder under the data dir: start it afresh. Chroma keeps one system per path
             # per process; forget the broken one so the next open reads the new folder.
-            from chromadb.api.client import SharedSystemClient
+            from chromadb.api.shared_system_client import SharedSystemClient
 
             self._client = None
             SharedSystemClient.clear_system_cache()
