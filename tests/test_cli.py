@@ -173,3 +173,13 @@ def test_console_script_and_unreachable_chroma(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"cannot reach the Chroma server at {url}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_llm_spec_whose_provider_is_missing_is_explained(
+    ingested: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """STEWARD_LLM naming a provider whose package is not installed gives advice, not a traceback."""
+    monkeypatch.setenv("STEWARD_LLM", "nosuchprovider:some-model")
+    code, _, err = _run(capsys, "ask", "How do I roll back the fraud-scorer model in production?")
+    assert code == 1
+    assert "STEWARD_LLM='nosuchprovider:some-model' cannot be used" in err
