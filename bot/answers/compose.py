@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.answers.models import Citation
-from bot.answers.retrieval import Retrieval, RetrievedDocument
+from bot.answers.retrieval import PASSAGE_CHUNKS, Retrieval, RetrievedDocument
 from bot.index.lexical import terms
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`\[])")
@@ -135,7 +135,7 @@ def extractive_answer(
     question = set(retrieval.question_terms)
     candidates: list[tuple[float, int, int, str]] = []
     for number, item in enumerate(cited[:3], start=1):
-        for chunk_rank, scored in enumerate(item.chunks[:2]):
+        for chunk_rank, scored in enumerate(item.chunks[:PASSAGE_CHUNKS]):
             for order, (unit, weight) in enumerate(_units(scored.chunk.text)):
                 words = set(terms(unit))
                 overlap = sum(retrieval.idf.get(t, 0.0) for t in question & words)

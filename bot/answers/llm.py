@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.answers.retrieval import RetrievedDocument
+from bot.answers.retrieval import PASSAGE_CHUNKS, RetrievedDocument
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 
@@ -51,7 +51,7 @@ def _escape(text: str) -> str:
     return text.replace("<passage", "&lt;passage").replace("</passage", "&lt;/passage")
 
 
-def render_passages(cited: Sequence[RetrievedDocument], per_document: int = 2) -> str:
+def render_passages(cited: Sequence[RetrievedDocument], per_document: int = PASSAGE_CHUNKS) -> str:
     """The passages as clearly delimited, escaped data blocks numbered like the source list."""
     blocks = []
     for number, item in enumerate(cited, start=1):

@@ -26,6 +26,10 @@ _RETIRED_PENALTY = 0.75
 _RETIRED = ("superseded", "deprecated")
 # Documents whose chunks are all re-ranked against the question (the source list's length).
 _REFINED_DOCUMENTS = 5
+# A document's passage is its two best chunks, in document order: small chunks rank precisely, and
+# the answer is often in the section next to the one that matched the topic. The passage list, the
+# extractive answer and the LLM all read these same chunks.
+PASSAGE_CHUNKS = 2
 
 
 class IndexMissingError(Exception):

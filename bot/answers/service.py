@@ -14,12 +14,7 @@ from bot.answers.compose import (
 )
 from bot.answers.llm import LLMWriter
 from bot.answers.models import Answer, Passage
-from bot.answers.retrieval import Filters, RetrievedDocument, Retriever
-
-# A document's passage is its two best chunks, in document order: small chunks rank precisely, and
-# the answer is often in the section next to the one that matched the topic. The extractive answer
-# and the LLM read the same two chunks.
-PASSAGE_CHUNKS = 2
+from bot.answers.retrieval import PASSAGE_CHUNKS, Filters, RetrievedDocument, Retriever
 
 
 def _passage(item: RetrievedDocument) -> Passage:
