@@ -99,14 +99,32 @@ def test_ask_before_ingest_says_what_to_run(
     assert "steward ingest" in err
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("STEWARD_ABSTAIN_BELOW", "lots", "STEWARD_ABSTAIN_BELOW"),
+        # A provider whose LangChain package is not installed: advice, not a traceback.
+        (
+            "STEWARD_LLM",
+            "nosuchprovider:some-model",
+            "STEWARD_LLM='nosuchprovider:some-model' cannot be used",
+        ),
+    ],
+)
 def test_bad_setting_names_the_variable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    variable: str,
+    value: str,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A setting pydantic rejects is reported with its environment variable name."""
-    monkeypatch.setenv("STEWARD_ABSTAIN_BELOW", "lots")
+    """A setting Steward cannot use is reported with its environment variable name, exit code 1."""
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv(variable, value)
     code, _, err = _run(capsys, "ask", "anything?")
     assert code == 1
-    assert "STEWARD_ABSTAIN_BELOW" in err
+    assert message in err
 
 
 def test_eval_prints_the_figures_and_writes_the_report(
@@ -173,13 +191,3 @@ def test_console_script_and_unreachable_chroma(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"cannot reach the Chroma server at {url}" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_an_llm_spec_whose_provider_is_missing_is_explained(
-    ingested: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """STEWARD_LLM naming a provider whose package is not installed gives advice, not a traceback."""
-    monkeypatch.setenv("STEWARD_LLM", "nosuchprovider:some-model")
-    code, _, err = _run(capsys, "ask", "How do I roll back the fraud-scorer model in production?")
-    assert code == 1
-    assert "STEWARD_LLM='nosuchprovider:some-model' cannot be used" in err
