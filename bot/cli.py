@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bot.answers.evaluation import EvalFileError, evaluate, read_questions
 from bot.answers.models import Answer
@@ -35,7 +35,7 @@ class _Bar(Progress):
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
-        self.bar: object | None = None
+        self.bar: Any = None
 
     def start(self, total_chunks: int) -> None:
         if total_chunks and self.stream.isatty():
@@ -45,11 +45,11 @@ class _Bar(Progress):
 
     def advance(self, chunks: int) -> None:
         if self.bar is not None:
-            self.bar.update(chunks)  # type: ignore[attr-defined]
+            self.bar.update(chunks)
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()  # type: ignore[attr-defined]
+            self.bar.close()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,8 +134,6 @@ def format_report(report: IngestReport) -> str:
 
 
 def _ask(services: Services, args: argparse.Namespace) -> int:
-    if not args.question.strip():
-        raise EmptyQuestionError('the question is empty: steward ask "how do I roll back a model?"')
     filters = Filters(
         kinds=tuple(args.kind or ()),
         statuses=tuple(args.status or ()),

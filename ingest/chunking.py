@@ -237,7 +237,7 @@ def chunk_document(document: SourceDocument, count: CountPieces, window: int = 2
         if previous is not None and previous[2] < _SMALL_SECTION:
             common = _common_prefix(previous[0], section.path)
             heading = _Block("#" * min(6, len(section.path)) + " " + section.path[-1], "heading")
-            heading.pieces = max(1, len(section.path[-1]) // 4)
+            heading.pieces = max(0, count([section.path[-1]])[0] - 2)
             first = blocks[0].pieces if blocks else 0
             if previous[2] + heading.pieces + first <= window - heading_pieces - _MARGIN:
                 chunks.pop()
@@ -257,12 +257,36 @@ def chunk_document(document: SourceDocument, count: CountPieces, window: int = 2
             chunks.append((section_path, current, size))
 
     out: list[Chunk] = []
-    for ordinal, (path, blocks, size) in enumerate(chunks):
-        section_name = " > ".join(path)
-        text = "\n\n".join(block.text for block in blocks)
-        embed_text = section_name + "\n" + clean_for_embedding(_shorten_code(blocks))
-        out.append(Chunk(ordinal, section_name, text, embed_text, size))
+    names = [" > ".join(path) for path, _, _ in chunks]
+    texts = ["\n\n".join(block.text for block in blocks) for _, blocks, _ in chunks]
+    sizes = count([name + "\n" + clean_for_embedding(text) for name, text in zip(names, texts, strict=True)])
+    for (_, blocks, _), section_name, text, size in zip(chunks, names, texts, sizes, strict=True):
+        fitted = [(text, size)] if size <= window else _fit(section_name, text, count, window)
+        for part, pieces in fitted:
+            shown = _shorten_code(blocks) if part == text else part
+            embed_text = section_name + "\n" + clean_for_embedding(shown)
+            out.append(Chunk(len(out), section_name, part, embed_text, pieces))
     return out
+
+
+def _fit(section: str, text: str, count: CountPieces, window: int) -> list[tuple[str, int]]:
+    """The chunk, counted exactly; halved (by lines, then words, then characters) while too long.
+
+    Packing works from per-block counts, which a line of link fragments or query text can fool;
+    this check makes the window a guarantee rather than an estimate.
+    """
+    pieces = count([section + "\n" + clean_for_embedding(text)])[0]
+    if pieces <= window:
+        return [(text, pieces)]
+    for separator in ("\n", " "):
+        parts = text.split(separator)
+        if len(parts) > 1:
+            middle = len(parts) // 2
+            halves = [separator.join(parts[:middle]), separator.join(parts[middle:])]
+            break
+    else:
+        halves = [text[: len(text) // 2], text[len(text) // 2 :]]
+    return [fitted for half in halves if half.strip() for fitted in _fit(section, half, count, window)]
 
 
 def _shorten_code(blocks: Sequence[_Block]) -> str:

@@ -8,6 +8,7 @@ run redoes those documents; vectors no catalog row points to are swept by the ne
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from ingest.chunking import chunk_document
 from ingest.documents import Skipped, SourceDocument, decode, discover, format_of, parse
 
 # Part of every content hash: a change to parsing or chunking re-ingests everything once.
-PIPELINE_VERSION = "steward-ingest-7"
+PIPELINE_VERSION = "steward-ingest-8"
 _BATCH_CHUNKS = 512
 
 
@@ -213,6 +214,8 @@ class Ingestor:
             item = self._prepare(root_key, relative, digest, parsed)
             if not item.chunks:
                 report.skipped.append(Skipped(relative, "no text to index"))
+                if previous is not None:
+                    seen.discard(relative)  # emptied since the last ingest: its old text must go
                 continue
             item.previous_chunk_ids = self.catalog.chunk_ids([item.record.doc_id]) if previous else []
             item.is_new = previous is None
@@ -245,7 +248,8 @@ class Ingestor:
             url=parsed.url,
         )
         chunks = chunk_document(parsed, self.embedder.count_word_pieces)
-        file_words = " ".join(relative.replace("/", " ").split(".")[:1])
+        # The file's path (without its extension) is searchable too: alert names live there.
+        file_words = re.sub(r"\.[^/]*$", "", relative).replace("/", " ")
         records = [
             ChunkRecord(
                 chunk_id=f"{doc_id}:{chunk.ord}",

@@ -124,3 +124,18 @@ def test_a_vector_index_out_of_step_with_the_catalog_is_reported(
     fresh = make_services()
     answer = fresh.answers.ask("How do I roll back the fraud-scorer model in production?")
     assert any("holds 0 vectors" in w and "steward ingest" in w for w in answer.warnings)
+
+
+def test_a_superseded_document_ranked_above_its_successor_is_moved_just_below_it() -> None:
+    """The ordering rule itself: [old, a, new, b] becomes [a, new, old, b]."""
+    from bot.answers.retrieval import RetrievedDocument, successors_first
+    from bot.store.catalog import DocumentRecord
+
+    def item(path: str, score: float, superseded_by: str | None = None) -> RetrievedDocument:
+        record = DocumentRecord(path, "/kb", path, "h", path, superseded_by=superseded_by)
+        return RetrievedDocument(record, score)
+
+    ranked = [item("old.md", 0.9, "new.md"), item("a.md", 0.8), item("new.md", 0.7), item("b.md", 0.6)]
+    assert [d.document.path for d in successors_first(ranked)] == ["a.md", "new.md", "old.md", "b.md"]
+    unrelated = [item("old.md", 0.9, "missing.md"), item("a.md", 0.8)]
+    assert [d.document.path for d in successors_first(unrelated)] == ["old.md", "a.md"]

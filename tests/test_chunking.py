@@ -37,6 +37,12 @@ def test_every_chunk_fits_the_window(embedder: Embedder) -> None:
         + "\n".join(f"| row {i} | {i * 7} |" for i in range(300))
         + "\n\n## Word\n\n"
         + "x" * 5000
+        # One paragraph of query links: per-block counts underestimate it (seen in gitlab-runbooks).
+        + "\n\n## Links\n\n"
+        + " ".join(
+            f"[q{i}](https://thanos.example/graph?g0.expr=sum(rate(x%7Benv%3D{i}%7D[5m])))"
+            for i in range(150)
+        )
     )
     chunks = chunk_document(_doc(body), embedder.count_word_pieces)
     sizes = embedder.count_word_pieces([c.embed_text for c in chunks])

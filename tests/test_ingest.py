@@ -214,3 +214,14 @@ def test_a_corrupt_embedded_vector_index_is_reported_and_rebuilt(
     repaired = make_services()
     assert len(repaired.ingestor.run([small_kb], rebuild=True).added) == 5
     assert repaired.vectors.count() == repaired.catalog.count()[1]
+
+
+def test_an_emptied_document_is_removed(small_kb: Path, make_services: Callable[..., Services]) -> None:
+    """A file whose text was deleted no longer answers with its old text."""
+    services = make_services()
+    services.ingestor.run([small_kb])
+    (small_kb / "runbooks/gpu-node-drain.md").write_text("---\ntitle: Draining a GPU node\n---\n")
+    report = services.ingestor.run([small_kb])
+    assert report.removed == ["runbooks/gpu-node-drain.md"]
+    assert "runbooks/gpu-node-drain.md" not in _paths(services)
+    assert services.catalog.count()[1] == services.vectors.count()

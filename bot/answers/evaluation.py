@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,17 +169,8 @@ def _hint_found(answer: Answer, hint: str) -> bool:
     if not hint:
         return False
     wanted = _normalise(hint)
-    return any(wanted in _normalise(p.text) for p in _top_passages(answer, 5))
-
-
-def _top_passages(answer: Answer, documents: int) -> Iterator[Any]:
-    seen: list[str] = []
-    for passage in answer.retrieved:
-        if passage.path not in seen:
-            if len(seen) >= documents:
-                return
-            seen.append(passage.path)
-        yield passage
+    # Passages are one per document, so the top five passages are the top five documents' passages.
+    return any(wanted in _normalise(p.text) for p in answer.retrieved[:5])
 
 
 def _row(labelled: LabelledQuestion, answer: Answer, latency: float) -> dict[str, Any]:

@@ -193,7 +193,7 @@ class Retriever:
                 found.chunks.append(entry)
 
         ranked = sorted(by_document.values(), key=lambda d: -d.score)
-        ranked = _successors_first(ranked)[:limit]
+        ranked = successors_first(ranked)[:limit]
         self._rank_within(ranked[:_REFINED_DOCUMENTS], lexicon, vector, query_terms)
         idf = {term: lexicon.bm25.idf_of(term) for term in query_terms}
         unknown = [t for t in identifiers(question) if t not in lexicon.bm25.vocabulary]
@@ -253,7 +253,7 @@ class Retriever:
         return None
 
 
-def _successors_first(ranked: Sequence[RetrievedDocument]) -> list[RetrievedDocument]:
+def successors_first(ranked: Sequence[RetrievedDocument]) -> list[RetrievedDocument]:
     """Move each superseded document just below its successor when both were found."""
     order = list(ranked)
     position = {item.document.path: index for index, item in enumerate(order)}
