@@ -167,7 +167,9 @@ def parse(
         document.title = _infer_title(path, body, fmt)
     if document.kind is None:
         document.kind = _infer_kind(path, body)
-    if document.status is None or document.superseded_by is None:
+    # Only decision records follow the ADR status formats; a runbook's "Status: open the dashboard"
+    # is an instruction, not a lifecycle state.
+    if document.kind in ("decision", None) and (document.status is None or document.superseded_by is None):
         _infer_adr_status(document, known_paths)
     return document
 

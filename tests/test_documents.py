@@ -181,3 +181,12 @@ def test_discover_finds_supported_formats_and_skips_hidden_folders(tmp_path: Pat
         path.write_text("x")
     found = [relative for relative, _ in discover(tmp_path)]
     assert found == ["a.md", "b.markdown", "c.html.md.erb", "d.txt", "e.html", "sub/h.md"]
+
+
+def test_a_runbook_status_line_is_not_read_as_a_document_status() -> None:
+    """ADR status inference applies to decision records, not to a runbook's instructions."""
+    document = _parse(
+        "runbooks/incident.md", "# Incident\n\nStatus: open the status page and post an update.\n"
+    )
+    assert document.kind == "runbook"
+    assert document.status is None
