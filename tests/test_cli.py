@@ -96,7 +96,8 @@ def test_ask_before_ingest_says_what_to_run(
     monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
     code, _, err = _run(capsys, "ask", "anything?")
     assert code == 1
-    assert "steward ingest" in err
+    assert "the knowledge base is empty: run `steward ingest PATH...` first" in err
+    assert "--rebuild" not in err
 
 
 @pytest.mark.parametrize(
