@@ -23,7 +23,7 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_WORD_PIECES = 256
 # What Steward embeds of each chunk by default (STEWARD_EMBEDDED_WORD_PIECES): the heading path and
 # the lead of the passage. BM25 and the reader see the whole chunk. On the shared corpora, 96 gives
-# the same retrieval quality as 128 or 256 and ingests 1.2x / 1.5x faster (docs/benchmarks.md).
+# about the same retrieval quality as 128 or 256 and ingests 1.3x / 1.6x faster (docs/benchmarks.md).
 EMBEDDED_WORD_PIECES = 96
 DIMENSIONS = 384
 
