@@ -16,6 +16,7 @@ from bot.answers.service import EmptyQuestionError
 from bot.config import SettingsError, load_settings
 from bot.index.vectors import VectorStoreError
 from bot.store.catalog import CatalogError
+from bot.store.conversations import StateStoreError
 from bot.wiring import Services
 from ingest.documents import KINDS, STATUSES
 from ingest.pipeline import IngestError, IngestReport, Progress
@@ -27,6 +28,7 @@ COMMANDS = {
     "ingest": "Index folders of runbooks and decision records (incremental; --rebuild starts over).",
     "ask": "Answer a question from the knowledge base, with cited sources.",
     "eval": "Measure retrieval and abstention quality on a labelled question file.",
+    "serve": "Run the Slack bot: HTTP mode on --port, or Socket Mode when SLACK_APP_TOKEN is set.",
 }
 
 
@@ -78,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluation.add_argument(
         "--report", type=Path, metavar="OUT.jsonl", help="write one JSON line per question"
     )
+
+    serve = commands.add_parser("serve", help=COMMANDS["serve"], description=COMMANDS["serve"])
+    serve.add_argument("--port", type=int, help="HTTP port (default STEWARD_PORT, 3000; 0 picks a free one)")
+    serve.add_argument("--host", help="interface to listen on (default STEWARD_HOST, 0.0.0.0)")
     return parser
 
 
@@ -91,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ingest(services, args)
         if args.command == "ask":
             return _ask(services, args)
+        if args.command == "serve":
+            from bot.slack.server import serve
+
+            return serve(services, port=args.port, host=args.host)
         return _eval(services, args)
     except EmptyQuestionError as exc:
         print(f"steward: usage error: {exc}", file=sys.stderr)
@@ -102,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         VectorStoreError,
         IndexMissingError,
         EvalFileError,
+        StateStoreError,
     ) as exc:
         print(f"steward: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -130,6 +141,9 @@ def format_report(report: IngestReport) -> str:
         lines.append(f"skipped {skipped.path}: {skipped.reason}")
     for warning in report.warnings:
         lines.append(f"warning: {warning}")
+    if report.closed_gaps:
+        closed = ", ".join(f"#{gap_id}" for gap_id in report.closed_gaps)
+        lines.append(f"closed knowledge gaps answered by accepted guidance: {closed}")
     return "\n".join(lines)
 
 

@@ -6,9 +6,10 @@ Every field carries its help text; `tests/test_docs.py` fails when one is missin
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class SettingsError(Exception):
@@ -18,7 +19,9 @@ class SettingsError(Exception):
 class Settings(BaseSettings):
     """Configuration from `STEWARD_*` environment variables (or a `.env` file)."""
 
-    model_config = SettingsConfigDict(env_prefix="STEWARD_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="STEWARD_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     data_dir: Path = Field(
         default=Path("./.steward"),
@@ -88,7 +91,97 @@ class Settings(BaseSettings):
         description="Chunks per forward pass of the embedding model during ingest.",
     )
 
-    @field_validator("chroma_url", "llm", "database_url", mode="before")
+    # -- Slack (the names Slack's own tooling uses, without the STEWARD_ prefix) -------------------
+    slack_bot_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SLACK_BOT_TOKEN"),
+        description="The bot token (`xoxb-…`) from the Slack app's OAuth page. Needed by `steward serve`.",
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SLACK_SIGNING_SECRET"),
+        description="The app's signing secret; HTTP mode rejects requests whose signature does not match.",
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SLACK_APP_TOKEN"),
+        description="App-level token (`xapp-…`, scope `connections:write`). Set: Socket Mode, no public URL.",
+    )
+    slack_api_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SLACK_API_URL"),
+        description="Base URL of the Slack Web API the bot calls (a proxy, or a local fake in tests).",
+    )
+    host: str = Field(
+        default="0.0.0.0",  # noqa: S104 -- Slack must reach HTTP mode; bind 127.0.0.1 behind a local proxy
+        description="Interface `steward serve` listens on in HTTP mode.",
+    )
+    port: int = Field(default=3000, ge=0, le=65535, description="Port of HTTP mode (`--port` overrides).")
+    slack_workers: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Threads that answer after the acknowledgement (retrieval, rendering, posting).",
+    )
+    sticky_threads: bool = Field(
+        default=True,
+        description=(
+            "Answer follow-ups in a thread Steward has answered without a new mention. "
+            "`/steward sticky off` overrides it for one channel."
+        ),
+    )
+    answer_bots: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated bot ids (`B…`) whose messages Steward answers; other bots are ignored.",
+    )
+    experts_channel: str | None = Field(
+        default=None,
+        description=(
+            'Channel id (`C…`) where "Ask an expert" posts questions Steward could not answer. '
+            "Unset: the owners of the nearest documents get a direct message."
+        ),
+    )
+    guidance_inbox: Path = Field(
+        default=Path("knowledge/inbox"),
+        description='Folder of the knowledge base where "Save as guidance" writes draft documents.',
+    )
+    docs_base_url: str | None = Field(
+        default=None,
+        description=(
+            "Base URL for source links of documents without a `url` (e.g. a Git web view "
+            "`https://git.example.com/kb/blob/main/knowledge/`); the document's path is appended."
+        ),
+    )
+    channel_posts_per_second: float = Field(
+        default=1.0,
+        gt=0,
+        description="Pace of Steward's posts in one channel (Slack allows about one a second, with bursts).",
+    )
+    event_retention_seconds: int = Field(
+        default=3600,
+        ge=600,
+        description="How long delivered event ids are kept to drop Slack's retries and duplicates.",
+    )
+
+    @field_validator("answer_bots", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator(
+        "chroma_url",
+        "llm",
+        "database_url",
+        "slack_bot_token",
+        "slack_signing_secret",
+        "slack_app_token",
+        "slack_api_url",
+        "experts_channel",
+        "docs_base_url",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # `STEWARD_LLM=` in a shell or .env means "unset", not "a model called ''".
@@ -109,6 +202,15 @@ class Settings(BaseSettings):
         return self.data_dir / "chroma"
 
 
+def variable_name(field: str) -> str:
+    """The environment variable of a setting (Slack's own names have no STEWARD_ prefix)."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"STEWARD_{field.upper()}"
+
+
 def load_settings() -> Settings:
     """Read settings, turning pydantic's validation report into one clear message."""
     try:
@@ -116,6 +218,6 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = "STEWARD_" + "_".join(str(part) for part in error["loc"]).upper()
+            name = variable_name(str(error["loc"][0])) if error["loc"] else "settings"
             problems.append(f"{name}: {error['msg']}")
         raise SettingsError("invalid setting(s): " + "; ".join(problems)) from None

@@ -12,6 +12,7 @@ from bot.config import Settings, SettingsError
 from bot.index.embedding import Embedder
 from bot.index.vectors import VectorIndex
 from bot.store.catalog import Catalog
+from bot.store.conversations import ConversationStore
 from ingest.pipeline import Ingestor
 
 
@@ -45,9 +46,20 @@ class Services:
         )
 
     @cached_property
+    def conversations(self) -> ConversationStore:
+        """Delivered events, sticky threads, answers, feedback and knowledge gaps (same database)."""
+        return ConversationStore(self.catalog.engine)
+
+    @cached_property
     def ingestor(self) -> Ingestor:
-        """Runs `steward ingest`."""
-        return Ingestor(self.catalog, self.vectors, self.embedder, self.settings.max_file_bytes)
+        """Runs `steward ingest`; accepted guidance closes the knowledge gap it answers."""
+        return Ingestor(
+            self.catalog,
+            self.vectors,
+            self.embedder,
+            self.settings.max_file_bytes,
+            close_gaps=self.conversations.close_gaps,
+        )
 
     @cached_property
     def retriever(self) -> Retriever:

@@ -63,6 +63,7 @@ _FRONT_MATTER_ALIASES = {
     "superseded-by": "superseded_by",
     "supersededby": "superseded_by",
     "review-by": "review_by",
+    "gap_id": "gap",
 }
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
@@ -101,6 +102,8 @@ class SourceDocument:
     review_by: str | None = None
     superseded_by: str | None = None
     url: str | None = None
+    gap_id: int | None = None  # the knowledge gap a guidance document answers (`gap:` in front matter)
+    awaiting_review: bool = False  # front matter says `status: draft`: not searchable until accepted
     warnings: list[str] = field(default_factory=list)
 
 
@@ -266,6 +269,13 @@ def _apply_front_matter(
                 warn(key, f"is {value!r}, expected one of: {', '.join(allowed)}")
                 continue
             setattr(document, canonical, word)
+            if canonical == "status":
+                document.awaiting_review = word == "draft"
+        elif canonical == "gap":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                warn(key, f"is {value!r}, expected the number of a knowledge gap")
+                continue
+            document.gap_id = value
         elif canonical in ("tags", "services"):
             items = _as_list(value)
             if items is None:

@@ -24,8 +24,11 @@ from ingest.chunking import chunk_document
 from ingest.documents import Skipped, SourceDocument, decode, discover, format_of, parse
 
 # Part of every content hash: a change to parsing or chunking re-ingests everything once.
-PIPELINE_VERSION = "steward-ingest-8"
+PIPELINE_VERSION = "steward-ingest-9"
 _BATCH_CHUNKS = 512
+DRAFT_REASON = (
+    "draft awaiting review: a reviewer publishes it by setting `status: accepted` and ingesting again"
+)
 
 
 class IngestError(Exception):
@@ -46,6 +49,8 @@ class IngestReport:
     word_pieces: int = 0  # what the model actually embedded (after de-duplication and its cut)
     repaired: int = 0
     seconds: float = 0.0
+    accepted_guidance: list[tuple[int, str]] = field(default_factory=list)  # (gap id, path)
+    closed_gaps: list[int] = field(default_factory=list)
 
     @property
     def chunks_per_second(self) -> float:
@@ -100,8 +105,10 @@ class Ingestor:
         embedder: Embedder,
         max_file_bytes: int,
         clock: Callable[[], float] = time.perf_counter,
+        close_gaps: Callable[[Sequence[tuple[int, str]]], list[int]] | None = None,
     ) -> None:
         self.catalog = catalog
+        self.close_gaps = close_gaps
         self.vectors = vectors
         self.embedder = embedder
         self.max_file_bytes = max_file_bytes
@@ -134,6 +141,9 @@ class Ingestor:
                 progress.advance(sum(len(item.chunks) for item in batch))
         finally:
             progress.close()
+        if report.accepted_guidance and self.close_gaps is not None:
+            report.closed_gaps = self.close_gaps(report.accepted_guidance)
+        self.catalog.set_meta("last_ingest_at", str(time.time()))
         report.seconds = self.clock() - started
         return report
 
@@ -211,6 +221,13 @@ class Ingestor:
                 report.skipped.append(parsed)
                 continue
             report.warnings.extend(parsed.warnings)
+            if parsed.awaiting_review:
+                report.skipped.append(Skipped(relative, DRAFT_REASON))
+                if previous is not None:
+                    seen.discard(relative)  # was published, is a draft again: it must leave the index
+                continue
+            if parsed.gap_id is not None:
+                report.accepted_guidance.append((parsed.gap_id, relative))
             item = self._prepare(root_key, relative, digest, parsed)
             if not item.chunks:
                 report.skipped.append(Skipped(relative, "no text to index"))

@@ -13,6 +13,7 @@ import pytest
 from bot.config import Settings
 from bot.index.embedding import Embedder
 from bot.wiring import Services
+from tests.slackbot import RunningBot, running_bot
 
 ROOT = Path(__file__).resolve().parents[1]
 TODAY = dt.date(2026, 11, 24)
@@ -20,9 +21,9 @@ TODAY = dt.date(2026, 11, 24)
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the developer's STEWARD_* variables or .env file."""
+    """No test sees the developer's STEWARD_* or SLACK_* variables or .env file."""
     for name in list(os.environ):
-        if name.startswith("STEWARD_") and name != "STEWARD_TEST_POSTGRES_URL":
+        if name.startswith(("STEWARD_", "SLACK_")) and name != "STEWARD_TEST_POSTGRES_URL":
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 
@@ -134,3 +135,10 @@ def make_services(tmp_path: Path, embedder: Embedder) -> Iterator[Callable[..., 
     yield build
     for services in built:
         services.catalog.dispose()
+
+
+@pytest.fixture
+def bot(services: Services) -> Iterator[RunningBot]:
+    """Steward serving on loopback against a fresh fake Slack (the test module provides `services`)."""
+    with running_bot(services) as running:
+        yield running

@@ -36,7 +36,7 @@ def chroma_server(path: Path, timeout: float = 60.0) -> Iterator[str]:
         while True:
             try:
                 # A fixed http URL on loopback that this function built itself.
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2):  # noqa: S310
+                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2):
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:

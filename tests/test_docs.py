@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.cli import COMMANDS
-from bot.config import Settings
+from bot.config import Settings, variable_name
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -13,8 +13,8 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 @pytest.mark.parametrize("name", sorted(Settings.model_fields))
 def test_every_setting_is_documented_with_its_default(name: str) -> None:
-    """Each STEWARD_* variable has a README table row and help text in code."""
-    variable = f"STEWARD_{name.upper()}"
+    """Each setting's variable has a README table row and help text in code."""
+    variable = variable_name(name)
     rows = [line for line in README.splitlines() if line.startswith(f"| `{variable}`")]
     assert rows, f"{variable} is missing from the settings table in README.md"
     assert Settings.model_fields[name].description, f"{name} has no help text"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bot.answers.compose import (
     abstention_text,
@@ -12,6 +12,7 @@ from bot.answers.compose import (
     extractive_answer,
     warnings_for,
 )
+from bot.answers.conversation import standalone_question
 from bot.answers.llm import LLMWriter
 from bot.answers.models import Answer, Passage
 from bot.answers.retrieval import PASSAGE_CHUNKS, Filters, RetrievedDocument, Retriever
@@ -49,14 +50,19 @@ class AnswerService:
         self.writer = writer
         self.today = today
 
-    def ask(self, question: str, filters: Filters | None = None) -> Answer:
-        """Answer a question from the knowledge base, or abstain and say who might know."""
+    def ask(self, question: str, filters: Filters | None = None, earlier: Sequence[str] = ()) -> Answer:
+        """Answer a question from the knowledge base, or abstain and say who might know.
+
+        `earlier` holds the previous questions of a conversation (oldest first); a follow-up such as
+        "and for staging?" is searched together with the question before it.
+        """
         question = question.strip()
         if not question:
             raise EmptyQuestionError(
                 'the question is empty: ask something, e.g. steward ask "how do I roll back a model?"'
             )
-        retrieval = self.retriever.search(question, filters, limit=10)
+        query = standalone_question(question, earlier)
+        retrieval = self.retriever.search(query, filters, limit=10)
         passages = [_passage(item) for item in retrieval.documents]
         chunk_terms = {
             scored.chunk.chunk_id: self.retriever.chunk_terms(scored.chunk.chunk_id)
@@ -90,7 +96,7 @@ class AnswerService:
         written_by = "extractive"
         fallback_reason = None
         if self.writer is not None:
-            result = self.writer.write(question, cited)
+            result = self.writer.write(query, cited)
             if result.text is not None:
                 text, written_by = result.text, self.writer.spec
             else:

@@ -1,0 +1,134 @@
+"""Build the Bolt app from settings: the Web API client, the listeners, HTTP mode or Socket Mode."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.error import URLError
+
+from slack_bolt import App
+from slack_bolt.error import BoltError
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from bot.answers.service import AnswerService
+from bot.config import Settings, SettingsError
+from bot.slack.experts import Expertise
+from bot.slack.handlers import Conversations
+from bot.slack.listeners import register
+from bot.slack.pacing import ChannelPacer
+from bot.slack.posting import Poster
+from bot.store.catalog import Catalog
+from bot.store.conversations import ConversationStore
+
+log = logging.getLogger("steward.slack")
+
+
+class SlackSetupError(SettingsError):
+    """Steward cannot start its Slack side; the message names the variable to fix."""
+
+
+@dataclass
+class SlackApp:
+    """A built Bolt app and what it runs on."""
+
+    bolt: App
+    executor: ThreadPoolExecutor
+    socket_mode: bool
+    conversations: Conversations
+    expertise: Expertise
+
+
+def missing_credentials(settings: Settings) -> list[str]:
+    """The Slack variables `steward serve` still needs (Socket Mode when SLACK_APP_TOKEN is set)."""
+    missing = [] if settings.slack_bot_token else ["SLACK_BOT_TOKEN"]
+    if not settings.slack_app_token and not settings.slack_signing_secret:
+        missing.append("SLACK_SIGNING_SECRET")
+    return missing
+
+
+def credentials_message(missing: list[str]) -> str:
+    """Which variables to set, and what each mode needs."""
+    return (
+        "Slack credentials missing: set " + " and ".join(missing) + ". HTTP mode needs SLACK_BOT_TOKEN and "
+        "SLACK_SIGNING_SECRET; Socket Mode needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN "
+        "(see deploy/slack/README section in README.md)."
+    )
+
+
+def web_client(settings: Settings) -> WebClient:
+    """The Web API client: Slack's URL (or SLACK_API_URL), retries on 429 (after Retry-After) and 5xx."""
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    return WebClient(
+        token=token,
+        base_url=settings.slack_api_url or WebClient.BASE_URL,
+        timeout=15,
+        retry_handlers=[
+            RateLimitErrorRetryHandler(max_retry_count=3),
+            ServerErrorRetryHandler(max_retry_count=2),
+            ConnectionErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def _check_token(client: WebClient) -> None:
+    try:
+        client.auth_test()
+    except SlackApiError as exc:
+        raise SlackSetupError(
+            f"Slack rejected SLACK_BOT_TOKEN (auth.test: {exc.response.get('error')}); copy the Bot User "
+            "OAuth Token (xoxb-…) from the app's OAuth & Permissions page"
+        ) from None
+    except (URLError, OSError) as exc:
+        raise SlackSetupError(
+            f"cannot reach the Slack Web API at {client.base_url} ({exc}); check the network or SLACK_API_URL"
+        ) from None
+
+
+def build_app(
+    settings: Settings,
+    answers: Callable[[], AnswerService],
+    catalog: Callable[[], Catalog],
+    store: ConversationStore,
+    executor: ThreadPoolExecutor | None = None,
+) -> SlackApp:
+    """The Bolt app with Steward's listeners; checks the bot token with Slack (auth.test)."""
+    missing = missing_credentials(settings)
+    if missing:
+        raise SlackSetupError(credentials_message(missing))
+    socket_mode = settings.slack_app_token is not None
+    client = web_client(settings)
+    _check_token(client)
+    if executor is None:
+        executor = ThreadPoolExecutor(max_workers=settings.slack_workers, thread_name_prefix="steward-worker")
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    try:
+        bolt = App(
+            name="steward",
+            client=client,
+            signing_secret=secret,
+            request_verification_enabled=not socket_mode,
+            listener_executor=executor,
+            logger=logging.getLogger("steward.bolt"),
+        )
+    except (BoltError, SlackApiError, URLError, OSError) as exc:
+        executor.shutdown(wait=False)
+        raise SlackSetupError(f"the Slack app could not start: {exc}") from None
+    poster = Poster(ChannelPacer(settings.channel_posts_per_second))
+    conversations = Conversations(
+        settings,
+        answers=answers,
+        catalog=catalog,
+        store=store,
+        poster=poster,
+    )
+    expertise = Expertise(settings, store, poster)
+    register(bolt, conversations, expertise)
+    return SlackApp(bolt, executor, socket_mode, conversations, expertise)

@@ -1,0 +1,382 @@
+"""Feedback on answers, "Ask an expert" and "Save as guidance": how the knowledge base grows.
+
+Every click is idempotent: feedback is one vote per person and answer; routing a gap and saving
+its draft are claimed atomically in the database, so double clicks and several replicas act once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.answers.guidance import GuidanceDraft, GuidanceError, draft_filename, write_draft
+from bot.config import Settings
+from bot.slack.mrkdwn import escape
+from bot.slack.payloads import (
+    ACTION_SAVE_GUIDANCE,
+    BLOCK_REASON,
+    INPUT_REASON,
+    VIEW_FEEDBACK_REASON,
+    ExpertValue,
+    FeedbackReasonMetadata,
+    FeedbackValue,
+    SaveGuidanceValue,
+)
+from bot.slack.posting import Poster
+from bot.store.conversations import GAP_CLOSED, GAP_DRAFTED, ConversationStore, Gap
+
+log = logging.getLogger("steward.slack")
+
+_USER_ID = re.compile(r"^<?@?([UW][A-Z0-9]{6,})(?:\|[^>]*)?>?$")
+_DIRECTORY_TTL = 3600.0
+
+
+def offer_to_save(
+    poster: Poster, client: WebClient, gap_id: int, channel: str, ts: str, user: str, thread_ts: str
+) -> None:
+    """Tell the person who replied in a gap's thread that their reply can become guidance."""
+    value = SaveGuidanceValue(gap_id=gap_id, channel=channel, ts=ts).encode()
+    text = "Is this the answer? *Save as guidance* turns your reply into a draft document for review."
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "style": "primary",
+                    "text": {"type": "plain_text", "text": "Save as guidance", "emoji": True},
+                    "action_id": ACTION_SAVE_GUIDANCE,
+                    "value": value,
+                }
+            ],
+        },
+    ]
+    poster.whisper(client, channel, user, text, thread_ts=thread_ts, blocks=blocks)
+
+
+class Expertise:
+    """Handlers for feedback, the expert route and guidance capture."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ConversationStore,
+        poster: Poster,
+        today: Callable[[], dt.date] = dt.date.today,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.poster = poster
+        self.today = today
+        self.clock = clock
+        self._directory: dict[str, str] = {}
+        self._directory_read_at = -_DIRECTORY_TTL
+        self._directory_lock = threading.Lock()
+
+    # -- feedback ------------------------------------------------------------------------------
+
+    def on_feedback(self, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        """Helpful / not helpful: store the vote; "not helpful" also asks for an optional reason."""
+        user = str(body["user"]["id"])
+        channel = str((body.get("channel") or {}).get("id") or "")
+        try:
+            value = FeedbackValue.model_validate_json(str(action.get("value") or ""))
+        except ValidationError:
+            log.warning("feedback button with an unreadable value dropped user=%s", user)
+            return
+        if self.store.answer(value.answer_id) is None:
+            self.poster.whisper(
+                client, channel, user, "That answer is no longer on record; feedback not stored."
+            )
+            return
+        feedback_id = self.store.record_feedback(value.answer_id, user, value.helpful)
+        log.info("feedback answer=%s helpful=%s", value.answer_id, value.helpful)
+        thread_ts = (body.get("message") or {}).get("thread_ts")
+        if value.helpful:
+            self.poster.whisper(client, channel, user, "Thanks — recorded as helpful.", thread_ts=thread_ts)
+            return
+        metadata = FeedbackReasonMetadata(feedback_id=feedback_id, channel=channel, user=user)
+        try:
+            client.views_open(trigger_id=str(body["trigger_id"]), view=reason_modal(metadata))
+        except (SlackApiError, KeyError):
+            self.poster.whisper(
+                client, channel, user, "Thanks — recorded as not helpful.", thread_ts=thread_ts
+            )
+
+    def on_reason(self, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """The optional reason of a "not helpful" vote."""
+        try:
+            metadata = FeedbackReasonMetadata.model_validate_json(str(view.get("private_metadata") or ""))
+        except ValidationError:
+            log.warning("feedback reason with unreadable metadata dropped")
+            return
+        state = (view.get("state") or {}).get("values") or {}
+        reason = str(((state.get(BLOCK_REASON) or {}).get(INPUT_REASON) or {}).get("value") or "").strip()
+        if reason:
+            self.store.set_feedback_reason(metadata.feedback_id, str(body["user"]["id"]), reason[:2000])
+
+    # -- ask an expert -------------------------------------------------------------------------
+
+    def on_ask_expert(self, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        """Post the question to the experts channel (or the owners), once, and say so in the thread."""
+        user = str(body["user"]["id"])
+        channel = str((body.get("channel") or {}).get("id") or "")
+        try:
+            gap_id = ExpertValue.model_validate_json(str(action.get("value") or "")).gap_id
+        except ValidationError:
+            log.warning("ask-expert button with an unreadable value dropped user=%s", user)
+            return
+        gap = self.store.gap(gap_id)
+        if gap is None:
+            self.poster.whisper(client, channel, user, "I have no record of that question any more.")
+            return
+        if not self.store.claim_routing(gap_id, user):
+            self.poster.whisper(client, channel, user, _already(gap), thread_ts=gap.thread_ts)
+            return
+        try:
+            where = self._route(client, gap)
+        except Exception:
+            self.store.release_routing(gap_id)
+            log.exception("routing gap=%s failed", gap_id)
+            self.poster.say(
+                client,
+                gap.channel,
+                "I could not reach the experts; please try *Ask an expert* again.",
+                gap.thread_ts,
+            )
+            return
+        if where is None:
+            self.store.release_routing(gap_id)
+            self.poster.say(
+                client,
+                gap.channel,
+                "I cannot route this: no experts channel is configured (`STEWARD_EXPERTS_CHANNEL`) and "
+                "none of the owners could be found in Slack. Ask an admin to set one.",
+                gap.thread_ts,
+            )
+            return
+        self.poster.say(
+            client,
+            gap.channel,
+            f"I asked {where}. An answer posted in this thread can be saved as guidance for next time.",
+            gap.thread_ts,
+        )
+        self._mark_asked(client, body, user)
+        log.info("gap routed gap=%s", gap_id)
+
+    def _route(self, client: WebClient, gap: Gap) -> str | None:
+        link = self.poster.permalink(client, gap.channel, gap.thread_ts)
+        thread = f"<{link}|this thread>" if link else f"<#{gap.channel}>"
+        owners = ", ".join(escape(owner) for owner in gap.owners) or "nobody named"
+        text = (
+            f"*A question Steward could not answer*, from <@{gap.asker}> in {thread}:\n"
+            f">{escape(gap.question)}\n"
+            f"Owners of the nearest documents: {owners}.\n"
+            "Reply in the thread; the reply can then be saved with *Save as guidance* "
+            "(button, or the message shortcut) as a draft for the knowledge base."
+        )
+        experts = self.settings.experts_channel
+        if experts:
+            ts = self.poster.say(client, experts, text)
+            self.store.set_expert_post(gap.gap_id, experts, ts)
+            return f"the experts in <#{experts}>"
+        people = [uid for uid in (self._user_id(client, owner) for owner in gap.owners) if uid]
+        for person in dict.fromkeys(people):
+            self.poster.say(client, person, text)
+        return ", ".join(f"<@{person}>" for person in dict.fromkeys(people)) or None
+
+    def _user_id(self, client: WebClient, owner: str) -> str | None:
+        """A Slack user id for an owner written as `<@U…>`, `U…` or a handle such as `@dana.okafor`."""
+        match = _USER_ID.match(owner.strip())
+        if match:
+            return match.group(1)
+        handle = owner.strip().lstrip("@").lower()
+        with self._directory_lock:
+            if self.clock() - self._directory_read_at > _DIRECTORY_TTL:
+                self._directory = self._read_directory(client)
+                self._directory_read_at = self.clock()
+            return self._directory.get(handle)
+
+    @staticmethod
+    def _read_directory(client: WebClient) -> dict[str, str]:
+        names: dict[str, str] = {}
+        try:
+            for page in client.users_list(limit=200):
+                for member in page.get("members") or []:
+                    if member.get("deleted") or member.get("is_bot"):
+                        continue
+                    profile = member.get("profile") or {}
+                    for name in (member.get("name"), profile.get("display_name"), member.get("real_name")):
+                        if name:
+                            names.setdefault(str(name).lower(), str(member["id"]))
+        except SlackApiError as exc:
+            log.warning(
+                "users.list failed error=%s; owners named by handle cannot be reached",
+                exc.response.get("error"),
+            )
+        return names
+
+    def _mark_asked(self, client: WebClient, body: dict[str, Any], user: str) -> None:
+        """Replace the "Ask an expert" button with who asked, so nobody clicks it again."""
+        message = body.get("message") or {}
+        channel = str((body.get("channel") or {}).get("id") or "")
+        if not message.get("ts") or not channel:
+            return
+        blocks = [block for block in message.get("blocks") or [] if block.get("type") != "actions"]
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Experts asked by <@{user}>."}]}
+        )
+        try:
+            client.chat_update(
+                channel=channel, ts=str(message["ts"]), text=str(message.get("text") or ""), blocks=blocks
+            )
+        except SlackApiError as exc:
+            log.info(
+                "could not update the abstention channel=%s error=%s", channel, exc.response.get("error")
+            )
+
+    # -- save as guidance ----------------------------------------------------------------------
+
+    def on_save_button(self, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        """The "Save as guidance" button offered to whoever replied in a gap's thread."""
+        user = str(body["user"]["id"])
+        try:
+            value = SaveGuidanceValue.model_validate_json(str(action.get("value") or ""))
+        except ValidationError:
+            log.warning("save-guidance button with an unreadable value dropped user=%s", user)
+            return
+        gap = self.store.gap(value.gap_id)
+        if gap is None:
+            self.poster.whisper(client, value.channel, user, "I have no record of that question any more.")
+            return
+        message = self._find_message(client, gap, value.channel, value.ts)
+        if message is None:
+            self.poster.whisper(
+                client, value.channel, user, "I cannot find that reply any more (was it deleted?)."
+            )
+            return
+        self.save(client, gap, message, value.channel, user)
+
+    def on_save_shortcut(self, body: dict[str, Any], shortcut: dict[str, Any], client: WebClient) -> None:
+        """The "Save as guidance" message shortcut, on a reply in a gap's thread."""
+        user = str(body["user"]["id"])
+        channel = str((body.get("channel") or {}).get("id") or "")
+        message = dict(body.get("message") or {})
+        thread_ts = str(message.get("thread_ts") or message.get("ts") or "")
+        gap = self.store.gap_in_thread(channel, thread_ts) if channel and thread_ts else None
+        if gap is None:
+            closed = next(
+                (g for g in self.store.gaps() if g.thread_ts == thread_ts and g.channel == channel), None
+            )
+            text = (
+                _already(closed)
+                if closed
+                else ("*Save as guidance* works on a reply in the thread of a question I could not answer.")
+            )
+            self.poster.whisper(client, channel, user, text, thread_ts=thread_ts or None)
+            return
+        self.save(client, gap, message, channel, user)
+
+    @staticmethod
+    def _find_message(client: WebClient, gap: Gap, channel: str, ts: str) -> dict[str, Any] | None:
+        root = gap.thread_ts if channel == gap.channel else gap.expert_ts
+        if root is None:
+            return None
+        try:
+            replies = client.conversations_replies(channel=channel, ts=root, limit=200)
+        except SlackApiError as exc:
+            log.info("thread unavailable channel=%s error=%s", channel, exc.response.get("error"))
+            return None
+        return next((dict(m) for m in replies.get("messages") or [] if m.get("ts") == ts), None)
+
+    def save(
+        self, client: WebClient, gap: Gap, message: dict[str, Any], channel: str, clicked_by: str
+    ) -> None:
+        """Write the reply as a draft guidance document, once, and say where it is."""
+        author = str(message.get("user") or "")
+        text = str(message.get("text") or "").strip()
+        thread_ts = gap.thread_ts if channel == gap.channel else gap.expert_ts
+        if not author or message.get("bot_id") or not text:
+            self.poster.whisper(
+                client,
+                channel,
+                clicked_by,
+                "Only a person's written reply can be saved as guidance.",
+                thread_ts,
+            )
+            return
+        inbox = Path(self.settings.guidance_inbox)
+        draft = GuidanceDraft(
+            gap_id=gap.gap_id,
+            question=gap.question,
+            answer=text,
+            expert=f"<@{author}>",
+            thread_url=self.poster.permalink(client, channel, str(message.get("ts") or "")),
+            asked_on=self.today(),
+        )
+        path = inbox / draft_filename(gap.gap_id, gap.question)
+        if not self.store.claim_draft(gap.gap_id, author, str(path)):
+            current = self.store.gap(gap.gap_id) or gap
+            self.poster.whisper(client, channel, clicked_by, _already(current), thread_ts)
+            return
+        try:
+            written = write_draft(inbox, draft)
+        except GuidanceError as exc:
+            self.store.release_draft(gap.gap_id)
+            log.error("draft for gap=%s not written: %s", gap.gap_id, exc)
+            self.poster.whisper(client, channel, clicked_by, f"I could not save the draft: {exc}.", thread_ts)
+            return
+        log.info("guidance drafted gap=%s chars=%d", gap.gap_id, len(text))
+        self.poster.say(
+            client,
+            gap.channel,
+            f"<@{author}>'s answer is saved as draft guidance `{written}` for review. When a reviewer sets "
+            "`status: accepted` and runs `steward ingest`, I will answer this question from it.",
+            gap.thread_ts,
+        )
+
+
+def reason_modal(metadata: FeedbackReasonMetadata) -> dict[str, Any]:
+    """The optional "what was wrong?" modal of a not-helpful vote."""
+    return {
+        "type": "modal",
+        "callback_id": VIEW_FEEDBACK_REASON,
+        "private_metadata": metadata.encode(),
+        "title": {"type": "plain_text", "text": "Thanks for the feedback"},
+        "submit": {"type": "plain_text", "text": "Send"},
+        "close": {"type": "plain_text", "text": "Skip"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": BLOCK_REASON,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "What was wrong or missing? (optional)"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": INPUT_REASON,
+                    "multiline": True,
+                    "max_length": 2000,
+                },
+            }
+        ],
+    }
+
+
+def _already(gap: Gap) -> str:
+    if gap.status == GAP_CLOSED:
+        return f"This question is answered by accepted guidance (`{gap.closed_by_path}`)."
+    if gap.status == GAP_DRAFTED:
+        return f"An answer is already saved as draft guidance `{gap.draft_path}`, waiting for review."
+    return "The experts have already been asked about this question."

@@ -1,0 +1,384 @@
+"""Conversations: mentions, direct messages, sticky follow-ups, `/steward` and the App Home.
+
+Each handler parses the Slack payload into a neutral question, calls the answer service (the same
+one `steward ask` uses) and renders the result. Handlers run after the acknowledgement, on the
+listener executor's threads (see `listeners.py`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import BoltContext, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.answers.models import Answer, Citation
+from bot.answers.retrieval import IndexMissingError
+from bot.answers.service import AnswerService, EmptyQuestionError
+from bot.config import Settings
+from bot.index.vectors import VectorStoreError
+from bot.slack.blocks import RenderedMessage, answer_messages
+from bot.slack.experts import offer_to_save
+from bot.slack.home import HELP, KnowledgeState, home_view
+from bot.slack.posting import FAILED, WORKING, Poster
+from bot.store.catalog import Catalog, CatalogError
+from bot.store.conversations import GAP_DRAFTED, GAP_OPEN, GAP_ROUTED, ConversationStore, StateStoreError
+
+log = logging.getLogger("steward.slack")
+
+_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)\|([^>]+)>")
+_CHANNEL = re.compile(r"<#([CG][A-Z0-9]+)(?:\|([^>]*))?>")
+# Message subtypes that are people talking; edits, deletions, joins and bot posts are not.
+_HUMAN_SUBTYPES = (None, "thread_broadcast", "file_share")
+_HISTORY_TURNS = 6
+
+
+def question_text(text: str, bot_user_id: str | None) -> str:
+    """The words of a Slack message: the bot's mention removed, links and entities made plain."""
+    if bot_user_id:
+        text = re.sub(rf"<@{bot_user_id}(?:\|[^>]*)?>", " ", text)
+    text = _LINK.sub(r"\2", text)
+    text = _CHANNEL.sub(lambda m: f"#{m.group(2) or m.group(1)}", text)
+    text = re.sub(r"<((?:https?|mailto):[^>]+)>", r"\1", text)
+    return " ".join(html.unescape(text).split())
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question as the answer service sees it, plus where to answer it."""
+
+    text: str
+    channel: str
+    thread_ts: str  # the thread to answer in (the question's own ts for a new thread)
+    message_ts: str | None  # the question's message, for the working reaction
+    user: str
+    earlier: tuple[str, ...] = ()
+    reference: str = ""  # event id or similar, for logs
+
+
+class Conversations:
+    """Handlers for everything that asks Steward a question."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        answers: Callable[[], AnswerService],
+        catalog: Callable[[], Catalog],
+        store: ConversationStore,
+        poster: Poster,
+        today: Callable[[], dt.date] = dt.date.today,
+    ) -> None:
+        self.settings = settings
+        self._answers = answers
+        self._catalog = catalog
+        self.store = store
+        self.poster = poster
+        self.today = today
+
+    # -- events ------------------------------------------------------------------------------
+
+    def first_delivery(self, body: dict[str, Any]) -> bool:
+        """False for an event Slack (or another replica) already delivered."""
+        event_id = body.get("event_id")
+        if not event_id:
+            return True
+        fresh = self.store.claim_event(str(event_id), self.settings.event_retention_seconds)
+        if not fresh:
+            log.info("duplicate delivery dropped event=%s", event_id)
+        return fresh
+
+    def on_mention(
+        self, body: dict[str, Any], event: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
+        """`@Steward question` in a channel: answer in a thread under the question."""
+        if not self._from_someone_to_answer(event, context) or not self.first_delivery(body):
+            return
+        ts = str(event["ts"])
+        thread_ts = str(event.get("thread_ts") or ts)
+        earlier = self._earlier_turns(client, event, thread_ts, context) if event.get("thread_ts") else ()
+        self.answer(
+            client,
+            Question(
+                text=question_text(str(event.get("text") or ""), context.bot_user_id),
+                channel=str(event["channel"]),
+                thread_ts=thread_ts,
+                message_ts=ts,
+                user=str(event.get("user") or event.get("bot_id") or ""),
+                earlier=earlier,
+                reference=str(body.get("event_id") or ""),
+            ),
+        )
+
+    def on_message(
+        self, body: dict[str, Any], event: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
+        """Direct messages, follow-ups in threads Steward answered, replies in a knowledge gap's thread."""
+        if not self._from_someone_to_answer(event, context):
+            return
+        channel = str(event.get("channel") or "")
+        text = str(event.get("text") or "")
+        is_dm = event.get("channel_type") == "im"
+        thread_ts = event.get("thread_ts")
+        mentioned = bool(context.bot_user_id) and f"<@{context.bot_user_id}" in text
+        if not is_dm and (mentioned or not thread_ts):
+            return  # mentions are answered by `on_mention`; top-level chatter is not for Steward
+        if not self.first_delivery(body):
+            return
+        ts = str(event["ts"])
+        user = str(event.get("user") or event.get("bot_id") or "")
+        if thread_ts and not is_dm:
+            gap = self.store.gap_in_thread(channel, str(thread_ts))
+            if gap is not None and user != gap.asker:
+                offer_to_save(self.poster, client, gap.gap_id, channel, ts, user, str(thread_ts))
+                return
+            if not self._sticky(channel) or not self.store.answered_in(channel, str(thread_ts)):
+                return
+        answer_thread = str(thread_ts or ts)
+        earlier = self._earlier_turns(client, event, answer_thread, context) if thread_ts else ()
+        words = question_text(text, context.bot_user_id)
+        if is_dm and words.lower() in ("help", "?", "hi", "hello"):
+            self.poster.say(client, channel, HELP, thread_ts=answer_thread)
+            return
+        self.answer(
+            client,
+            Question(
+                text=words,
+                channel=channel,
+                thread_ts=answer_thread,
+                message_ts=ts,
+                user=user,
+                earlier=earlier,
+                reference=str(body.get("event_id") or ""),
+            ),
+        )
+
+    def _from_someone_to_answer(self, event: dict[str, Any], context: BoltContext) -> bool:
+        if event.get("subtype") not in _HUMAN_SUBTYPES or event.get("hidden"):
+            return False  # edits, deletions, joins, bot_message …
+        if context.bot_user_id and event.get("user") == context.bot_user_id:
+            return False  # never itself
+        bot_id = event.get("bot_id")
+        if bot_id and (bot_id == context.bot_id or bot_id not in self.settings.answer_bots):
+            return False
+        return bool(event.get("ts") and event.get("channel"))
+
+    def _sticky(self, channel: str) -> bool:
+        own = self.store.channel_sticky(channel)
+        return self.settings.sticky_threads if own is None else own
+
+    def _earlier_turns(
+        self, client: WebClient, event: dict[str, Any], thread_ts: str, context: BoltContext
+    ) -> tuple[str, ...]:
+        """The thread's earlier human messages (oldest first), to read a follow-up in context."""
+        try:
+            replies = client.conversations_replies(channel=str(event["channel"]), ts=thread_ts, limit=50)
+        except SlackApiError as exc:
+            log.info(
+                "thread history unavailable channel=%s error=%s",
+                event.get("channel"),
+                exc.response.get("error"),
+            )
+            return ()
+        current = float(event["ts"])
+        turns = []
+        for message in replies.get("messages") or []:
+            if float(message.get("ts", 0)) >= current or message.get("bot_id") or message.get("subtype"):
+                continue
+            if message.get("user") == context.bot_user_id:
+                continue
+            words = question_text(str(message.get("text") or ""), context.bot_user_id)
+            if words:
+                turns.append(words)
+        return tuple(turns[-_HISTORY_TURNS:])
+
+    # -- answering -----------------------------------------------------------------------------
+
+    def answer(self, client: WebClient, question: Question) -> None:
+        """Answer in the question's thread, with a working reaction and no silent failure."""
+        started = time.perf_counter()
+        if question.message_ts:
+            self.poster.react(client, question.channel, question.message_ts, WORKING)
+        failed = False
+        try:
+            if not question.text:
+                self.poster.say(client, question.channel, HELP, thread_ts=question.thread_ts)
+                return
+            messages, answer = self.render(question)
+            self.poster.post(client, question.channel, messages, thread_ts=question.thread_ts)
+            self.store.mark_thread_answered(question.channel, question.thread_ts)
+            log.info(
+                "answered ref=%s channel=%s question_chars=%d abstained=%s confidence=%.2f seconds=%.3f",
+                question.reference,
+                question.channel,
+                len(question.text),
+                answer.abstained,
+                answer.confidence,
+                time.perf_counter() - started,
+            )
+        except Exception as exc:
+            failed = True
+            self._report_failure(client, question.channel, question.thread_ts, exc, question.reference)
+        finally:
+            if question.message_ts:
+                self.poster.unreact(client, question.channel, question.message_ts, WORKING)
+                if failed:
+                    self.poster.react(client, question.channel, question.message_ts, FAILED)
+
+    def render(self, question: Question) -> tuple[list[RenderedMessage], Answer]:
+        """Ask the answer service, log the answer (and the gap, when it abstains), build the blocks."""
+        answer = self._answers().ask(question.text, earlier=question.earlier)
+        answer_id = self.store.record_answer(
+            channel=question.channel,
+            thread_ts=question.thread_ts,
+            asker=question.user,
+            question=question.text,
+            cited=[citation.path for citation in answer.citations],
+            confidence=answer.confidence,
+            abstained=answer.abstained,
+        )
+        gap_id = None
+        if answer.abstained:
+            gap_id = self.store.open_gap(
+                question=question.text,
+                channel=question.channel,
+                thread_ts=question.thread_ts,
+                asker=question.user,
+                owners=answer.owners,
+            )
+        messages = answer_messages(
+            answer,
+            answer_id=None if answer.abstained else answer_id,
+            gap_id=gap_id,
+            source_url=self.source_url,
+        )
+        return messages, answer
+
+    def source_url(self, citation: Citation) -> str | None:
+        """The document's own URL, or the configured base URL plus its path."""
+        if citation.url and citation.url.startswith(("http://", "https://")):
+            return citation.url
+        base = self.settings.docs_base_url
+        if base:
+            return base.rstrip("/") + "/" + citation.path.lstrip("/")
+        return None
+
+    def _report_failure(
+        self, client: WebClient, channel: str, thread_ts: str, exc: Exception, ref: str
+    ) -> None:
+        reference = ref or uuid.uuid4().hex[:12]
+        if isinstance(exc, EmptyQuestionError):
+            text = "I did not catch a question there. " + HELP
+        elif isinstance(exc, IndexMissingError):
+            text = (
+                "My knowledge base is empty, so I cannot answer yet. An admin fills it with `steward ingest`."
+            )
+            log.warning("knowledge base empty ref=%s", reference)
+        elif isinstance(exc, CatalogError | VectorStoreError | StateStoreError):
+            text = (
+                f"I cannot reach my knowledge base right now, so I cannot answer (reference `{reference}`)."
+            )
+            log.error("knowledge base unavailable ref=%s error=%s", reference, exc)
+        else:
+            text = (
+                f"Something went wrong while I was answering (reference `{reference}`). "
+                "It is logged; please try again."
+            )
+            log.exception("answer failed ref=%s channel=%s", reference, channel)
+        try:
+            self.poster.say(client, channel, text, thread_ts=thread_ts)
+        except SlackApiError as error:
+            log.error("could not report failure ref=%s error=%s", reference, error.response.get("error"))
+
+    # -- /steward ------------------------------------------------------------------------------
+
+    def on_command(self, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        """`/steward ask …`, `/steward sticky on|off` (help is answered on the ack path)."""
+        verb, _, rest = str(command.get("text") or "").strip().partition(" ")
+        channel, user = str(command.get("channel_id") or ""), str(command.get("user_id") or "")
+        if verb.lower() in ("", "help"):
+            return  # answered by the acknowledgement
+        if verb.lower() == "sticky":
+            self._set_sticky(channel, user, rest.strip().lower(), respond)
+            return
+        words = rest.strip() if verb.lower() == "ask" else f"{verb} {rest}".strip()
+        words = " ".join(html.unescape(words).split())
+        if not words:
+            respond(
+                text="Ask a question after `/steward ask`, e.g. `/steward ask how do I roll back a model?`"
+            )
+            return
+        try:
+            root = self.poster.say(client, channel, f"<@{user}> asked: {words}")
+        except SlackApiError as exc:
+            # Not a member of the channel (or a DM with someone else): answer privately instead.
+            log.info(
+                "cannot post in channel=%s error=%s; answering ephemerally",
+                channel,
+                exc.response.get("error"),
+            )
+            self._answer_privately(words, channel, user, respond)
+            return
+        self.answer(client, Question(text=words, channel=channel, thread_ts=root, message_ts=None, user=user))
+
+    def _answer_privately(self, words: str, channel: str, user: str, respond: Respond) -> None:
+        try:
+            messages, _answer = self.render(
+                Question(text=words, channel=channel, thread_ts="", message_ts=None, user=user)
+            )
+            for message in messages:
+                respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
+        except Exception as exc:
+            log.exception("private answer failed channel=%s", channel)
+            respond(text=f"Something went wrong while I was answering ({type(exc).__name__}). It is logged.")
+
+    def _set_sticky(self, channel: str, user: str, value: str, respond: Respond) -> None:
+        if value not in ("on", "off"):
+            state = "on" if self._sticky(channel) else "off"
+            respond(
+                text=f"Follow-ups without a mention are *{state}* here. Use `/steward sticky on` or `off`."
+            )
+            return
+        self.store.set_channel_sticky(channel, value == "on", user)
+        if value == "on":
+            respond(text="In this channel I will answer follow-ups in threads I answered, without a mention.")
+        else:
+            respond(text="In this channel I will only answer when mentioned.")
+
+    # -- App Home ------------------------------------------------------------------------------
+
+    def on_home_opened(self, event: dict[str, Any], client: WebClient) -> None:
+        """Publish the App Home tab: how to use Steward and the state of the knowledge base."""
+        if event.get("tab", "home") != "home":
+            return
+        client.views_publish(user_id=str(event["user"]), view=home_view(self.knowledge_state()))
+
+    def knowledge_state(self) -> KnowledgeState:
+        """Documents, last ingest, stale documents, gaps and drafts."""
+        catalog = self._catalog()
+        catalog.ensure_schema()
+        documents = catalog.documents()
+        today = self.today().isoformat()
+        stale = sorted(
+            ((d.title, d.review_by or "", d.owner) for d in documents if d.review_by and d.review_by < today),
+            key=lambda row: (row[1], row[0]),
+        )
+        raw_last = catalog.get_meta("last_ingest_at")
+        last = dt.datetime.fromtimestamp(float(raw_last), tz=dt.UTC) if raw_last else None
+        gaps = self.store.gaps([GAP_OPEN, GAP_ROUTED, GAP_DRAFTED])
+        return KnowledgeState(
+            documents=len(documents),
+            last_ingest=last,
+            stale=stale,
+            open_gaps=sum(1 for gap in gaps if gap.status != GAP_DRAFTED),
+            drafts_waiting=sum(1 for gap in gaps if gap.status == GAP_DRAFTED),
+        )

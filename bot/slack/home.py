@@ -1,0 +1,73 @@
+"""Help text and the App Home tab: how to use Steward and the state of its knowledge base."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from bot.slack.mrkdwn import escape
+
+HELP = (
+    "*Ask me about operating AI in production* — I answer from the company's runbooks and decision "
+    "records and cite them.\n"
+    "• Mention me in a channel: `@Steward how do I roll back a production model?` — I answer in a thread.\n"
+    "• Send me a direct message.\n"
+    '• Follow up in the thread without mentioning me ("and for staging?").\n'
+    "• `/steward ask QUESTION` — ask from anywhere.\n"
+    "• `/steward sticky off` (or `on`) — whether I answer follow-ups without a mention in this channel.\n"
+    "• `/steward help` — this message.\n"
+    "When I do not know, I say so and offer *Ask an expert*; an expert's reply in the thread can be "
+    "saved as draft guidance for the knowledge base."
+)
+
+
+@dataclass(frozen=True)
+class KnowledgeState:
+    """What the App Home shows about the knowledge base."""
+
+    documents: int
+    last_ingest: dt.datetime | None
+    stale: list[tuple[str, str, str | None]]  # (title, review-by date, owner)
+    open_gaps: int
+    drafts_waiting: int
+
+
+def home_view(state: KnowledgeState) -> dict[str, Any]:
+    """The App Home tab."""
+    last = state.last_ingest.strftime("%Y-%m-%d %H:%M UTC") if state.last_ingest else "never"
+    facts = (
+        f"*Documents:* {state.documents}    *Last ingest:* {last}\n"
+        f"*Past their review date:* {len(state.stale)}    *Open knowledge gaps:* {state.open_gaps}    "
+        f"*Draft guidance waiting for review:* {state.drafts_waiting}"
+    )
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": "Steward"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": HELP}},
+        {"type": "divider"},
+        {"type": "header", "text": {"type": "plain_text", "text": "Knowledge base"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": facts}},
+    ]
+    if state.documents == 0:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": "The knowledge base is empty: run `steward ingest knowledge/`.",
+                    }
+                ],
+            }
+        )
+    if state.stale:
+        lines = [
+            f"• {escape(title)} — review by {review_by}" + (f" ({escape(owner)})" if owner else "")
+            for title, review_by, owner in state.stale[:10]
+        ]
+        if len(state.stale) > 10:
+            lines.append(f"…and {len(state.stale) - 10} more")
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": "*Due for review*\n" + "\n".join(lines)}}
+        )
+    return {"type": "home", "blocks": blocks}

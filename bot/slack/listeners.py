@@ -1,0 +1,52 @@
+"""Every Slack listener is registered here, in one place; the handler bodies are plain methods.
+
+Each listener acknowledges first (no I/O on that path) and does its work lazily on the listener
+executor: Slack wants the acknowledgement within 3 seconds, and retrieval or posting can take longer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App
+
+from bot.slack.experts import Expertise
+from bot.slack.handlers import Conversations
+from bot.slack.home import HELP
+from bot.slack.payloads import (
+    ACTION_ASK_EXPERT,
+    ACTION_HELPFUL,
+    ACTION_NOT_HELPFUL,
+    ACTION_SAVE_GUIDANCE,
+    SHORTCUT_SAVE_GUIDANCE,
+    VIEW_FEEDBACK_REASON,
+)
+
+COMMAND = "/steward"
+
+
+def _ack(ack: Ack) -> None:
+    ack()
+
+
+def _ack_command(ack: Ack, command: dict[str, Any]) -> None:
+    # Help needs no I/O, so it is the acknowledgement itself; everything else is answered lazily.
+    verb = str(command.get("text") or "").strip().split(" ", 1)[0].lower()
+    if verb in ("", "help"):
+        ack(text=HELP)
+    else:
+        ack()
+
+
+def register(app: App, conversations: Conversations, expertise: Expertise) -> None:
+    """Attach Steward's listeners to a Bolt app."""
+    app.event("app_mention")(ack=_ack, lazy=[conversations.on_mention])
+    app.event("message")(ack=_ack, lazy=[conversations.on_message])
+    app.event("app_home_opened")(ack=_ack, lazy=[conversations.on_home_opened])
+    app.command(COMMAND)(ack=_ack_command, lazy=[conversations.on_command])
+    app.action(ACTION_HELPFUL)(ack=_ack, lazy=[expertise.on_feedback])
+    app.action(ACTION_NOT_HELPFUL)(ack=_ack, lazy=[expertise.on_feedback])
+    app.action(ACTION_ASK_EXPERT)(ack=_ack, lazy=[expertise.on_ask_expert])
+    app.action(ACTION_SAVE_GUIDANCE)(ack=_ack, lazy=[expertise.on_save_button])
+    app.shortcut(SHORTCUT_SAVE_GUIDANCE)(ack=_ack, lazy=[expertise.on_save_shortcut])
+    app.view(VIEW_FEEDBACK_REASON)(ack=_ack, lazy=[expertise.on_reason])

@@ -1,0 +1,56 @@
+"""Typed values carried by Steward's buttons, shortcuts and modals (never ad-hoc dicts or strings).
+
+A button's `value` is the JSON of one of these models; Slack hands it back verbatim on a click.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+# action_id of each button, callback_id of each shortcut and modal
+ACTION_HELPFUL = "steward_feedback_helpful"
+ACTION_NOT_HELPFUL = "steward_feedback_not_helpful"
+ACTION_ASK_EXPERT = "steward_ask_expert"
+ACTION_SAVE_GUIDANCE = "steward_save_guidance"
+SHORTCUT_SAVE_GUIDANCE = "steward_save_guidance_shortcut"
+VIEW_FEEDBACK_REASON = "steward_feedback_reason"
+BLOCK_FEEDBACK = "steward_feedback"
+BLOCK_REASON = "steward_reason"
+INPUT_REASON = "reason"
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def encode(self) -> str:
+        """The button value (Slack allows 2,000 characters; ours are a few dozen)."""
+        return self.model_dump_json()
+
+
+class FeedbackValue(_Value):
+    """Helpful / not helpful on one posted answer."""
+
+    answer_id: int
+    helpful: bool
+
+
+class ExpertValue(_Value):
+    """ "Ask an expert" on an abstention: the knowledge gap it opened."""
+
+    gap_id: int
+
+
+class SaveGuidanceValue(_Value):
+    """ "Save as guidance" offered to the person who replied in a gap's thread."""
+
+    gap_id: int
+    channel: str
+    ts: str
+
+
+class FeedbackReasonMetadata(_Value):
+    """`private_metadata` of the optional-reason modal opened by "Not helpful"."""
+
+    feedback_id: int
+    channel: str
+    user: str

@@ -1,0 +1,140 @@
+"""`steward serve`: HTTP mode (waitress, a threaded WSGI server) or Socket Mode.
+
+HTTP mode answers Slack at `POST /slack/events` (events, commands, interactivity) and reports
+liveness at `GET /healthz`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from types import FrameType
+from typing import Any
+from wsgiref.types import StartResponse
+
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from bot.answers.retrieval import IndexMissingError
+from bot.slack.app import SlackApp, SlackSetupError, build_app, credentials_message, missing_credentials
+from bot.wiring import Services
+
+log = logging.getLogger("steward.slack")
+
+EVENTS_PATH = "/slack/events"
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def wsgi_application(slack: SlackApp) -> WSGIApp:
+    """Route Slack's requests to Bolt; everything else is a small JSON endpoint or 404."""
+    bolt_handler = SlackRequestHandler(slack.bolt, path=EVENTS_PATH)
+
+    def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == EVENTS_PATH:
+            return bolt_handler(environ, start_response)
+        if path == "/healthz":
+            return _json(start_response, "200 OK", {"status": "ok"})
+        return _json(start_response, "404 Not Found", {"error": f"no such endpoint: {path}"})
+
+    return application
+
+
+def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class HttpServer:
+    """A waitress server around the Bolt app; `port=0` picks a free port."""
+
+    def __init__(self, slack: SlackApp, host: str, port: int, threads: int = 8) -> None:
+        from waitress.server import create_server
+
+        self.slack = slack
+        self.server = create_server(
+            wsgi_application(slack), host=host, port=port, threads=threads, ident="steward"
+        )
+
+    @property
+    def port(self) -> int:
+        """The port actually bound."""
+        return int(self.server.effective_port)
+
+    def run(self) -> None:
+        """Serve until closed (SIGTERM and Ctrl-C close it); in-flight answers finish first."""
+        try:
+            self.server.run()
+        finally:
+            self.slack.executor.shutdown(wait=True)
+
+    def close(self) -> None:
+        """Stop accepting requests."""
+        self.server.close()
+
+
+def install_stop_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM (and SIGINT) stop the server gracefully; only possible on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping: finishing the answers in progress")
+        stop()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_socket_mode(slack: SlackApp, app_token: str) -> None:
+    """Connect to Slack over Socket Mode (no public URL needed) and serve until stopped."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    handler = SocketModeHandler(slack.bolt, app_token)
+    install_stop_signals(handler.close)
+    try:
+        handler.start()  # type: ignore[no-untyped-call]
+    finally:
+        slack.executor.shutdown(wait=True)
+
+
+def configure_logging() -> None:
+    """Ids, sizes and timings at INFO; the Slack libraries only warn (their DEBUG logs carry payloads)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("slack_bolt", "slack_sdk", "steward.bolt", "waitress.queue"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def warm_up(services: Services) -> None:
+    """Load the model, the schema and the lexicon before the first question, not during it."""
+    services.catalog.ensure_schema()
+    services.conversations.ensure_schema()
+    try:
+        services.answers.ask("how do I roll back a model")
+    except IndexMissingError:
+        log.warning("the knowledge base is empty: answers will say so until `steward ingest` runs")
+
+
+def serve(services: Services, port: int | None = None, host: str | None = None) -> int:
+    """`steward serve`: check credentials, warm up, then serve until stopped."""
+    settings = services.settings
+    missing = missing_credentials(settings)
+    if missing:
+        raise SlackSetupError(credentials_message(missing))
+    configure_logging()
+    warm_up(services)
+    slack = build_app(settings, lambda: services.answers, lambda: services.catalog, services.conversations)
+    if slack.socket_mode:
+        assert settings.slack_app_token is not None
+        print("steward: connecting to Slack in Socket Mode", flush=True)
+        run_socket_mode(slack, settings.slack_app_token.get_secret_value())
+        return 0
+    server = HttpServer(slack, host or settings.host, settings.port if port is None else port)
+    print(f"steward: listening on http://{host or settings.host}:{server.port}{EVENTS_PATH}", flush=True)
+    install_stop_signals(server.close)
+    server.run()
+    return 0

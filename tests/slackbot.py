@@ -1,0 +1,200 @@
+"""A running Steward Slack app on loopback (waitress, real HTTP), its Web API pointed at the fake Slack."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import SecretStr
+
+from bot.slack.app import SlackApp, build_app
+from bot.slack.server import HttpServer
+from bot.wiring import Services
+from tests.fakes.slack_api import FakeSlack, command_body, event_body, form_body, sign
+
+SECRET = "test-signing-secret"
+BOT_TOKEN = "xoxb-test-token"
+USER = "UASKER"
+EXPERT = "UEXPERT"
+CHANNEL = "CGENERAL"
+
+
+@dataclass
+class Reply:
+    """Status, body and how long the app took to acknowledge."""
+
+    status: int
+    body: str
+    seconds: float
+
+
+@dataclass
+class RunningBot:
+    """Steward's HTTP endpoint and the fake Slack it talks to."""
+
+    slack: FakeSlack
+    services: Services
+    app: SlackApp
+    url: str
+    _event_numbers: Iterator[int] = field(default_factory=lambda: iter(range(1, 1_000_000)))
+
+    def send(self, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> Reply:
+        """POST a body to /slack/events, signed with the app's secret unless headers say otherwise."""
+        all_headers = {"Content-Type": content_type, **sign(SECRET, body)}
+        all_headers.update(headers or {})
+        request = urllib.request.Request(self.url, data=body, headers=all_headers, method="POST")
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return Reply(response.status, response.read().decode(), time.perf_counter() - started)
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, error.read().decode(), time.perf_counter() - started)
+
+    def event(
+        self, event: dict[str, Any], event_id: str | None = None, headers: dict[str, str] | None = None
+    ) -> str:
+        """Deliver an Events API event; returns its event id."""
+        event_id = event_id or f"Ev{next(self._event_numbers):08d}"
+        reply = self.send(event_body(event, event_id), "application/json", headers)
+        assert reply.status == 200, reply
+        return event_id
+
+    def say(
+        self,
+        text: str,
+        *,
+        user: str = USER,
+        channel: str = CHANNEL,
+        thread_ts: str | None = None,
+        mention: bool = True,
+    ) -> str:
+        """A person posts (seeded in the fake, so threads can be read back) and Slack tells Steward."""
+        full = f"<@{self.slack.bot_user_id}> {text}" if mention else text
+        ts = self.slack.add_message(channel, full, user, thread_ts=thread_ts)
+        event: dict[str, Any] = {"type": "message", "channel": channel, "user": user, "text": full, "ts": ts}
+        event["channel_type"] = "im" if channel.startswith("D") else "channel"
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        if mention and not channel.startswith("D"):
+            self.event({**event, "type": "app_mention"})
+        self.event(event)  # Slack also sends the plain message event for the same message
+        return ts
+
+    def command(self, text: str, *, user: str = USER, channel: str = CHANNEL) -> Reply:
+        """`/steward text`."""
+        body = command_body(
+            text=text, user_id=user, channel_id=channel, response_url=self.slack.response_url("cmd")
+        )
+        return self.send(body, "application/x-www-form-urlencoded")
+
+    def interact(self, payload: dict[str, Any]) -> Reply:
+        """A button click, shortcut or modal submission."""
+        return self.send(form_body(payload), "application/x-www-form-urlencoded")
+
+    def click(self, message: dict[str, Any], action_id: str, user: str = USER) -> Reply:
+        """Click the button `action_id` of a message Steward posted."""
+        button = next(
+            element
+            for block in message.get("blocks") or []
+            if block.get("type") == "actions"
+            for element in block["elements"]
+            if element.get("action_id") == action_id
+        )
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower()},
+            "team": {"id": "T0FAKE"},
+            "api_app_id": "A0FAKE",
+            "trigger_id": "trigger-1",
+            "channel": {"id": message["channel"]},
+            "container": {"type": "message", "message_ts": message["ts"], "channel_id": message["channel"]},
+            "message": message,
+            "response_url": self.slack.response_url("click"),
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "b",
+                    "value": button["value"],
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        return self.interact(payload)
+
+    def bot_posts(self, channel: str = CHANNEL, thread_ts: str | None = None) -> list[dict[str, Any]]:
+        """Messages Steward posted in a thread (not counting its root), or at the channel's top level."""
+        return [
+            m
+            for m in self.slack.messages(channel, thread_ts)
+            if m.get("user") == self.slack.bot_user_id and m["ts"] != thread_ts
+        ]
+
+    def settle(self) -> None:
+        """Wait until every lazy listener started so far has finished."""
+        executor = self.app.executor
+        assert isinstance(executor, TrackingExecutor)
+        executor.settle()
+
+
+class TrackingExecutor(ThreadPoolExecutor):
+    """The listener executor, remembering its work so tests can wait for it (and see its errors)."""
+
+    def __init__(self, workers: int = 4) -> None:
+        super().__init__(max_workers=workers, thread_name_prefix="test-worker")
+        self.futures: list[Future[Any]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:  # type: ignore[override]
+        future = super().submit(fn, *args, **kwargs)
+        self.futures.append(future)
+        return future
+
+    def settle(self, timeout: float = 30) -> None:
+        """Wait for everything submitted so far; re-raise the first error."""
+        while self.futures:
+            pending, self.futures = self.futures, []
+            for future in pending:
+                future.result(timeout=timeout)
+
+
+def blocks_text(message: dict[str, Any]) -> str:
+    """All the text of a message's blocks, for assertions."""
+    return json.dumps(message.get("blocks") or [], ensure_ascii=False) + str(message.get("text") or "")
+
+
+@contextmanager
+def running_bot(services: Services, **settings_overrides: Any) -> Iterator[RunningBot]:
+    """Serve Steward on a free loopback port, pointed at a fresh fake Slack."""
+    with FakeSlack() as slack:
+        settings = services.settings.model_copy(
+            update={
+                "slack_bot_token": SecretStr(BOT_TOKEN),
+                "slack_signing_secret": SecretStr(SECRET),
+                "slack_api_url": slack.api_url,
+                **settings_overrides,
+            }
+        )
+        services.settings = settings
+        app = build_app(
+            settings,
+            lambda: services.answers,
+            lambda: services.catalog,
+            services.conversations,
+            executor=TrackingExecutor(),
+        )
+        server = HttpServer(app, "127.0.0.1", 0)
+        thread = threading.Thread(target=server.server.run, daemon=True)
+        thread.start()
+        try:
+            yield RunningBot(slack, services, app, f"http://127.0.0.1:{server.port}/slack/events")
+        finally:
+            server.close()
+            app.executor.shutdown(wait=True)
