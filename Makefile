@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 DEMO_DATA := .steward-demo
 
-.PHONY: demo test lint types unit bench-knowledge clean
+.PHONY: demo test lint types unit bench-knowledge bench-slack clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ test: $(VENV)/.installed
 
 bench-knowledge: $(VENV)/.installed
 	$(BIN)/python bench/knowledge.py --corpora ../shared/corpora --questions ../shared/eval/dev.jsonl --repeat 3 --compare-embedded 128,256
+
+bench-slack: $(VENV)/.installed
+	$(BIN)/python bench/slack.py --rate 50 --seconds 30 --channels 50 --duplicate-every 10 --latency-events 40
 
 clean:
 	rm -rf $(VENV) $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache

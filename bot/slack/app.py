@@ -107,7 +107,10 @@ def build_app(
     client = web_client(settings)
     _check_token(client)
     if executor is None:
-        executor = ThreadPoolExecutor(max_workers=settings.slack_workers, thread_name_prefix="steward-worker")
+        executor = ThreadPoolExecutor(
+            max_workers=settings.slack_workers,
+            thread_name_prefix="steward-worker",
+        )
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     try:
         bolt = App(

@@ -6,6 +6,7 @@ liveness at `GET /healthz`.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import signal
@@ -126,7 +127,16 @@ def serve(services: Services, port: int | None = None, host: str | None = None) 
     if missing:
         raise SlackSetupError(credentials_message(missing))
     configure_logging()
+    # Several workers each embed one short question at a time: one intra-op thread each avoids
+    # oversubscribing the cores (PyTorch would otherwise start one thread per core for every call).
+    import torch
+
+    torch.set_num_threads(1)
     warm_up(services)
+    # The model, index and catalog are long-lived: keep them out of the cyclic garbage collector's
+    # full passes, which otherwise stall every thread (acknowledgements included) for 100+ ms.
+    gc.collect()
+    gc.freeze()
     slack = build_app(settings, lambda: services.answers, lambda: services.catalog, services.conversations)
     if slack.socket_mode:
         assert settings.slack_app_token is not None
