@@ -138,6 +138,14 @@ def make_services(tmp_path: Path, embedder: Embedder) -> Iterator[Callable[..., 
 
 
 @pytest.fixture
+def services(make_services: Callable[..., Services], small_kb: Path) -> Services:
+    """Services over the small knowledge base, ingested (a test module may provide its own)."""
+    built = make_services()
+    built.ingestor.run([small_kb])
+    return built
+
+
+@pytest.fixture
 def bot(services: Services) -> Iterator[RunningBot]:
     """Steward serving on loopback against a fresh fake Slack (the test module provides `services`)."""
     with running_bot(services) as running:

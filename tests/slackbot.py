@@ -152,7 +152,7 @@ class TrackingExecutor(ThreadPoolExecutor):
         super().__init__(max_workers=workers, thread_name_prefix="test-worker")
         self.futures: list[Future[Any]] = []
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:  # type: ignore[override]
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future = super().submit(fn, *args, **kwargs)
         self.futures.append(future)
         return future
@@ -170,26 +170,25 @@ def blocks_text(message: dict[str, Any]) -> str:
     return json.dumps(message.get("blocks") or [], ensure_ascii=False) + str(message.get("text") or "")
 
 
+def build_test_app(services: Services, slack: FakeSlack, **settings_overrides: Any) -> SlackApp:
+    """The Bolt app on these services, its Web API pointed at the fake, its work tracked."""
+    services.settings = services.settings.model_copy(
+        update={"slack_bot_token": SecretStr(BOT_TOKEN), "slack_api_url": slack.api_url, **settings_overrides}
+    )
+    return build_app(
+        services.settings,
+        lambda: services.answers,
+        lambda: services.catalog,
+        services.conversations,
+        executor=TrackingExecutor(),
+    )
+
+
 @contextmanager
 def running_bot(services: Services, **settings_overrides: Any) -> Iterator[RunningBot]:
     """Serve Steward on a free loopback port, pointed at a fresh fake Slack."""
     with FakeSlack() as slack:
-        settings = services.settings.model_copy(
-            update={
-                "slack_bot_token": SecretStr(BOT_TOKEN),
-                "slack_signing_secret": SecretStr(SECRET),
-                "slack_api_url": slack.api_url,
-                **settings_overrides,
-            }
-        )
-        services.settings = settings
-        app = build_app(
-            settings,
-            lambda: services.answers,
-            lambda: services.catalog,
-            services.conversations,
-            executor=TrackingExecutor(),
-        )
+        app = build_test_app(services, slack, slack_signing_secret=SecretStr(SECRET), **settings_overrides)
         server = HttpServer(app, "127.0.0.1", 0)
         thread = threading.Thread(target=server.server.run, daemon=True)
         thread.start()

@@ -6,7 +6,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -18,14 +17,6 @@ from tests.fakes.slack_api import event_body, sign
 from tests.slackbot import CHANNEL, SECRET, USER, RunningBot, blocks_text, running_bot
 
 ROLLBACK = "How do I roll back the fraud-scorer model in production?"
-
-
-@pytest.fixture
-def services(make_services: Callable[..., Services], small_kb: Path) -> Services:
-    """Services over the small knowledge base, ingested."""
-    built = make_services()
-    built.ingestor.run([small_kb])
-    return built
 
 
 def test_a_mention_is_answered_in_a_thread_under_the_question(bot: RunningBot) -> None:

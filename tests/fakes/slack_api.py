@@ -18,6 +18,8 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from tests.fakes.socket_mode import FakeSocketModeServer
+
 JSON_ARGS = ("blocks", "attachments", "view", "metadata")
 FIRST_TS_MICROS = 1_700_000_000_000_100
 TS_STEP_MICROS = 100
@@ -152,6 +154,9 @@ class FakeSlack:
         self._next_view = 1
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._socket_mode: FakeSocketModeServer | None = None  # started by the first apps.connections.open
+        self._token: str | None = None  # the token of the call being answered (lock held)
+        self._next_ticket = 1
 
     # lifecycle
 
@@ -177,7 +182,7 @@ class FakeSlack:
         self._thread.start()
 
     def stop(self) -> None:
-        """Shut the server down and release the port."""
+        """Shut the server down and release the port (then the Socket Mode server's, if started)."""
         server, thread = self._server, self._thread
         self._server, self._thread = None, None
         if server is not None:
@@ -185,6 +190,11 @@ class FakeSlack:
             server.server_close()
         if thread is not None:
             thread.join(timeout=5)
+        # After the Web API: a client reconnecting now gets no new URL, so no new server is started.
+        with self._condition:
+            socket_mode, self._socket_mode = self._socket_mode, None
+        if socket_mode is not None:
+            socket_mode.stop()
 
     @property
     def url(self) -> str:
@@ -296,6 +306,7 @@ class FakeSlack:
         """Answer one Web API call and record it."""
         with self._condition:
             reply = self._injected_failure(method)
+            self._token = token
             if reply is None:
                 try:
                     reply = _json_reply(200, self._answer(method, args))
@@ -399,6 +410,7 @@ class FakeSlack:
             "views.update": self._views,
             "users.info": self._users_info,
             "users.list": self._users_list,
+            "apps.connections.open": self._apps_connections_open,
         }
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -565,6 +577,44 @@ class FakeSlack:
             "response_metadata": {"next_cursor": ""},
         }
 
+    def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        """apps.connections.open: a Socket Mode URL on the local WebSocket server (app tokens only)."""
+        if not self._token:
+            return {"ok": False, "error": "not_authed"}
+        if not self._token.startswith("xapp-"):
+            return {"ok": False, "error": "not_allowed_token_type"}
+        if self._socket_mode is None:
+            self._socket_mode = FakeSocketModeServer()
+            self._socket_mode.start()
+        ticket = f"fake-ticket-{self._next_ticket}"
+        self._next_ticket += 1
+        return {"ok": True, "url": f"{self._socket_mode.url}?ticket={ticket}"}
+
+    # Socket Mode (the WebSocket side; the URL comes from apps.connections.open)
+
+    @property
+    def socket_mode(self) -> FakeSocketModeServer:
+        """The Socket Mode server (started here if no client asked for a URL yet)."""
+        if self._server is None:
+            raise RuntimeError("FakeSlack is not running; use it as a context manager")
+        with self._condition:
+            if self._socket_mode is None:
+                self._socket_mode = FakeSocketModeServer()
+                self._socket_mode.start()
+            return self._socket_mode
+
+    def socket_send(self, envelope: dict[str, Any], timeout: float = 5.0) -> None:
+        """Push an envelope to the connected Socket Mode client(s), waiting up to `timeout` for one."""
+        self.socket_mode.send(envelope, timeout=timeout)
+
+    def socket_acks(self, envelope_id: str | None = None) -> list[dict[str, Any]]:
+        """Acknowledgements the Socket Mode client(s) sent, oldest first, optionally of one envelope."""
+        return self.socket_mode.acks(envelope_id)
+
+    def wait_for_socket_ack(self, envelope_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Block until the acknowledgement of `envelope_id` arrived; return it."""
+        return self.socket_mode.wait_for_ack(envelope_id, timeout=timeout)
+
 
 # Signing and request bodies, as Slack sends them to the app
 
@@ -643,3 +693,52 @@ def command_body(
         "trigger_id": trigger_id,
     }
     return urlencode(fields).encode("utf-8")
+
+
+# Socket Mode envelopes, as Slack sends them over the WebSocket
+
+
+def socket_envelope(
+    kind: str,
+    payload: dict[str, Any],
+    envelope_id: str,
+    accepts_response_payload: bool = False,
+    retry_attempt: int | None = None,
+    retry_reason: str | None = None,
+) -> dict[str, Any]:
+    """A Socket Mode envelope of type `kind` ("events_api", "slash_commands", "interactive")."""
+    envelope: dict[str, Any] = {
+        "envelope_id": envelope_id,
+        "type": kind,
+        "accepts_response_payload": accepts_response_payload,
+        "payload": payload,
+    }
+    if retry_attempt is not None:
+        envelope["retry_attempt"] = retry_attempt
+        envelope["retry_reason"] = retry_reason or ""
+    return envelope
+
+
+def events_api_envelope(
+    event: dict[str, Any],
+    event_id: str,
+    envelope_id: str,
+    retry_attempt: int = 0,
+    retry_reason: str = "",
+    **event_body_args: Any,
+) -> dict[str, Any]:
+    """An events_api envelope around the event_callback body `event_body` builds."""
+    payload = json.loads(event_body(event, event_id, **event_body_args))
+    return socket_envelope("events_api", payload, envelope_id, False, retry_attempt, retry_reason)
+
+
+def slash_commands_envelope(envelope_id: str, **command_body_args: Any) -> dict[str, Any]:
+    """A slash_commands envelope; the payload holds the fields `command_body` sends (as strings)."""
+    payload = dict(parse_qsl(command_body(**command_body_args).decode("utf-8"), keep_blank_values=True))
+    return socket_envelope("slash_commands", payload, envelope_id, accepts_response_payload=True)
+
+
+def interactive_envelope(payload: dict[str, Any], envelope_id: str) -> dict[str, Any]:
+    """An interactive envelope (block action, shortcut, view submission); modals and menus take a reply."""
+    replies = payload.get("type") in ("view_submission", "block_suggestion")
+    return socket_envelope("interactive", payload, envelope_id, accepts_response_payload=replies)
