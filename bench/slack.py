@@ -144,7 +144,7 @@ class Bench:
 
 def _send_schedule(
     port: int, items: list[tuple[bytes, int]], rate: float
-) -> tuple[list[tuple[int, float]], float]:
+) -> tuple[list[tuple[int, float]], float, float]:
     """Runs in its own process, so that the load generator's threads do not share a GIL with the fake.
 
     Items are (body, retry number); a retry is sent right after its original, on the same schedule slot.
@@ -168,7 +168,7 @@ def _send_schedule(
                 time.sleep(max(0.0, started + slot / rate - time.monotonic()))
                 slot += 1
             pool.submit(deliver, body, retry)
-    return results, time.monotonic() - started
+    return results, started, time.monotonic() - started
 
 
 def burst(bench: Bench, rate: float, seconds: float, channels: int, duplicate_every: int) -> dict[str, Any]:
@@ -183,7 +183,7 @@ def burst(bench: Bench, rate: float, seconds: float, channels: int, duplicate_ev
     rss_before = _rss_kib(bench.process.pid)
     started = time.monotonic()
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as sender:
-        acks, sent_for = sender.submit(_send_schedule, bench.port, items, rate).result()
+        acks, sender_started, sent_for = sender.submit(_send_schedule, bench.port, items, rate).result()
     expected = {(f"CB{i % channels:03d}", ts) for i, (_body, ts) in enumerate(prepared)}
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -195,6 +195,12 @@ def burst(bench: Bench, rate: float, seconds: float, channels: int, duplicate_ev
     time.sleep(3)  # a late duplicate answer would arrive now
     answered = bench.answers()
     latencies = sorted(seconds for _status, seconds in acks)
+    # CLOCK_MONOTONIC is system-wide on Linux, so the sender's schedule and the fake's clock agree.
+    delays = sorted(
+        min(answered[key]) - (sender_started + i / rate)
+        for i, key in enumerate((f"CB{i % channels:03d}", ts) for i, (_b, ts) in enumerate(prepared))
+        if key in answered
+    )
     return {
         "events": total,
         "duplicate_deliveries": len(items) - total,
@@ -208,6 +214,8 @@ def burst(bench: Bench, rate: float, seconds: float, channels: int, duplicate_ev
         "answered_twice_or_more": sum(1 for key in expected if len(answered.get(key, [])) > 1),
         "lost": sum(1 for key in expected if key not in answered),
         "last_answer_after_s": round(drained, 1),
+        "answer_delay_p50_s": round(percentile(delays, 50), 2),
+        "answer_delay_p95_s": round(percentile(delays, 95), 2),
         "rss_before_mib": round(rss_before / 1024, 1),
         "rss_after_mib": round(_rss_kib(bench.process.pid) / 1024, 1),
     }
