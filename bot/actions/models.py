@@ -1,0 +1,125 @@
+"""The vocabulary of guarded actions, shared by the policy engine, approvals, executors and the audit log.
+
+No Slack inside. Everything here is plain pydantic, so it validates, serialises and hashes the same
+way everywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RiskTier = Literal["low", "medium", "high", "critical"]
+Outcome = Literal["deny", "allow", "require_approval"]
+ParamType = Literal["string", "integer", "number", "boolean"]
+
+
+class ParamSpec(BaseModel):
+    """One typed parameter of an action."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: ParamType = "string"
+    description: str = ""
+    required: bool = True
+    default: str | int | float | bool | None = None
+    enum: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None  # a full-match regular expression for strings
+    secret: bool = False  # redacted before it is stored or audited
+
+
+class ExecutorSpec(BaseModel):
+    """How an action runs: `webhook`, `command`, `python` or `mlflow`, with that kind's settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["webhook", "command", "python", "mlflow"]
+    # webhook
+    url: str | None = None
+    secret_env: str | None = None  # environment variable holding the HMAC key
+    # command
+    program: str | None = None
+    args: tuple[str, ...] = ()  # templates: "{model}" is replaced by the parameter's value
+    # python
+    entry_point: str | None = None  # "package.module:function"
+    # mlflow
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    model_param: str = "model"
+    version_param: str = "version"
+    alias: str | None = None  # a fixed alias, or taken from the `alias` parameter when unset
+    # all
+    timeout_seconds: float = 30.0
+    retries: int = 2
+
+
+class ActionSpec(BaseModel):
+    """An action of the catalog."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str
+    params: tuple[ParamSpec, ...] = ()
+    executor: ExecutorSpec
+    risk: RiskTier = "medium"
+    idempotent: bool = False
+    runbook: str | None = None  # path of the governing runbook in the knowledge base
+
+
+class ApprovalRequirement(BaseModel):
+    """N approvals from the named groups within a time limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(ge=1)
+    groups: tuple[str, ...]
+    within_minutes: int = Field(default=60, ge=1)
+
+
+class Actor(BaseModel):
+    """Who asks or clicks, and where."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    channel: str | None = None
+
+
+class ActionRequest(BaseModel):
+    """A request to run one action with typed parameters."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action: str
+    params: dict[str, Any]
+
+    def fingerprint(self, policy_version: str) -> str:
+        """The hash an approval binds to: action, parameters and policy version."""
+        canonical = json.dumps(
+            {"action": self.action, "params": self.params, "policy": policy_version},
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Decision(BaseModel):
+    """What the policy says about a request, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    outcome: Outcome
+    rule: str | None  # the rule that fired; None for the default deny
+    reason: str
+    policy_version: str
+    approval: ApprovalRequirement | None = None
+    evaluated_at: dt.datetime
