@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, OperationalError
 
+from bot.store.engine import create_engine
+
 metadata = sa.MetaData()
 
 kb_meta = sa.Table(
@@ -136,7 +138,7 @@ class Catalog:
         """The SQLAlchemy engine, created on first use."""
         if self._engine is None:
             try:
-                self._engine = sa.create_engine(self.url, future=True, pool_pre_ping=True)
+                self._engine = create_engine(self.url)
             except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
                 raise CatalogError(
                     f"STEWARD_DATABASE_URL is not a usable SQLAlchemy URL ({exc}); use for example "

@@ -1,0 +1,386 @@
+"""Run a policy-approved action: `webhook`, `command`, `python` or `mlflow`, with typed parameters.
+
+The caller (the approvals flow) guarantees that only approved requests arrive here; nothing in this
+module parses text. A failed run is a result with `ok=False`, never an exception; `ExecutionError` is
+raised only for a configuration problem found before anything ran.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.actions import mlflow_executor
+from bot.actions.models import ActionSpec, ExecutorSpec
+from bot.actions.webhook_executor import post_signed
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SUMMARY_CHARS = 200  # a Slack line, not a log
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """What one run of an action did: a Slack line, the captured output, timing and attempts."""
+
+    ok: bool
+    summary: str
+    output: str
+    duration_seconds: float
+    attempts: int
+    # Machine-readable facts for the audit log, e.g. the mlflow alias's previous version for a rollback.
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+class ExecutionError(Exception):
+    """The action's configuration is unusable (unknown program, missing variable); nothing ran."""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """An executor's answer before run_action adds timing and truncation."""
+
+    ok: bool
+    summary: str
+    output: str = ""
+    attempts: int = 1
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+def run_action(
+    action: ActionSpec,
+    params: Mapping[str, Any],
+    request_id: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    allowed_programs: Collection[str] | None = None,
+    max_output: int = 2000,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ExecutionResult:
+    """Run an approved action once (webhooks retry); `request_id` is the idempotency key."""
+    environment = os.environ if env is None else env
+    spec = action.executor
+    started = time.monotonic()
+    # Each _prepare_* raises ExecutionError before anything runs; the returned thunk never raises.
+    run: Callable[[], _Outcome]
+    if spec.kind == "webhook":
+        run = _prepare_webhook(action, params, request_id, environment, sleep)
+    elif spec.kind == "command":
+        run = _prepare_command(action, params, request_id, allowed_programs)
+    elif spec.kind == "python":
+        run = _prepare_python(action, params, request_id)
+    else:
+        run = _prepare_mlflow(action, params, environment)
+    outcome = run()
+    return ExecutionResult(
+        ok=outcome.ok,
+        summary=_one_line(outcome.summary),
+        output=truncate(outcome.output, max_output),
+        duration_seconds=time.monotonic() - started,
+        attempts=outcome.attempts,
+        details=dict(outcome.details),
+    )
+
+
+def truncate(text: str, limit: int) -> str:
+    """Text cut to `limit` characters with a visible marker saying how much was dropped."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [truncated {len(text) - limit} chars]"
+
+
+def expand_env(action: ActionSpec, field_name: str, value: str, env: Mapping[str, str]) -> str:
+    """`value` with each `${NAME}` replaced from `env`; a missing variable is an ExecutionError."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise ExecutionError(
+                f"action {action.name!r}: executor.{field_name} uses ${{{name}}}, but the environment "
+                f"variable {name} is not set; set it or change the policy file"
+            )
+        return env[name]
+
+    return _ENV_REFERENCE.sub(replace, value)
+
+
+def _required(action: ActionSpec, field_name: str) -> str:
+    """A setting the executor kind cannot do without."""
+    value: str | None = getattr(action.executor, field_name)
+    if not value:
+        raise ExecutionError(
+            f"action {action.name!r}: a {action.executor.kind} executor needs executor.{field_name}"
+        )
+    return value
+
+
+def _param(action: ActionSpec, params: Mapping[str, Any], name: str, where: str) -> Any:
+    """A parameter's value, or its declared default; absent both, the spec and request disagree."""
+    if name in params:
+        return params[name]
+    declared = next((p for p in action.params if p.name == name), None)
+    if declared is not None and declared.default is not None:
+        return declared.default
+    raise ExecutionError(f"action {action.name!r}: {where} needs parameter {name!r}, which the request lacks")
+
+
+def _one_line(text: str) -> str:
+    """The first non-empty line, short enough for a Slack message."""
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return truncate(line, _SUMMARY_CHARS)
+
+
+def _error_text(error: BaseException) -> str:
+    """`Type: message`, the way a failure is shown to the requester."""
+    message = str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+# --- webhook ---------------------------------------------------------------------------------------
+
+
+def _prepare_webhook(
+    action: ActionSpec,
+    params: Mapping[str, Any],
+    request_id: str,
+    env: Mapping[str, str],
+    sleep: Callable[[float], None],
+) -> Callable[[], _Outcome]:
+    """Check the url and signing key, then return the POST with retries."""
+    spec = action.executor
+    url = expand_env(action, "url", _required(action, "url"), env)
+    if not url.startswith(("http://", "https://")):
+        # urllib would also open file: and ftp: URLs; an action only ever calls a web service.
+        raise ExecutionError(f"action {action.name!r}: executor.url must start with http:// or https://")
+    key: str | None = None
+    if spec.secret_env:
+        key = env.get(spec.secret_env)
+        if not key:
+            raise ExecutionError(
+                f"action {action.name!r}: executor.secret_env names {spec.secret_env}, which is not set; "
+                "set it to the webhook's shared signing key"
+            )
+    payload = {"action": action.name, "params": dict(params), "request_id": request_id}
+
+    def run() -> _Outcome:
+        delivery = post_signed(
+            url,
+            payload,
+            idempotency_key=request_id,
+            key=key,
+            timeout=spec.timeout_seconds,
+            retries=max(0, spec.retries),
+            sleep=sleep,
+        )
+        tries = "" if delivery.attempts == 1 else f" after {delivery.attempts} attempts"
+        summary = f"{action.name}: {delivery.outcome} from {delivery.host}{tries}"
+        details = {"status": str(delivery.status)} if delivery.status is not None else {}
+        return _Outcome(delivery.ok, summary, delivery.body, delivery.attempts, details)
+
+    return run
+
+
+# --- command ---------------------------------------------------------------------------------------
+
+
+def program_is_allowed(program: str, allowed: Collection[str]) -> bool:
+    """True when an allow-list entry names the same file as `program` (bare names are found on PATH)."""
+    target = _resolve(program)
+    for entry in allowed:
+        if entry == program:
+            return True
+        resolved = _resolve(entry)
+        # Same file by full path: "echo" allows "/bin/echo" only when PATH finds that very file, so a
+        # look-alike such as /tmp/x/echo is not allowed by its basename.
+        if target is not None and resolved is not None and os.path.samefile(target, resolved):
+            return True
+    return False
+
+
+def _resolve(program: str) -> str | None:
+    """The file a program name would run, or None when there is none."""
+    found = shutil.which(program) if os.sep not in program else program
+    return found if found is not None and os.path.exists(found) else None
+
+
+def build_argv(action: ActionSpec, params: Mapping[str, Any]) -> list[str]:
+    """The argument vector: each template element becomes exactly one argument, `{name}` -> str(value)."""
+    argv = [_required(action, "program")]
+    for index, template in enumerate(action.executor.args):
+        where = f"executor.args[{index}]"
+        argv.append(
+            _PLACEHOLDER.sub(lambda match: str(_param(action, params, match.group(1), where)), template)
+        )
+    return argv
+
+
+def _prepare_command(
+    action: ActionSpec,
+    params: Mapping[str, Any],
+    request_id: str,
+    allowed_programs: Collection[str] | None,
+) -> Callable[[], _Outcome]:
+    """Check the program against the allow-list and build argv, then return the run."""
+    argv = build_argv(action, params)
+    program = argv[0]
+    # None trusts the policy file alone; a deployment passes its own allow-list as a second key.
+    if allowed_programs is not None and not program_is_allowed(program, allowed_programs):
+        raise ExecutionError(
+            f"action {action.name!r}: executor.program {program!r} is not in the allowed programs; "
+            "add it to the allow-list or change the policy file"
+        )
+    child_env = {**os.environ, "STEWARD_REQUEST_ID": request_id}
+    timeout = action.executor.timeout_seconds
+
+    def run() -> _Outcome:
+        return _run_program(action.name, argv, child_env, timeout)
+
+    return run
+
+
+def _run_program(name: str, argv: list[str], env: dict[str, str], timeout: float) -> _Outcome:
+    """Run argv without a shell, capture its output, and kill its whole process group on timeout."""
+    try:
+        # A new session lets a timeout kill grandchildren too; subprocess.run kills only the child and
+        # then waits for pipes a grandchild may hold open forever.
+        process = subprocess.Popen(
+            argv,
+            shell=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        return _Outcome(False, f"{name}: program {argv[0]!r} was not found")
+    except PermissionError:
+        return _Outcome(False, f"{name}: program {argv[0]!r} is not executable")
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        stdout, stderr = process.communicate()
+        output = _combined(stdout, stderr)
+        return _Outcome(False, f"{name}: timed out after {timeout:g} s", output, details={"timeout": "1"})
+    output = _combined(stdout, stderr)
+    details = {"exit_code": str(process.returncode)}
+    if process.returncode != 0:
+        excerpt = _one_line(stderr) or _one_line(stdout)
+        status = _exit_status(process.returncode)
+        return _Outcome(False, f"{name}: {status}" + (f": {excerpt}" if excerpt else ""), output, 1, details)
+    return _Outcome(True, _one_line(stdout) or f"{name}: done", output, 1, details)
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    """SIGKILL the child's process group; it may already be gone."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _exit_status(code: int) -> str:
+    """'exited with status 3' or 'killed by signal 9'."""
+    return f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+
+
+def _combined(stdout: str, stderr: str) -> str:
+    """Standard output, then standard error under a marker when there is any."""
+    if not stderr:
+        return stdout
+    return f"{stdout}{'' if not stdout or stdout.endswith(chr(10)) else chr(10)}[stderr]\n{stderr}"
+
+
+# --- python ----------------------------------------------------------------------------------------
+
+
+def load_entry_point(action: ActionSpec) -> Callable[[dict[str, Any], str], str | None]:
+    """Import "package.module:function"; a missing module or attribute is an ExecutionError."""
+    entry_point = _required(action, "entry_point")
+    module_name, colon, attribute = entry_point.partition(":")
+    if not colon or not module_name or not attribute:
+        raise ExecutionError(
+            f"action {action.name!r}: executor.entry_point {entry_point!r} must look like "
+            "'package.module:function'"
+        )
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ExecutionError(
+            f"action {action.name!r}: executor.entry_point {entry_point!r} cannot be imported: {error}"
+        ) from error
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ExecutionError(
+                f"action {action.name!r}: executor.entry_point {entry_point!r}: "
+                f"{module_name} has no attribute {attribute!r}"
+            )
+        target = getattr(target, part)
+    if not callable(target):
+        raise ExecutionError(f"action {action.name!r}: executor.entry_point {entry_point!r} is not callable")
+    function: Callable[[dict[str, Any], str], str | None] = target
+    return function
+
+
+def _prepare_python(
+    action: ActionSpec, params: Mapping[str, Any], request_id: str
+) -> Callable[[], _Outcome]:
+    """Import the entry point, then return the call."""
+    function = load_entry_point(action)
+
+    def run() -> _Outcome:
+        try:
+            returned = function(dict(params), request_id)
+        except Exception as error:  # the entry point is someone else's code; its failure is a result
+            return _Outcome(False, f"{action.name}: {_error_text(error)}", _error_text(error))
+        text = "" if returned is None else str(returned)
+        return _Outcome(True, _one_line(text) or f"{action.name}: done", text)
+
+    return run
+
+
+# --- mlflow ----------------------------------------------------------------------------------------
+
+
+def _prepare_mlflow(
+    action: ActionSpec, params: Mapping[str, Any], env: Mapping[str, str]
+) -> Callable[[], _Outcome]:
+    """Resolve registry, model, version and alias, then return the alias move."""
+    spec: ExecutorSpec = action.executor
+    if not spec.tracking_uri and not spec.registry_uri:
+        # Refuse rather than fall back to MLflow's default (a local file store in the working directory).
+        raise ExecutionError(
+            f"action {action.name!r}: an mlflow executor needs executor.registry_uri or executor.tracking_uri"
+        )
+    tracking = expand_env(action, "tracking_uri", spec.tracking_uri, env) if spec.tracking_uri else None
+    registry = expand_env(action, "registry_uri", spec.registry_uri, env) if spec.registry_uri else None
+    model = str(_param(action, params, spec.model_param, "executor.model_param"))
+    version = str(_param(action, params, spec.version_param, "executor.version_param"))
+    alias = spec.alias or str(_param(action, params, "alias", "an mlflow executor without executor.alias"))
+    registry_uri = registry or tracking or ""
+    tracking_uri = tracking or registry_uri
+
+    def run() -> _Outcome:
+        try:
+            move = mlflow_executor.move_alias(
+                tracking_uri=tracking_uri, registry_uri=registry_uri, model=model, alias=alias, version=version
+            )
+        except mlflow_executor.RegistryRefusal as refusal:
+            return _Outcome(False, f"{action.name}: {refusal}", str(refusal))
+        except Exception as error:  # the registry's own failures (network, database) are results too
+            return _Outcome(False, f"{action.name}: {_error_text(error)}", _error_text(error))
+        return _Outcome(True, move.summary(), move.describe(), details=move.details())
+
+    return run

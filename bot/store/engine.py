@@ -1,0 +1,36 @@
+"""One way to open the state database, with SQLite set up for several threads and processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+
+def create_engine(url: str) -> Engine:
+    """A SQLAlchemy engine; SQLite gets WAL, a busy timeout and write-locking transactions.
+
+    SQLite's default deferred transactions fail at once with "database is locked" when two writers
+    both read first and then write. `BEGIN IMMEDIATE` takes the write lock up front, so writers queue
+    (up to the busy timeout) instead; WAL keeps readers from waiting on them.
+    """
+    engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout = 30000")
+    if cursor.execute("PRAGMA database_list").fetchone()[2]:  # a file, not :memory:
+        cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
