@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import re
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -15,6 +18,7 @@ from bot.answers.retrieval import Filters, IndexMissingError
 from bot.answers.service import EmptyQuestionError
 from bot.config import SettingsError, load_settings
 from bot.index.vectors import VectorStoreError
+from bot.store.actions import iter_audit, verify_chain
 from bot.store.catalog import CatalogError
 from bot.store.conversations import StateStoreError
 from bot.wiring import Services
@@ -29,6 +33,7 @@ COMMANDS = {
     "ask": "Answer a question from the knowledge base, with cited sources.",
     "eval": "Measure retrieval and abstention quality on a labelled question file.",
     "serve": "Run the Slack bot: HTTP mode on --port, or Socket Mode when SLACK_APP_TOKEN is set.",
+    "audit": "Verify the tamper-evident audit log (`audit verify`) or export it as JSON lines (`export`).",
 }
 
 
@@ -84,7 +89,39 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help=COMMANDS["serve"], description=COMMANDS["serve"])
     serve.add_argument("--port", type=int, help="HTTP port (default STEWARD_PORT, 3000; 0 picks a free one)")
     serve.add_argument("--host", help="interface to listen on (default STEWARD_HOST, 0.0.0.0)")
+
+    audit = commands.add_parser("audit", help=COMMANDS["audit"], description=COMMANDS["audit"])
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="verify|export")
+    audit_commands.required = True
+    audit_commands.add_parser(
+        "verify", help="check every entry of the hash chain; exit 1 and say where it breaks"
+    )
+    export = audit_commands.add_parser("export", help="write the audit log as JSON lines")
+    export.add_argument(
+        "--since", type=_since, help="only entries from then on: 2026-11-01, 2026-11-01T08:00Z, 24h, 7d"
+    )
+    export.add_argument(
+        "--output", type=Path, metavar="FILE", help="write to FILE instead of standard output"
+    )
     return parser
+
+
+def _since(text: str) -> float:
+    """A point in time from an ISO date/datetime (UTC unless it says otherwise) or a duration ago."""
+    match = re.fullmatch(r"(\d+)\s*([mhdw])", text.strip())
+    if match:
+        unit = {"m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+        return time.time() - int(match.group(1)) * unit
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: use a date (2026-11-01), a datetime (2026-11-01T08:00Z) "
+            "or a duration (24h, 7d)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ingest(services, args)
         if args.command == "ask":
             return _ask(services, args)
+        if args.command == "audit":
+            return _audit(services, args)
         if args.command == "serve":
             from bot.slack.server import serve
 
@@ -187,6 +226,31 @@ def format_answer(answer: Answer) -> str:
     if answer.fallback_reason:
         lines.append(f"(LLM answer not used: {answer.fallback_reason})")
     return "\n".join(lines)
+
+
+def _audit(services: Services, args: argparse.Namespace) -> int:
+    with services.actions_connection() as connection:
+        if args.audit_command == "verify":
+            count, problems = verify_chain(connection)
+            if problems:
+                print(f"audit log BROKEN: {len(problems)} problem(s) in {count} entries", file=sys.stderr)
+                for problem in problems:
+                    print(f"  {problem}", file=sys.stderr)
+                return EXIT_FAILURE
+            print(f"audit log OK: {count} entries, every hash chains to the one before")
+            return 0
+        out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
+        try:
+            written = 0
+            for entry in iter_audit(connection, since=args.since):
+                out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                written += 1
+        finally:
+            if args.output:
+                out.close()
+        if args.output:
+            print(f"{written} entries written to {args.output}")
+        return 0
 
 
 def _eval(services: Services, args: argparse.Namespace) -> int:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 from bot.answers.llm import LLMWriter, build_chat_model
 from bot.answers.retrieval import Retriever
@@ -11,8 +16,9 @@ from bot.answers.service import AnswerService
 from bot.config import Settings, SettingsError
 from bot.index.embedding import Embedder
 from bot.index.vectors import VectorIndex
+from bot.store.actions import ensure_schema as ensure_actions_schema
 from bot.store.catalog import Catalog
-from bot.store.conversations import ConversationStore
+from bot.store.conversations import ConversationStore, StateStoreError
 from ingest.pipeline import Ingestor
 
 
@@ -49,6 +55,21 @@ class Services:
     def conversations(self) -> ConversationStore:
         """Delivered events, sticky threads, answers, feedback and knowledge gaps (same database)."""
         return ConversationStore(self.catalog.engine)
+
+    @contextmanager
+    def actions_connection(self) -> Iterator[Connection]:
+        """A transaction on the action tables (created when missing), in the state database."""
+        if self.settings.database_url is None:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with self.catalog.engine.begin() as connection:
+                ensure_actions_schema(connection)
+                yield connection
+        except OperationalError as exc:
+            raise StateStoreError(
+                f"cannot use the state database {self.catalog.where()} ({str(exc.orig).strip()}); "
+                "check STEWARD_DATABASE_URL"
+            ) from None
 
     @cached_property
     def ingestor(self) -> Ingestor:

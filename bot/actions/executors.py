@@ -7,7 +7,9 @@ raised only for a configuration problem found before anything ran.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import os
 import re
 import shutil
@@ -16,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bot.actions import mlflow_executor
@@ -25,6 +28,7 @@ from bot.actions.webhook_executor import post_signed
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SUMMARY_CHARS = 200  # a Slack line, not a log
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,13 @@ def run_action(
         run = _prepare_python(action, params, request_id)
     else:
         run = _prepare_mlflow(action, params, environment)
-    outcome = run()
+    try:
+        outcome = run()
+    except Exception as error:
+        # A bug or an unforeseen input (say, a URL http.client rejects) must still reach the audit log
+        # as a failed run, because the approval that led here was already spent.
+        _log.exception("action %r (request %s) failed unexpectedly", action.name, request_id)
+        outcome = _Outcome(False, f"{action.name}: {_error_text(error)}", _error_text(error))
     return ExecutionResult(
         ok=outcome.ok,
         summary=_one_line(outcome.summary),
@@ -181,7 +191,8 @@ def _prepare_webhook(
             sleep=sleep,
         )
         tries = "" if delivery.attempts == 1 else f" after {delivery.attempts} attempts"
-        summary = f"{action.name}: {delivery.outcome} from {delivery.host}{tries}"
+        failed = "" if delivery.ok else "failed, "
+        summary = f"{action.name}: {failed}{delivery.outcome} from {delivery.host}{tries}"
         details = {"status": str(delivery.status)} if delivery.status is not None else {}
         return _Outcome(delivery.ok, summary, delivery.body, delivery.attempts, details)
 
@@ -200,26 +211,28 @@ def program_is_allowed(program: str, allowed: Collection[str]) -> bool:
         resolved = _resolve(entry)
         # Same file by full path: "echo" allows "/bin/echo" only when PATH finds that very file, so a
         # look-alike such as /tmp/x/echo is not allowed by its basename.
-        if target is not None and resolved is not None and os.path.samefile(target, resolved):
+        if target is not None and resolved is not None and target.samefile(resolved):
             return True
     return False
 
 
-def _resolve(program: str) -> str | None:
+def _resolve(program: str) -> Path | None:
     """The file a program name would run, or None when there is none."""
     found = shutil.which(program) if os.sep not in program else program
-    return found if found is not None and os.path.exists(found) else None
+    return Path(found) if found is not None and Path(found).exists() else None
 
 
 def build_argv(action: ActionSpec, params: Mapping[str, Any]) -> list[str]:
     """The argument vector: each template element becomes exactly one argument, `{name}` -> str(value)."""
     argv = [_required(action, "program")]
     for index, template in enumerate(action.executor.args):
-        where = f"executor.args[{index}]"
-        argv.append(
-            _PLACEHOLDER.sub(lambda match: str(_param(action, params, match.group(1), where)), template)
-        )
+        argv.append(_fill(action, params, template, f"executor.args[{index}]"))
     return argv
+
+
+def _fill(action: ActionSpec, params: Mapping[str, Any], template: str, where: str) -> str:
+    """One template with each `{name}` replaced by str(value); other text, spaces and `;` stay as they are."""
+    return _PLACEHOLDER.sub(lambda match: str(_param(action, params, match.group(1), where)), template)
 
 
 def _prepare_command(
@@ -285,10 +298,8 @@ def _run_program(name: str, argv: list[str], env: dict[str, str], timeout: float
 
 def _kill_group(process: subprocess.Popen[str]) -> None:
     """SIGKILL the child's process group; it may already be gone."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _exit_status(code: int) -> str:
@@ -300,7 +311,8 @@ def _combined(stdout: str, stderr: str) -> str:
     """Standard output, then standard error under a marker when there is any."""
     if not stderr:
         return stdout
-    return f"{stdout}{'' if not stdout or stdout.endswith(chr(10)) else chr(10)}[stderr]\n{stderr}"
+    separator = "" if not stdout or stdout.endswith("\n") else "\n"
+    return f"{stdout}{separator}[stderr]\n{stderr}"
 
 
 # --- python ----------------------------------------------------------------------------------------
@@ -334,9 +346,7 @@ def load_entry_point(action: ActionSpec) -> Callable[[dict[str, Any], str], str 
     return function
 
 
-def _prepare_python(
-    action: ActionSpec, params: Mapping[str, Any], request_id: str
-) -> Callable[[], _Outcome]:
+def _prepare_python(action: ActionSpec, params: Mapping[str, Any], request_id: str) -> Callable[[], _Outcome]:
     """Import the entry point, then return the call."""
     function = load_entry_point(action)
 
@@ -375,9 +385,13 @@ def _prepare_mlflow(
     def run() -> _Outcome:
         try:
             move = mlflow_executor.move_alias(
-                tracking_uri=tracking_uri, registry_uri=registry_uri, model=model, alias=alias, version=version
+                tracking_uri=tracking_uri,
+                registry_uri=registry_uri,
+                model=model,
+                alias=alias,
+                version=version,
             )
-        except mlflow_executor.RegistryRefusal as refusal:
+        except mlflow_executor.RegistryRefusedError as refusal:
             return _Outcome(False, f"{action.name}: {refusal}", str(refusal))
         except Exception as error:  # the registry's own failures (network, database) are results too
             return _Outcome(False, f"{action.name}: {_error_text(error)}", _error_text(error))
