@@ -18,7 +18,7 @@ Execute = Callable[[ActionSpec, Mapping[str, Any], str], ExecutionResult]
 def execute_once(
     service: ApprovalService, gate: Gate, request_id: str, execute: Execute | None = None
 ) -> ExecutionResult | None:
-    """Run the request if this caller wins the claim; None when someone else already has (or it is not approved)."""
+    """Run the request if this caller wins the claim; None if another caller has it or it is not approved."""
     if not service.claim(request_id):
         return None
     view = service.get(request_id)
