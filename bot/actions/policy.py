@@ -1,0 +1,466 @@
+"""The policy engine: decide on a request, explain the decision, count approvals, read `key=value` parameters.
+
+Pure: no I/O, no clock, no Slack. Slack user groups (`S…`) are resolved by an injected
+`SlackGroupResolver` (user-group id -> member user ids); the caller caches it. Policy files are read by
+`load_policy` (bot/actions/policy_files.py), re-exported here so callers need one import.
+
+Rules are checked in file-name order, then in the order written; the first rule whose conditions all
+hold decides. A request no rule matches is denied.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import shlex
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.actions.models import (
+    ActionRequest,
+    ActionSpec,
+    Actor,
+    ApprovalRequirement,
+    Decision,
+    Outcome,
+    ParamSpec,
+)
+from bot.actions.policy_files import (
+    DAYS,
+    USER_ID,
+    USERGROUP_ID,
+    FreezeWindow,
+    Policy,
+    PolicyError,
+    Rule,
+    Source,
+    When,
+    check_report,
+    expand_env,
+    load_policy,
+    range_text,
+    suggest,
+    value_problem,
+)
+
+__all__ = [
+    "Check",
+    "ParamError",
+    "Policy",
+    "PolicyError",
+    "Rule",
+    "SlackGroupResolver",
+    "Source",
+    "Trace",
+    "build_request",
+    "check_report",
+    "counted_approvers",
+    "counts_as_approval",
+    "eligible_approvers",
+    "evaluate",
+    "expand_env",
+    "explain",
+    "groups_of",
+    "is_member",
+    "load_policy",
+    "members",
+    "parse_key_values",
+    "parse_params",
+    "trace",
+    "usage",
+]
+
+SlackGroupResolver = Callable[[str], frozenset[str]]
+_TRUE, _FALSE = ("yes", "true"), ("no", "false")
+
+
+# ---- parameters
+
+
+class ParamError(ValueError):
+    """Parameters that cannot be used; `problems` says what is wrong with each and what is valid."""
+
+    def __init__(self, problems: Iterable[str], usage: str | None = None) -> None:
+        self.problems = tuple(problems)
+        lines = [f"  - {problem}" for problem in self.problems]
+        if usage:
+            lines.append(f"usage: {usage}")
+        count = len(self.problems)
+        super().__init__(
+            "\n".join([f"{count} problem{'s' if count != 1 else ''} with the parameters:", *lines])
+        )
+
+
+def usage(action: ActionSpec) -> str:
+    """`rollback-model model=<string> version=<integer at least 1> env=staging|prod`; optional ones in []."""
+    parts = [action.name]
+    for spec in action.params:
+        if spec.enum:
+            shape = "|".join(spec.enum)
+        elif spec.type == "boolean":
+            shape = "yes|no"
+        else:
+            bounds = f" {range_text(spec)}" if spec.minimum is not None or spec.maximum is not None else ""
+            shape = f"<{spec.type}{bounds}>"
+        optional = spec.default is not None or not spec.required
+        parts.append(f"[{spec.name}={shape}]" if optional else f"{spec.name}={shape}")
+    return " ".join(parts)
+
+
+def parse_key_values(text: str) -> dict[str, str]:
+    """`model=fraud-scorer note="two words"` -> {"model": "fraud-scorer", "note": "two words"} (shlex)."""
+    try:
+        tokens = shlex.split(text)
+    except ValueError as error:
+        raise ParamError([f"cannot read {text!r}: {error}; close the quote"]) from error
+    values: dict[str, str] = {}
+    problems: list[str] = []
+    for token in tokens:
+        key, equals, value = token.partition("=")
+        if not equals:
+            problems.append(f"{token!r} is not key=value; write it as name={token}")
+        elif not key:
+            problems.append(f"{token!r} has no name before '='")
+        elif key in values:
+            problems.append(f"{key} is given twice; give it once")
+        else:
+            values[key] = value
+    if problems:
+        raise ParamError(problems)
+    return values
+
+
+def parse_params(action: ActionSpec, raw: Mapping[str, str]) -> dict[str, Any]:
+    """Typed, checked parameters from `key=value` strings with defaults; `ParamError` lists all problems."""
+    names = [spec.name for spec in action.params]
+    problems = [
+        f"unknown parameter {key!r}{suggest(key, names)}; valid: {', '.join(names) or 'none'}"
+        for key in raw
+        if key not in names
+    ]
+    values: dict[str, Any] = {}
+    for spec in action.params:
+        text = raw.get(spec.name)
+        if text is None:
+            if spec.default is not None:
+                values[spec.name] = spec.default
+            elif spec.required:
+                hint = f" ({spec.description})" if spec.description else ""
+                problems.append(f"{spec.name}: missing; it is required{hint}")
+            continue
+        value, problem = _convert(spec, text)
+        problem = problem or value_problem(spec, value)
+        if problem:
+            problems.append(f"{spec.name}: {problem}")
+        else:
+            values[spec.name] = value
+    if problems:
+        raise ParamError(problems, usage(action))
+    return values
+
+
+def _convert(spec: ParamSpec, text: str) -> tuple[Any, str | None]:
+    if text == "":
+        return None, "empty; give a value or leave the parameter out"
+    if spec.type == "integer":
+        return (
+            (int(text), None)
+            if re.fullmatch(r"[+-]?\d+", text.strip())
+            else (None, f"{text!r} is not an integer")
+        )
+    if spec.type == "number":
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        return (number, None) if math.isfinite(number) else (None, f"{text!r} is not a number")
+    if spec.type == "boolean":
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE, None
+        return None, f"{text!r} is not a boolean; use yes, no, true or false"
+    return text, None
+
+
+def build_request(policy: Policy, action: str, raw: Mapping[str, str]) -> ActionRequest:
+    """An `ActionRequest` from an action name and `key=value` strings; `ParamError` on any problem."""
+    spec = policy.actions.get(action)
+    if spec is None:
+        raise ParamError([_unknown_action(policy, action)])
+    return ActionRequest(action=action, params=parse_params(spec, raw))
+
+
+def _checked_params(action: ActionSpec, params: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Already-typed parameters checked again (requests may be built by hand), with defaults filled in."""
+    specs = {spec.name: spec for spec in action.params}
+    problems = [f"unknown parameter {key!r}" for key in params if key not in specs]
+    values: dict[str, Any] = {}
+    for name, spec in specs.items():
+        value = params.get(name, spec.default)
+        if value is None:
+            if spec.required:
+                problems.append(f"{name}: missing")
+        elif problem := value_problem(spec, value):
+            problems.append(f"{name}: {problem}")
+        else:
+            values[name] = value
+    return values, problems
+
+
+def _unknown_action(policy: Policy, action: str) -> str:
+    valid = ", ".join(sorted(policy.actions))
+    return f"unknown action {action!r}{suggest(action, policy.actions)}; valid actions: {valid}"
+
+
+# ---- groups and approvals
+
+
+def _expand(group: str, policy: Policy) -> tuple[set[str], list[str]]:
+    """(user ids, Slack user-group ids) reachable from a group name or id, without calling Slack."""
+    users: set[str] = set()
+    slack: list[str] = []
+    pending, seen = [group], set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in policy.groups:
+            pending.extend(policy.groups[name])
+        elif USERGROUP_ID.fullmatch(name):
+            slack.append(name)
+        elif USER_ID.fullmatch(name):
+            users.add(name)
+    return users, slack
+
+
+def members(group: str, policy: Policy, resolver: SlackGroupResolver) -> frozenset[str]:
+    """User ids in a policy group (nested groups expanded), a Slack user group (`S…`) or a user id (`U…`)."""
+    users, slack = _expand(group, policy)
+    return frozenset(users).union(*(resolver(usergroup) for usergroup in slack))
+
+
+def is_member(user: str, group: str, policy: Policy, resolver: SlackGroupResolver) -> bool:
+    """Whether `user` is in `group`; Slack is asked only when the policy's own lists do not settle it."""
+    users, slack = _expand(group, policy)
+    return user in users or any(user in resolver(usergroup) for usergroup in slack)
+
+
+def groups_of(user: str, policy: Policy, resolver: SlackGroupResolver) -> frozenset[str]:
+    """The policy groups `user` belongs to (directly, nested or through a Slack user group)."""
+    return frozenset(name for name in policy.groups if is_member(user, name, policy, resolver))
+
+
+def eligible_approvers(
+    requirement: ApprovalRequirement, policy: Policy, resolver: SlackGroupResolver
+) -> frozenset[str]:
+    """Everyone in the requirement's groups (the requester is excluded later, by `counts_as_approval`)."""
+    return frozenset().union(*(members(group, policy, resolver) for group in requirement.groups))
+
+
+def counts_as_approval(
+    user: str,
+    requester: str,
+    requirement: ApprovalRequirement,
+    policy: Policy,
+    resolver: SlackGroupResolver,
+    *,
+    already_approved: Collection[str] = (),
+) -> tuple[bool, str]:
+    """Whether `user`'s approval counts, and the reason shown to them either way."""
+    wanted = _either(requirement.groups)
+    if user == requester:
+        return False, f"you are the requester; someone else in {wanted} must approve"
+    if user in already_approved:
+        return False, "you have already approved; each approver counts once"
+    group = next((group for group in requirement.groups if is_member(user, group, policy, resolver)), None)
+    if group is None:
+        return False, f"approvers must be in {wanted}"
+    return True, f"counts as an approval from {group}"
+
+
+def counted_approvers(
+    approvers: Iterable[str],
+    requester: str,
+    requirement: ApprovalRequirement,
+    policy: Policy,
+    resolver: SlackGroupResolver,
+) -> tuple[str, ...]:
+    """The distinct approvers whose approval counts, in order; enough once there are `requirement.count`."""
+    counted: list[str] = []
+    for user in approvers:
+        if counts_as_approval(user, requester, requirement, policy, resolver, already_approved=counted)[0]:
+            counted.append(user)
+    return tuple(counted)
+
+
+def _either(names: Iterable[str]) -> str:
+    items = list(names)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+# ---- evaluation
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One rule about the requested action, and whether its conditions held (why, or why not)."""
+
+    rule: Rule
+    matched: bool
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """A decision with the rules checked on the way to it, for `explain` and for audit."""
+
+    decision: Decision
+    checks: tuple[Check, ...]
+    other_rules: int  # rules about other actions, not considered
+    rules_checked: bool = (
+        True  # False when the request was refused before any rule (unknown action, bad params)
+    )
+
+
+def trace(
+    policy: Policy, request: ActionRequest, actor: Actor, now: dt.datetime, resolver: SlackGroupResolver
+) -> Trace:
+    """The decision and every rule checked; `now` without a timezone is taken as UTC."""
+
+    def decide(outcome: Outcome, rule: Rule | None, reason: str) -> Decision:
+        approval = rule.approval if rule is not None else None
+        name = rule.name if rule is not None else None
+        return Decision(
+            outcome=outcome,
+            rule=name,
+            reason=reason,
+            policy_version=policy.version,
+            approval=approval,
+            evaluated_at=now,
+        )
+
+    action = policy.actions.get(request.action)
+    if action is None:
+        return Trace(
+            decide("deny", None, _unknown_action(policy, request.action)), (), 0, rules_checked=False
+        )
+    params, problems = _checked_params(action, request.params)
+    if problems:
+        return Trace(
+            decide("deny", None, f"invalid parameters: {'; '.join(problems)}"), (), len(policy.rules)
+        )
+    moment = now if now.tzinfo is not None else now.replace(tzinfo=dt.UTC)
+    others = sum(not rule.covers(action.name) for rule in policy.rules)
+    checks: list[Check] = []
+    for rule in policy.rules:
+        if not rule.covers(action.name):
+            continue
+        matched, why = _conditions(rule.when, params, actor, moment, policy, resolver)
+        checks.append(Check(rule, matched, why))
+        if matched:
+            return Trace(decide(rule.outcome, rule, rule.reason), tuple(checks), others)
+    reason = f"no rule allows {action.name} with these parameters here and now, so it is denied by default"
+    return Trace(decide("deny", None, reason), tuple(checks), others)
+
+
+def evaluate(
+    policy: Policy, request: ActionRequest, actor: Actor, now: dt.datetime, resolver: SlackGroupResolver
+) -> Decision:
+    """What the policy decides for this request, actor and moment: the first matching rule, else deny."""
+    return trace(policy, request, actor, now, resolver).decision
+
+
+def _conditions(
+    when: When,
+    params: Mapping[str, Any],
+    actor: Actor,
+    now: dt.datetime,
+    policy: Policy,
+    resolver: SlackGroupResolver,
+) -> tuple[bool, str]:
+    """Whether every condition holds: (True, what held) or (False, the first that did not).
+
+    Checked in the order params, channel, freeze, requester, so Slack is asked last and only if needed.
+    """
+    held: list[str] = []
+    for test in when.params:
+        if not test.holds(params):
+            value = params.get(test.param)
+            shown = "is not given" if value is None else f"is {value}"
+            return False, f"{test.param} {shown}, so not {test}"
+        held.append(str(test))
+    if when.channel_in is not None:
+        if actor.channel not in when.channel_in:
+            return False, f"channel {actor.channel or '(none)'} is not one of {', '.join(when.channel_in)}"
+        held.append(f"channel {actor.channel}")
+    if when.freeze:
+        window = next((window for window in when.freeze if window.contains(now)), None)
+        if window is None:
+            texts = "; ".join(window.text for window in when.freeze)
+            return False, f"outside the freeze {texts} (it is {_clock(when.freeze[0], now)} there)"
+        held.append(f"inside the freeze {window.text} (it is {_clock(window, now)} there)")
+    if when.requester_in is not None:
+        group = next(
+            (group for group in when.requester_in if is_member(actor.user_id, group, policy, resolver)), None
+        )
+        if group is None:
+            return False, f"requester {actor.user_id} is not in {_either(when.requester_in)}"
+        held.append(f"requester is in {group}")
+    return True, ", ".join(held) or "it has no conditions"
+
+
+def _clock(window: FreezeWindow, now: dt.datetime) -> str:
+    local = window.local(now)
+    return f"{DAYS[local.weekday()]} {local:%H:%M %Z}"
+
+
+def explain(
+    policy: Policy, request: ActionRequest, actor: Actor, now: dt.datetime, resolver: SlackGroupResolver
+) -> str:
+    """A human explanation: decision, deciding rule (file:line), why, the earlier rules that did not match."""
+    result = trace(policy, request, actor, now, resolver)
+    decision = result.decision
+    action = policy.actions.get(request.action)
+    shown = " ".join(f"{key}={_shown(action, key, value)}" for key, value in request.params.items())
+    where = f" in {actor.channel}" if actor.channel else ""
+    lines = [
+        f"request: {request.action} {shown}".rstrip() + f", by {actor.user_id}{where} at {now.isoformat()}"
+    ]
+    lines.append(f"decision: {decision.outcome}")
+    rule = policy.rule(decision.rule) if decision.rule is not None else None
+    if rule is not None:
+        lines.append(f"rule: {rule.name} ({rule.source})")
+        lines.append(f"why: {decision.reason}")
+        lines.append(f"matched because: {result.checks[-1].why}")
+    else:
+        lines.append("rule: none")
+        lines.append(f"why: {decision.reason}")
+    if decision.approval is not None:
+        needed = decision.approval
+        who = sorted(eligible_approvers(needed, policy, resolver) - {actor.user_id})
+        lines.append(
+            f"approval: {needed.count} from {_either(needed.groups)} within {needed.within_minutes} minutes; "
+            f"the requester cannot approve; can approve: {', '.join(who) or 'nobody'}"
+        )
+    earlier = [check for check in result.checks if not check.matched]
+    if not result.rules_checked:
+        lines.append("no rule was checked: the request itself is not valid")
+    elif earlier:
+        lines.append(f"rules about {request.action} that did not match:")
+        lines.extend(f"  - {check.rule.name} ({check.rule.source}): {check.why}" for check in earlier)
+    else:
+        lines.append(f"no earlier rule about {request.action}")
+    if result.rules_checked:
+        lines.append(f"rules about other actions, not considered: {result.other_rules}")
+    lines.append(
+        f"requester's groups: {', '.join(sorted(groups_of(actor.user_id, policy, resolver))) or 'none'}"
+    )
+    lines.append(f"policy version: {decision.policy_version}")
+    return "\n".join(lines)
+
+
+def _shown(action: ActionSpec | None, key: str, value: Any) -> str:
+    spec = next((spec for spec in action.params if spec.name == key), None) if action else None
+    return "***" if spec is not None and spec.secret else shlex.quote(str(value))
