@@ -6,12 +6,24 @@ import argparse
 import datetime as dt
 import json
 import re
+import shlex
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.actions.gate import no_slack_groups
+from bot.actions.models import Actor
+from bot.actions.policy import (
+    ParamError,
+    PolicyError,
+    build_request,
+    check_report,
+    explain,
+    load_policy,
+    parse_key_values,
+)
 from bot.answers.evaluation import EvalFileError, evaluate, read_questions
 from bot.answers.models import Answer
 from bot.answers.retrieval import Filters, IndexMissingError
@@ -33,6 +45,7 @@ COMMANDS = {
     "ask": "Answer a question from the knowledge base, with cited sources.",
     "eval": "Measure retrieval and abstention quality on a labelled question file.",
     "serve": "Run the Slack bot: HTTP mode on --port, or Socket Mode when SLACK_APP_TOKEN is set.",
+    "policy": "Check the policy files (`policy check`) or explain a decision without running anything.",
     "audit": "Verify the tamper-evident audit log (`audit verify`) or export it as JSON lines (`export`).",
 }
 
@@ -90,6 +103,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="HTTP port (default STEWARD_PORT, 3000; 0 picks a free one)")
     serve.add_argument("--host", help="interface to listen on (default STEWARD_HOST, 0.0.0.0)")
 
+    policy = commands.add_parser("policy", help=COMMANDS["policy"], description=COMMANDS["policy"])
+    policy_commands = policy.add_subparsers(dest="policy_command", metavar="check|explain")
+    policy_commands.required = True
+    policy_commands.add_parser("check", help="validate the policy files; errors name file, line and field")
+    explain_parser = policy_commands.add_parser(
+        "explain", help="print the decision and the rule for a request, without running anything"
+    )
+    explain_parser.add_argument("action", metavar="ACTION")
+    explain_parser.add_argument("params", nargs="*", metavar="key=value")
+    explain_parser.add_argument(
+        "--as", dest="user", required=True, metavar="USER", help="Slack user id asking"
+    )
+    explain_parser.add_argument("--channel", metavar="CHANNEL", help="Slack channel id it is asked in")
+    explain_parser.add_argument(
+        "--at", type=_since, metavar="WHEN", help="decide as of this time (default now)"
+    )
+
     audit = commands.add_parser("audit", help=COMMANDS["audit"], description=COMMANDS["audit"])
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="verify|export")
     audit_commands.required = True
@@ -134,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ingest(services, args)
         if args.command == "ask":
             return _ask(services, args)
+        if args.command == "policy":
+            return _policy(services, args)
         if args.command == "audit":
             return _audit(services, args)
         if args.command == "serve":
@@ -152,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         IndexMissingError,
         EvalFileError,
         StateStoreError,
+        PolicyError,
+        ParamError,
     ) as exc:
         print(f"steward: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -226,6 +260,20 @@ def format_answer(answer: Answer) -> str:
     if answer.fallback_reason:
         lines.append(f"(LLM answer not used: {answer.fallback_reason})")
     return "\n".join(lines)
+
+
+def _policy(services: Services, args: argparse.Namespace) -> int:
+    folder = services.settings.policies_dir
+    if args.policy_command == "check":
+        code, report = check_report(folder)
+        print(report, file=sys.stdout if code == 0 else sys.stderr)
+        return code
+    policy = load_policy(folder)
+    raw = parse_key_values(" ".join(shlex.quote(param) for param in args.params))
+    request = build_request(policy, args.action, raw)
+    moment = dt.datetime.fromtimestamp(args.at if args.at is not None else time.time(), tz=dt.UTC)
+    print(explain(policy, request, Actor(user_id=args.user, channel=args.channel), moment, no_slack_groups))
+    return 0
 
 
 def _audit(services: Services, args: argparse.Namespace) -> int:

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         description="Chunks per forward pass of the embedding model during ingest.",
     )
 
+    policies_dir: Path = Field(
+        default=Path("policies"),
+        description="Folder of the policy files (`*.yaml`) that decide guarded actions.",
+    )
+
     # -- Slack (the names Slack's own tooling uses, without the STEWARD_ prefix) -------------------
     slack_bot_token: SecretStr | None = Field(
         default=None,

@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
+from bot.actions.approvals import ApprovalService
+from bot.actions.gate import PolicyFolder
 from bot.answers.llm import LLMWriter, build_chat_model
 from bot.answers.retrieval import Retriever
 from bot.answers.service import AnswerService
@@ -55,6 +57,18 @@ class Services:
     def conversations(self) -> ConversationStore:
         """Delivered events, sticky threads, answers, feedback and knowledge gaps (same database)."""
         return ConversationStore(self.catalog.engine)
+
+    @cached_property
+    def policy(self) -> PolicyFolder:
+        """The policy folder, reloaded when its files change."""
+        return PolicyFolder(self.settings.policies_dir)
+
+    @cached_property
+    def approvals(self) -> ApprovalService:
+        """Action requests, approvals and execution claims, audited, in the state database."""
+        if self.settings.database_url is None:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return ApprovalService(self.catalog.engine, self.policy)
 
     @contextmanager
     def actions_connection(self) -> Iterator[Connection]:

@@ -1,0 +1,65 @@
+"""The policy as the approval flow sees it: decisions, approver checks and the catalog, reloaded on change."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision
+from bot.actions.policy import Policy, SlackGroupResolver, counts_as_approval, evaluate, load_policy
+
+
+def no_slack_groups(_group_id: str) -> frozenset[str]:
+    """A resolver for when Slack user groups cannot be looked up: nobody is in them."""
+    return frozenset()
+
+
+@dataclass(frozen=True)
+class PolicyGate:
+    """One loaded policy plus the resolver of Slack user groups."""
+
+    policy: Policy
+    resolver: SlackGroupResolver = no_slack_groups
+
+    @property
+    def version(self) -> str:
+        """The policy version that decides."""
+        return self.policy.version
+
+    def decide(self, request: ActionRequest, actor: Actor, now: dt.datetime) -> Decision:
+        """Deny, allow or require approval (first matching rule; deny by default)."""
+        return evaluate(self.policy, request, actor, now, self.resolver)
+
+    def may_approve(self, user: str, requester: str, requirement: ApprovalRequirement) -> tuple[bool, str]:
+        """Whether the user's approval counts (never the requester's), and why not."""
+        return counts_as_approval(user, requester, requirement, self.policy, self.resolver)
+
+    def action(self, name: str) -> ActionSpec | None:
+        """An action of the catalog."""
+        return self.policy.actions.get(name)
+
+
+class PolicyFolder:
+    """Loads the policy folder, again whenever a file in it changes (so edits apply without a restart)."""
+
+    def __init__(self, folder: Path, resolver: SlackGroupResolver = no_slack_groups) -> None:
+        self.folder = folder
+        self.resolver = resolver
+        self._stamp: tuple[tuple[str, int, int], ...] | None = None
+        self._gate: PolicyGate | None = None
+        self._lock = threading.Lock()
+
+    def _files_stamp(self) -> tuple[tuple[str, int, int], ...]:
+        files = sorted(self.folder.glob("*.yaml")) + sorted(self.folder.glob("*.yml"))
+        return tuple((path.name, path.stat().st_mtime_ns, path.stat().st_size) for path in files)
+
+    def __call__(self) -> PolicyGate:
+        """The current gate; raises `PolicyError` (naming file and line) when the files are broken."""
+        with self._lock:
+            stamp = self._files_stamp()
+            if self._gate is None or stamp != self._stamp:
+                self._gate = PolicyGate(load_policy(self.folder), self.resolver)
+                self._stamp = stamp
+            return self._gate

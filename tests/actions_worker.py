@@ -1,0 +1,43 @@
+"""Approve-and-execute clicks from another process: imported by a spawned child in the concurrency test."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from bot.actions.approvals import ApprovalService
+from bot.actions.gate import PolicyFolder
+from bot.actions.runner import execute_once
+from bot.store.engine import create_engine
+
+
+def click_storm(
+    url: str,
+    schema: str | None,
+    policies: str,
+    request_ids: list[str],
+    approvers: list[str],
+    env: dict[str, str],
+    seed: int,
+) -> int:
+    """Approve every request a few times as random approvers, then try to run it; returns the runs won."""
+    os.environ.update(env)
+    engine = (
+        create_engine(url)
+        if schema is None
+        else sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+    )
+    folder = PolicyFolder(Path(policies))
+    service = ApprovalService(engine, folder)
+    rng = random.Random(seed)
+    won = 0
+    for request_id in rng.sample(request_ids, len(request_ids)):
+        for _click in range(rng.randint(2, 4)):
+            service.approve(request_id, rng.choice(approvers))
+            if execute_once(service, folder(), request_id) is not None:
+                won += 1
+    engine.dispose()
+    return won

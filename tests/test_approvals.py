@@ -1,0 +1,296 @@
+"""Guarded actions from request to result: policy decides, approvers approve, the action runs exactly once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from bot.actions.approvals import (
+    APPROVED,
+    CANCELLED,
+    DENIED,
+    EXPIRED,
+    FAILED,
+    NEEDS_ATTENTION,
+    PENDING,
+    REJECTED,
+    SUCCEEDED,
+    ApprovalService,
+)
+from bot.actions.gate import PolicyFolder
+from bot.actions.models import ActionRequest, Actor
+from bot.actions.runner import execute_once
+from bot.store.actions import ensure_schema, iter_audit, verify_chain
+from bot.store.engine import create_engine
+from tests.actions_worker import click_storm
+from tests.conftest import ROOT
+from tests.fakes.webhook import WebhookReceiver
+
+POSTGRES = os.environ.get("STEWARD_TEST_POSTGRES_URL")
+TUESDAY = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC).timestamp()
+FRIDAY_EVENING = dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.UTC).timestamp()  # 19:00 in Berlin
+REQUESTER, MLP1, MLP2, SRE1, OUTSIDER = "U0000MLP01", "U0000MLP02", "U0000MLP03", "U0000SRE01", "UOUTSIDER"
+PROD_ROLLBACK = ActionRequest(
+    action="rollback-model", params={"model": "fraud-scorer", "version": 12, "env": "prod"}
+)
+
+
+class Clock:
+    """A settable clock."""
+
+    def __init__(self, now: float = TUESDAY) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def policies(tmp_path: Path) -> Path:
+    """A private copy of the starter policies (tests may edit it)."""
+    return Path(shutil.copytree(ROOT / "policies", tmp_path / "policies"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Engine, str, str | None]]:
+    """(engine, url, schema): a SQLite file, or a private PostgreSQL schema."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/state.db"
+        engine = create_engine(url)
+        yield engine, url, None
+        engine.dispose()
+        return
+    if not POSTGRES:
+        pytest.skip("STEWARD_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
+    schema = f"ap_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    engine = sa.create_engine(POSTGRES, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        yield engine, POSTGRES, schema
+    finally:
+        engine.dispose()
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """Tuesday 2026-11-24, 10:00 UTC, unless a test moves it."""
+    return Clock()
+
+
+@pytest.fixture
+def service(database: tuple[Engine, str, str | None], policies: Path, clock: Clock) -> ApprovalService:
+    """The approval service over the starter policies."""
+    return ApprovalService(database[0], PolicyFolder(policies), clock=clock)
+
+
+def _submit(service: ApprovalService, request: ActionRequest = PROD_ROLLBACK, user: str = REQUESTER) -> str:
+    view, _decision = service.submit(request, Actor(user_id=user, channel="COPS"), thread_ts="1.0")
+    return view.request_id
+
+
+def test_staging_is_self_service_and_runs_once(service: ApprovalService) -> None:
+    """An allowed request is approved at once; only the first claim may run it."""
+    staging = ActionRequest(
+        action="rollback-model", params={"model": "fraud-scorer", "version": 3, "env": "staging"}
+    )
+    view, decision = service.submit(staging, Actor(user_id=OUTSIDER))
+    assert decision.outcome == "allow" and view.status == APPROVED
+    assert service.claim(view.request_id) is True
+    assert service.claim(view.request_id) is False
+
+
+def test_a_production_rollback_needs_two_approvers_and_never_the_requester(service: ApprovalService) -> None:
+    """The requester, outsiders and repeat clicks do not count; two eligible approvers do."""
+    request_id = _submit(service)
+    assert service.get(request_id).status == PENDING  # type: ignore[union-attr]
+    refused = service.approve(request_id, REQUESTER)
+    assert not refused.changed and "you are the requester" in refused.message
+    outsider = service.approve(request_id, OUTSIDER)
+    assert not outsider.changed and "ml-platform or sre" in outsider.message
+    first = service.approve(request_id, MLP1)
+    assert first.changed and "1 more" in first.message and not first.ready_to_run
+    again = service.approve(request_id, MLP1)
+    assert not again.changed and "already approved" in again.message
+    second = service.approve(request_id, SRE1)
+    assert second.ready_to_run and second.request is not None and second.request.status == APPROVED
+    late = service.approve(request_id, MLP2)
+    assert not late.changed and "already approved" in late.message
+
+
+def test_a_rejection_stops_the_request(service: ApprovalService) -> None:
+    """An eligible approver rejects with a reason; nothing can run or be approved afterwards."""
+    request_id = _submit(service)
+    assert service.reject(request_id, OUTSIDER, "no").changed is False
+    assert service.reject(request_id, MLP1, "wrong version").changed
+    assert service.get(request_id).status == REJECTED  # type: ignore[union-attr]
+    assert not service.approve(request_id, SRE1).changed
+    assert service.claim(request_id) is False
+
+
+def test_only_the_requester_can_cancel(service: ApprovalService) -> None:
+    """Cancelling is the requester's; a cancelled request never runs."""
+    request_id = _submit(service)
+    assert not service.cancel(request_id, MLP1).changed
+    assert service.cancel(request_id, REQUESTER).changed
+    assert service.get(request_id).status == CANCELLED  # type: ignore[union-attr]
+
+
+def test_an_approval_can_be_revoked_before_the_run(service: ApprovalService) -> None:
+    """Revoking drops the request below its quorum again."""
+    request_id = _submit(service)
+    service.approve(request_id, MLP1)
+    service.approve(request_id, SRE1)
+    assert service.get(request_id).status == APPROVED  # type: ignore[union-attr]
+    assert service.revoke(request_id, SRE1).changed
+    view = service.get(request_id)
+    assert view is not None and view.status == PENDING and view.approvers == (MLP1,)
+    assert service.claim(request_id) is False
+
+
+def test_a_request_past_its_deadline_expires_and_nothing_runs(service: ApprovalService, clock: Clock) -> None:
+    """30 minutes after a production rollback request, approvals are refused (fail closed)."""
+    request_id = _submit(service)
+    service.approve(request_id, MLP1)
+    clock.now += 31 * 60
+    late = service.approve(request_id, SRE1)
+    assert not late.changed and "expired" in late.message
+    assert service.get(request_id).status == EXPIRED  # type: ignore[union-attr]
+    other = _submit(service)
+    clock.now += 31 * 60
+    assert service.expire_due() == [other]
+
+
+def test_a_policy_change_voids_earlier_approvals(service: ApprovalService, policies: Path) -> None:
+    """Approvals bind to the policy version: after an edit the request is decided again."""
+    request_id = _submit(service)
+    service.approve(request_id, MLP1)
+    with (policies / "30-models.yaml").open("a", encoding="utf-8") as out:
+        out.write("\n# reviewed again\n")
+    changed = service.approve(request_id, SRE1)
+    assert "policy changed" in changed.message
+    view = service.get(request_id)
+    assert view is not None and view.status == PENDING and view.approvers == ()
+
+
+def test_production_changes_are_denied_in_the_weekend_freeze(service: ApprovalService, clock: Clock) -> None:
+    """Friday 19:00 in Berlin: a production promotion is denied, saying why."""
+    clock.now = FRIDAY_EVENING
+    promote = ActionRequest(
+        action="promote-model", params={"model": "fraud-scorer", "version": 13, "env": "prod"}
+    )
+    view, decision = service.submit(promote, Actor(user_id=MLP1))
+    assert view.status == DENIED and decision.rule == "prod-weekend-freeze" and "freeze" in decision.reason
+
+
+def test_every_step_is_in_the_audit_chain(
+    service: ApprovalService, database: tuple[Engine, str, str | None]
+) -> None:
+    """Request, decision, approvals, quorum, start and end are audited in order, and the chain verifies."""
+    request_id = _submit(service)
+    service.approve(request_id, MLP1)
+    service.approve(request_id, SRE1)
+    assert service.claim(request_id)
+    service.finish(request_id, True, "fraud-scorer alias production -> 12", "", 0.1)
+    with database[0].begin() as connection:
+        entries = [e for e in iter_audit(connection) if e["request_id"] == request_id]
+        _count, problems = verify_chain(connection)
+    assert [e["kind"] for e in entries] == [
+        "requested",
+        "decided",
+        "approval",
+        "approval",
+        "approved",
+        "execution_started",
+        "execution_finished",
+    ]
+    assert (
+        entries[1]["data"]["rule"] == "rollback-prod-two-approvers" and entries[1]["data"]["policy_version"]
+    )
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    ("request_", "after"),
+    [
+        pytest.param(PROD_ROLLBACK, APPROVED, id="idempotent-runs-again"),
+        pytest.param(
+            ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"}),
+            NEEDS_ATTENTION,
+            id="not-idempotent-waits-for-a-person",
+        ),
+    ],
+)
+def test_an_interrupted_run_is_never_repeated_unless_idempotent(
+    service: ApprovalService, clock: Clock, request_: ActionRequest, after: str
+) -> None:
+    """A claim with no result (the process died) becomes runnable again only for idempotent actions."""
+    request_id = _submit(service, request_)
+    for approver in (MLP2, SRE1):
+        service.approve(request_id, approver)
+    assert service.claim(request_id)
+    clock.now += 3600
+    assert service.recover_interrupted(older_than_seconds=600) == [(request_id, after)]
+    assert service.get(request_id).status == after  # type: ignore[union-attr]
+
+
+def test_a_failed_executor_is_recorded_as_failed(service: ApprovalService, policies: Path) -> None:
+    """A webhook that cannot be reached ends the request as failed, with the reason."""
+    staging = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "staging"})
+    view, _ = service.submit(staging, Actor(user_id=MLP1))
+    os.environ.pop("RETRAIN_WEBHOOK_URL", None)
+    result = execute_once(service, PolicyFolder(policies)(), view.request_id)
+    assert result is not None and not result.ok and "RETRAIN_WEBHOOK_URL" in result.summary
+    assert service.get(view.request_id).status == FAILED  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_click_storms_from_threads_and_two_processes_execute_each_request_once(
+    database: tuple[Engine, str, str | None], policies: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many threads here and a second process click approve and execute: one webhook call per request."""
+    engine, url, schema = database
+    with engine.begin() as connection:
+        ensure_schema(connection)
+    with WebhookReceiver() as receiver:
+        env = {"RETRAIN_WEBHOOK_URL": receiver.url, "ACTIONS_WEBHOOK_SECRET": "k"}
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        folder = PolicyFolder(policies)
+        service = ApprovalService(engine, folder)
+        retrain = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})
+        ids = [_submit(service, retrain, user=SRE1) for _ in range(20)]
+        approvers = [MLP1, MLP2, REQUESTER, OUTSIDER, SRE1]
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as other:
+            remote = other.submit(click_storm, url, schema, str(policies), ids, approvers, env, 7)
+            threads = [
+                threading.Thread(
+                    target=click_storm, args=(url, schema, str(policies), ids, approvers, env, seed)
+                )
+                for seed in range(6)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            remote.result(timeout=120)
+        calls = list(receiver.requests)
+    keys = [call.headers.get("Idempotency-Key") for call in calls]
+    assert sorted(keys) == sorted(ids)  # every request ran, none twice
+    statuses = {service.get(request_id).status for request_id in ids}  # type: ignore[union-attr]
+    assert statuses == {SUCCEEDED}
