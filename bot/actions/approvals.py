@@ -327,10 +327,58 @@ class ApprovalService:
                 )
                 .values(revoked_at=now)
             )
-            _move(connection, request_id, APPROVED, PENDING, now)  # below quorum again
+            remaining = len(view.approvers) - 1
+            if remaining < view.required_count:
+                _move(connection, request_id, APPROVED, PENDING, now)  # below quorum again
             append_audit(connection, at=now, kind="revoked", request_id=request_id, actor=user, data={})
             view = self._view(connection, request_id)
         return ClickResult(True, "Your approval is revoked.", view)
+
+    def amend(self, request_id: str, user: str, params: dict[str, Any]) -> ClickResult:
+        """The requester changes the parameters of a pending request: it is decided again, approvals reset."""
+        now = self.clock()
+        gate = self.gate()
+        with self._begin() as connection:
+            view = self._view(connection, request_id)
+            refusal = self._refuse_finished(connection, view, now)
+            if refusal is not None or view is None:
+                return refusal or ClickResult(False, "There is no such request.", None)
+            if user != view.requester:
+                return ClickResult(False, "Only the requester can change this request.", view)
+            request = ActionRequest(action=view.action, params=params)
+            decision = gate.decide(request, Actor(user_id=user, channel=view.channel), _utc(now))
+            requirement = decision.approval
+            status = {"deny": DENIED, "allow": APPROVED, "require_approval": PENDING}[decision.outcome]
+            stored = _redacted(request, gate.action(view.action))
+            connection.execute(
+                sa.update(action_requests)
+                .where(action_requests.c.request_id == request_id, action_requests.c.status == PENDING)
+                .values(
+                    params=json.dumps(stored, sort_keys=True, default=str),
+                    status=status,
+                    rule=decision.rule,
+                    reason=decision.reason,
+                    policy_version=decision.policy_version,
+                    # A new fingerprint: approvals given for the old parameters no longer count.
+                    fingerprint=request.fingerprint(decision.policy_version),
+                    required_count=requirement.count if requirement else 0,
+                    required_groups=json.dumps(list(requirement.groups) if requirement else []),
+                    deadline=now + requirement.within_minutes * 60 if requirement else None,
+                    updated_at=now,
+                )
+            )
+            append_audit(
+                connection,
+                at=now,
+                kind="amended",
+                request_id=request_id,
+                actor=user,
+                data={"params": stored, "outcome": decision.outcome, "rule": decision.rule},
+            )
+            view = self._view(connection, request_id)
+        return ClickResult(
+            True, "Changed; earlier approvals no longer count.", view, ready_to_run=status == APPROVED
+        )
 
     def _refuse_finished(
         self, connection: Connection, view: RequestView | None, now: float
@@ -484,6 +532,10 @@ class ApprovalService:
                     )
                     recovered.append((str(request_id), target))
         return recovered
+
+
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
 
 
 def _move(connection: Connection, request_id: str, source: str, target: str, now: float) -> bool:
