@@ -41,3 +41,11 @@ def click_storm(
                 won += 1
     engine.dispose()
     return won
+
+
+def claim_and_run(url: str, policies: str, request_id: str, env: dict[str, str]) -> None:
+    """Claim and run one request (the kill test kills this process while the executor waits)."""
+    os.environ.update(env)
+    engine = create_engine(url)
+    folder = PolicyFolder(Path(policies))
+    execute_once(ApprovalService(engine, folder), folder(), request_id)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import multiprocessing
 import os
 import shutil
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +29,7 @@ from bot.actions.approvals import (
     NEEDS_ATTENTION,
     PENDING,
     REJECTED,
+    RUNNING,
     SUCCEEDED,
     ApprovalService,
 )
@@ -294,3 +299,38 @@ def test_click_storms_from_threads_and_two_processes_execute_each_request_once(
     assert sorted(keys) == sorted(ids)  # every request ran, none twice
     statuses = {service.get(request_id).status for request_id in ids}  # type: ignore[union-attr]
     assert statuses == {SUCCEEDED}
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_its_claim_is_not_repeated(tmp_path: Path, policies: Path) -> None:
+    """Kill the process while the webhook is in flight: the request needs attention and never runs again."""
+    url = f"sqlite:///{tmp_path}/state.db"
+    engine = create_engine(url)
+    clock = Clock()
+    service = ApprovalService(engine, PolicyFolder(policies), clock=clock)
+    retrain = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})
+    request_id = _submit(service, retrain, user=SRE1)
+    service.approve(request_id, MLP1)
+    with WebhookReceiver(statuses=[200], delays=[30.0]) as receiver:
+        env = {"RETRAIN_WEBHOOK_URL": receiver.url, "ACTIONS_WEBHOOK_SECRET": "k"}
+        script = (
+            "import sys, json; from tests.actions_worker import claim_and_run; "
+            "claim_and_run(sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]))"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", script, url, str(policies), request_id, json.dumps(env)], cwd=ROOT
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not receiver.requests and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert receiver.requests, "the child never reached the webhook"
+        finally:
+            child.kill()
+            child.wait(timeout=30)
+        assert service.get(request_id).status == RUNNING  # type: ignore[union-attr]
+        clock.now = time.time() + 3600  # the child claimed on the real clock
+        assert service.recover_interrupted(older_than_seconds=600) == [(request_id, NEEDS_ATTENTION)]
+        assert execute_once(service, PolicyFolder(policies)(), request_id) is None
+        assert len(receiver.requests) == 1
+    engine.dispose()
