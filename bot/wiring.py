@@ -18,9 +18,9 @@ from bot.answers.service import AnswerService
 from bot.config import Settings, SettingsError
 from bot.index.embedding import Embedder
 from bot.index.vectors import VectorIndex
-from bot.store.actions import ensure_schema as ensure_actions_schema
 from bot.store.catalog import Catalog
 from bot.store.conversations import ConversationStore, StateStoreError
+from bot.store.schema import upgrade
 from ingest.pipeline import Ingestor
 
 
@@ -76,8 +76,8 @@ class Services:
         if self.settings.database_url is None:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
+            upgrade(self.catalog.engine)
             with self.catalog.engine.begin() as connection:
-                ensure_actions_schema(connection)
                 yield connection
         except OperationalError as exc:
             raise StateStoreError(

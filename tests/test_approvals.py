@@ -36,8 +36,9 @@ from bot.actions.approvals import (
 from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, Actor
 from bot.actions.runner import execute_once
-from bot.store.actions import ensure_schema, iter_audit, verify_chain
+from bot.store.actions import iter_audit, verify_chain
 from bot.store.engine import create_engine
+from bot.store.schema import upgrade
 from tests.actions_worker import click_storm
 from tests.conftest import ROOT
 from tests.fakes.webhook import WebhookReceiver
@@ -270,8 +271,7 @@ def test_click_storms_from_threads_and_two_processes_execute_each_request_once(
 ) -> None:
     """Many threads here and a second process click approve and execute: one webhook call per request."""
     engine, url, schema = database
-    with engine.begin() as connection:
-        ensure_schema(connection)
+    upgrade(engine)
     with WebhookReceiver() as receiver:
         env = {"RETRAIN_WEBHOOK_URL": receiver.url, "ACTIONS_WEBHOOK_SECRET": "k"}
         for name, value in env.items():

@@ -12,8 +12,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bot.store.actions import append_audit, audit_log, ensure_schema, iter_audit, verify_chain
+from bot.store.actions import append_audit, audit_log, iter_audit, verify_chain
 from bot.store.engine import create_engine
+from bot.store.schema import upgrade
 
 POSTGRES = os.environ.get("STEWARD_TEST_POSTGRES_URL")
 
@@ -23,8 +24,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A fresh SQLite file, or a private PostgreSQL schema, with the action tables."""
     if request.param == "sqlite":
         built = create_engine(f"sqlite:///{tmp_path}/state.db")
-        with built.begin() as connection:
-            ensure_schema(connection)
+        upgrade(built)
         yield built
         built.dispose()
         return
@@ -35,8 +35,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     with admin.begin() as connection:
         connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
     built = sa.create_engine(POSTGRES, connect_args={"options": f"-csearch_path={schema}"})
-    with built.begin() as connection:
-        ensure_schema(connection)
+    upgrade(built)
     try:
         yield built
     finally:

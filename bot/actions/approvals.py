@@ -22,7 +22,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision
-from bot.store.actions import action_requests, append_audit, approvals, ensure_schema
+from bot.store.actions import action_requests, append_audit, approvals
+from bot.store.schema import upgrade
 
 PENDING, APPROVED, RUNNING = "pending", "approved", "running"
 DENIED, REJECTED, CANCELLED, EXPIRED = "denied", "rejected", "cancelled", "expired"
@@ -96,8 +97,7 @@ class ApprovalService:
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
         if not self._ready:
-            with self.engine.begin() as connection:
-                ensure_schema(connection)
+            upgrade(self.engine)
             self._ready = True
         with self.engine.begin() as connection:
             yield connection
@@ -235,11 +235,23 @@ class ApprovalService:
                 return self._redecide(connection, view, gate, now)
             if user in view.approvers:
                 return ClickResult(False, "You have already approved this request.", view)
-            connection.execute(
-                sa.insert(approvals).values(
-                    request_id=request_id, approver=user, fingerprint=fingerprint, decided_at=now
+            # An approval given, revoked and given again is the same row, live again.
+            renewed = connection.execute(
+                sa.update(approvals)
+                .where(
+                    approvals.c.request_id == request_id,
+                    approvals.c.approver == user,
+                    approvals.c.fingerprint == fingerprint,
+                    approvals.c.revoked_at.is_not(None),
                 )
-            )
+                .values(revoked_at=None, decided_at=now)
+            ).rowcount
+            if not renewed:
+                connection.execute(
+                    sa.insert(approvals).values(
+                        request_id=request_id, approver=user, fingerprint=fingerprint, decided_at=now
+                    )
+                )
             append_audit(connection, at=now, kind="approval", request_id=request_id, actor=user, data={})
             view = self._view(connection, request_id)
             assert view is not None

@@ -1,5 +1,8 @@
 """Action requests, approvals and the tamper-evident audit log, in the state database.
 
+The tables are created and changed by the migrations in `bot/store/migrations` (see `schema.py`);
+the definitions here are what queries use, and a test checks that both agree.
+
 Every state change and its audit entry are written in one transaction. The audit log is a hash
 chain: each entry carries the hash of the one before, and `audit_head` holds the newest hash. The
 head row is updated first in every append, so concurrent appends queue behind each other's lock
@@ -98,13 +101,6 @@ def entry_hash(
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def ensure_schema(connection: Connection) -> None:
-    """Create the action tables and the audit head row when missing."""
-    metadata.create_all(connection)
-    if connection.execute(sa.select(audit_head.c.id)).first() is None:
-        connection.execute(sa.insert(audit_head).values(id=1, seq=0, hash=GENESIS))
 
 
 def append_audit(

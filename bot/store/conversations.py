@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, IntegrityError
 
+from bot.store.schema import upgrade
+
 metadata = sa.MetaData()
 
 slack_events = sa.Table(
@@ -184,20 +186,15 @@ class ConversationStore:
         return int(key[0])
 
     def ensure_schema(self) -> None:
-        """Create the conversation tables that do not exist yet (replicas starting together may race)."""
-        for attempt in range(3):
-            try:
-                with self.engine.begin() as connection:
-                    metadata.create_all(connection)
-                break
-            except DatabaseError as exc:
-                if attempt == 2:
-                    where = self.engine.url.render_as_string(hide_password=True)
-                    raise StateStoreError(
-                        f"cannot create Steward's tables in {where} ({str(exc.orig).strip()}); "
-                        "check STEWARD_DATABASE_URL and the database user's rights"
-                    ) from None
-                time.sleep(0.2 * (attempt + 1))  # another replica is creating them: look again
+        """Create or upgrade the state tables (migrations; replicas starting together wait for each other)."""
+        try:
+            upgrade(self.engine)
+        except DatabaseError as exc:
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise StateStoreError(
+                f"cannot create or upgrade Steward's tables in {where} ({str(exc.orig).strip()}); "
+                "check STEWARD_DATABASE_URL and the database user's rights"
+            ) from None
         self._ready = True
 
     # -- delivery ----------------------------------------------------------------------------
