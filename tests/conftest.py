@@ -13,6 +13,7 @@ import pytest
 from bot.config import Settings
 from bot.index.embedding import Embedder
 from bot.wiring import Services
+from tests.databases import StateDatabase, state_database
 from tests.slackbot import RunningBot, running_bot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,3 +151,10 @@ def bot(services: Services) -> Iterator[RunningBot]:
     """Steward serving on loopback against a fresh fake Slack (the test module provides `services`)."""
     with running_bot(services) as running:
         yield running
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateDatabase]:
+    """An empty state database: a SQLite file, then a private PostgreSQL schema (skipped without one)."""
+    with state_database(request.param, tmp_path) as database:
+        yield database

@@ -11,13 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.actions.approvals import (
@@ -41,9 +38,9 @@ from bot.store.engine import create_engine
 from bot.store.schema import upgrade
 from tests.actions_worker import click_storm
 from tests.conftest import ROOT
+from tests.databases import StateDatabase
 from tests.fakes.webhook import WebhookReceiver
 
-POSTGRES = os.environ.get("STEWARD_TEST_POSTGRES_URL")
 TUESDAY = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC).timestamp()
 FRIDAY_EVENING = dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.UTC).timestamp()  # 19:00 in Berlin
 REQUESTER, MLP1, MLP2, SRE1, OUTSIDER = "U0000MLP01", "U0000MLP02", "U0000MLP03", "U0000SRE01", "UOUTSIDER"
@@ -68,29 +65,10 @@ def policies(tmp_path: Path) -> Path:
     return Path(shutil.copytree(ROOT / "policies", tmp_path / "policies"))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Engine, str, str | None]]:
-    """(engine, url, schema): a SQLite file, or a private PostgreSQL schema."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/state.db"
-        engine = create_engine(url)
-        yield engine, url, None
-        engine.dispose()
-        return
-    if not POSTGRES:
-        pytest.skip("STEWARD_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
-    schema = f"ap_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    engine = sa.create_engine(POSTGRES, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        yield engine, POSTGRES, schema
-    finally:
-        engine.dispose()
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+@pytest.fixture
+def database(state_db: StateDatabase) -> tuple[Engine, str, str | None]:
+    """(engine, url, schema) of a fresh SQLite file or PostgreSQL schema."""
+    return state_db.engine(), state_db.url, state_db.schema
 
 
 @pytest.fixture
@@ -295,7 +273,7 @@ def test_click_storms_from_threads_and_two_processes_execute_each_request_once(
                 thread.join()
             remote.result(timeout=120)
         calls = list(receiver.requests)
-    keys = [call.headers.get("Idempotency-Key") for call in calls]
+    keys = [call.headers.get("Idempotency-Key", "") for call in calls]
     assert sorted(keys) == sorted(ids)  # every request ran, none twice
     statuses = {service.get(request_id).status for request_id in ids}  # type: ignore[union-attr]
     assert statuses == {SUCCEEDED}

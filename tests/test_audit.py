@@ -2,47 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.store.actions import append_audit, audit_log, iter_audit, verify_chain
-from bot.store.engine import create_engine
 from bot.store.schema import upgrade
+from tests.databases import StateDatabase
 
-POSTGRES = os.environ.get("STEWARD_TEST_POSTGRES_URL")
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A fresh SQLite file, or a private PostgreSQL schema, with the action tables."""
-    if request.param == "sqlite":
-        built = create_engine(f"sqlite:///{tmp_path}/state.db")
-        upgrade(built)
-        yield built
-        built.dispose()
-        return
-    if not POSTGRES:
-        pytest.skip("STEWARD_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
-    schema = f"a_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    built = sa.create_engine(POSTGRES, connect_args={"options": f"-csearch_path={schema}"})
+@pytest.fixture
+def engine(state_db: StateDatabase) -> Engine:
+    """A fresh SQLite file or PostgreSQL schema with the action tables."""
+    built = state_db.engine()
     upgrade(built)
-    try:
-        yield built
-    finally:
-        built.dispose()
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    return built
 
 
 def _write(engine: Engine, count: int) -> None:

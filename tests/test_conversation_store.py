@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-
 import pytest
 import sqlalchemy as sa
 
 from bot.store.conversations import GAP_CLOSED, GAP_DRAFTED, GAP_ROUTED, ConversationStore, StateStoreError
-
-POSTGRES = os.environ.get("STEWARD_TEST_POSTGRES_URL")
+from tests.databases import StateDatabase
 
 
 class Clock:
@@ -24,29 +19,11 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[tuple[ConversationStore, Clock]]:
-    """A store on a fresh SQLite file, or on a private PostgreSQL schema."""
+@pytest.fixture
+def store(state_db: StateDatabase) -> tuple[ConversationStore, Clock]:
+    """A conversation store on a fresh SQLite file or PostgreSQL schema, with a settable clock."""
     clock = Clock()
-    if request.param == "sqlite":
-        engine = sa.create_engine(f"sqlite:///{tmp_path}/state.db")
-        yield ConversationStore(engine, clock=clock), clock
-        engine.dispose()
-        return
-    if not POSTGRES:
-        pytest.skip("STEWARD_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    engine = sa.create_engine(POSTGRES, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        yield ConversationStore(engine, clock=clock), clock
-    finally:
-        engine.dispose()
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    return ConversationStore(state_db.engine(), clock=clock), clock
 
 
 def test_an_event_id_is_claimed_once(store: tuple[ConversationStore, Clock]) -> None:

@@ -2,57 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.store import actions, conversations
-from bot.store.engine import create_engine
 from bot.store.schema import upgrade
+from tests.databases import StateDatabase
 
-POSTGRES = os.environ.get("STEWARD_TEST_POSTGRES_URL")
 TABLES = [*conversations.metadata.sorted_tables, *actions.metadata.sorted_tables]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Engine]]:
-    """Opens engines (think: replicas) on one empty SQLite file or one empty private PostgreSQL schema."""
-    opened: list[Engine] = []
-    if request.param == "sqlite":
-
-        def open_sqlite() -> Engine:
-            opened.append(create_engine(f"sqlite:///{tmp_path}/state.db"))
-            return opened[-1]
-
-        yield open_sqlite
-        for built in opened:
-            built.dispose()
-        return
-    if not POSTGRES:
-        pytest.skip("STEWARD_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
-    schema = f"m_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-
-    def open_postgres() -> Engine:
-        assert POSTGRES is not None
-        opened.append(sa.create_engine(POSTGRES, connect_args={"options": f"-csearch_path={schema}"}))
-        return opened[-1]
-
-    try:
-        yield open_postgres
-    finally:
-        for built in opened:
-            built.dispose()
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+@pytest.fixture
+def opener(state_db: StateDatabase) -> Callable[[], Engine]:
+    """Opens engines (think: replicas) on one empty database."""
+    return state_db.engine
 
 
 @pytest.mark.parametrize("table", TABLES, ids=lambda table: table.name)
