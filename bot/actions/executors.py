@@ -107,19 +107,32 @@ def truncate(text: str, limit: int) -> str:
     return f"{text[:limit]}… [truncated {len(text) - limit} chars]"
 
 
-def expand_env(action: ActionSpec, field_name: str, value: str, env: Mapping[str, str]) -> str:
-    """`value` with each `${NAME}` replaced from `env`; a missing variable is an ExecutionError."""
+def substitute_env(text: str, env: Mapping[str, str], missing: Callable[[str], Exception]) -> str:
+    """`text` with each `${NAME}` (NAME a valid variable name) replaced from `env`; raises `missing(NAME)`.
+
+    The one implementation of `${NAME}`: `expand_env` here and `bot.actions.policy.expand_env` use it
+    and differ only in the error they raise. Text such as `${not a name}` is left as written.
+    """
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in env:
-            raise ExecutionError(
-                f"action {action.name!r}: executor.{field_name} uses ${{{name}}}, but the environment "
-                f"variable {name} is not set; set it or change the policy file"
-            )
+            raise missing(name)
         return env[name]
 
-    return _ENV_REFERENCE.sub(replace, value)
+    return _ENV_REFERENCE.sub(replace, text)
+
+
+def expand_env(action: ActionSpec, field_name: str, value: str, env: Mapping[str, str]) -> str:
+    """`value` with each `${NAME}` replaced from `env`; a missing variable is an ExecutionError."""
+
+    def missing(name: str) -> ExecutionError:
+        return ExecutionError(
+            f"action {action.name!r}: executor.{field_name} uses ${{{name}}}, but the environment "
+            f"variable {name} is not set; set it or change the policy file"
+        )
+
+    return substitute_env(value, env, missing)
 
 
 def _required(action: ActionSpec, field_name: str) -> str:

@@ -27,7 +27,8 @@ from bot.actions.models import (
     Outcome,
     ParamSpec,
 )
-from bot.actions.policy_files import (
+from bot.actions.policy_files import check_report, expand_env, load_policy
+from bot.actions.policy_types import (
     DAYS,
     USER_ID,
     USERGROUP_ID,
@@ -37,9 +38,6 @@ from bot.actions.policy_files import (
     Rule,
     Source,
     When,
-    check_report,
-    expand_env,
-    load_policy,
     range_text,
     suggest,
     value_problem,
