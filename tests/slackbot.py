@@ -130,6 +130,28 @@ class RunningBot:
         }
         return self.interact(payload)
 
+    def submit_view(self, view: dict[str, Any], values: dict[str, dict[str, Any]], user: str = USER) -> Reply:
+        """Submit a modal Steward opened, with `values` as its state (block_id -> action_id -> value)."""
+        payload = {
+            "type": "view_submission",
+            "user": {"id": user, "username": user.lower()},
+            "team": {"id": "T0FAKE"},
+            "api_app_id": "A0FAKE",
+            "trigger_id": "trigger-2",
+            "view": {**view, "id": view.get("id") or "V1", "state": {"values": values}},
+        }
+        return self.interact(payload)
+
+    def message(self, channel: str, ts: str) -> dict[str, Any]:
+        """A message as it is now in the fake (after any chat.update), wherever it is."""
+        for top in self.slack.messages(channel):
+            if top["ts"] == ts:
+                return top
+            for reply in self.slack.messages(channel, top["ts"]):
+                if reply["ts"] == ts:
+                    return reply
+        raise AssertionError(f"no message {ts} in {channel}")
+
     def bot_posts(self, channel: str = CHANNEL, thread_ts: str | None = None) -> list[dict[str, Any]]:
         """Messages Steward posted in a thread (not counting its root), or at the channel's top level."""
         return [
@@ -181,6 +203,8 @@ def build_test_app(services: Services, slack: FakeSlack, **settings_overrides: A
         lambda: services.catalog,
         services.conversations,
         executor=TrackingExecutor(),
+        approvals=services.approvals,
+        policy=services.policy,
     )
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from bot.cli import main
 from bot.slack.listeners import COMMAND
-from bot.slack.payloads import SHORTCUT_SAVE_GUIDANCE
+from bot.slack.payloads import SHORTCUT_REQUEST_ACTION, SHORTCUT_SAVE_GUIDANCE
 from bot.wiring import Services
 from tests.conftest import ROOT
 from tests.fakes.slack_api import FakeSlack, event_body, sign
@@ -126,7 +126,10 @@ def test_the_slack_manifest_matches_the_code() -> None:
     manifest = yaml.safe_load((ROOT / "deploy" / "slack" / "manifest.yaml").read_text(encoding="utf-8"))
     features, settings = manifest["features"], manifest["settings"]
     assert [c["command"] for c in features["slash_commands"]] == [COMMAND]
-    assert [s["callback_id"] for s in features["shortcuts"]] == [SHORTCUT_SAVE_GUIDANCE]
+    assert {s["callback_id"] for s in features["shortcuts"]} == {
+        SHORTCUT_SAVE_GUIDANCE,
+        SHORTCUT_REQUEST_ACTION,
+    }
     assert features["app_home"]["home_tab_enabled"] is True
     assert settings["interactivity"]["is_enabled"] is True
     events = set(settings["event_subscriptions"]["bot_events"])

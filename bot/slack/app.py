@@ -18,8 +18,11 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot.actions.approvals import ApprovalService
+from bot.actions.gate import PolicyGate
 from bot.answers.service import AnswerService
 from bot.config import Settings, SettingsError
+from bot.slack.actions import ActionFlows
 from bot.slack.experts import Expertise
 from bot.slack.handlers import Conversations
 from bot.slack.listeners import register
@@ -44,6 +47,7 @@ class SlackApp:
     socket_mode: bool
     conversations: Conversations
     expertise: Expertise
+    actions: ActionFlows | None = None  # None when no approval service was given
 
 
 def missing_credentials(settings: Settings) -> list[str]:
@@ -98,8 +102,14 @@ def build_app(
     catalog: Callable[[], Catalog],
     store: ConversationStore,
     executor: ThreadPoolExecutor | None = None,
+    approvals: ApprovalService | None = None,
+    policy: Callable[[], PolicyGate] | None = None,
 ) -> SlackApp:
-    """The Bolt app with Steward's listeners; checks the bot token with Slack (auth.test)."""
+    """The Bolt app with Steward's listeners; checks the bot token with Slack (auth.test).
+
+    Guarded actions (`/steward run`, action mentions, approval cards) are on when `approvals` and
+    `policy` are given.
+    """
     missing = missing_credentials(settings)
     if missing:
         raise SlackSetupError(credentials_message(missing))
@@ -125,13 +135,19 @@ def build_app(
         executor.shutdown(wait=False)
         raise SlackSetupError(f"the Slack app could not start: {exc}") from None
     poster = Poster(ChannelPacer(settings.channel_posts_per_second))
+    actions = (
+        ActionFlows(settings, approvals, policy, answers, poster)
+        if approvals is not None and policy is not None
+        else None
+    )
     conversations = Conversations(
         settings,
         answers=answers,
         catalog=catalog,
         store=store,
         poster=poster,
+        actions=actions,
     )
     expertise = Expertise(settings, store, poster)
-    register(bolt, conversations, expertise)
-    return SlackApp(bolt, executor, socket_mode, conversations, expertise)
+    register(bolt, conversations, expertise, actions)
+    return SlackApp(bolt, executor, socket_mode, conversations, expertise, actions)

@@ -26,6 +26,7 @@ from bot.answers.retrieval import IndexMissingError
 from bot.answers.service import AnswerService, EmptyQuestionError
 from bot.config import Settings
 from bot.index.vectors import VectorStoreError
+from bot.slack.actions import ActionFlows
 from bot.slack.blocks import RenderedMessage, answer_messages
 from bot.slack.experts import offer_to_save
 from bot.slack.home import HELP, KnowledgeState, home_view
@@ -77,6 +78,7 @@ class Conversations:
         store: ConversationStore,
         poster: Poster,
         today: Callable[[], dt.date] = dt.date.today,
+        actions: ActionFlows | None = None,
     ) -> None:
         self.settings = settings
         self._answers = answers
@@ -84,6 +86,7 @@ class Conversations:
         self.store = store
         self.poster = poster
         self.today = today
+        self.actions = actions  # guarded actions: `/steward run` and mentions that request an action
 
     # -- events ------------------------------------------------------------------------------
 
@@ -105,17 +108,27 @@ class Conversations:
             return
         ts = str(event["ts"])
         thread_ts = str(event.get("thread_ts") or ts)
+        words = question_text(str(event.get("text") or ""), context.bot_user_id)
+        user = str(event.get("user") or event.get("bot_id") or "")
+        ref = str(body.get("event_id") or "")
+        # Only a person's own words can request an action (never a bot's), and only when they start with one.
+        if (
+            self.actions is not None
+            and not event.get("bot_id")
+            and self.actions.take_mention(client, words, str(event["channel"]), thread_ts, user, ref)
+        ):
+            return
         earlier = self._earlier_turns(client, event, thread_ts, context) if event.get("thread_ts") else ()
         self.answer(
             client,
             Question(
-                text=question_text(str(event.get("text") or ""), context.bot_user_id),
+                text=words,
                 channel=str(event["channel"]),
                 thread_ts=thread_ts,
                 message_ts=ts,
-                user=str(event.get("user") or event.get("bot_id") or ""),
+                user=user,
                 earlier=earlier,
-                reference=str(body.get("event_id") or ""),
+                reference=ref,
             ),
         )
 
@@ -302,13 +315,16 @@ class Conversations:
     # -- /steward ------------------------------------------------------------------------------
 
     def on_command(self, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        """`/steward ask …`, `/steward sticky on|off` (help is answered on the ack path)."""
+        """`/steward ask …`, `/steward run …`, `/steward sticky on|off` (help is answered on the ack path)."""
         verb, _, rest = str(command.get("text") or "").strip().partition(" ")
         channel, user = str(command.get("channel_id") or ""), str(command.get("user_id") or "")
         if verb.lower() in ("", "help"):
             return  # answered by the acknowledgement
         if verb.lower() == "sticky":
             self._set_sticky(channel, user, rest.strip().lower(), respond)
+            return
+        if verb.lower() == "run" and self.actions is not None:
+            self.actions.on_run(rest, command, client, respond)
             return
         words = rest.strip() if verb.lower() == "ask" else f"{verb} {rest}".strip()
         words = " ".join(html.unescape(words).split())

@@ -10,16 +10,25 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+from bot.slack.actions import ActionFlows
 from bot.slack.experts import Expertise
 from bot.slack.handlers import Conversations
 from bot.slack.home import HELP
 from bot.slack.payloads import (
+    ACTION_APPROVE,
     ACTION_ASK_EXPERT,
+    ACTION_CANCEL,
     ACTION_HELPFUL,
     ACTION_NOT_HELPFUL,
+    ACTION_PICK_ACTION,
+    ACTION_REJECT,
+    ACTION_REVOKE,
     ACTION_SAVE_GUIDANCE,
+    SHORTCUT_REQUEST_ACTION,
     SHORTCUT_SAVE_GUIDANCE,
     VIEW_FEEDBACK_REASON,
+    VIEW_REJECT_REASON,
+    VIEW_REQUEST_ACTION,
 )
 
 COMMAND = "/steward"
@@ -38,8 +47,10 @@ def _ack_command(ack: Ack, command: dict[str, Any]) -> None:
         ack()
 
 
-def register(app: App, conversations: Conversations, expertise: Expertise) -> None:
-    """Attach Steward's listeners to a Bolt app."""
+def register(
+    app: App, conversations: Conversations, expertise: Expertise, actions: ActionFlows | None = None
+) -> None:
+    """Attach Steward's listeners to a Bolt app (the approval card's only when actions are wired)."""
     app.event("app_mention")(ack=_ack, lazy=[conversations.on_mention])
     app.event("message")(ack=_ack, lazy=[conversations.on_message])
     app.event("app_home_opened")(ack=_ack, lazy=[conversations.on_home_opened])
@@ -50,3 +61,13 @@ def register(app: App, conversations: Conversations, expertise: Expertise) -> No
     app.action(ACTION_SAVE_GUIDANCE)(ack=_ack, lazy=[expertise.on_save_button])
     app.shortcut(SHORTCUT_SAVE_GUIDANCE)(ack=_ack, lazy=[expertise.on_save_shortcut])
     app.view(VIEW_FEEDBACK_REASON)(ack=_ack, lazy=[expertise.on_reason])
+    if actions is not None:
+        app.action(ACTION_APPROVE)(ack=_ack, lazy=[actions.on_approve])
+        app.action(ACTION_REJECT)(ack=_ack, lazy=[actions.on_reject])
+        app.action(ACTION_CANCEL)(ack=_ack, lazy=[actions.on_cancel])
+        app.action(ACTION_REVOKE)(ack=_ack, lazy=[actions.on_revoke])
+        app.view(VIEW_REJECT_REASON)(ack=actions.ack_reject_reason, lazy=[actions.on_reject_reason])
+        app.shortcut(SHORTCUT_REQUEST_ACTION)(ack=_ack, lazy=[actions.on_request_shortcut])
+        app.action(ACTION_PICK_ACTION)(ack=_ack, lazy=[actions.on_pick_action])
+        # The form is checked in its acknowledgement: Slack shows field errors only from there.
+        app.view(VIEW_REQUEST_ACTION)(ack=actions.ack_request_form, lazy=[actions.on_request_form])

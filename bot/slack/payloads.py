@@ -17,6 +17,23 @@ VIEW_FEEDBACK_REASON = "steward_feedback_reason"
 BLOCK_FEEDBACK = "steward_feedback"
 BLOCK_REASON = "steward_reason"
 INPUT_REASON = "reason"
+# guarded actions: the approval card's buttons and the rejection modal
+ACTION_APPROVE = "steward_action_approve"
+ACTION_REJECT = "steward_action_reject"
+ACTION_CANCEL = "steward_action_cancel"
+ACTION_REVOKE = "steward_action_revoke"
+VIEW_REJECT_REASON = "steward_action_reject_reason"
+BLOCK_REJECT_REASON = "steward_reject_reason"
+INPUT_REJECT_REASON = "reason"
+# the "Request an action" shortcut: pick an action, then a form generated from its parameters
+SHORTCUT_REQUEST_ACTION = "steward_request_action"
+VIEW_REQUEST_ACTION = "steward_request_action_form"
+ACTION_PICK_ACTION = "steward_pick_action"
+BLOCK_PICK_ACTION = "steward_pick_action"
+BLOCK_CHANNEL = "steward_request_channel"
+INPUT_CHANNEL = "channel"
+BLOCK_PARAM_PREFIX = "steward_param_"  # + the parameter's name
+INPUT_PARAM = "value"
 
 
 class _Value(BaseModel):
@@ -54,3 +71,23 @@ class FeedbackReasonMetadata(_Value):
     feedback_id: int
     channel: str
     user: str
+
+
+class RequestValue(_Value):
+    """Approve, Reject, Cancel or Revoke on an approval card: the action request it is about."""
+
+    request_id: str
+
+
+class RejectMetadata(_Value):
+    """`private_metadata` of the rejection modal: the request, and the card to update afterwards."""
+
+    request_id: str
+    channel: str
+    ts: str
+
+
+class RequestFormMetadata(_Value):
+    """`private_metadata` of the request form: the action picked so far (None before the first pick)."""
+
+    action: str | None = None

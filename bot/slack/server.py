@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
@@ -120,6 +121,32 @@ def warm_up(services: Services) -> None:
         log.warning("the knowledge base is empty: answers will say so until `steward ingest` runs")
 
 
+HOUSEKEEPING_SECONDS = 30.0
+# A claimed run with no result after this long was interrupted (the executors' timeouts are far shorter).
+INTERRUPTED_AFTER_SECONDS = 900.0
+
+
+def start_housekeeping(slack: SlackApp, services: Services) -> threading.Thread | None:
+    """Every 30 s: expire overdue action requests (fail closed) and flag runs a dead process left behind."""
+    if slack.actions is None:
+        return None
+    flows = slack.actions
+
+    def loop() -> None:
+        while True:
+            time.sleep(HOUSEKEEPING_SECONDS)
+            try:
+                flows.sweep(slack.bolt.client)
+                for request_id, state in services.approvals.recover_interrupted(INTERRUPTED_AFTER_SECONDS):
+                    log.warning("interrupted run request=%s is now %s", request_id, state)
+            except Exception:
+                log.exception("housekeeping failed; trying again in %.0f s", HOUSEKEEPING_SECONDS)
+
+    thread = threading.Thread(target=loop, name="steward-housekeeping", daemon=True)
+    thread.start()
+    return thread
+
+
 def serve(services: Services, port: int | None = None, host: str | None = None) -> int:
     """`steward serve`: check credentials, warm up, then serve until stopped."""
     settings = services.settings
@@ -137,7 +164,15 @@ def serve(services: Services, port: int | None = None, host: str | None = None) 
     # full passes, which otherwise stall every thread (acknowledgements included) for 100+ ms.
     gc.collect()
     gc.freeze()
-    slack = build_app(settings, lambda: services.answers, lambda: services.catalog, services.conversations)
+    slack = build_app(
+        settings,
+        lambda: services.answers,
+        lambda: services.catalog,
+        services.conversations,
+        approvals=services.approvals,
+        policy=services.policy,
+    )
+    start_housekeeping(slack, services)
     if slack.socket_mode:
         assert settings.slack_app_token is not None
         print("steward: connecting to Slack in Socket Mode", flush=True)

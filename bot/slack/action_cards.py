@@ -1,0 +1,412 @@
+"""Block Kit for guarded actions: the approval card, decisions, results, the rejection modal, the catalog.
+
+Pure rendering: a `RequestView` (and what the policy says about its action) in, Slack messages out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.actions.approvals import (
+    APPROVED,
+    CANCELLED,
+    DENIED,
+    EXPIRED,
+    FAILED,
+    NEEDS_ATTENTION,
+    PENDING,
+    REJECTED,
+    RUNNING,
+    SUCCEEDED,
+    RequestView,
+)
+from bot.actions.executors import ExecutionResult
+from bot.actions.models import ActionSpec, ParamSpec
+from bot.actions.policy import Policy, usage
+from bot.slack.blocks import RenderedMessage
+from bot.slack.mrkdwn import escape, link, to_plain
+from bot.slack.payloads import (
+    ACTION_APPROVE,
+    ACTION_CANCEL,
+    ACTION_PICK_ACTION,
+    ACTION_REJECT,
+    ACTION_REVOKE,
+    BLOCK_CHANNEL,
+    BLOCK_PARAM_PREFIX,
+    BLOCK_PICK_ACTION,
+    BLOCK_REJECT_REASON,
+    INPUT_CHANNEL,
+    INPUT_PARAM,
+    INPUT_REJECT_REASON,
+    VIEW_REJECT_REASON,
+    VIEW_REQUEST_ACTION,
+    RejectMetadata,
+    RequestFormMetadata,
+    RequestValue,
+)
+
+Block = dict[str, Any]
+EXCERPT_CHARS = 400
+OUTPUT_CHARS = 600
+MASK = "***"
+
+
+@dataclass(frozen=True)
+class RunbookExcerpt:
+    """The passage of an action's runbook shown on its card; no `title`: not in the knowledge base."""
+
+    path: str
+    title: str | None = None
+    section: str = ""
+    text: str = ""
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """What the card shows besides the request itself: from the policy and the knowledge base."""
+
+    risk: str
+    rule_source: str | None  # "policies/30-models.yaml:48", None when the rule is gone from the policy
+    runbook: RunbookExcerpt | None  # None: the action names no runbook
+
+
+def secret_params(spec: ActionSpec | None) -> frozenset[str]:
+    """The names of parameters never shown."""
+    return frozenset(param.name for param in spec.params if param.secret) if spec else frozenset()
+
+
+def request_line(action: str, params: Mapping[str, Any], secret: Iterable[str] = ()) -> str:
+    """`retrain-model model=fraud-scorer env=prod` (secret values masked), as inline code."""
+    hidden = set(secret)
+    shown = " ".join(
+        f"{key}={MASK if key in hidden else shlex.quote(_text(value))}" for key, value in params.items()
+    )
+    return "`" + escape((action + " " + shown).strip().replace("`", "'")) + "`"
+
+
+def slack_date(timestamp: float) -> str:
+    """A date Slack shows in the reader's time zone, with a UTC fallback."""
+    fallback = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(timestamp)}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def rule_text(rule: str | None, source: str | None) -> str:
+    """`retrain-prod-one-approver` (policies/30-models.yaml:48), or what decided without a rule."""
+    if rule is None:
+        return "no rule (denied by default)"
+    return f"`{escape(rule)}`" + (f" ({escape(source)})" if source else "")
+
+
+# ---- decisions and results, posted in the request's thread
+
+
+def denied_text(view: RequestView, source: str | None) -> str:
+    """A refused request: why, and the rule that said so."""
+    return (
+        f":no_entry: {request_line(view.action, view.params)} is *denied*: {escape(view.reason)}\n"
+        f"Rule: {rule_text(view.rule, source)}. Nothing ran."
+    )
+
+
+def allowed_text(view: RequestView, source: str | None) -> str:
+    """A request the policy allows without approval."""
+    line = request_line(view.action, view.params)
+    return f":white_check_mark: Allowed by rule {rule_text(view.rule, source)}: running {line}…"
+
+
+def result_message(view: RequestView, result: ExecutionResult) -> RenderedMessage:
+    """Success or failure of a run: summary, duration and a short excerpt of the output."""
+    verb = "succeeded" if result.ok else "failed"
+    icon = ":white_check_mark:" if result.ok else ":x:"
+    took = result.duration_seconds
+    duration = f"{took * 1000:.0f} ms" if took < 1 else f"{took:.1f} s"
+    head = f"{icon} *{escape(view.action)} {verb}* in {duration}: {escape(_clip(result.summary, 1500))}"
+    blocks: list[Block] = [_section(head)]
+    output = result.output.strip()
+    if output:
+        excerpt = output if len(output) <= OUTPUT_CHARS else output[:OUTPUT_CHARS].rstrip() + "\n…"
+        blocks.append(_section("```" + escape(excerpt).replace("```", "``\u200b`") + "```"))
+    return RenderedMessage(text=_clip(f"{view.action} {verb}: {result.summary}", 300), blocks=blocks)
+
+
+def expired_text(view: RequestView) -> str:
+    """Posted in the thread when the sweep expires a request."""
+    when = slack_date(view.deadline) if view.deadline else "its deadline"
+    return (
+        f":hourglass: The request {request_line(view.action, view.params)} expired at {when} "
+        f"with {len(view.approvers)} of {view.required_count} approvals; nothing ran. "
+        "Ask again if it is still needed."
+    )
+
+
+# ---- the approval card
+
+
+def approval_card(view: RequestView, facts: CardFacts, decided_by: str | None = None) -> RenderedMessage:
+    """The card: request, requester, risk, rule and why, runbook excerpt, approvals, deadline, buttons."""
+    fields = [
+        f"*Risk tier*\n{escape(facts.risk)}",
+        f"*Requested by*\n<@{view.requester}>",
+        f"*Approvals*\n{_approvals(view)}",
+        f"*Deadline*\n{slack_date(view.deadline) if view.deadline else 'none'}",
+    ]
+    blocks: list[Block] = [
+        _section(f":lock: *Approval needed*: {request_line(view.action, view.params)}"),
+        {"type": "section", "fields": [_mrkdwn(field) for field in fields]},
+        _section(f"*Rule* {rule_text(view.rule, facts.rule_source)}\n*Why* {escape(view.reason)}"),
+        _runbook(facts.runbook),
+        _context(_state(view, decided_by)),
+    ]
+    buttons = _buttons(view)
+    if buttons:
+        blocks.append({"type": "actions", "block_id": "steward_approval", "elements": buttons})
+    text = f"Approval needed: {view.action} requested by <@{view.requester}> ({view.status})"
+    return RenderedMessage(text=text, blocks=blocks)
+
+
+def _approvals(view: RequestView) -> str:
+    groups = " or ".join(view.required_groups) or "nobody"
+    names = ", ".join(f"<@{user}>" for user in view.approvers) or "none yet"
+    return f"{len(view.approvers)} of {view.required_count} from {escape(groups)}: {names}"
+
+
+def _runbook(excerpt: RunbookExcerpt | None) -> Block:
+    if excerpt is None:
+        return _context("No runbook is named for this action in the policy.")
+    if excerpt.title is None:
+        return _context(
+            f":warning: The governing runbook `{escape(excerpt.path)}` is not in the knowledge base, "
+            "so I cannot quote it."
+        )
+    name = link(excerpt.url, excerpt.title) if excerpt.url else escape(excerpt.title)
+    where = f" · {escape(excerpt.section)}" if excerpt.section and excerpt.section != excerpt.title else ""
+    quote = escape(_clip(" ".join(to_plain(excerpt.text).split()), EXCERPT_CHARS))
+    return _section(f"*Runbook* {name}{where}\n>{quote}")
+
+
+def _state(view: RequestView, decided_by: str | None) -> str:
+    approvers = ", ".join(f"<@{user}>" for user in view.approvers) or "nobody"
+    summary = f": {escape(_clip(view.result_summary, 300))}" if view.result_summary else ""
+    states = {
+        PENDING: ":hourglass_flowing_sand: Waiting for approval. Approvers are checked when they click; "
+        "the requester cannot approve.",
+        APPROVED: f":arrow_forward: Approved by {approvers}: running…",
+        RUNNING: f":arrow_forward: Approved by {approvers}: running…",
+        SUCCEEDED: f":white_check_mark: *Succeeded*, approved by {approvers}{summary}",
+        FAILED: f":x: *Failed*, approved by {approvers}{summary}",
+        REJECTED: f":no_entry_sign: *Rejected*{' by ' + decided_by if decided_by else ''}. Nothing ran.",
+        CANCELLED: f":wastebasket: *Cancelled*{' by ' + decided_by if decided_by else ''}. Nothing ran.",
+        EXPIRED: ":hourglass: *Expired* before enough approvals came in. Nothing ran.",
+        DENIED: f":no_entry: *Denied* by the policy: {escape(view.reason)}",
+        NEEDS_ATTENTION: ":warning: *Needs attention*: a run was interrupted and this action is not "
+        "idempotent, so a person must check what happened before anything runs again.",
+    }
+    return states.get(view.status, f"State: {escape(view.status)}")
+
+
+def _buttons(view: RequestView) -> list[Block]:
+    if view.status != PENDING:
+        return []
+    value = RequestValue(request_id=view.request_id).encode()
+    buttons = [
+        {**_button("Approve", ACTION_APPROVE, value), "style": "primary"},
+        {**_button("Reject", ACTION_REJECT, value), "style": "danger"},
+        _button("Cancel (requester)", ACTION_CANCEL, value),
+    ]
+    if view.approvers:
+        buttons.append(_button("Revoke my approval", ACTION_REVOKE, value))
+    return buttons
+
+
+# ---- the rejection modal
+
+
+def reject_modal(metadata: RejectMetadata, view: RequestView) -> dict[str, Any]:
+    """Asks the approver why they reject (required)."""
+    return {
+        "type": "modal",
+        "callback_id": VIEW_REJECT_REASON,
+        "private_metadata": metadata.encode(),
+        "title": {"type": "plain_text", "text": "Reject the request"},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Back"},
+        "blocks": [
+            _section(f"Reject {request_line(view.action, view.params)} requested by <@{view.requester}>?"),
+            {
+                "type": "input",
+                "block_id": BLOCK_REJECT_REASON,
+                "label": {"type": "plain_text", "text": "Why? (the requester sees this in the thread)"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": INPUT_REJECT_REASON,
+                    "multiline": True,
+                    "min_length": 1,
+                    "max_length": 1000,
+                },
+            },
+        ],
+    }
+
+
+# ---- the "Request an action" form
+
+
+def request_form(policy: Policy, spec: ActionSpec | None) -> dict[str, Any]:
+    """The shortcut's modal: pick an action (Slack then sends a block action), then fill in its parameters."""
+    picker: Block = {
+        "type": "static_select",
+        "action_id": ACTION_PICK_ACTION,
+        "placeholder": _plain("Choose an action"),
+        "options": [_option(name) for name in list(policy.actions)[:100]],
+    }
+    if spec is not None:
+        picker["initial_option"] = _option(spec.name)
+    blocks: list[Block] = [
+        {
+            "type": "input",
+            "block_id": BLOCK_PICK_ACTION,
+            "dispatch_action": True,
+            "label": _plain("Action"),
+            "element": picker,
+        },
+        _context(escape(spec.description) if spec else "Pick an action to see its parameters."),
+        {
+            "type": "input",
+            "block_id": BLOCK_CHANNEL,
+            "label": _plain("Post the request in"),
+            "element": {
+                "type": "conversations_select",
+                "action_id": INPUT_CHANNEL,
+                "default_to_current_conversation": True,
+                "filter": {"include": ["public", "private"]},
+            },
+        },
+    ]
+    blocks += [_field(param) for param in (spec.params if spec else ())]
+    return {
+        "type": "modal",
+        "callback_id": VIEW_REQUEST_ACTION,
+        "private_metadata": RequestFormMetadata(action=spec.name if spec else None).encode(),
+        "title": _plain("Request an action"),
+        "submit": _plain("Request"),
+        "close": _plain("Cancel"),
+        "blocks": blocks,
+    }
+
+
+def _field(param: ParamSpec) -> Block:
+    """One input per parameter: enums as a select, numbers as number inputs, booleans as radio buttons."""
+    default = None if param.default is None else _text(param.default)
+    element: Block
+    if param.enum:
+        element = {"type": "static_select", "options": [_option(value) for value in param.enum[:100]]}
+    elif param.type == "boolean":
+        element = {"type": "radio_buttons", "options": [_option("yes"), _option("no")]}
+    elif param.type in ("integer", "number"):
+        element = {"type": "number_input", "is_decimal_allowed": param.type == "number"}
+        for key, bound in (("min_value", param.minimum), ("max_value", param.maximum)):
+            if bound is not None:
+                element[key] = str(int(bound)) if param.type == "integer" else str(bound)
+    else:
+        element = {"type": "plain_text_input", "max_length": 500}
+    if default is not None:
+        if "options" in element:
+            element["initial_option"] = _option(default)
+        else:
+            element["initial_value"] = default
+    block: Block = {
+        "type": "input",
+        "block_id": BLOCK_PARAM_PREFIX + param.name,
+        "optional": not param.required or param.default is not None,
+        "label": _plain(param.name),
+        "element": {**element, "action_id": INPUT_PARAM},
+    }
+    if param.description:
+        block["hint"] = _plain(_clip(param.description, 2000))
+    return block
+
+
+def form_values(view: Mapping[str, Any]) -> tuple[str | None, str | None, dict[str, str]]:
+    """(action, channel, parameters as `key=value` strings) from a submitted request form."""
+    values: dict[str, dict[str, Any]] = (view.get("state") or {}).get("values") or {}
+    picked = ((values.get(BLOCK_PICK_ACTION) or {}).get(ACTION_PICK_ACTION) or {}).get("selected_option")
+    channel = (values.get(BLOCK_CHANNEL) or {}).get(INPUT_CHANNEL) or {}
+    raw: dict[str, str] = {}
+    for block_id, inputs in values.items():
+        element = inputs.get(INPUT_PARAM) or {}
+        value = element.get("value") or (element.get("selected_option") or {}).get("value")
+        if block_id.startswith(BLOCK_PARAM_PREFIX) and value not in (None, ""):
+            raw[block_id.removeprefix(BLOCK_PARAM_PREFIX)] = str(value)
+    action = str(picked["value"]) if picked else None
+    return action, channel.get("selected_conversation"), raw
+
+
+# ---- the catalog and parameter problems
+
+
+def catalog_text(policy: Policy) -> str:
+    """Every action with its usage."""
+    lines = [
+        f"• `/steward run {usage(spec)}`\n    {escape(spec.description)}" for spec in policy.actions.values()
+    ]
+    return "*Actions I can run* (the policy decides whether they run, need approval or are refused):\n" + (
+        "\n".join(lines) or "none: the policy defines no actions."
+    )
+
+
+def problems_text(problems: Iterable[str], spec: ActionSpec | None, understood: str = "") -> str:
+    """What is wrong with a request's parameters, and the usage that would work."""
+    lines = [f"• {escape(problem)}" for problem in problems]
+    text = "\n".join(lines)
+    if understood:
+        text += f"\nI understood: {understood}"
+    if spec is not None:
+        text += f"\nUsage: `/steward run {usage(spec)}`"
+    return text
+
+
+# ---- small helpers
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _mrkdwn(text: str) -> Block:
+    return {"type": "mrkdwn", "text": _clip(text, 3000)}
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": _mrkdwn(text)}
+
+
+def _context(text: str) -> Block:
+    return {"type": "context", "elements": [_mrkdwn(text)]}
+
+
+def _button(text: str, action_id: str, value: str) -> Block:
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text, "emoji": True},
+        "action_id": action_id,
+        "value": value,
+    }
+
+
+def _plain(text: str, limit: int = 150) -> Block:
+    return {"type": "plain_text", "text": _clip(text, limit)}
+
+
+def _option(value: str) -> Block:
+    return {"text": _plain(value, 75), "value": value}

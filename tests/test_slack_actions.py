@@ -1,0 +1,608 @@
+"""Guarded actions in Slack, end to end: `/steward run`, plain requests, the approval card and its clicks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.actions.approvals import ApprovalService, RequestView
+from bot.actions.gate import PolicyFolder
+from bot.slack.action_cards import CardFacts, RunbookExcerpt, approval_card
+from bot.slack.actions import read_request
+from bot.slack.payloads import (
+    ACTION_APPROVE,
+    ACTION_CANCEL,
+    ACTION_HELPFUL,
+    ACTION_PICK_ACTION,
+    ACTION_REJECT,
+    ACTION_REVOKE,
+    BLOCK_CHANNEL,
+    BLOCK_PARAM_PREFIX,
+    BLOCK_PICK_ACTION,
+    BLOCK_REJECT_REASON,
+    INPUT_CHANNEL,
+    INPUT_PARAM,
+    INPUT_REJECT_REASON,
+    SHORTCUT_REQUEST_ACTION,
+)
+from bot.wiring import Services
+from tests.conftest import ROOT
+from tests.fakes.webhook import WebhookReceiver
+from tests.slackbot import CHANNEL, USER, RunningBot, blocks_text, running_bot
+
+TUESDAY = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC).timestamp()
+FRIDAY_EVENING = dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.UTC).timestamp()  # 19:00 in Berlin: frozen
+MLP1, MLP2, SRE1 = "U0000MLP01", "U0000MLP02", "U0000SRE01"
+PROD_RETRAIN = "run retrain-model model=fraud-scorer env=prod"
+PROD_ROLLBACK = "run rollback-model model=fraud-scorer version=12 env=prod"
+
+
+class Clock:
+    """A settable clock for the approval service (Tuesday morning: no weekend freeze)."""
+
+    def __init__(self, now: float = TUESDAY) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """Tuesday 2026-11-24, 10:00 UTC, unless a test moves it."""
+    return Clock()
+
+
+@pytest.fixture
+def kb(small_kb: Path) -> Path:
+    """The small knowledge base plus the retraining runbook that governs retrain-model."""
+    shutil.copy(ROOT / "knowledge/runbooks/failed-retraining-pipeline.md", small_kb / "runbooks")
+    return small_kb
+
+
+@pytest.fixture
+def services(make_services: Callable[..., Services], kb: Path, tmp_path: Path, clock: Clock) -> Services:
+    """Services over the knowledge base, a private copy of the starter policies and the settable clock."""
+    policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    built = make_services(policies_dir=policies)
+    built.ingestor.run([kb])
+    built.__dict__["approvals"] = ApprovalService(built.catalog.engine, built.policy, clock=clock)
+    return built
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
+    """The retraining pipeline's webhook, on loopback."""
+    with WebhookReceiver() as hook:
+        monkeypatch.setenv("RETRAIN_WEBHOOK_URL", hook.url)
+        monkeypatch.setenv("ACTIONS_WEBHOOK_SECRET", "test-webhook-key")
+        yield hook
+
+
+def _private(bot: RunningBot) -> list[dict[str, Any]]:
+    """What `/steward` answered through its response_url."""
+    return [call.args for call in bot.slack.calls("response_url")]
+
+
+def _whispers(bot: RunningBot, user: str) -> list[str]:
+    """The ephemeral messages `user` got."""
+    return [str(c.args.get("text")) for c in bot.slack.calls("chat.postEphemeral") if c.args["user"] == user]
+
+
+def _run(bot: RunningBot, text: str, user: str = USER) -> str:
+    """`/steward TEXT` that posts a request; returns the ts of its top-level message (the thread)."""
+    assert bot.command(text, user=user).status == 200
+    bot.settle()
+    roots = bot.bot_posts(CHANNEL)
+    assert roots, f"nothing posted; answered privately: {_private(bot)}"
+    return str(roots[-1]["ts"])
+
+
+def _card(bot: RunningBot, thread_ts: str) -> dict[str, Any]:
+    """The approval card in a thread, as it is now."""
+    cards = [m for m in bot.bot_posts(CHANNEL, thread_ts) if "Approval needed" in blocks_text(m)]
+    assert len(cards) == 1, [blocks_text(m) for m in bot.bot_posts(CHANNEL, thread_ts)]
+    return cards[0]
+
+
+def _has_buttons(message: dict[str, Any]) -> bool:
+    return any(block.get("type") == "actions" for block in message.get("blocks") or [])
+
+
+def _reject(bot: RunningBot, card: dict[str, Any], user: str, reason: str) -> None:
+    """Click Reject and submit the modal with a reason."""
+    bot.click(card, ACTION_REJECT, user=user)
+    bot.settle()
+    view = bot.slack.calls("views.open")[-1].args["view"]
+    values = {BLOCK_REJECT_REASON: {INPUT_REJECT_REASON: {"type": "plain_text_input", "value": reason}}}
+    assert bot.submit_view(view, values, user=user).status == 200
+    bot.settle()
+
+
+# ---- /steward run
+
+
+def test_run_with_bad_parameters_lists_the_problems_and_the_usage_privately(bot: RunningBot) -> None:
+    """Invalid parameters get an ephemeral list of every problem and the usage; nothing is posted."""
+    bot.command("run retrain-model model=Fraud_Scorer env=production")
+    bot.settle()
+    (reply,) = _private(bot)
+    assert reply["response_type"] == "ephemeral"
+    assert "model:" in reply["text"] and "env:" in reply["text"]
+    assert "/steward run retrain-model model=<string> env=staging|prod [reason=<string>]" in reply["text"]
+    assert bot.bot_posts(CHANNEL) == []
+
+
+def test_run_with_an_unknown_action_lists_the_actions(bot: RunningBot) -> None:
+    """An unknown action is answered privately with a suggestion and every action's usage."""
+    bot.command("run rollback-modle model=fraud-scorer")
+    bot.settle()
+    (reply,) = _private(bot)
+    assert reply["response_type"] == "ephemeral"
+    assert "did you mean 'rollback-model'" in reply["text"]
+    assert "/steward run pause-agent" in reply["text"] and "/steward run rotate-secret" in reply["text"]
+
+
+def test_run_alone_lists_every_action_with_its_usage(bot: RunningBot) -> None:
+    """`/steward run` with nothing after it shows the catalog."""
+    bot.command("run")
+    bot.settle()
+    (reply,) = _private(bot)
+    assert reply["response_type"] == "ephemeral"
+    assert (
+        "/steward run rollback-model model=<string> version=<integer at least 1> env=staging|prod"
+        in (reply["text"])
+    )
+
+
+def test_an_allowed_staging_request_runs_once_and_posts_the_result(
+    bot: RunningBot, receiver: WebhookReceiver
+) -> None:
+    """A self-service request runs at once: the rule is named, the webhook called once, the result posted."""
+    thread = _run(bot, "run retrain-model model=fraud-scorer env=staging reason=drift")
+    root = bot.message(CHANNEL, thread)
+    assert f"<@{USER}> requests: `retrain-model model=fraud-scorer env=staging reason=drift`" in root["text"]
+    allowed, result = bot.bot_posts(CHANNEL, thread)
+    assert "Allowed by rule `retrain-staging-self-service`" in allowed["text"]
+    assert "(policies/30-models.yaml:" in allowed["text"]
+    assert "retrain-model succeeded" in blocks_text(result)
+    assert len(receiver.requests) == 1
+    assert json.loads(receiver.requests[0].body)["params"]["model"] == "fraud-scorer"
+
+
+def test_a_frozen_production_request_is_denied_with_the_rule(bot: RunningBot, clock: Clock) -> None:
+    """During the weekend freeze a production retrain is refused: reason and rule, no card."""
+    clock.now = FRIDAY_EVENING
+    thread = _run(bot, PROD_RETRAIN)
+    (denied,) = bot.bot_posts(CHANNEL, thread)
+    assert "*denied*" in denied["text"] and "Weekend change freeze" in denied["text"]
+    assert "`prod-weekend-freeze` (policies/20-freeze.yaml:" in denied["text"]
+    assert not _has_buttons(denied)
+
+
+# ---- the approval card
+
+
+def test_a_production_retrain_shows_an_approval_card(bot: RunningBot) -> None:
+    """The card shows request, rule with file:line, why, a runbook excerpt, 0 of 1 approvals, the deadline."""
+    thread = _run(bot, PROD_RETRAIN)
+    card = _card(bot, thread)
+    text = blocks_text(card)
+    assert "`retrain-model model=fraud-scorer env=prod`" in text
+    assert "`retrain-prod-one-approver` (policies/30-models.yaml:48)" in text
+    assert "Production retraining needs one approver from ml-platform." in text
+    assert "*Runbook* Failed retraining pipeline" in text
+    assert "0 of 1 from ml-platform: none yet" in text
+    deadline = int(TUESDAY + 240 * 60)
+    assert f"<!date^{deadline}^{{date_short_pretty}} {{time}}|2026-11-24 14:00 UTC>" in text
+    assert f"<@{USER}>" in text and "medium" in text
+    buttons = [e["action_id"] for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert buttons == [ACTION_APPROVE, ACTION_REJECT, ACTION_CANCEL]
+
+
+def test_the_runbook_excerpt_is_short(bot: RunningBot) -> None:
+    """The quoted passage of the runbook stays within 400 characters."""
+    card = _card(bot, _run(bot, PROD_RETRAIN))
+    runbook = next(b for b in card["blocks"] if "*Runbook*" in json.dumps(b))
+    quote = runbook["text"]["text"].split("\n>", 1)[1]
+    assert 0 < len(html.unescape(quote)) <= 400
+
+
+def test_a_runbook_missing_from_the_knowledge_base_is_named(bot: RunningBot) -> None:
+    """Without its runbook ingested, the card says which runbook it could not quote."""
+    card = _card(bot, _run(bot, "run rotate-secret secret_name=llm-gateway/openai-api-key env=prod"))
+    assert "`runbooks/leaked-secret-rotation.md` is not in the knowledge base" in blocks_text(card)
+
+
+def test_the_requester_cannot_approve_their_own_request(bot: RunningBot, receiver: WebhookReceiver) -> None:
+    """Self-approval is refused privately; nothing runs."""
+    card = _card(bot, _run(bot, PROD_RETRAIN, user=MLP1))
+    bot.click(card, ACTION_APPROVE, user=MLP1)
+    bot.settle()
+    assert any("you are the requester" in text for text in _whispers(bot, MLP1))
+    assert receiver.requests == []
+
+
+def test_an_approver_outside_the_group_is_told_which_group_is_needed(bot: RunningBot) -> None:
+    """An SRE cannot approve a production retrain; the reply names ml-platform."""
+    card = _card(bot, _run(bot, PROD_RETRAIN))
+    bot.click(card, ACTION_APPROVE, user=SRE1)
+    bot.settle()
+    assert any("approvers must be in ml-platform" in text for text in _whispers(bot, SRE1))
+
+
+def test_an_eligible_approval_runs_the_action_once_and_updates_the_card(
+    bot: RunningBot, receiver: WebhookReceiver
+) -> None:
+    """One ml-platform approval runs the retrain exactly once; the card shows who approved and success."""
+    thread = _run(bot, PROD_RETRAIN)
+    card = _card(bot, thread)
+    bot.click(card, ACTION_APPROVE, user=MLP2)
+    bot.settle()
+    assert len(receiver.requests) == 1
+    updated = bot.message(CHANNEL, card["ts"])
+    assert "*Succeeded*, approved by <@U0000MLP02>" in blocks_text(updated)
+    assert "1 of 1 from ml-platform: <@U0000MLP02>" in blocks_text(updated)
+    assert not _has_buttons(updated)
+    assert any("retrain-model succeeded" in blocks_text(m) for m in bot.bot_posts(CHANNEL, thread))
+
+
+def test_a_click_after_the_run_changes_nothing(bot: RunningBot, receiver: WebhookReceiver) -> None:
+    """A late click on the old card is refused privately and runs nothing again."""
+    card = _card(bot, _run(bot, PROD_RETRAIN))
+    bot.click(card, ACTION_APPROVE, user=MLP2)
+    bot.settle()
+    bot.click(card, ACTION_APPROVE, user="U0000MLP03")
+    bot.settle()
+    assert len(receiver.requests) == 1
+    assert any("already succeeded" in text for text in _whispers(bot, "U0000MLP03"))
+
+
+def test_a_rejection_asks_for_a_reason_and_the_card_shows_it(bot: RunningBot) -> None:
+    """Reject opens a modal; its reason ends up on the card with who rejected, and the buttons go."""
+    card = _card(bot, _run(bot, PROD_RETRAIN))
+    _reject(bot, card, MLP2, "Labels for October are not in yet")
+    updated = bot.message(CHANNEL, card["ts"])
+    assert "*Rejected* by <@U0000MLP02>: Labels for October are not in yet" in blocks_text(updated)
+    assert not _has_buttons(updated)
+
+
+def test_a_blank_rejection_reason_keeps_the_modal_open(bot: RunningBot) -> None:
+    """A reason of only spaces is answered with a field error in the acknowledgement."""
+    card = _card(bot, _run(bot, PROD_RETRAIN))
+    bot.click(card, ACTION_REJECT, user=MLP2)
+    bot.settle()
+    view = bot.slack.calls("views.open")[-1].args["view"]
+    values = {BLOCK_REJECT_REASON: {INPUT_REJECT_REASON: {"type": "plain_text_input", "value": "  "}}}
+    reply = bot.submit_view(view, values, user=MLP2)
+    assert json.loads(reply.body)["response_action"] == "errors"
+
+
+def test_someone_who_may_not_reject_gets_no_modal(bot: RunningBot) -> None:
+    """An outsider's Reject is refused privately, without opening the form."""
+    card = _card(bot, _run(bot, PROD_RETRAIN))
+    bot.click(card, ACTION_REJECT, user=SRE1)
+    bot.settle()
+    assert bot.slack.calls("views.open") == []
+    assert any("reject" in text and "ml-platform" in text for text in _whispers(bot, SRE1))
+
+
+def test_the_requester_can_cancel(bot: RunningBot) -> None:
+    """Cancel by the requester ends the request; the card says who cancelled."""
+    card = _card(bot, _run(bot, PROD_RETRAIN))
+    bot.click(card, ACTION_CANCEL, user=MLP2)
+    bot.settle()
+    assert any("Only the requester" in text for text in _whispers(bot, MLP2))
+    bot.click(card, ACTION_CANCEL, user=USER)
+    bot.settle()
+    updated = bot.message(CHANNEL, card["ts"])
+    assert f"*Cancelled* by <@{USER}>" in blocks_text(updated) and not _has_buttons(updated)
+
+
+def test_an_approval_can_be_revoked_before_the_quorum(bot: RunningBot) -> None:
+    """A first approval shows on the card with a revoke button; revoking takes it off again."""
+    card = _card(bot, _run(bot, PROD_ROLLBACK))
+    bot.click(card, ACTION_APPROVE, user=MLP2)
+    bot.settle()
+    approved = bot.message(CHANNEL, card["ts"])
+    assert "1 of 2 from ml-platform or sre: <@U0000MLP02>" in blocks_text(approved)
+    bot.click(approved, ACTION_REVOKE, user=MLP2)
+    bot.settle()
+    revoked = bot.message(CHANNEL, card["ts"])
+    assert "0 of 2 from ml-platform or sre: none yet" in blocks_text(revoked)
+    assert ACTION_REVOKE not in blocks_text(revoked)
+
+
+# ---- expiry
+
+
+def test_the_sweep_expires_overdue_requests_in_their_thread(bot: RunningBot, clock: Clock) -> None:
+    """Past the deadline, the sweep expires the request and says so in its thread."""
+    thread = _run(bot, PROD_RETRAIN)
+    clock.now += 241 * 60
+    assert bot.app.actions is not None
+    assert len(bot.app.actions.sweep(bot.app.bolt.client)) == 1
+    assert any("expired" in m["text"] and "nothing ran" in m["text"] for m in bot.bot_posts(CHANNEL, thread))
+
+
+def test_a_click_on_an_expired_request_is_refused_and_the_card_shows_it(
+    bot: RunningBot, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    """An approval after the deadline runs nothing, tells the clicker, and the card turns to expired."""
+    card = _card(bot, _run(bot, PROD_RETRAIN))
+    clock.now += 241 * 60
+    bot.click(card, ACTION_APPROVE, user=MLP2)
+    bot.settle()
+    assert receiver.requests == []
+    assert any("expired" in text for text in _whispers(bot, MLP2))
+    updated = bot.message(CHANNEL, card["ts"])
+    assert "*Expired*" in blocks_text(updated) and not _has_buttons(updated)
+
+
+# ---- the "Request an action" shortcut
+
+
+def _form_state(action: str, channel: str | None, params: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The state Slack sends with the request form: action, channel and parameter inputs."""
+    values: dict[str, Any] = {
+        BLOCK_PICK_ACTION: {
+            ACTION_PICK_ACTION: {"type": "static_select", "selected_option": {"value": action}}
+        },
+        BLOCK_CHANNEL: {INPUT_CHANNEL: {"type": "conversations_select", "selected_conversation": channel}},
+    }
+    for name, element in params.items():
+        values[BLOCK_PARAM_PREFIX + name] = {INPUT_PARAM: element}
+    return values
+
+
+def _open_form(bot: RunningBot, action: str) -> dict[str, Any]:
+    """Use the shortcut, pick `action`; returns the form as Steward last drew it."""
+    shortcut = {
+        "type": "shortcut",
+        "callback_id": SHORTCUT_REQUEST_ACTION,
+        "trigger_id": "trigger-3",
+        "user": {"id": USER, "username": USER.lower()},
+        "team": {"id": "T0FAKE"},
+        "api_app_id": "A0FAKE",
+        "action_ts": "1.0",
+    }
+    assert bot.interact(shortcut).status == 200
+    bot.settle()
+    opened = bot.slack.calls("views.open")[-1].args["view"]
+    pick = {
+        "type": "block_actions",
+        "user": {"id": USER, "username": USER.lower()},
+        "team": {"id": "T0FAKE"},
+        "api_app_id": "A0FAKE",
+        "trigger_id": "trigger-4",
+        "container": {"type": "view", "view_id": "V1"},
+        "view": {**opened, "id": "V1", "hash": "h1", "state": {"values": _form_state(action, None, {})}},
+        "actions": [
+            {
+                "type": "static_select",
+                "action_id": ACTION_PICK_ACTION,
+                "block_id": BLOCK_PICK_ACTION,
+                "selected_option": {"value": action},
+                "action_ts": "2.0",
+            }
+        ],
+    }
+    assert bot.interact(pick).status == 200
+    bot.settle()
+    (update,) = bot.slack.calls("views.update")
+    assert update.args["view_id"] == "V1"
+    return dict(update.args["view"])
+
+
+def test_the_request_form_is_generated_from_the_parameters(bot: RunningBot) -> None:
+    """Enums become selects, integers number inputs with bounds, booleans radio buttons, strings text."""
+    form = _open_form(bot, "toggle-feature-flag")
+    fields = {
+        b["block_id"].removeprefix(BLOCK_PARAM_PREFIX): b for b in form["blocks"] if b["type"] == "input"
+    }
+    assert fields["flag"]["element"]["type"] == "plain_text_input" and not fields["flag"]["optional"]
+    assert fields["enabled"]["element"]["type"] == "radio_buttons"
+    assert fields["enabled"]["element"]["initial_option"]["value"] == "yes" and fields["enabled"]["optional"]
+    percent = fields["traffic_percent"]["element"]
+    assert (percent["type"], percent["min_value"], percent["max_value"]) == ("number_input", "0", "100")
+    assert [o["value"] for o in fields["env"]["element"]["options"]] == ["staging", "prod"]
+
+
+def test_the_request_form_shows_field_errors(bot: RunningBot) -> None:
+    """An invalid value and a missing one are reported on their fields; the modal stays open."""
+    form = _open_form(bot, "retrain-model")
+    values = _form_state(
+        "retrain-model", CHANNEL, {"model": {"type": "plain_text_input", "value": "Fraud_Scorer"}}
+    )
+    reply = bot.submit_view(form, values)
+    errors = json.loads(reply.body)["errors"]
+    assert set(errors) == {BLOCK_PARAM_PREFIX + "model", BLOCK_PARAM_PREFIX + "env"}
+    assert "pattern" in errors[BLOCK_PARAM_PREFIX + "model"]
+    assert bot.bot_posts(CHANNEL) == []
+
+
+def test_a_submitted_request_form_posts_the_card_in_the_chosen_channel(bot: RunningBot) -> None:
+    """A valid form becomes the same request: a top-level message and the approval card in its thread."""
+    form = _open_form(bot, "retrain-model")
+    params: dict[str, dict[str, Any]] = {
+        "model": {"type": "plain_text_input", "value": "fraud-scorer"},
+        "env": {"type": "static_select", "selected_option": {"value": "prod"}},
+    }
+    assert bot.submit_view(form, _form_state("retrain-model", CHANNEL, params)).status == 200
+    bot.settle()
+    (root,) = bot.bot_posts(CHANNEL)
+    assert "`retrain-model model=fraud-scorer env=prod`" in blocks_text(_card(bot, root["ts"]))
+
+
+# ---- mentions
+
+
+def test_a_mention_requesting_an_action_creates_the_same_card(bot: RunningBot) -> None:
+    """ "retrain fraud-scorer in prod" becomes the same request, its card in the mention's thread."""
+    ts = bot.say("retrain fraud-scorer in prod")
+    bot.settle()
+    text = blocks_text(_card(bot, ts))
+    assert "`retrain-model model=fraud-scorer env=prod`" in text
+    assert "`retrain-prod-one-approver`" in text and "0 of 1 from ml-platform" in text
+
+
+def test_an_incomplete_mention_request_says_what_is_missing(bot: RunningBot) -> None:
+    """A request without its version gets, in the thread, what is missing and the exact command."""
+    ts = bot.say("roll back fraud-scorer in prod")
+    bot.settle()
+    (reply,) = bot.bot_posts(CHANNEL, ts)
+    assert "version: missing" in reply["text"]
+    assert "`model=fraud-scorer` `env=prod`" in reply["text"]
+    assert (
+        "`/steward run rollback-model model=<string> version=<integer at least 1> env=staging|prod`"
+        in (reply["text"])
+    )
+
+
+def test_a_question_mention_is_still_answered(bot: RunningBot) -> None:
+    """A question about rollbacks is answered from the knowledge base; no request is made."""
+    ts = bot.say("How do I roll back the fraud-scorer model in production?")
+    bot.settle()
+    (answer,) = bot.bot_posts(CHANNEL, ts)
+    assert "Model rollback" in blocks_text(answer) and ACTION_HELPFUL in blocks_text(answer)
+    assert "Approval needed" not in blocks_text(answer)
+
+
+def test_another_bots_mention_never_requests_an_action(services: Services) -> None:
+    """A configured bot's words are answered as a question; only people request actions."""
+    with running_bot(services, answer_bots=("BHELPER",)) as bot:
+        text = f"<@{bot.slack.bot_user_id}> retrain fraud-scorer in staging"
+        ts = bot.slack.add_message(CHANNEL, text, "UHELPER", bot_id="BHELPER")
+        event = {"type": "app_mention", "channel": CHANNEL, "text": text, "ts": ts}
+        bot.event({**event, "bot_id": "BHELPER", "user": "UHELPER"})
+        bot.settle()
+        (answer,) = bot.bot_posts(CHANNEL, ts)
+        assert "retrain-model" not in blocks_text(answer)  # answered (here: not known), never run
+
+
+def test_a_broken_policy_is_reported_privately(
+    make_services: Callable[..., Services], tmp_path: Path
+) -> None:
+    """When the policy files cannot be loaded, `/steward run` says so and points to `steward policy check`."""
+    with running_bot(make_services(policies_dir=tmp_path / "missing")) as bot:
+        bot.command(PROD_RETRAIN)
+        bot.settle()
+        (reply,) = _private(bot)
+        assert reply["response_type"] == "ephemeral" and "steward policy check" in reply["text"]
+
+
+def test_the_card_links_the_runbook_when_its_url_is_known() -> None:
+    """With a source URL, the runbook title on the card is a link."""
+    view = RequestView(
+        request_id="r1",
+        action="retrain-model",
+        params={"model": "fraud-scorer", "env": "prod"},
+        requester=USER,
+        channel=CHANNEL,
+        thread_ts="1.0",
+        status="pending",
+        rule="retrain-prod-one-approver",
+        reason="Production retraining needs one approver from ml-platform.",
+        policy_version="v1",
+        required_count=1,
+        required_groups=("ml-platform",),
+        deadline=TUESDAY,
+    )
+    runbook = RunbookExcerpt(
+        "runbooks/r.md", "Retraining", "Step 1", "Find the failing task.", "https://kb.example/runbooks/r.md"
+    )
+    card = approval_card(view, CardFacts("medium", "policies/30-models.yaml:48", runbook))
+    texts = [block["text"]["text"] for block in card.blocks if "text" in block]
+    assert (
+        "*Runbook* <https://kb.example/runbooks/r.md|Retraining> · Step 1\n>Find the failing task." in texts
+    )
+
+
+# ---- reading plain requests
+
+
+@pytest.fixture(scope="module")
+def starter_policy() -> Any:
+    """The starter policy, as the parser sees it."""
+    return PolicyFolder(ROOT / "policies")().policy
+
+
+@pytest.mark.parametrize(
+    ("text", "action", "raw"),
+    [
+        (
+            "roll back fraud-scorer to version 12 in prod",
+            "rollback-model",
+            {"model": "fraud-scorer", "version": "12", "env": "prod"},
+        ),
+        (
+            "revert fraud-scorer v7 production",
+            "rollback-model",
+            {"model": "fraud-scorer", "version": "7", "env": "prod"},
+        ),
+        (
+            "retrain the churn-predictor model on staging",
+            "retrain-model",
+            {"model": "churn-predictor", "env": "staging"},
+        ),
+        (
+            "retrain fraud-scorer in prod because drift alert",
+            "retrain-model",
+            {"model": "fraud-scorer", "env": "prod", "reason": "drift alert"},
+        ),
+        ("pause agent support-assistant", "pause-agent", {"agent": "support-assistant"}),
+        (
+            "scale fraud-scorer to 8 replicas in prod",
+            "scale-service",
+            {"service": "fraud-scorer", "replicas": "8", "env": "prod"},
+        ),
+        (
+            "rotate secret llm-gateway/openai-api-key in staging",
+            "rotate-secret",
+            {"secret_name": "llm-gateway/openai-api-key", "env": "staging"},
+        ),
+        (
+            "set flag support_assistant_canary to 30% in prod",
+            "toggle-feature-flag",
+            {"flag": "support_assistant_canary", "traffic_percent": "30", "env": "prod"},
+        ),
+        (
+            "disable flag support_assistant_canary in staging",
+            "toggle-feature-flag",
+            {"flag": "support_assistant_canary", "enabled": "no", "env": "staging"},
+        ),
+        (
+            "run promote-model model=fraud-scorer version=3 env=staging",
+            "promote-model",
+            {"model": "fraud-scorer", "version": "3", "env": "staging"},
+        ),
+    ],
+)
+def test_plain_requests_are_read_into_parameters(
+    starter_policy: Any, text: str, action: str, raw: dict[str, str]
+) -> None:
+    """Verbs name the action; names, versions, environments and numbers fill its parameters."""
+    request = read_request(text, starter_policy)
+    assert request is not None and request.action == action and request.raw == raw
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "How do I roll back the fraud-scorer model in production?",
+        "rollback steps for fraud-scorer?",
+        "rollbacks in prod are slow today",
+        "who approves a retrain in prod",
+        "please explain the scale limits",
+    ],
+)
+def test_questions_are_not_read_as_requests(starter_policy: Any, text: str) -> None:
+    """Without an action verb at the start (or as an incomplete question), a mention is a question."""
+    assert read_request(text, starter_policy) is None
