@@ -14,8 +14,8 @@ import pytest
 
 from bot.actions.approvals import ApprovalService, RequestView
 from bot.actions.gate import PolicyFolder
+from bot.actions.phrases import read_request
 from bot.slack.action_cards import CardFacts, RunbookExcerpt, approval_card
-from bot.slack.actions import read_request
 from bot.slack.payloads import (
     ACTION_APPROVE,
     ACTION_CANCEL,
