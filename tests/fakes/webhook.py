@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Self
@@ -19,6 +20,7 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]  # names in Title-Case, whatever the client sent
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
     def signature_is_valid(self, key: str) -> bool:
         """Verify X-Steward-Signature the way a receiver would: HMAC-SHA256 of "<timestamp>.<body>"."""
