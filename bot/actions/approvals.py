@@ -153,7 +153,6 @@ class ApprovalService:
         gate = self.gate()
         now = self.clock()
         decision = gate.decide(request, actor, dt.datetime.fromtimestamp(now, tz=dt.UTC))
-        status = {"deny": DENIED, "allow": APPROVED, "require_approval": PENDING}[decision.outcome]
         requirement = decision.approval
         request_id = str(uuid.uuid4())
         stored = _redacted(request, gate.action(request.action))
@@ -162,20 +161,11 @@ class ApprovalService:
                 sa.insert(action_requests).values(
                     request_id=request_id,
                     action=request.action,
-                    params=json.dumps(stored, sort_keys=True, default=str),
                     requester=actor.user_id,
                     channel=actor.channel,
                     thread_ts=thread_ts,
-                    status=status,
-                    rule=decision.rule,
-                    reason=decision.reason,
-                    policy_version=decision.policy_version,
-                    fingerprint=request.fingerprint(decision.policy_version),
-                    required_count=requirement.count if requirement else 0,
-                    required_groups=json.dumps(list(requirement.groups) if requirement else []),
-                    deadline=now + requirement.within_minutes * 60 if requirement else None,
                     created_at=now,
-                    updated_at=now,
+                    **_decided_columns(request, stored, decision, now),
                 )
             )
             append_audit(
@@ -359,25 +349,13 @@ class ApprovalService:
                 return ClickResult(False, "Only the requester can change this request.", view)
             request = ActionRequest(action=view.action, params=params)
             decision = gate.decide(request, Actor(user_id=user, channel=view.channel), _utc(now))
-            requirement = decision.approval
-            status = {"deny": DENIED, "allow": APPROVED, "require_approval": PENDING}[decision.outcome]
+            status = STATUS_OF[decision.outcome]
             stored = _redacted(request, gate.action(view.action))
             connection.execute(
                 sa.update(action_requests)
                 .where(action_requests.c.request_id == request_id, action_requests.c.status == PENDING)
-                .values(
-                    params=json.dumps(stored, sort_keys=True, default=str),
-                    status=status,
-                    rule=decision.rule,
-                    reason=decision.reason,
-                    policy_version=decision.policy_version,
-                    # A new fingerprint: approvals given for the old parameters no longer count.
-                    fingerprint=request.fingerprint(decision.policy_version),
-                    required_count=requirement.count if requirement else 0,
-                    required_groups=json.dumps(list(requirement.groups) if requirement else []),
-                    deadline=now + requirement.within_minutes * 60 if requirement else None,
-                    updated_at=now,
-                )
+                # A new fingerprint: approvals given for the old parameters no longer count.
+                .values(**_decided_columns(request, stored, decision, now))
             )
             append_audit(
                 connection,
@@ -544,6 +522,28 @@ class ApprovalService:
                     )
                     recovered.append((str(request_id), target))
         return recovered
+
+
+STATUS_OF = {"deny": DENIED, "allow": APPROVED, "require_approval": PENDING}
+
+
+def _decided_columns(
+    request: ActionRequest, stored: dict[str, Any], decision: Decision, now: float
+) -> dict[str, Any]:
+    """The request's columns that follow from its (redacted) parameters and the policy's decision."""
+    requirement = decision.approval
+    return {
+        "params": json.dumps(stored, sort_keys=True, default=str),
+        "status": STATUS_OF[decision.outcome],
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "policy_version": decision.policy_version,
+        "fingerprint": request.fingerprint(decision.policy_version),
+        "required_count": requirement.count if requirement else 0,
+        "required_groups": json.dumps(list(requirement.groups) if requirement else []),
+        "deadline": now + requirement.within_minutes * 60 if requirement else None,
+        "updated_at": now,
+    }
 
 
 def _utc(timestamp: float) -> dt.datetime:
