@@ -207,18 +207,9 @@ class ApprovalService:
         now = self.clock()
         gate = self.gate()
         with self._begin() as connection:
-            view = self._view(connection, request_id)
-            refusal = self._refuse_finished(connection, view, now)
+            view, refusal = self._decider(connection, request_id, user, gate, now)
             if refusal is not None or view is None:
                 return refusal or ClickResult(False, "There is no such request.", None)
-            requirement = ApprovalRequirement(
-                count=max(view.required_count, 1),
-                groups=view.required_groups or ("nobody",),
-                within_minutes=1,
-            )
-            allowed, why = gate.may_approve(user, view.requester, requirement)
-            if not allowed:
-                return ClickResult(False, why, view)
             fingerprint = ActionRequest(action=view.action, params=view.params).fingerprint(gate.version)
             if gate.version != view.policy_version:
                 # The policy changed since the request: decide again; earlier approvals no longer count.
@@ -266,16 +257,12 @@ class ApprovalService:
         now = self.clock()
         gate = self.gate()
         with self._begin() as connection:
-            view = self._view(connection, request_id)
-            refusal = self._refuse_finished(connection, view, now)
+            view, refusal = self._decider(connection, request_id, user, gate, now)
             if refusal is not None or view is None:
-                return refusal or ClickResult(False, "There is no such request.", None)
-            requirement = ApprovalRequirement(
-                count=1, groups=view.required_groups or ("nobody",), within_minutes=1
-            )
-            allowed, why = gate.may_approve(user, view.requester, requirement)
-            if not allowed:
-                return ClickResult(False, why.replace("approve", "reject"), view)
+                refusal = refusal or ClickResult(False, "There is no such request.", None)
+                return ClickResult(
+                    refusal.changed, refusal.message.replace("approve", "reject"), refusal.request
+                )
             if not _move(connection, request_id, PENDING, REJECTED, now):
                 return ClickResult(False, "This request is no longer waiting for approval.", view)
             append_audit(
@@ -369,6 +356,26 @@ class ApprovalService:
         return ClickResult(
             True, "Changed; earlier approvals no longer count.", view, ready_to_run=status == APPROVED
         )
+
+    def _decider(
+        self,
+        connection: Connection,
+        request_id: str,
+        user: str,
+        gate: Gate,
+        now: float,
+        verb: str = "approve",
+    ) -> tuple[RequestView | None, ClickResult | None]:
+        """The pending request and no refusal when `user` may decide on it; otherwise the refusal."""
+        view = self._view(connection, request_id)
+        refusal = self._refuse_finished(connection, view, now)
+        if refusal is not None or view is None:
+            return view, refusal
+        requirement = ApprovalRequirement(
+            count=max(view.required_count, 1), groups=view.required_groups or ("nobody",), within_minutes=1
+        )
+        allowed, why = gate.may_approve(user, view.requester, requirement)
+        return view, (None if allowed else ClickResult(False, why.replace("approve", verb), view))
 
     def _refuse_finished(
         self, connection: Connection, view: RequestView | None, now: float
