@@ -107,8 +107,10 @@ def run_socket_mode(slack: SlackApp, app_token: str) -> None:
 def configure_logging() -> None:
     """Ids, sizes and timings at INFO; the Slack libraries only warn (their DEBUG logs carry payloads)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("slack_bolt", "slack_sdk", "steward.bolt", "waitress.queue"):
+    for noisy in ("slack_bolt", "slack_sdk", "steward.bolt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # waitress warns at every queued request ("Task queue depth is N"): normal under a burst, not news.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 
 def warm_up(services: Services) -> None:
