@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 DEMO_DATA := .steward-demo
 
-.PHONY: demo test lint types unit bench-knowledge bench-slack clean
+.PHONY: demo test lint types unit bench-knowledge bench-slack bench-actions bench-drift clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,18 @@ demo: $(VENV)/.installed
 	@echo
 	@echo '$$ steward ask "An API key leaked in a Git commit. What do I do first?"'
 	@STEWARD_DATA_DIR=$(DEMO_DATA) $(BIN)/steward ask "An API key leaked in a Git commit. What do I do first?"
+	@echo
+	@echo '# Guarded actions: a production rollback in a local Slack workspace, run on a local MLflow registry'
+	@HF_HUB_OFFLINE=1 $(BIN)/python deploy/demo/guarded_actions.py --data-dir $(DEMO_DATA)
+	@echo
+	@echo '# The drift digest (digests.yaml) over a generated prediction log that drifts from 2026-10-29'
+	@$(BIN)/python -m bot.digests.demo_data $(DEMO_DATA)/predictions
+	@echo '$$ steward digest run model-drift --at 2026-11-05'
+	@STEWARD_DATA_DIR=$(DEMO_DATA) HF_HUB_OFFLINE=1 $(BIN)/steward digest run model-drift --at 2026-11-05
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check bot ingest tests bench
-	$(BIN)/ruff format --check bot ingest tests bench
+	$(BIN)/ruff check bot ingest tests bench deploy
+	$(BIN)/ruff format --check bot ingest tests bench deploy
 
 types: $(VENV)/.installed
 	$(BIN)/mypy
@@ -42,8 +50,8 @@ unit: $(VENV)/.installed
 
 # lint, types and tests in one command
 test: $(VENV)/.installed
-	$(BIN)/ruff check bot ingest tests bench
-	$(BIN)/ruff format --check bot ingest tests bench
+	$(BIN)/ruff check bot ingest tests bench deploy
+	$(BIN)/ruff format --check bot ingest tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/pytest
 
@@ -52,6 +60,14 @@ bench-knowledge: $(VENV)/.installed
 
 bench-slack: $(VENV)/.installed
 	$(BIN)/python bench/slack.py --rate 50 --seconds 30 --channels 50 --duplicate-every 10 --latency-events 40
+
+# Needs PostgreSQL (the replicas share it); a private schema is created and dropped.
+STEWARD_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+bench-actions: $(VENV)/.installed
+	$(BIN)/python bench/actions.py --requests 1000 --channels 50 --latency-requests 20 --postgres $(STEWARD_TEST_POSTGRES_URL)
+
+bench-drift: $(VENV)/.installed
+	$(BIN)/python bench/drift.py --rows 1000000 --columns 50 --repeat 3 --samples 100
 
 clean:
 	rm -rf $(VENV) $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache

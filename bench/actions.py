@@ -2,15 +2,20 @@
 
     .venv/bin/python bench/actions.py --requests 1000 --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-1. A private PostgreSQL schema holds the state. `--requests` production retrain requests (each needs
-   one ml-platform approval; the requester is an SRE) are submitted through the approval service.
-2. Two `steward serve` processes (HTTP mode, the local fake Slack Web API, the starter policies) share
-   that database. Every request gets 2 to 10 signed Approve clicks, sent to either server at random,
-   many at once: at least one from an eligible approver, the others from anyone (the requester and
+1. A private PostgreSQL schema holds the state and the knowledge base (`knowledge/` is ingested, so
+   every card cites its runbook). `--requests` production retrain requests (each needs one
+   ml-platform approval; the requester is an SRE) are submitted through the approval service, spread
+   over `--channels` channels, each with its thread and card in the local fake Slack Web API.
+2. Two `steward serve` processes (HTTP mode, the fake Slack, the starter policies) share that
+   database. Every request gets 2 to 10 signed Approve clicks, sent to either server at random, 32 at
+   a time: at least one from an eligible approver, the others from anyone (the requester and
    outsiders included).
 3. The retrain executor posts to a loopback webhook receiver, which counts executions per idempotency
-   key (the request id). Measured: executions (target: exactly one per request), clicks per second
-   acknowledged, and click-to-result time (first click sent -> the receiver got the execution).
+   key (the request id). Measured: executions (target: exactly one per request), HTTP statuses and
+   clicks per second acknowledged, approvals per second (first to last recorded approval),
+   click-to-result time (first click sent -> the receiver got the execution), and the same for
+   `--latency-requests` requests clicked one at a time once the storm is over. The servers' warnings
+   and errors are counted by message.
 """
 
 from __future__ import annotations
@@ -54,16 +59,17 @@ OTHERS = ["U0000SRE02", "U0000SRE01", "UOUTSIDER"]
 REQUESTER = "U0000SRE01"
 
 
-def _start_server(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], int]:
+def _start_server(env: dict[str, str], cwd: Path, log: Path) -> tuple[subprocess.Popen[str], int]:
     steward = Path(sys.executable).parent / "steward"
-    process = subprocess.Popen(
-        [str(steward), "serve", "--port", "0", "--host", "127.0.0.1"],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [str(steward), "serve", "--port", "0", "--host", "127.0.0.1"],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     assert process.stdout is not None
     line = process.stdout.readline()
     match = re.search(r"listening on http://127\.0\.0\.1:(\d+)/slack/events", line)
@@ -73,16 +79,27 @@ def _start_server(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str]
     return process, int(match.group(1))
 
 
-def _click_body(request_id: str, user: str) -> bytes:
+def _log_problems(logs: list[Path]) -> dict[str, int]:
+    """Warnings and errors the servers logged, by message with numbers and ids blanked."""
+    problems: Counter[str] = Counter()
+    for log in logs:
+        for line in log.read_text(errors="replace").splitlines():
+            match = re.search(r" (WARNING|ERROR|CRITICAL) (.*)$", line)
+            if match:
+                problems[re.sub(r"=\S+|\d+", "#", f"{match.group(1)} {match.group(2)}")[:160]] += 1
+    return dict(problems.most_common(10))
+
+
+def _click_body(request_id: str, user: str, channel: str, card_ts: str) -> bytes:
     payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": user},
         "team": {"id": "T0FAKE"},
         "api_app_id": "A0FAKE",
         "trigger_id": "t",
-        "channel": {"id": "COPS"},
-        "container": {"type": "message", "message_ts": "1.0", "channel_id": "COPS"},
-        "message": {"ts": "1.0", "blocks": [{"type": "actions", "elements": []}]},
+        "channel": {"id": channel},
+        "container": {"type": "message", "message_ts": card_ts, "channel_id": channel},
+        "message": {"ts": card_ts, "blocks": [{"type": "actions", "elements": []}]},
         "actions": [
             {
                 "action_id": ACTION_APPROVE,
@@ -108,21 +125,6 @@ def _send(port: int, body: bytes) -> int:
 
 def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
     rng = random.Random(args.seed)
-    engine = sa.create_engine(url)
-    service = ApprovalService(engine, PolicyFolder(work / "policies"))
-    retrain = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})
-    ids = [
-        service.submit(retrain, Actor(user_id=REQUESTER, channel="COPS"), thread_ts="1.0")[0].request_id
-        for _ in range(args.requests)
-    ]
-    engine.dispose()
-    clicks: list[tuple[str, str]] = []
-    for request_id in ids:
-        count = rng.randint(2, 10)
-        clicks.append((request_id, rng.choice(ELIGIBLE)))
-        clicks.extend((request_id, rng.choice(ELIGIBLE + OTHERS)) for _ in range(count - 1))
-    rng.shuffle(clicks)
-    processes: list[subprocess.Popen[str]] = []
     with FakeSlack() as slack, WebhookReceiver() as receiver:
         env = {
             **os.environ,
@@ -136,10 +138,36 @@ def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
             "ACTIONS_WEBHOOK_SECRET": "bench-hmac-key",
             "HF_HUB_OFFLINE": "1",
         }
+        # The knowledge base, so that every card cites the retraining runbook as it would in use.
+        steward = Path(sys.executable).parent / "steward"
+        subprocess.run(
+            [str(steward), "ingest", str(ROOT / "knowledge")], env=env, check=True, capture_output=True
+        )
+        # Each request in its own thread, with its card there, as `/steward run` would have posted them.
+        engine = sa.create_engine(url)
+        service = ApprovalService(engine, PolicyFolder(work / "policies"))
+        retrain = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})
+        card_of: dict[str, tuple[str, str]] = {}
+        for number in range(args.requests + args.latency_requests):
+            channel = f"COPS{number % args.channels:03d}"
+            root = slack.add_message(channel, "retrain please", REQUESTER)
+            actor = Actor(user_id=REQUESTER, channel=channel)
+            request_id = service.submit(retrain, actor, thread_ts=root)[0].request_id
+            card_of[request_id] = (channel, slack.add_message(channel, "card", slack.bot_user_id, root))
+        ids, quiet_ids = list(card_of)[: args.requests], list(card_of)[args.requests :]
+        engine.dispose()
+        clicks: list[tuple[str, str]] = []
+        for request_id in ids:
+            count = rng.randint(2, 10)
+            clicks.append((request_id, rng.choice(ELIGIBLE)))
+            clicks.extend((request_id, rng.choice(ELIGIBLE + OTHERS)) for _ in range(count - 1))
+        rng.shuffle(clicks)
+        processes: list[subprocess.Popen[str]] = []
         try:
             ports = []
-            for _ in range(2):
-                process, port = _start_server(env, work)
+            logs = [work / f"serve-{number}.log" for number in range(2)]
+            for log in logs:
+                process, port = _start_server(env, work, log)
                 processes.append(process)
                 ports.append(port)
             first_click: dict[str, float] = {}
@@ -149,7 +177,7 @@ def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
             def click(request_id: str, user: str) -> None:
                 with lock:
                     first_click.setdefault(request_id, time.monotonic())
-                status = _send(rng.choice(ports), _click_body(request_id, user))
+                status = _send(rng.choice(ports), _click_body(request_id, user, *card_of[request_id]))
                 with lock:
                     statuses[status] += 1
 
@@ -165,6 +193,8 @@ def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
                 time.sleep(0.2)
             time.sleep(3)  # a duplicate execution would arrive now
             received = list(receiver.requests)
+            approvals = _approvals_per_second(url)
+            quiet = [_one_click(receiver, rng.choice(ports), request_id, card_of) for request_id in quiet_ids]
         finally:
             for process in processes:
                 process.terminate()
@@ -176,6 +206,7 @@ def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
     latencies = sorted(arrival[key] - first_click[key] for key in arrival if key in first_click)
     return {
         "requests": len(ids),
+        "channels": args.channels,
         "clicks": len(clicks),
         "click_statuses": dict(statuses),
         "clicks_per_second_acknowledged": round(len(clicks) / acked, 1),
@@ -185,7 +216,39 @@ def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
         "requests_never_executed": sum(1 for key in ids if key not in executed),
         "click_to_result_p50_s": round(percentile(latencies, 50), 3) if latencies else None,
         "click_to_result_p95_s": round(percentile(latencies, 95), 3) if latencies else None,
+        **approvals,
+        "quiet_requests": len(quiet),
+        "quiet_click_to_result_p50_ms": round(percentile(quiet, 50) * 1000, 1) if quiet else None,
+        "quiet_click_to_result_p95_ms": round(percentile(quiet, 95) * 1000, 1) if quiet else None,
+        "server_warnings_and_errors": _log_problems(logs),
     }
+
+
+def _one_click(
+    receiver: WebhookReceiver, port: int, request_id: str, card_of: dict[str, tuple[str, str]]
+) -> float:
+    """One eligible click with nothing else going on: seconds until the execution reaches the receiver."""
+    started = time.monotonic()
+    _send(port, _click_body(request_id, ELIGIBLE[0], *card_of[request_id]))
+    while not any(r.headers.get("Idempotency-Key") == request_id for r in list(receiver.requests)):
+        if time.monotonic() - started > 30:
+            raise SystemExit(f"a quiet click did not run its action within 30 s (request {request_id})")
+        time.sleep(0.002)
+    return time.monotonic() - started
+
+
+def _approvals_per_second(url: str) -> dict[str, Any]:
+    """Approvals recorded, and how many a second between the first and the last one."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            count, first, last = connection.execute(
+                sa.text("SELECT count(*), min(decided_at), max(decided_at) FROM action_approvals")
+            ).one()
+    finally:
+        engine.dispose()
+    span = (last - first) if count > 1 else 0
+    return {"approvals_recorded": count, "approvals_per_second": round(count / span, 1) if span else None}
 
 
 def main() -> int:
@@ -194,6 +257,10 @@ def main() -> int:
     )
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--postgres", default=os.environ.get("STEWARD_TEST_POSTGRES_URL"))
+    parser.add_argument("--channels", type=int, default=50, help="channels the requests are spread over")
+    parser.add_argument(
+        "--latency-requests", type=int, default=20, help="requests clicked one at a time after the storm"
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="clicks in flight at once")
     parser.add_argument("--wait", type=float, default=180, help="seconds to wait for the last execution")
     parser.add_argument("--seed", type=int, default=1)

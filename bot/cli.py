@@ -29,6 +29,7 @@ from bot.answers.models import Answer
 from bot.answers.retrieval import Filters, IndexMissingError
 from bot.answers.service import EmptyQuestionError
 from bot.config import SettingsError, load_settings
+from bot.digests.config import DigestConfigError
 from bot.index.vectors import VectorStoreError
 from bot.store.actions import iter_audit, verify_chain
 from bot.store.catalog import CatalogError
@@ -47,6 +48,7 @@ COMMANDS = {
     "serve": "Run the Slack bot: HTTP mode on --port, or Socket Mode when SLACK_APP_TOKEN is set.",
     "policy": "Check the policy files (`policy check`) or explain a decision without running anything.",
     "audit": "Verify the tamper-evident audit log (`audit verify`) or export it as JSON lines (`export`).",
+    "digest": "Render a configured digest in the terminal (`digest run NAME`), or post it now (`--post`).",
 }
 
 
@@ -133,7 +135,50 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--output", type=Path, metavar="FILE", help="write to FILE instead of standard output"
     )
+    digest = commands.add_parser("digest", help=COMMANDS["digest"], description=COMMANDS["digest"])
+    digest_commands = digest.add_subparsers(dest="digest_command", metavar="run")
+    digest_commands.required = True
+    run = digest_commands.add_parser("run", help="render the digest NAME from the digest configuration")
+    run.add_argument("name", help="the digest's name in the configuration (STEWARD_DIGESTS_FILE)")
+    run.add_argument(
+        "--post", action="store_true", help="post it to the digest's channel now (needs SLACK_BOT_TOKEN)"
+    )
+    run.add_argument(
+        "--at",
+        type=_day,
+        metavar="DATE",
+        help="the day the digest is made (default: today); windows end before it",
+    )
+    run.add_argument(
+        "--since",
+        type=_day,
+        metavar="DATE",
+        help="the current window starts on DATE instead of the configured one",
+    )
     return parser
+
+
+def _day(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-24") from None
+
+
+def _digest(services: Services, args: argparse.Namespace) -> int:
+    from bot.digests.cli import run_digest, today_for
+
+    if not args.post:
+        return run_digest(services, args.name, args.at, args.since)
+    if args.since is not None:
+        raise SettingsError("--since is for trying a configuration in the terminal; post without it")
+    from bot.slack.digests import post_now
+
+    ts = post_now(services, args.name, args.at or today_for(services, args.name))
+    print(
+        f"posted (message {ts})" if ts else "nothing to post: all quiet, and the digest says when_quiet: skip"
+    )
+    return 0
 
 
 def _since(text: str) -> float:
@@ -168,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _policy(services, args)
         if args.command == "audit":
             return _audit(services, args)
+        if args.command == "digest":
+            return _digest(services, args)
         if args.command == "serve":
             from bot.slack.server import serve
 
@@ -186,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         StateStoreError,
         PolicyError,
         ParamError,
+        DigestConfigError,
     ) as exc:
         print(f"steward: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE

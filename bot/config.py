@@ -47,14 +47,17 @@ class Settings(BaseSettings):
     llm: str | None = Field(
         default=None,
         description=(
-            "LangChain model spec (`openai:gpt-4o-mini`, `ollama:llama3.1`) for written answers. "
-            "Unset: extractive answers, no LLM."
+            "LangChain model spec (`openai:gpt-4o-mini`, `ollama:llama3.1`) for written answers and "
+            "for proposing action requests from free words. Unset: extractive answers, no LLM."
         ),
     )
     llm_timeout_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="How long an LLM answer may take before Steward falls back to the extractive answer.",
+        description=(
+            "How long an LLM answer (or proposal) may take before Steward falls back to the extractive "
+            "answer (or reads the mention as a question)."
+        ),
     )
     max_file_bytes: int = Field(
         default=2_000_000,
@@ -94,6 +97,22 @@ class Settings(BaseSettings):
     policies_dir: Path = Field(
         default=Path("policies"),
         description="Folder of the policy files (`*.yaml`) that decide guarded actions.",
+    )
+    alertmanager_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token Alertmanager's webhook must send to POST /hooks/alertmanager (HTTP mode). "
+        "Unset: the receiver answers 503.",
+    )
+    digest_misfire_grace_seconds: int = Field(
+        default=600,
+        ge=1,
+        description="A scheduled digest that could not fire on time (Steward was down) still posts within "
+        "this many seconds of its time; later, that fire is skipped.",
+    )
+    digests_file: Path = Field(
+        default=Path("digests.yaml"),
+        description="The digest configuration: schedules, channels and drift monitors (paths in it are "
+        "relative to its folder).",
     )
 
     # -- Slack (the names Slack's own tooling uses, without the STEWARD_ prefix) -------------------

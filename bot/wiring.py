@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from bot.actions.approvals import ApprovalService
 from bot.actions.gate import PolicyFolder
+from bot.actions.proposals import Proposer
 from bot.answers.llm import LLMWriter, build_chat_model
 from bot.answers.retrieval import Retriever
 from bot.answers.service import AnswerService
@@ -101,22 +102,40 @@ class Services:
         """Hybrid retrieval over the catalog and the vectors."""
         return Retriever(self.catalog, self.vectors, self.embedder)
 
+    def close(self) -> None:
+        """Release the database pools and the vector store's client (those that were opened)."""
+        if "catalog" in self.__dict__:
+            self.catalog.dispose()
+        if "vectors" in self.__dict__:
+            self.vectors.close()
+
+    @cached_property
+    def chat_model(self) -> Any:
+        """The chat model named by `STEWARD_LLM` (or handed in), or None: no LLM."""
+        spec = self.settings.llm
+        if self._chat_model is not None or not spec:
+            return self._chat_model
+        try:
+            return build_chat_model(spec)
+        except Exception as exc:
+            raise SettingsError(
+                f"STEWARD_LLM={spec!r} cannot be used: {exc}. Install the provider's LangChain package "
+                "(for example `pip install langchain-openai`) or unset STEWARD_LLM."
+            ) from None
+
     @cached_property
     def writer(self) -> LLMWriter | None:
-        """The LLM answer writer when `STEWARD_LLM` is set (or a model was handed in)."""
-        spec = self.settings.llm
-        model = self._chat_model
-        if model is None and spec:
-            try:
-                model = build_chat_model(spec)
-            except Exception as exc:
-                raise SettingsError(
-                    f"STEWARD_LLM={spec!r} cannot be used: {exc}. Install the provider's LangChain package "
-                    "(for example `pip install langchain-openai`) or unset STEWARD_LLM."
-                ) from None
+        """The LLM answer writer when an LLM is configured."""
+        model = self.chat_model
         if model is None:
             return None
-        return LLMWriter(model, spec or type(model).__name__, self.settings.llm_timeout_seconds)
+        return LLMWriter(model, self.settings.llm or type(model).__name__, self.settings.llm_timeout_seconds)
+
+    @cached_property
+    def proposer(self) -> Proposer | None:
+        """With an LLM configured: it may propose action requests (tool calling), which people confirm."""
+        model = self.chat_model
+        return None if model is None else Proposer(model, self.settings.llm_timeout_seconds)
 
     @cached_property
     def answers(self) -> AnswerService:

@@ -49,3 +49,11 @@ def claim_and_run(url: str, policies: str, request_id: str, env: dict[str, str])
     engine = create_engine(url)
     folder = PolicyFolder(Path(policies))
     execute_once(ApprovalService(engine, folder), folder(), request_id)
+
+
+def slow_action(params: dict[str, object], request_id: str) -> str:
+    """A python-executor entry point that takes `seconds` to finish (the timeout test)."""
+    import time
+
+    time.sleep(float(str(params.get("seconds", 5))))
+    return f"done {request_id}"

@@ -135,7 +135,7 @@ def make_services(tmp_path: Path, embedder: Embedder) -> Iterator[Callable[..., 
 
     yield build
     for services in built:
-        services.catalog.dispose()
+        services.close()
 
 
 @pytest.fixture

@@ -205,6 +205,7 @@ def build_test_app(services: Services, slack: FakeSlack, **settings_overrides: A
         executor=TrackingExecutor(),
         approvals=services.approvals,
         policy=services.policy,
+        proposer=services.proposer,
     )
 
 
@@ -220,4 +221,5 @@ def running_bot(services: Services, **settings_overrides: Any) -> Iterator[Runni
             yield RunningBot(slack, services, app, f"http://127.0.0.1:{server.port}/slack/events")
         finally:
             server.close()
+            thread.join(timeout=5)
             app.executor.shutdown(wait=True)

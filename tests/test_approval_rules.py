@@ -165,10 +165,10 @@ class ApprovalRules(RuleBasedStateMachine):
         )
         model = self.expected[request_id]
         result = self.service.amend(request_id, model.requester, params)
-        allowed = model.status == PENDING and self.clock.now <= model.deadline
+        allowed = model.status == PENDING and self.clock.now <= model.deadline and params != view.params
         self._expire_if_due(model)
         if allowed:
-            model.approvers.clear()  # approvals were for the old parameters
+            model.approvers.clear()  # approvals were for the old parameters (the same ones keep them)
             kind = (view.action, str(view.params["env"]))
             model.deadline = self.clock.now + KINDS[kind][2] * 60
         assert result.changed == allowed, (result.message, model)

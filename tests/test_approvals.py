@@ -11,10 +11,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.actions.approvals import (
@@ -33,7 +35,7 @@ from bot.actions.approvals import (
 from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, Actor
 from bot.actions.runner import execute_once
-from bot.store.actions import iter_audit, verify_chain
+from bot.store.actions import approvals, iter_audit, verify_chain
 from bot.store.engine import create_engine
 from bot.store.schema import upgrade
 from tests.actions_worker import click_storm
@@ -97,6 +99,92 @@ def test_staging_is_self_service_and_runs_once(service: ApprovalService) -> None
     assert decision.outcome == "allow" and view.status == APPROVED
     assert service.claim(view.request_id) is True
     assert service.claim(view.request_id) is False
+
+
+SECRET_ACTION = """
+actions:
+  set-gateway-key:
+    description: Put a new API key into the LLM gateway.
+    risk: high
+    executor: {kind: webhook, url: "${KEY_WEBHOOK_URL}", secret_env: ACTIONS_WEBHOOK_SECRET}
+    params:
+      env: {enum: [staging, prod]}
+      key: {secret: true, description: The new key}
+rules:
+  - name: gateway-key-staging
+    actions: set-gateway-key
+    when: {params: {env: staging}}
+    outcome: allow
+    reason: Staging keys are self-service.
+  - name: gateway-key-prod
+    actions: set-gateway-key
+    outcome: require_approval
+    approval: {count: 1, groups: [security], within_minutes: 30}
+    reason: Production keys need security.
+"""
+
+
+def test_a_secret_parameter_reaches_the_executor_but_is_never_stored(
+    service: ApprovalService, policies: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Allowed: the run right after submitting gets the key; the database and audit only say [redacted]."""
+    (policies / "50-gateway.yaml").write_text(SECRET_ACTION)
+    key = "sk-live-4f9a1c2e8b7d"
+    with WebhookReceiver() as receiver:
+        monkeypatch.setenv("KEY_WEBHOOK_URL", receiver.url)
+        monkeypatch.setenv("ACTIONS_WEBHOOK_SECRET", "k")
+        request = ActionRequest(action="set-gateway-key", params={"env": "staging", "key": key})
+        view, decision = service.submit(request, Actor(user_id=OUTSIDER))
+        assert decision.outcome == "allow" and view.params["key"] == "[redacted]"
+        gate = service.gate()
+        result = execute_once(service, gate, view.request_id, secrets={"key": key})
+        assert result is not None and result.ok
+        (call,) = receiver.requests
+    assert json.loads(call.body)["params"]["key"] == key
+    with service.engine.connect() as connection:
+        stored = [str(row) for row in connection.execute(sa.text("SELECT * FROM action_requests"))]
+        audited = [str(entry) for entry in iter_audit(connection)]
+    assert key not in " ".join(stored + audited)
+
+
+def test_a_request_that_must_wait_for_approval_cannot_carry_a_secret(
+    service: ApprovalService, policies: Path
+) -> None:
+    """The key would be gone by the time it is approved: the request is denied, and the reason says why."""
+    (policies / "50-gateway.yaml").write_text(SECRET_ACTION)
+    request = ActionRequest(action="set-gateway-key", params={"env": "prod", "key": "sk-live-1"})
+    view, decision = service.submit(request, Actor(user_id=OUTSIDER))
+    assert decision.outcome == "deny" and view.status == DENIED
+    assert decision.rule == "gateway-key-prod" and "secret parameter `key`" in decision.reason
+
+
+def _policy_entries(service: ApprovalService) -> list[dict[str, object]]:
+    with service.engine.connect() as connection:
+        return [entry for entry in iter_audit(connection) if str(entry["kind"]).startswith("policy_")]
+
+
+def test_policy_versions_are_audited_once_per_change_across_replicas(
+    database: tuple[Engine, str, str | None], policies: Path, clock: Clock
+) -> None:
+    """The first decision audits the loaded policy; an edit is audited once, whichever replica sees it."""
+    engine = database[0]
+    first = ApprovalService(engine, PolicyFolder(policies), clock=clock)
+    second = ApprovalService(engine, PolicyFolder(policies), clock=clock)
+    _submit(first)
+    _submit(second)
+    (loaded,) = _policy_entries(first)
+    assert loaded["kind"] == "policy_loaded" and loaded["data"]["previous"] is None  # type: ignore[index]
+    edited = policies / "40-operations.yaml"
+    edited.write_text(edited.read_text().replace("within_minutes: 15", "within_minutes: 20"))
+    assert [first.note_policy(), second.note_policy()].count(True) == 1
+    _submit(second)
+    entries = _policy_entries(first)
+    assert [entry["kind"] for entry in entries] == ["policy_loaded", "policy_changed"]
+    changed = entries[1]["data"]
+    assert changed["previous"] == loaded["data"]["version"] != changed["version"]  # type: ignore[index]
+    assert "policies/40-operations.yaml" in changed["files"]  # type: ignore[index,operator]
+    with engine.connect() as connection:
+        assert verify_chain(connection)[1] == []
 
 
 def test_a_production_rollback_needs_two_approvers_and_never_the_requester(service: ApprovalService) -> None:
@@ -277,6 +365,10 @@ def test_click_storms_from_threads_and_two_processes_execute_each_request_once(
     assert sorted(keys) == sorted(ids)  # every request ran, none twice
     statuses = {service.get(request_id).status for request_id in ids}  # type: ignore[union-attr]
     assert statuses == {SUCCEEDED}
+    with engine.connect() as connection:
+        recorded = Counter(connection.execute(sa.select(approvals.c.request_id)).scalars())
+    # One approval is needed: simultaneous clicks are decided one after the other, so none counts after it.
+    assert recorded == Counter(ids)
 
 
 @pytest.mark.slow

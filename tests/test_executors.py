@@ -218,6 +218,17 @@ def test_command_template_elements_stay_single_arguments_and_no_shell_runs(
     assert result.summary == result.output.strip() and result.attempts == 1
 
 
+def test_command_gets_only_the_basic_environment_and_what_it_names() -> None:
+    """Steward's token never reaches the program; a variable named in pass_env does."""
+    printer = "import json, os; print(json.dumps(dict(os.environ)))"
+    env = {"PATH": "/usr/bin:/bin", "SLACK_BOT_TOKEN": "xoxb-secret", "KUBECONFIG": "/etc/kube"}
+    plain = run_action(python_command("-c", printer), {}, REQUEST, env=env)
+    assert json.loads(plain.output).keys() - {"LC_CTYPE"} == {"PATH", "STEWARD_REQUEST_ID"}
+    spec = action("command", program=sys.executable, args=("-c", printer), pass_env=("KUBECONFIG",))
+    named = json.loads(run_action(spec, {}, REQUEST, env=env).output)
+    assert named["KUBECONFIG"] == "/etc/kube" and "SLACK_BOT_TOKEN" not in named
+
+
 def test_command_uses_a_declared_default_for_an_absent_parameter(argv_printer: Path) -> None:
     """A template placeholder falls back to the parameter's default."""
     spec = ActionSpec(
@@ -339,6 +350,16 @@ def test_python_entry_point_exception_is_a_failed_run() -> None:
         "demo-action: ValueError: parameter 'traffic' must be between 0 and 100, got 150"
     )
     assert not Path(".steward/flags.json").exists()
+
+
+def test_python_entry_point_past_its_timeout_is_a_failed_run() -> None:
+    """A call that does not return in time is reported as failed, and as possibly still running."""
+    slow = action("python", entry_point="tests.actions_worker:slow_action", timeout_seconds=0.2)
+    result = run_action(slow, {"seconds": 3}, REQUEST)
+    assert not result.ok and result.duration_seconds < 2
+    assert "did not finish within 0.2 s; it may still be running" in result.summary
+    quick = run_action(slow, {"seconds": 0}, REQUEST)
+    assert quick.ok and quick.summary == f"done {REQUEST}"
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,16 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bot.store import actions, conversations
+from bot.store import actions, conversations, digests, incidents
 from bot.store.schema import upgrade
 from tests.databases import StateDatabase
 
-TABLES = [*conversations.metadata.sorted_tables, *actions.metadata.sorted_tables]
+TABLES = [
+    *conversations.metadata.sorted_tables,
+    *actions.metadata.sorted_tables,
+    *digests.metadata.sorted_tables,
+    *incidents.metadata.sorted_tables,
+]
 
 
 @pytest.fixture
@@ -43,7 +48,7 @@ def test_upgrading_again_changes_nothing(opener: Callable[[], Engine]) -> None:
     with second.begin() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM slack_events")).scalar() == 1
         assert (
-            connection.execute(sa.text("SELECT version_num FROM steward_schema_version")).scalar() == "0001"
+            connection.execute(sa.text("SELECT version_num FROM steward_schema_version")).scalar() == "0004"
         )
 
 

@@ -6,11 +6,13 @@ import datetime as dt
 import html
 import json
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_sdk import WebClient
 
 from bot.actions.approvals import ApprovalService, RequestView
 from bot.actions.gate import PolicyFolder
@@ -31,9 +33,13 @@ from bot.slack.payloads import (
     INPUT_PARAM,
     INPUT_REJECT_REASON,
     SHORTCUT_REQUEST_ACTION,
+    RequestValue,
 )
+from bot.slack.runbooks import RunbookExcerpts
+from bot.slack.usergroups import SlackUserGroups
 from bot.wiring import Services
 from tests.conftest import ROOT
+from tests.fakes.slack_api import FakeSlack
 from tests.fakes.webhook import WebhookReceiver
 from tests.slackbot import CHANNEL, USER, RunningBot, blocks_text, running_bot
 
@@ -221,6 +227,21 @@ def test_a_runbook_missing_from_the_knowledge_base_is_named(bot: RunningBot) -> 
     assert "`runbooks/leaked-secret-rotation.md` is not in the knowledge base" in blocks_text(card)
 
 
+def test_the_runbook_excerpt_is_kept_for_a_minute_then_read_again(services: Services, kb: Path) -> None:
+    """Cards are redrawn at every click: the excerpt is looked up once a minute, and follows an ingest."""
+    spec = services.policy().action("retrain-model")
+    assert spec is not None
+    now = [0.0]
+    excerpts = RunbookExcerpts(lambda: services.answers, None, keep_seconds=60, clock=lambda: now[0])
+    assert excerpts(spec).title
+    (kb / str(spec.runbook)).unlink()
+    services.ingestor.run([kb])
+    now[0] = 59
+    assert excerpts(spec).title  # still the kept one
+    now[0] = 61
+    assert excerpts(spec) == RunbookExcerpt(str(spec.runbook))  # gone from the knowledge base
+
+
 def test_the_requester_cannot_approve_their_own_request(bot: RunningBot, receiver: WebhookReceiver) -> None:
     """Self-approval is refused privately; nothing runs."""
     card = _card(bot, _run(bot, PROD_RETRAIN, user=MLP1))
@@ -252,6 +273,71 @@ def test_an_eligible_approval_runs_the_action_once_and_updates_the_card(
     assert "1 of 1 from ml-platform: <@U0000MLP02>" in blocks_text(updated)
     assert not _has_buttons(updated)
     assert any("retrain-model succeeded" in blocks_text(m) for m in bot.bot_posts(CHANNEL, thread))
+
+
+def test_a_click_is_acknowledged_while_every_worker_is_busy(
+    bot: RunningBot, receiver: WebhookReceiver
+) -> None:
+    """Slack wants an answer within 3 s: a click's acknowledgement must not wait for a free worker."""
+    thread = _run(bot, PROD_RETRAIN, user=SRE1)
+    card = _card(bot, thread)
+    release = threading.Event()
+    for _ in range(8):  # more than the workers: all of them are busy
+        bot.app.executor.submit(release.wait, 30)
+    try:
+        reply = bot.click(card, ACTION_APPROVE, user=MLP1)
+    finally:
+        release.set()
+    assert reply.status == 200 and reply.seconds < 1, reply
+    bot.settle()
+    assert len(receiver.requests) == 1
+
+
+def test_a_slack_user_group_in_the_policy_counts_its_members(
+    bot: RunningBot, receiver: WebhookReceiver
+) -> None:
+    """ml-platform includes the user group S0MLREVIEW: its members (read from Slack, kept) approve."""
+    groups = Path(str(bot.services.settings.policies_dir)) / "00-groups.yaml"
+    text = groups.read_text().replace(
+        "    - U0000MLP03\n  sre:", "    - U0000MLP03\n    - S0MLREVIEW\n  sre:"
+    )
+    groups.write_text(text)
+    bot.slack.set_user_group("S0MLREVIEW", ["UREVIEWER"])
+    card = _card(bot, _run(bot, PROD_RETRAIN, user=SRE1))
+    bot.click(card, ACTION_APPROVE, user="UOUTSIDER")
+    bot.settle()
+    assert "ml-platform" in _whispers(bot, "UOUTSIDER")[-1] and not receiver.requests
+    bot.click(card, ACTION_APPROVE, user="UREVIEWER")
+    bot.settle()
+    assert len(receiver.requests) == 1
+    assert len(bot.slack.calls("usergroups.users.list")) == 1  # looked up once, then kept
+
+
+def test_an_unreadable_user_group_counts_nobody_and_is_asked_again() -> None:
+    """A group Slack does not know is empty (fail closed) and not kept, so a fix applies at once."""
+    with FakeSlack() as slack:
+        members = SlackUserGroups(WebClient(token="xoxb-test", base_url=slack.api_url))
+        assert members("S0MISSING") == frozenset()
+        slack.set_user_group("S0MISSING", ["U1"])
+        assert members("S0MISSING") == {"U1"}
+
+
+def test_an_interrupted_run_is_reported_in_its_thread(
+    bot: RunningBot, clock: Clock, receiver: WebhookReceiver
+) -> None:
+    """A run claimed by a process that died: the thread says so, and it is not run again (not idempotent)."""
+    thread = _run(bot, PROD_RETRAIN, user=SRE1)
+    button = next(e for b in _card(bot, thread)["blocks"] if b["type"] == "actions" for e in b["elements"])
+    request_id = RequestValue.model_validate_json(button["value"]).request_id
+    assert bot.services.approvals.approve(request_id, MLP1).ready_to_run
+    assert bot.services.approvals.claim(request_id)  # ... and then the process died
+    clock.now += 3600
+    assert bot.app.actions is not None
+    assert bot.app.actions.recover(bot.app.bolt.client, 900) == [(request_id, "needs_attention")]
+    bot.settle()
+    notice = bot.bot_posts(CHANNEL, thread)[-1]["text"]
+    assert "was interrupted" in notice and "will not run again by itself" in notice
+    assert not receiver.requests
 
 
 def test_a_click_after_the_run_changes_nothing(bot: RunningBot, receiver: WebhookReceiver) -> None:
@@ -464,6 +550,15 @@ def test_an_incomplete_mention_request_says_what_is_missing(bot: RunningBot) -> 
         "`/steward run rollback-model model=<string> version=<integer at least 1> env=staging|prod`"
         in (reply["text"])
     )
+
+
+def test_a_request_in_a_direct_message_is_sent_to_a_channel(bot: RunningBot) -> None:
+    """Approvers cannot see a DM: the request is not made there, and Steward says where to make it."""
+    ts = bot.say("retrain fraud-scorer in prod", channel="D0DIRECT", mention=False)
+    bot.settle()
+    (reply,) = bot.bot_posts("D0DIRECT", ts)
+    assert "Requests are made in a channel" in reply["text"]
+    assert not any("Approval needed" in blocks_text(m) for m in bot.slack.messages("D0DIRECT"))
 
 
 def test_a_question_mention_is_still_answered(bot: RunningBot) -> None:

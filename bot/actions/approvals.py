@@ -8,6 +8,7 @@ replica, wins) written in the same transaction as its audit entry.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -15,74 +16,63 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision
-from bot.store.actions import action_requests, append_audit, approvals
+from bot.actions.models import ActionRequest, Actor, ApprovalRequirement, Decision
+from bot.actions.request_state import (
+    APPROVED,
+    CANCELLED,
+    DENIED,
+    EXPIRED,
+    FAILED,
+    FINISHED,
+    NEEDS_ATTENTION,
+    PENDING,
+    REDACTED,
+    REJECTED,
+    RUNNING,
+    STATUS_OF,
+    SUCCEEDED,
+    ClickResult,
+    Gate,
+    RequestView,
+    decided_columns,
+    move,
+    no_waiting_with_secrets,
+    read_view,
+    redacted,
+    redecide,
+    refuse_finished,
+    secret_values,
+    utc,
+)
+from bot.store.actions import action_requests, append_audit, approvals, lock_audit, policy_versions
 from bot.store.schema import upgrade
 
-PENDING, APPROVED, RUNNING = "pending", "approved", "running"
-DENIED, REJECTED, CANCELLED, EXPIRED = "denied", "rejected", "cancelled", "expired"
-SUCCEEDED, FAILED, NEEDS_ATTENTION = "succeeded", "failed", "needs_attention"
-FINISHED = frozenset({DENIED, REJECTED, CANCELLED, EXPIRED, SUCCEEDED, FAILED, NEEDS_ATTENTION})
-REDACTED = "[redacted]"
-
-
-class Gate(Protocol):
-    """What approvals need from the policy: decisions, approver checks and the action catalog."""
-
-    @property
-    def version(self) -> str:
-        """The policy version (hash of the policy files)."""
-        ...
-
-    def decide(self, request: ActionRequest, actor: Actor, now: dt.datetime) -> Decision:
-        """Deny, allow or require approval."""
-        ...
-
-    def may_approve(self, user: str, requester: str, requirement: ApprovalRequirement) -> tuple[bool, str]:
-        """Whether `user` counts towards `requirement`, and why not."""
-        ...
-
-    def action(self, name: str) -> ActionSpec | None:
-        """An action of the catalog."""
-        ...
-
-
-@dataclass(frozen=True)
-class RequestView:
-    """A request as the approval card and the CLI show it."""
-
-    request_id: str
-    action: str
-    params: dict[str, Any]
-    requester: str
-    channel: str | None
-    thread_ts: str | None
-    status: str
-    rule: str | None
-    reason: str
-    policy_version: str
-    required_count: int
-    required_groups: tuple[str, ...]
-    deadline: float | None
-    approvers: tuple[str, ...] = ()
-    result_summary: str | None = None
-    result_output: str | None = None
-
-
-@dataclass(frozen=True)
-class ClickResult:
-    """What a click did: whether anything changed, what to tell the clicker, and the request now."""
-
-    changed: bool
-    message: str
-    request: RequestView | None
-    ready_to_run: bool = False
+__all__ = [
+    "APPROVED",
+    "CANCELLED",
+    "DENIED",
+    "EXPIRED",
+    "FAILED",
+    "FINISHED",
+    "NEEDS_ATTENTION",
+    "PENDING",
+    "REDACTED",
+    "REJECTED",
+    "RUNNING",
+    "STATUS_OF",
+    "SUCCEEDED",
+    "ApprovalService",
+    "ClickResult",
+    "Gate",
+    "RequestView",
+    "secret_values",
+]
 
 
 @dataclass
@@ -93,6 +83,7 @@ class ApprovalService:
     gate: Callable[[], Gate]
     clock: Callable[[], float] = time.time
     _ready: bool = field(default=False, init=False)
+    _noted: str | None = field(default=None, init=False)  # the policy version this process has audited
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
@@ -102,47 +93,52 @@ class ApprovalService:
         with self.engine.begin() as connection:
             yield connection
 
+    # -- the policy ----------------------------------------------------------------------------
+
+    def current_gate(self) -> Gate:
+        """The policy that decides now; a version not decided with before is audited first."""
+        gate = self.gate()
+        if gate.version != self._noted:
+            self.note_policy(gate)
+        return gate
+
+    def note_policy(self, gate: Gate | None = None) -> bool:
+        """Audit the policy version when it differs from the last one recorded; True if this call did.
+
+        Serialised by the audit head's lock, so replicas that see an edit at once record it once.
+        """
+        gate = gate or self.gate()
+        now = self.clock()
+        with self._begin() as connection:
+            lock_audit(connection)
+            last = connection.execute(
+                sa.select(policy_versions.c.version).order_by(policy_versions.c.seq.desc()).limit(1)
+            ).scalar()
+            changed = last != gate.version
+            if changed:
+                files = list(gate.files)
+                connection.execute(
+                    sa.insert(policy_versions).values(
+                        version=gate.version, files=json.dumps(files), seen_at=now
+                    )
+                )
+                append_audit(
+                    connection,
+                    at=now,
+                    kind="policy_changed" if last else "policy_loaded",
+                    request_id=None,
+                    actor="policy",
+                    data={"version": gate.version, "previous": last, "files": files},
+                )
+        self._noted = gate.version
+        return changed
+
     # -- reading -------------------------------------------------------------------------------
 
     def get(self, request_id: str) -> RequestView | None:
         """A request with its current approvers."""
         with self._begin() as connection:
-            return self._view(connection, request_id)
-
-    def _view(self, connection: Connection, request_id: str) -> RequestView | None:
-        row = connection.execute(
-            sa.select(action_requests).where(action_requests.c.request_id == request_id)
-        ).first()
-        if row is None:
-            return None
-        m = row._mapping
-        approvers = connection.execute(
-            sa.select(approvals.c.approver)
-            .where(
-                approvals.c.request_id == request_id,
-                approvals.c.fingerprint == m["fingerprint"],
-                approvals.c.revoked_at.is_(None),
-            )
-            .order_by(approvals.c.approval_id)
-        ).scalars()
-        return RequestView(
-            request_id=m["request_id"],
-            action=m["action"],
-            params=json.loads(m["params"]),
-            requester=m["requester"],
-            channel=m["channel"],
-            thread_ts=m["thread_ts"],
-            status=m["status"],
-            rule=m["rule"],
-            reason=m["reason"],
-            policy_version=m["policy_version"],
-            required_count=int(m["required_count"] or 0),
-            required_groups=tuple(json.loads(m["required_groups"] or "[]")),
-            deadline=m["deadline"],
-            approvers=tuple(str(a) for a in approvers),
-            result_summary=m["result_summary"],
-            result_output=m["result_output"],
-        )
+            return read_view(connection, request_id)
 
     # -- requesting ----------------------------------------------------------------------------
 
@@ -150,12 +146,13 @@ class ApprovalService:
         self, request: ActionRequest, actor: Actor, thread_ts: str | None = None
     ) -> tuple[RequestView, Decision]:
         """Decide a request by policy and record it: denied, approved (allowed) or pending approval."""
-        gate = self.gate()
+        gate = self.current_gate()
         now = self.clock()
         decision = gate.decide(request, actor, dt.datetime.fromtimestamp(now, tz=dt.UTC))
+        decision = no_waiting_with_secrets(decision, secret_values(request, gate.action(request.action)))
         requirement = decision.approval
         request_id = str(uuid.uuid4())
-        stored = _redacted(request, gate.action(request.action))
+        stored = redacted(request, gate.action(request.action))
         with self._begin() as connection:
             connection.execute(
                 sa.insert(action_requests).values(
@@ -165,7 +162,7 @@ class ApprovalService:
                     channel=actor.channel,
                     thread_ts=thread_ts,
                     created_at=now,
-                    **_decided_columns(request, stored, decision, now),
+                    **decided_columns(request, stored, decision, now),
                 )
             )
             append_audit(
@@ -190,7 +187,7 @@ class ApprovalService:
                     "approval": requirement.model_dump() if requirement else None,
                 },
             )
-            view = self._view(connection, request_id)
+            view = read_view(connection, request_id)
         assert view is not None
         return view, decision
 
@@ -205,7 +202,7 @@ class ApprovalService:
 
     def _approve(self, request_id: str, user: str) -> ClickResult:
         now = self.clock()
-        gate = self.gate()
+        gate = self.current_gate()
         with self._begin() as connection:
             view, refusal = self._decider(connection, request_id, user, gate, now)
             if refusal is not None or view is None:
@@ -213,7 +210,7 @@ class ApprovalService:
             fingerprint = ActionRequest(action=view.action, params=view.params).fingerprint(gate.version)
             if gate.version != view.policy_version:
                 # The policy changed since the request: decide again; earlier approvals no longer count.
-                return self._redecide(connection, view, gate, now)
+                return redecide(connection, view, gate, now)
             if user in view.approvers:
                 return ClickResult(False, "You have already approved this request.", view)
             # An approval given, revoked and given again is the same row, live again.
@@ -233,29 +230,29 @@ class ApprovalService:
                         request_id=request_id, approver=user, fingerprint=fingerprint, decided_at=now
                     )
                 )
-            append_audit(connection, at=now, kind="approval", request_id=request_id, actor=user, data={})
-            view = self._view(connection, request_id)
+            view = read_view(connection, request_id)
             assert view is not None
-            if len(view.approvers) < view.required_count:
-                missing = view.required_count - len(view.approvers)
+            missing = view.required_count - len(view.approvers)
+            moved = missing <= 0 and move(connection, request_id, PENDING, APPROVED, now)
+            # The audit entries last: every click in every replica waits for the audit head's lock.
+            append_audit(connection, at=now, kind="approval", request_id=request_id, actor=user, data={})
+            if not moved:
                 return ClickResult(True, f"Approved. {missing} more approval(s) needed.", view)
-            moved = _move(connection, request_id, PENDING, APPROVED, now)
-            if moved:
-                append_audit(
-                    connection,
-                    at=now,
-                    kind="approved",
-                    request_id=request_id,
-                    actor=None,
-                    data={"approvers": list(view.approvers)},
-                )
-            view = self._view(connection, request_id)
-        return ClickResult(True, "Approved: the action will run now.", view, ready_to_run=bool(moved))
+            append_audit(
+                connection,
+                at=now,
+                kind="approved",
+                request_id=request_id,
+                actor=None,
+                data={"approvers": list(view.approvers)},
+            )
+            view = dataclasses.replace(view, status=APPROVED)
+        return ClickResult(True, "Approved: the action will run now.", view, ready_to_run=True)
 
     def reject(self, request_id: str, user: str, reason: str) -> ClickResult:
         """An eligible approver rejects; nothing will run."""
         now = self.clock()
-        gate = self.gate()
+        gate = self.current_gate()
         with self._begin() as connection:
             view, refusal = self._decider(connection, request_id, user, gate, now)
             if refusal is not None or view is None:
@@ -263,7 +260,7 @@ class ApprovalService:
                 return ClickResult(
                     refusal.changed, refusal.message.replace("approve", "reject"), refusal.request
                 )
-            if not _move(connection, request_id, PENDING, REJECTED, now):
+            if not move(connection, request_id, PENDING, REJECTED, now):
                 return ClickResult(False, "This request is no longer waiting for approval.", view)
             append_audit(
                 connection,
@@ -273,19 +270,19 @@ class ApprovalService:
                 actor=user,
                 data={"reason": reason},
             )
-            view = self._view(connection, request_id)
+            view = read_view(connection, request_id)
         return ClickResult(True, "Rejected.", view)
 
     def cancel(self, request_id: str, user: str) -> ClickResult:
         """The requester withdraws a request that has not started running."""
         now = self.clock()
         with self._begin() as connection:
-            view = self._view(connection, request_id)
+            view = read_view(connection, request_id, lock=True)
             if view is None:
                 return ClickResult(False, "There is no such request.", None)
             if user != view.requester:
                 return ClickResult(False, "Only the requester can cancel this request.", view)
-            moved = _move(connection, request_id, PENDING, CANCELLED, now) or _move(
+            moved = move(connection, request_id, PENDING, CANCELLED, now) or move(
                 connection, request_id, APPROVED, CANCELLED, now
             )
             if not moved:
@@ -293,14 +290,14 @@ class ApprovalService:
                     False, f"This request is {view.status}; it can no longer be cancelled.", view
                 )
             append_audit(connection, at=now, kind="cancelled", request_id=request_id, actor=user, data={})
-            view = self._view(connection, request_id)
+            view = read_view(connection, request_id)
         return ClickResult(True, "Cancelled.", view)
 
     def revoke(self, request_id: str, user: str) -> ClickResult:
         """An approver takes their approval back before the action runs."""
         now = self.clock()
         with self._begin() as connection:
-            view = self._view(connection, request_id)
+            view = read_view(connection, request_id, lock=True)
             if view is None or user not in view.approvers:
                 return ClickResult(False, "You have no approval on this request to revoke.", view)
             if view.status not in (PENDING, APPROVED):
@@ -318,31 +315,34 @@ class ApprovalService:
             )
             remaining = len(view.approvers) - 1
             if remaining < view.required_count:
-                _move(connection, request_id, APPROVED, PENDING, now)  # below quorum again
+                move(connection, request_id, APPROVED, PENDING, now)  # below quorum again
             append_audit(connection, at=now, kind="revoked", request_id=request_id, actor=user, data={})
-            view = self._view(connection, request_id)
+            view = read_view(connection, request_id)
         return ClickResult(True, "Your approval is revoked.", view)
 
     def amend(self, request_id: str, user: str, params: dict[str, Any]) -> ClickResult:
         """The requester changes the parameters of a pending request: it is decided again, approvals reset."""
         now = self.clock()
-        gate = self.gate()
+        gate = self.current_gate()
         with self._begin() as connection:
-            view = self._view(connection, request_id)
-            refusal = self._refuse_finished(connection, view, now)
+            view = read_view(connection, request_id, lock=True)
+            refusal = refuse_finished(connection, view, now)
             if refusal is not None or view is None:
                 return refusal or ClickResult(False, "There is no such request.", None)
             if user != view.requester:
                 return ClickResult(False, "Only the requester can change this request.", view)
+            if params == view.params:  # the same hash: the approvals given still hold
+                return ClickResult(False, "Those are already its parameters; nothing changed.", view)
             request = ActionRequest(action=view.action, params=params)
-            decision = gate.decide(request, Actor(user_id=user, channel=view.channel), _utc(now))
+            decision = gate.decide(request, Actor(user_id=user, channel=view.channel), utc(now))
+            decision = no_waiting_with_secrets(decision, secret_values(request, gate.action(view.action)))
             status = STATUS_OF[decision.outcome]
-            stored = _redacted(request, gate.action(view.action))
+            stored = redacted(request, gate.action(view.action))
             connection.execute(
                 sa.update(action_requests)
                 .where(action_requests.c.request_id == request_id, action_requests.c.status == PENDING)
                 # A new fingerprint: approvals given for the old parameters no longer count.
-                .values(**_decided_columns(request, stored, decision, now))
+                .values(**decided_columns(request, stored, decision, now))
             )
             append_audit(
                 connection,
@@ -352,7 +352,7 @@ class ApprovalService:
                 actor=user,
                 data={"params": stored, "outcome": decision.outcome, "rule": decision.rule},
             )
-            view = self._view(connection, request_id)
+            view = read_view(connection, request_id)
         return ClickResult(
             True, "Changed; earlier approvals no longer count.", view, ready_to_run=status == APPROVED
         )
@@ -367,8 +367,8 @@ class ApprovalService:
         verb: str = "approve",
     ) -> tuple[RequestView | None, ClickResult | None]:
         """The pending request and no refusal when `user` may decide on it; otherwise the refusal."""
-        view = self._view(connection, request_id)
-        refusal = self._refuse_finished(connection, view, now)
+        view = read_view(connection, request_id, lock=True)
+        refusal = refuse_finished(connection, view, now)
         if refusal is not None or view is None:
             return view, refusal
         requirement = ApprovalRequirement(
@@ -376,69 +376,6 @@ class ApprovalService:
         )
         allowed, why = gate.may_approve(user, view.requester, requirement)
         return view, (None if allowed else ClickResult(False, why.replace("approve", verb), view))
-
-    def _refuse_finished(
-        self, connection: Connection, view: RequestView | None, now: float
-    ) -> ClickResult | None:
-        if view is None:
-            return ClickResult(False, "There is no such request.", None)
-        if view.status == PENDING and view.deadline is not None and now > view.deadline:
-            if _move(connection, view.request_id, PENDING, EXPIRED, now):
-                append_audit(
-                    connection, at=now, kind="expired", request_id=view.request_id, actor=None, data={}
-                )
-            return ClickResult(
-                False, "This request has expired; nothing will run. Ask again if it is still needed.", view
-            )
-        if view.status != PENDING:
-            return ClickResult(
-                False, f"This request is already {view.status}; your click changed nothing.", view
-            )
-        return None
-
-    def _redecide(self, connection: Connection, view: RequestView, gate: Gate, now: float) -> ClickResult:
-        request = ActionRequest(action=view.action, params=view.params)
-        decision = gate.decide(
-            request,
-            Actor(user_id=view.requester, channel=view.channel),
-            dt.datetime.fromtimestamp(now, tz=dt.UTC),
-        )
-        status = {"deny": DENIED, "allow": PENDING, "require_approval": PENDING}[decision.outcome]
-        requirement = decision.approval
-        connection.execute(
-            sa.update(action_requests)
-            .where(action_requests.c.request_id == view.request_id, action_requests.c.status == PENDING)
-            .values(
-                status=status,
-                rule=decision.rule,
-                reason=decision.reason,
-                policy_version=decision.policy_version,
-                fingerprint=request.fingerprint(decision.policy_version),
-                required_count=requirement.count if requirement else 1,
-                required_groups=json.dumps(
-                    list(requirement.groups) if requirement else list(view.required_groups)
-                ),
-                updated_at=now,
-            )
-        )
-        append_audit(
-            connection,
-            at=now,
-            kind="redecided",
-            request_id=view.request_id,
-            actor="policy",
-            data={
-                "outcome": decision.outcome,
-                "rule": decision.rule,
-                "policy_version": decision.policy_version,
-            },
-        )
-        return ClickResult(
-            True,
-            "The policy changed since this request was made, so earlier approvals no longer count. "
-            "It has been decided again; please approve again if you still agree.",
-            self._view(connection, view.request_id),
-        )
 
     # -- time and execution ----------------------------------------------------------------------
 
@@ -457,7 +394,7 @@ class ApprovalService:
                 .all()
             )
             for request_id in due:
-                if _move(connection, request_id, PENDING, EXPIRED, now):
+                if move(connection, request_id, PENDING, EXPIRED, now):
                     append_audit(
                         connection, at=now, kind="expired", request_id=request_id, actor=None, data={}
                     )
@@ -518,7 +455,7 @@ class ApprovalService:
             for request_id, action_name in stuck:
                 spec = gate.action(action_name) if gate is not None else None
                 target = APPROVED if spec is not None and spec.idempotent else NEEDS_ATTENTION
-                if _move(connection, request_id, RUNNING, target, now):
+                if move(connection, request_id, RUNNING, target, now):
                     append_audit(
                         connection,
                         at=now,
@@ -529,46 +466,3 @@ class ApprovalService:
                     )
                     recovered.append((str(request_id), target))
         return recovered
-
-
-STATUS_OF = {"deny": DENIED, "allow": APPROVED, "require_approval": PENDING}
-
-
-def _decided_columns(
-    request: ActionRequest, stored: dict[str, Any], decision: Decision, now: float
-) -> dict[str, Any]:
-    """The request's columns that follow from its (redacted) parameters and the policy's decision."""
-    requirement = decision.approval
-    return {
-        "params": json.dumps(stored, sort_keys=True, default=str),
-        "status": STATUS_OF[decision.outcome],
-        "rule": decision.rule,
-        "reason": decision.reason,
-        "policy_version": decision.policy_version,
-        "fingerprint": request.fingerprint(decision.policy_version),
-        "required_count": requirement.count if requirement else 0,
-        "required_groups": json.dumps(list(requirement.groups) if requirement else []),
-        "deadline": now + requirement.within_minutes * 60 if requirement else None,
-        "updated_at": now,
-    }
-
-
-def _utc(timestamp: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
-
-
-def _move(connection: Connection, request_id: str, source: str, target: str, now: float) -> bool:
-    """A conditional state change: True only for the caller that found the request in `source`."""
-    return bool(
-        connection.execute(
-            sa.update(action_requests)
-            .where(action_requests.c.request_id == request_id, action_requests.c.status == source)
-            .values(status=target, updated_at=now)
-        ).rowcount
-    )
-
-
-def _redacted(request: ActionRequest, spec: ActionSpec | None) -> dict[str, Any]:
-    """The parameters with secret ones masked, as they are stored and audited."""
-    secret = {param.name for param in spec.params if param.secret} if spec else set()
-    return {key: (REDACTED if key in secret else value) for key, value in request.params.items()}

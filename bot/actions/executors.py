@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ def run_action(
     if spec.kind == "webhook":
         run = _prepare_webhook(action, params, request_id, environment, sleep)
     elif spec.kind == "command":
-        run = _prepare_command(action, params, request_id, allowed_programs)
+        run = _prepare_command(action, params, request_id, allowed_programs, environment)
     elif spec.kind == "python":
         run = _prepare_python(action, params, request_id)
     else:
@@ -248,11 +249,15 @@ def _fill(action: ActionSpec, params: Mapping[str, Any], template: str, where: s
     return _PLACEHOLDER.sub(lambda match: str(_param(action, params, match.group(1), where)), template)
 
 
+CHILD_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
 def _prepare_command(
     action: ActionSpec,
     params: Mapping[str, Any],
     request_id: str,
     allowed_programs: Collection[str] | None,
+    env: Mapping[str, str],
 ) -> Callable[[], _Outcome]:
     """Check the program against the allow-list and build argv, then return the run."""
     argv = build_argv(action, params)
@@ -263,7 +268,10 @@ def _prepare_command(
             f"action {action.name!r}: executor.program {program!r} is not in the allowed programs; "
             "add it to the allow-list or change the policy file"
         )
-    child_env = {**os.environ, "STEWARD_REQUEST_ID": request_id}
+    # Not Steward's own environment (Slack tokens, database URL): the basics plus what the action names.
+    names = (*CHILD_ENV, *action.executor.pass_env)
+    child_env = {name: env[name] for name in names if name in env}
+    child_env["STEWARD_REQUEST_ID"] = request_id
     timeout = action.executor.timeout_seconds
 
     def run() -> _Outcome:
@@ -363,13 +371,32 @@ def _prepare_python(action: ActionSpec, params: Mapping[str, Any], request_id: s
     """Import the entry point, then return the call."""
     function = load_entry_point(action)
 
-    def run() -> _Outcome:
+    timeout = action.executor.timeout_seconds
+
+    def call() -> _Outcome:
         try:
             returned = function(dict(params), request_id)
         except Exception as error:  # the entry point is someone else's code; its failure is a result
             return _Outcome(False, f"{action.name}: {_error_text(error)}", _error_text(error))
         text = "" if returned is None else str(returned)
         return _Outcome(True, _one_line(text) or f"{action.name}: done", text)
+
+    def run() -> _Outcome:
+        # A thread cannot be killed: past the timeout the call is reported as failed, and it may still
+        # finish in the background (the request id is its idempotency key).
+        outcomes: list[_Outcome] = []
+        worker = threading.Thread(
+            target=lambda: outcomes.append(call()), name="steward-python-action", daemon=True
+        )
+        worker.start()
+        worker.join(timeout)
+        if outcomes:
+            return outcomes[0]
+        return _Outcome(
+            False,
+            f"{action.name}: did not finish within {timeout:g} s; it may still be running, so check "
+            "before requesting it again",
+        )
 
     return run
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,11 @@ class PolicyGate:
         """Whether the user's approval counts (never the requester's), and why not."""
         return counts_as_approval(user, requester, requirement, self.policy, self.resolver)
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The policy files the version is the hash of."""
+        return self.policy.files
+
     def action(self, name: str) -> ActionSpec | None:
         """An action of the catalog."""
         return self.policy.actions.get(name)
@@ -52,8 +58,27 @@ class PolicyFolder:
         self._lock = threading.Lock()
 
     def _files_stamp(self) -> tuple[tuple[str, int, int], ...]:
-        files = sorted(self.folder.glob("*.yaml")) + sorted(self.folder.glob("*.yml"))
-        return tuple((path.name, path.stat().st_mtime_ns, path.stat().st_size) for path in files)
+        """Name, modification time and size of each policy file: one directory read, one stat a file.
+
+        Checked at every call (every click), so it stays cheap; a missing folder stamps as empty and
+        `load_policy` then says what is wrong.
+        """
+        try:
+            with os.scandir(self.folder) as entries:
+                found = [
+                    (entry.name, entry.stat())
+                    for entry in entries
+                    if entry.name.endswith((".yaml", ".yml")) and entry.is_file()
+                ]
+        except OSError:
+            return ()
+        return tuple(sorted((name, stat.st_mtime_ns, stat.st_size) for name, stat in found))
+
+    def use_resolver(self, resolver: SlackGroupResolver) -> None:
+        """Look Slack user groups up with `resolver` from now on (the Slack app sets its own)."""
+        with self._lock:
+            self.resolver = resolver
+            self._gate = None
 
     def __call__(self) -> PolicyGate:
         """The current gate; raises `PolicyError` (naming file and line) when the files are broken."""

@@ -47,6 +47,7 @@ class ExecutorSpec(BaseModel):
     # command
     program: str | None = None
     args: tuple[str, ...] = ()  # templates: "{model}" is replaced by the parameter's value
+    pass_env: tuple[str, ...] = ()  # variables the program gets besides PATH, HOME and the locale
     # python
     entry_point: str | None = None  # "package.module:function"
     # mlflow

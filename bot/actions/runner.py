@@ -16,9 +16,17 @@ Execute = Callable[[ActionSpec, Mapping[str, Any], str], ExecutionResult]
 
 
 def execute_once(
-    service: ApprovalService, gate: Gate, request_id: str, execute: Execute | None = None
+    service: ApprovalService,
+    gate: Gate,
+    request_id: str,
+    execute: Execute | None = None,
+    secrets: Mapping[str, Any] | None = None,
 ) -> ExecutionResult | None:
-    """Run the request if this caller wins the claim; None if another caller has it or it is not approved."""
+    """Run the request if this caller wins the claim; None if another caller has it or it is not approved.
+
+    `secrets` are the values of secret parameters, which are stored redacted: only the caller that
+    submitted an allowed request has them, and runs it at once.
+    """
     if not service.claim(request_id):
         return None
     view = service.get(request_id)
@@ -36,7 +44,7 @@ def execute_once(
     else:
         try:
             # The request id is the idempotency key: a receiver that sees it twice can tell.
-            result = run(spec, view.params, request_id)
+            result = run(spec, {**view.params, **(secrets or {})}, request_id)
         except ExecutionError as exc:
             result = ExecutionResult(ok=False, summary=str(exc), output="", duration_seconds=0.0, attempts=0)
         except Exception as exc:

@@ -250,10 +250,25 @@ class Retriever:
 
     def document_by_path(self, path: str) -> DocumentRecord | None:
         """A document by its cited path."""
-        for document in self.lexicon().documents.values():
-            if document.path == path:
-                return document
-        return None
+        return _by_path(self.lexicon(), path)
+
+    def best_passage(self, path: str, query: str) -> tuple[DocumentRecord, ChunkRecord] | None:
+        """The document at `path` and its chunk closest to `query` (BM25 within that document only).
+
+        None when the document is not in the knowledge base (or has no chunks).
+        """
+        lexicon = self.lexicon()
+        document = _by_path(lexicon, path)
+        rows = lexicon.rows_of_document.get(document.doc_id, []) if document is not None else []
+        if document is None or not rows:
+            return None
+        scores = lexicon.bm25.scores(terms(query))
+        best = max(rows, key=lambda row: (float(scores[row]), -row))
+        return document, lexicon.chunks[best]
+
+
+def _by_path(lexicon: _Lexicon, path: str) -> DocumentRecord | None:
+    return next((document for document in lexicon.documents.values() if document.path == path), None)
 
 
 def successors_first(ranked: Sequence[RetrievedDocument]) -> list[RetrievedDocument]:

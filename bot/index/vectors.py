@@ -6,6 +6,7 @@ download a model, which must never happen.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 MODEL_KEY = "steward_embedding_model"
+
+
+log = logging.getLogger("steward.index")
 
 
 class VectorStoreError(Exception):
@@ -211,6 +215,15 @@ class VectorIndex:
             chunk_id: np.asarray(vector, dtype=np.float32)
             for chunk_id, vector in zip(result["ids"], result["embeddings"], strict=True)
         }
+
+    def close(self) -> None:
+        """Release the client; an embedded one closes its files when no other client has its folder open."""
+        client, self._client, self._collection = self._client, None, None
+        if client is not None and hasattr(client, "close"):
+            try:
+                client.close()
+            except Exception:  # closing is best effort; the process may be exiting
+                log.debug("closing the Chroma client failed", exc_info=True)
 
     def reset(self) -> None:
         """Delete the collection (used by `--rebuild`); an embedded index too damaged to open is removed."""

@@ -27,7 +27,7 @@ from bot.actions.approvals import (
 from bot.actions.executors import ExecutionResult
 from bot.actions.models import ActionSpec, ParamSpec
 from bot.actions.policy import Policy, usage
-from bot.slack.blocks import RenderedMessage
+from bot.slack.blocks import RenderedMessage, button
 from bot.slack.mrkdwn import escape, link, to_plain
 from bot.slack.payloads import (
     ACTION_APPROVE,
@@ -53,6 +53,10 @@ Block = dict[str, Any]
 EXCERPT_CHARS = 400
 OUTPUT_CHARS = 600
 MASK = "***"
+POLICY_BROKEN = (
+    "The policy files cannot be loaded, so I cannot run or request any action right now. "
+    "An admin can see what is wrong with `steward policy check`."
+)
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,21 @@ def expired_text(view: RequestView) -> str:
     )
 
 
+def interrupted_text(view: RequestView) -> str:
+    """Posted in the thread when a run was interrupted (the process running it stopped)."""
+    line = request_line(view.action, view.params)
+    if view.status == APPROVED:
+        return (
+            f":arrows_counterclockwise: The run of {line} was interrupted (Steward stopped while it ran). "
+            "The action is idempotent, so it runs again now with the same idempotency key."
+        )
+    return (
+        f":warning: The run of {line} was interrupted (Steward stopped while it ran), so whether it took "
+        "effect is unknown. The action is not idempotent, so it will not run again by itself: check the "
+        "system (and its runbook), then request it again if it is still needed."
+    )
+
+
 # ---- the approval card
 
 
@@ -214,12 +233,12 @@ def _buttons(view: RequestView) -> list[Block]:
         return []
     value = RequestValue(request_id=view.request_id).encode()
     buttons = [
-        {**_button("Approve", ACTION_APPROVE, value), "style": "primary"},
-        {**_button("Reject", ACTION_REJECT, value), "style": "danger"},
-        _button("Cancel (requester)", ACTION_CANCEL, value),
+        {**button("Approve", ACTION_APPROVE, value), "style": "primary"},
+        {**button("Reject", ACTION_REJECT, value), "style": "danger"},
+        button("Cancel (requester)", ACTION_CANCEL, value),
     ]
     if view.approvers:
-        buttons.append(_button("Revoke my approval", ACTION_REVOKE, value))
+        buttons.append(button("Revoke my approval", ACTION_REVOKE, value))
     return buttons
 
 
@@ -256,8 +275,13 @@ def reject_modal(metadata: RejectMetadata, view: RequestView) -> dict[str, Any]:
 # ---- the "Request an action" form
 
 
-def request_form(policy: Policy, spec: ActionSpec | None) -> dict[str, Any]:
-    """The shortcut's modal: pick an action (Slack then sends a block action), then fill in its parameters."""
+def request_form(
+    policy: Policy, spec: ActionSpec | None, initial: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The shortcut's modal: pick an action (Slack then sends a block action), then fill in its parameters.
+
+    `initial` pre-fills parameters (a digest's "Retrain…" knows the model); the person still submits.
+    """
     picker: Block = {
         "type": "static_select",
         "action_id": ACTION_PICK_ACTION,
@@ -287,7 +311,7 @@ def request_form(policy: Policy, spec: ActionSpec | None) -> dict[str, Any]:
             },
         },
     ]
-    blocks += [_field(param) for param in (spec.params if spec else ())]
+    blocks += [_field(param, (initial or {}).get(param.name)) for param in (spec.params if spec else ())]
     return {
         "type": "modal",
         "callback_id": VIEW_REQUEST_ACTION,
@@ -299,9 +323,11 @@ def request_form(policy: Policy, spec: ActionSpec | None) -> dict[str, Any]:
     }
 
 
-def _field(param: ParamSpec) -> Block:
+def _field(param: ParamSpec, initial: str | None = None) -> Block:
     """One input per parameter: enums as a select, numbers as number inputs, booleans as radio buttons."""
-    default = None if param.default is None else _text(param.default)
+    default = initial if initial is not None else None if param.default is None else _text(param.default)
+    if param.enum and default is not None and default not in param.enum:
+        default = None
     element: Block
     if param.enum:
         element = {"type": "static_select", "options": [_option(value) for value in param.enum[:100]]}
@@ -370,6 +396,16 @@ def problems_text(problems: Iterable[str], spec: ActionSpec | None, understood: 
     return text
 
 
+def misread_text(action: str, problems: Iterable[str], spec: ActionSpec, raw: Mapping[str, str]) -> str:
+    """A request read from plain words (or proposed by the LLM) that does not validate: what is wrong."""
+    understood = " ".join(f"`{escape(k)}={escape(v)}`" for k, v in raw.items())
+    return (
+        f"I read this as a request to run `{action}`, but:\n"
+        + problems_text(problems, spec, understood)
+        + "\nSay it again with what is missing, or use the command."
+    )
+
+
 # ---- small helpers
 
 
@@ -393,15 +429,6 @@ def _section(text: str) -> Block:
 
 def _context(text: str) -> Block:
     return {"type": "context", "elements": [_mrkdwn(text)]}
-
-
-def _button(text: str, action_id: str, value: str) -> Block:
-    return {
-        "type": "button",
-        "text": {"type": "plain_text", "text": text, "emoji": True},
-        "action_id": action_id,
-        "value": value,
-    }
 
 
 def _plain(text: str, limit: int = 150) -> Block:

@@ -22,56 +22,49 @@ from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.actions.approvals import FINISHED, ApprovalService, ClickResult, RequestView
+from bot.actions.approvals import APPROVED, FINISHED, ApprovalService, ClickResult, RequestView, secret_values
 from bot.actions.gate import PolicyGate
-from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision
+from bot.actions.models import ActionRequest, Actor, ApprovalRequirement, Decision
 from bot.actions.phrases import read_request, starts_like_request
 from bot.actions.policy import (
     ParamError,
     PolicyError,
     build_request,
     parse_key_values,
-    parse_params,
 )
 from bot.actions.runner import Execute, execute_once
-from bot.answers.retrieval import Retriever
 from bot.answers.service import AnswerService
 from bot.config import Settings
-from bot.index.lexical import terms
 from bot.slack.action_cards import (
+    POLICY_BROKEN,
     CardFacts,
-    RunbookExcerpt,
     allowed_text,
     approval_card,
     catalog_text,
     denied_text,
     expired_text,
-    form_values,
+    interrupted_text,
+    misread_text,
     problems_text,
     reject_modal,
-    request_form,
     request_line,
     result_message,
     secret_params,
 )
 from bot.slack.mrkdwn import escape
 from bot.slack.payloads import (
-    BLOCK_CHANNEL,
-    BLOCK_PARAM_PREFIX,
-    BLOCK_PICK_ACTION,
     BLOCK_REJECT_REASON,
     INPUT_REJECT_REASON,
     RejectMetadata,
     RequestValue,
 )
 from bot.slack.posting import Poster
+from bot.slack.proposals import ProposalFlows
+from bot.slack.request_forms import RequestForms
+from bot.slack.runbooks import RunbookExcerpts
 
 log = logging.getLogger("steward.slack")
 
-POLICY_BROKEN = (
-    "The policy files cannot be loaded, so I cannot run or request any action right now. "
-    "An admin can see what is wrong with `steward policy check`."
-)
 _QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})  # Slack clients type smart quotes
 
 
@@ -103,6 +96,9 @@ class ActionFlows:
         self.service = service
         self.policy = policy
         self._answers = answers
+        self.excerpts = RunbookExcerpts(answers, settings.docs_base_url)
+        self.proposals: ProposalFlows | None = None  # set by build_app when an LLM is configured
+        self.forms = RequestForms(policy, poster, self.submit, self.tell)
         self.poster = poster
         self.execute = execute
 
@@ -152,6 +148,13 @@ class ActionFlows:
             return
         self.submit(client, request, user, channel, root)
 
+    def reads_as_request(self, text: str) -> bool:
+        """Whether a message would be taken as an action request (by the parser; the LLM is not asked)."""
+        try:
+            return read_request(text, self.policy().policy) is not None
+        except PolicyError:
+            return starts_like_request(text)
+
     def take_mention(
         self, client: WebClient, text: str, channel: str, thread_ts: str, user: str, reference: str = ""
     ) -> bool:
@@ -162,24 +165,18 @@ class ActionFlows:
             if not starts_like_request(text):
                 return False
             log.error("policy cannot be loaded ref=%s: %s", reference, exc)
-            self._say(client, channel, POLICY_BROKEN, thread_ts)
+            self.tell(client, channel, POLICY_BROKEN, thread_ts)
             return True
         plain = read_request(text, policy)
-        if plain is None:
-            return False
+        if plain is None:  # free phrasing: with an LLM configured, it may propose a request
+            return self.proposals is not None and self.proposals.take(
+                client, text, channel, thread_ts, user, policy
+            )
         spec = policy.actions[plain.action]
         try:
             request = build_request(policy, plain.action, plain.raw)
         except ParamError as exc:
-            understood = " ".join(f"`{escape(k)}={escape(v)}`" for k, v in plain.raw.items())
-            self._say(
-                client,
-                channel,
-                f"I read this as a request to run `{plain.action}`, but:\n"
-                + problems_text(exc.problems, spec, understood)
-                + "\nSay it again with what is missing, or use the command.",
-                thread_ts,
-            )
+            self.tell(client, channel, misread_text(plain.action, exc.problems, spec, plain.raw), thread_ts)
             return True
         self.submit(client, request, user, channel, thread_ts, reference)
         return True
@@ -197,7 +194,9 @@ class ActionFlows:
         self.sweep(client)
         try:
             view, decision = self.service.submit(request, Actor(user_id=user, channel=channel), thread_ts)
-            self._decided(client, view, decision)
+            self._decided(
+                client, view, decision, secret_values(request, self.policy().action(request.action))
+            )
         except Exception as exc:
             ref = reference or uuid.uuid4().hex[:12]
             if isinstance(exc, PolicyError):
@@ -208,9 +207,12 @@ class ActionFlows:
                     "action request failed ref=%s action=%s channel=%s", ref, request.action, channel
                 )
                 text = f"Something went wrong with this request (reference `{ref}`). It is logged."
-            self._say(client, channel, text, thread_ts)
+            self.tell(client, channel, text, thread_ts)
 
-    def _decided(self, client: WebClient, view: RequestView, decision: Decision) -> None:
+    def _decided(
+        self, client: WebClient, view: RequestView, decision: Decision, secrets: Mapping[str, Any]
+    ) -> None:
+        """Post the denial, run the allowed request (with its secrets, held only here) or post the card."""
         view = self.shown(view)
         channel, thread_ts = str(view.channel), str(view.thread_ts)
         log.info(
@@ -224,13 +226,19 @@ class ActionFlows:
             self.poster.say(client, channel, denied_text(view, self._source(view.rule)), thread_ts)
         elif decision.outcome == "allow":
             self.poster.say(client, channel, allowed_text(view, self._source(view.rule)), thread_ts)
-            self._run(client, view.request_id, card=None)
+            self._run(client, view.request_id, card=None, secrets=secrets)
         else:
             self.poster.post(client, channel, [approval_card(view, self.facts(view))], thread_ts)
 
-    def _run(self, client: WebClient, request_id: str, card: tuple[str, str] | None) -> None:
+    def _run(
+        self,
+        client: WebClient,
+        request_id: str,
+        card: tuple[str, str] | None,
+        secrets: Mapping[str, Any] | None = None,
+    ) -> None:
         """Run an approved request (exactly once, wherever the click landed) and post its result."""
-        result = execute_once(self.service, self.policy(), request_id, self.execute)
+        result = execute_once(self.service, self.policy(), request_id, self.execute, secrets)
         view = self.service.get(request_id)
         if view is None:
             return
@@ -251,34 +259,8 @@ class ActionFlows:
     def facts(self, view: RequestView) -> CardFacts:
         """Risk, the rule's file:line and the runbook excerpt, from the current policy and knowledge base."""
         spec = self.policy().action(view.action)
-        runbook = self.excerpt(spec) if spec is not None and spec.runbook else None
+        runbook = self.excerpts(spec) if spec is not None and spec.runbook else None
         return CardFacts(spec.risk if spec else "unknown", self._source(view.rule), runbook)
-
-    def excerpt(self, spec: ActionSpec) -> RunbookExcerpt:
-        """The passage of the action's runbook closest to what the action does (BM25 within the document)."""
-        path = str(spec.runbook)
-        try:
-            retriever: Retriever = self._answers().retriever
-            document = retriever.document_by_path(path)
-            if document is None:
-                return RunbookExcerpt(path)
-            lexicon = retriever.lexicon()
-            rows = lexicon.rows_of_document.get(document.doc_id, [])
-            if not rows:
-                return RunbookExcerpt(path)
-            scores = lexicon.bm25.scores(terms(f"{spec.name.replace('-', ' ')} {spec.description}"))
-            best = max(rows, key=lambda row: (float(scores[row]), -row))
-        except Exception as exc:  # the card still works without its excerpt
-            log.warning("runbook excerpt unavailable path=%s error=%s", path, type(exc).__name__)
-            return RunbookExcerpt(path)
-        chunk = lexicon.chunks[best]
-        return RunbookExcerpt(path, document.title, chunk.section, chunk.text, self._url(document.url, path))
-
-    def _url(self, url: str | None, path: str) -> str | None:
-        if url and url.startswith(("http://", "https://")):
-            return url
-        base = self.settings.docs_base_url
-        return base.rstrip("/") + "/" + path.lstrip("/") if base else None
 
     def _source(self, rule: str | None) -> str | None:
         found = self.policy().policy.rule(rule) if rule else None
@@ -420,93 +402,10 @@ class ActionFlows:
         view = result.request
         if not result.changed or always_tell:
             self.poster.whisper(client, click.channel, click.user, result.message)
-        if not result.changed and view is not None:
-            view = self.service.get(view.request_id)  # a refused click may have expired the request
+        # A refusal carries the request as its transaction left it (a click past the deadline expires it).
         stale = view is not None and view.status in FINISHED and click.has_buttons  # e.g. expired just now
         if view is not None and click.ts and (result.changed or stale):
             self._update_card(client, click.channel, click.ts, view, decided_by if result.changed else None)
-
-    # -- the "Request an action" shortcut --------------------------------------------------------
-
-    def on_request_shortcut(self, body: dict[str, Any], client: WebClient) -> None:
-        """Open the request form; its parameters appear once an action is picked."""
-        try:
-            form = request_form(self.policy().policy, None)
-        except PolicyError as exc:
-            log.error("policy cannot be loaded: %s", exc)
-            form = {"type": "modal", "title": {"type": "plain_text", "text": "Request an action"}}
-            form["blocks"] = [{"type": "section", "text": {"type": "mrkdwn", "text": POLICY_BROKEN}}]
-        try:
-            client.views_open(trigger_id=str(body["trigger_id"]), view=form)
-        except SlackApiError as exc:
-            log.warning("request form failed user=%s error=%s", body["user"]["id"], exc.response.get("error"))
-
-    def on_pick_action(self, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        """An action was picked in the form: show the fields of its parameters."""
-        view = body.get("view") or {}
-        name = str((action.get("selected_option") or {}).get("value") or "")
-        try:
-            policy = self.policy().policy
-            form = request_form(policy, policy.actions.get(name))
-            client.views_update(view_id=str(view.get("id")), hash=view.get("hash"), view=form)
-        except (PolicyError, SlackApiError) as exc:
-            log.warning("request form not updated user=%s error=%s", body["user"]["id"], exc)
-
-    def ack_request_form(self, ack: Ack, view: dict[str, Any]) -> None:
-        """Check the form in the acknowledgement (the only place Slack takes field errors).
-
-        The one read here is the policy, which is in memory unless its files changed.
-        """
-        errors = self._form_errors(view)
-        if errors:
-            ack(response_action="errors", errors=errors)
-        else:
-            ack()
-
-    def _form_errors(self, view: dict[str, Any]) -> dict[str, str]:
-        action, channel, raw = form_values(view)
-        try:
-            policy = self.policy().policy
-        except PolicyError:
-            return {
-                BLOCK_PICK_ACTION: "The policy files cannot be loaded; an admin runs `steward policy check`."
-            }
-        spec = policy.actions.get(action or "")
-        if spec is None:
-            return {BLOCK_PICK_ACTION: "Pick an action."}
-        errors = {} if channel else {BLOCK_CHANNEL: "Pick the channel to post the request in."}
-        try:
-            parse_params(spec, raw)
-        except ParamError as exc:
-            for problem in exc.problems:
-                name, _, text = problem.partition(": ")
-                if name in raw or any(param.name == name for param in spec.params):
-                    errors.setdefault(BLOCK_PARAM_PREFIX + name, text)
-                else:
-                    errors.setdefault(BLOCK_PICK_ACTION, problem)
-        return errors
-
-    def on_request_form(self, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        """The checked form: post the request in the chosen channel and let the policy decide."""
-        user = str(body["user"]["id"])
-        action, channel, raw = form_values(view)
-        try:
-            policy = self.policy().policy
-            request = build_request(policy, str(action), raw)
-        except (PolicyError, ParamError) as exc:
-            log.warning("request form could not be used user=%s error=%s", user, type(exc).__name__)
-            self._say(client, user, f"I could not use the form: {escape(str(exc))}", "")
-            return
-        line = request_line(request.action, request.params, secret_params(policy.actions[request.action]))
-        try:
-            root = self.poster.say(client, str(channel), f"<@{user}> requests: {line}")
-        except SlackApiError as exc:
-            log.info("cannot post in channel=%s error=%s", channel, exc.response.get("error"))
-            self._say(
-                client, user, f"I cannot post in <#{channel}>, so nothing was requested. Invite me first.", ""
-            )
-            return
-        self.submit(client, request, user, str(channel), root)
 
     # -- expiry --------------------------------------------------------------------------------
 
@@ -522,12 +421,26 @@ class ActionFlows:
             try:
                 view = self.service.get(request_id)
                 if view is not None and view.channel and view.thread_ts:
-                    self._say(client, view.channel, expired_text(self.shown(view)), view.thread_ts)
+                    self.tell(client, view.channel, expired_text(self.shown(view)), view.thread_ts)
             except Exception:  # the next request's notice still goes out
                 log.exception("expiry notice failed request=%s", request_id)
         return expired
 
-    def _say(self, client: WebClient, channel: str, text: str, thread_ts: str) -> None:
+    def recover(self, client: WebClient, older_than_seconds: float) -> list[tuple[str, str]]:
+        """Runs a dead process left behind: say so in their threads; idempotent ones run again now."""
+        recovered = self.service.recover_interrupted(older_than_seconds)
+        for request_id, state in recovered:
+            log.warning("interrupted run request=%s is now %s", request_id, state)
+            view = self.service.get(request_id)
+            if view is None or not view.channel or not view.thread_ts:
+                continue
+            self.tell(client, view.channel, interrupted_text(self.shown(view)), view.thread_ts)
+            if state == APPROVED:
+                self._run(client, request_id, card=None)
+        return recovered
+
+    def tell(self, client: WebClient, channel: str, text: str, thread_ts: str) -> None:
+        """Post a short message (in a thread when `thread_ts` is given); failures are logged."""
         try:
             self.poster.say(client, channel, text, thread_ts=thread_ts or None)
         except SlackApiError as exc:

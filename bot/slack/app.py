@@ -10,6 +10,7 @@ from urllib.error import URLError
 
 from slack_bolt import App
 from slack_bolt.error import BoltError
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
@@ -19,19 +20,35 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.actions.approvals import ApprovalService
-from bot.actions.gate import PolicyGate
+from bot.actions.gate import PolicyFolder, PolicyGate
+from bot.actions.proposals import Proposer
 from bot.answers.service import AnswerService
 from bot.config import Settings, SettingsError
 from bot.slack.actions import ActionFlows
 from bot.slack.experts import Expertise
 from bot.slack.handlers import Conversations
+from bot.slack.incidents import IncidentFlows
 from bot.slack.listeners import register
 from bot.slack.pacing import ChannelPacer
 from bot.slack.posting import Poster
+from bot.slack.proposals import PROPOSAL_SECONDS, ProposalFlows
+from bot.slack.usergroups import SlackUserGroups
 from bot.store.catalog import Catalog
 from bot.store.conversations import ConversationStore
+from bot.store.incidents import IncidentStore
 
 log = logging.getLogger("steward.slack")
+
+
+class _ClientGiven(logging.Filter):
+    """Bolt warns that SLACK_BOT_TOKEN goes unused because Steward hands it a client built from it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+bolt_log = logging.getLogger("steward.bolt")
+bolt_log.addFilter(_ClientGiven())
 
 
 class SlackSetupError(SettingsError):
@@ -82,7 +99,8 @@ def web_client(settings: Settings) -> WebClient:
     )
 
 
-def _check_token(client: WebClient) -> None:
+def check_token(client: WebClient) -> None:
+    """auth.test: a rejected or missing token is a SlackSetupError naming what to fix."""
     try:
         client.auth_test()
     except SlackApiError as exc:
@@ -104,18 +122,19 @@ def build_app(
     executor: ThreadPoolExecutor | None = None,
     approvals: ApprovalService | None = None,
     policy: Callable[[], PolicyGate] | None = None,
+    proposer: Proposer | None = None,
 ) -> SlackApp:
     """The Bolt app with Steward's listeners; checks the bot token with Slack (auth.test).
 
     Guarded actions (`/steward run`, action mentions, approval cards) are on when `approvals` and
-    `policy` are given.
+    `policy` are given; with a `proposer` (an LLM), mentions in free words may become proposals too.
     """
     missing = missing_credentials(settings)
     if missing:
         raise SlackSetupError(credentials_message(missing))
     socket_mode = settings.slack_app_token is not None
     client = web_client(settings)
-    _check_token(client)
+    check_token(client)
     if executor is None:
         executor = ThreadPoolExecutor(
             max_workers=settings.slack_workers,
@@ -129,17 +148,28 @@ def build_app(
             signing_secret=secret,
             request_verification_enabled=not socket_mode,
             listener_executor=executor,
-            logger=logging.getLogger("steward.bolt"),
+            # Acknowledgements run on the request's own thread: otherwise Bolt queues them on the
+            # listener executor behind slow lazy work, and a busy replica answers clicks with 404
+            # after 3 s. Every ack function here is trivial; the work stays in lazy listeners.
+            process_before_response=True,
+            logger=bolt_log,
         )
     except (BoltError, SlackApiError, URLError, OSError) as exc:
         executor.shutdown(wait=False)
         raise SlackSetupError(f"the Slack app could not start: {exc}") from None
+    if isinstance(policy, PolicyFolder):  # `S…` groups in the policy files are Slack user groups
+        policy.use_resolver(SlackUserGroups(client))
     poster = Poster(ChannelPacer(settings.channel_posts_per_second))
     actions = (
         ActionFlows(settings, approvals, policy, answers, poster)
         if approvals is not None and policy is not None
         else None
     )
+    if actions is not None and policy is not None and proposer is not None:
+        kept = max(settings.event_retention_seconds, PROPOSAL_SECONDS)  # a proposal is confirmed once
+        actions.proposals = ProposalFlows(
+            proposer, policy, poster, actions.submit, actions.tell, lambda key: store.claim_event(key, kept)
+        )
     conversations = Conversations(
         settings,
         answers=answers,
@@ -147,6 +177,7 @@ def build_app(
         store=store,
         poster=poster,
         actions=actions,
+        incidents=IncidentFlows(IncidentStore(store.engine), poster),
     )
     expertise = Expertise(settings, store, poster)
     register(bolt, conversations, expertise, actions)

@@ -229,10 +229,8 @@ def _feedback(answer_id: int) -> Block:
         "type": "actions",
         "block_id": BLOCK_FEEDBACK,
         "elements": [
-            _button(
-                ":+1: Helpful", ACTION_HELPFUL, FeedbackValue(answer_id=answer_id, helpful=True).encode()
-            ),
-            _button(
+            button(":+1: Helpful", ACTION_HELPFUL, FeedbackValue(answer_id=answer_id, helpful=True).encode()),
+            button(
                 ":-1: Not helpful",
                 ACTION_NOT_HELPFUL,
                 FeedbackValue(answer_id=answer_id, helpful=False).encode(),
@@ -246,7 +244,7 @@ def _abstention_tail(answer: Answer, gap_id: int | None) -> list[Block]:
     if answer.owners:
         blocks.append(_context("Who might know: " + ", ".join(_owner(owner) for owner in answer.owners)))
     if gap_id is not None:
-        expert = _button(
+        expert = button(
             ":raising_hand: Ask an expert", ACTION_ASK_EXPERT, ExpertValue(gap_id=gap_id).encode()
         )
         blocks.append({"type": "actions", "elements": [{**expert, "style": "primary"}]})
@@ -260,7 +258,8 @@ def _owner(owner: str) -> str:
     return escape(owner)
 
 
-def _button(text: str, action_id: str, value: str) -> Block:
+def button(text: str, action_id: str, value: str) -> Block:
+    """A Block Kit button; a value longer than Slack allows is a bug, so it raises."""
     if len(value) > MAX_BUTTON_VALUE:
         raise ValueError(f"button value of {len(value)} characters exceeds Slack's {MAX_BUTTON_VALUE}")
     return {

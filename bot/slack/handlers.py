@@ -30,7 +30,9 @@ from bot.slack.actions import ActionFlows
 from bot.slack.blocks import RenderedMessage, answer_messages
 from bot.slack.experts import offer_to_save
 from bot.slack.home import HELP, KnowledgeState, home_view
+from bot.slack.incidents import IncidentFlows
 from bot.slack.posting import FAILED, WORKING, Poster
+from bot.slack.runbooks import document_url
 from bot.store.catalog import Catalog, CatalogError
 from bot.store.conversations import GAP_DRAFTED, GAP_OPEN, GAP_ROUTED, ConversationStore, StateStoreError
 
@@ -67,6 +69,12 @@ class Question:
     reference: str = ""  # event id or similar, for logs
 
 
+REQUEST_IN_A_CHANNEL = (
+    "That reads as an action request. Requests are made in a channel, where the approvers can see "
+    "them: mention me there, use `/steward run ACTION key=value …`, or the *Request an action* shortcut."
+)
+
+
 class Conversations:
     """Handlers for everything that asks Steward a question."""
 
@@ -79,6 +87,7 @@ class Conversations:
         poster: Poster,
         today: Callable[[], dt.date] = dt.date.today,
         actions: ActionFlows | None = None,
+        incidents: IncidentFlows | None = None,
     ) -> None:
         self.settings = settings
         self._answers = answers
@@ -87,6 +96,7 @@ class Conversations:
         self.poster = poster
         self.today = today
         self.actions = actions  # guarded actions: `/steward run` and mentions that request an action
+        self.incidents = incidents  # `/steward incident open|resolve`, acknowledgements in their threads
 
     # -- events ------------------------------------------------------------------------------
 
@@ -149,6 +159,8 @@ class Conversations:
             return
         ts = str(event["ts"])
         user = str(event.get("user") or event.get("bot_id") or "")
+        if thread_ts and not is_dm and self.incidents is not None:
+            self.incidents.on_reply(channel, str(thread_ts), user)
         if thread_ts and not is_dm:
             gap = self.store.gap_in_thread(channel, str(thread_ts))
             if gap is not None and user != gap.asker:
@@ -161,6 +173,9 @@ class Conversations:
         words = question_text(text, context.bot_user_id)
         if is_dm and words.lower() in ("help", "?", "hi", "hello"):
             self.poster.say(client, channel, HELP, thread_ts=answer_thread)
+            return
+        if is_dm and self.actions is not None and self.actions.reads_as_request(words):
+            self.poster.say(client, channel, REQUEST_IN_A_CHANNEL, thread_ts=answer_thread)
             return
         self.answer(
             client,
@@ -278,12 +293,7 @@ class Conversations:
 
     def source_url(self, citation: Citation) -> str | None:
         """The document's own URL, or the configured base URL plus its path."""
-        if citation.url and citation.url.startswith(("http://", "https://")):
-            return citation.url
-        base = self.settings.docs_base_url
-        if base:
-            return base.rstrip("/") + "/" + citation.path.lstrip("/")
-        return None
+        return document_url(citation.url, citation.path, self.settings.docs_base_url)
 
     def _report_failure(
         self, client: WebClient, channel: str, thread_ts: str, exc: Exception, ref: str
@@ -325,6 +335,9 @@ class Conversations:
             return
         if verb.lower() == "run" and self.actions is not None:
             self.actions.on_run(rest, command, client, respond)
+            return
+        if verb.lower() == "incident" and self.incidents is not None:
+            self.incidents.on_command(rest, command, client, respond)
             return
         words = rest.strip() if verb.lower() == "ask" else f"{verb} {rest}".strip()
         words = " ".join(html.unescape(words).split())

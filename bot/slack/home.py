@@ -17,6 +17,8 @@ HELP = (
     "• `/steward ask QUESTION` — ask from anywhere.\n"
     "• `/steward run ACTION key=value …` — request a guarded action (rollback, retrain, pause an agent …); "
     "`/steward run` lists them. Policy decides; approvers approve in the thread.\n"
+    '• `/steward incident open "title" sev=2 service=NAME` — declare an incident (its thread is the '
+    "timeline); `/steward incident resolve NUMBER` when it is over.\n"
     "• `/steward sticky off` (or `on`) — whether I answer follow-ups without a mention in this channel.\n"
     "• `/steward help` — this message.\n"
     "When I do not know, I say so and offer *Ask an expert*; an expert's reply in the thread can be "

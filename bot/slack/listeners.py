@@ -18,6 +18,9 @@ from bot.slack.payloads import (
     ACTION_APPROVE,
     ACTION_ASK_EXPERT,
     ACTION_CANCEL,
+    ACTION_CONFIRM_PROPOSAL,
+    ACTION_DIGEST_REQUEST,
+    ACTION_DISMISS_PROPOSAL,
     ACTION_HELPFUL,
     ACTION_NOT_HELPFUL,
     ACTION_PICK_ACTION,
@@ -67,7 +70,13 @@ def register(
         app.action(ACTION_CANCEL)(ack=_ack, lazy=[actions.on_cancel])
         app.action(ACTION_REVOKE)(ack=_ack, lazy=[actions.on_revoke])
         app.view(VIEW_REJECT_REASON)(ack=actions.ack_reject_reason, lazy=[actions.on_reject_reason])
-        app.shortcut(SHORTCUT_REQUEST_ACTION)(ack=_ack, lazy=[actions.on_request_shortcut])
-        app.action(ACTION_PICK_ACTION)(ack=_ack, lazy=[actions.on_pick_action])
+        app.shortcut(SHORTCUT_REQUEST_ACTION)(ack=_ack, lazy=[actions.forms.on_request_shortcut])
+        app.action(ACTION_PICK_ACTION)(ack=_ack, lazy=[actions.forms.on_pick_action])
+        app.action(ACTION_DIGEST_REQUEST)(ack=_ack, lazy=[actions.forms.on_digest_request])
+        if actions.proposals is not None:
+            app.action(ACTION_CONFIRM_PROPOSAL)(ack=_ack, lazy=[actions.proposals.on_confirm])
+            app.action(ACTION_DISMISS_PROPOSAL)(ack=_ack, lazy=[actions.proposals.on_dismiss])
         # The form is checked in its acknowledgement: Slack shows field errors only from there.
-        app.view(VIEW_REQUEST_ACTION)(ack=actions.ack_request_form, lazy=[actions.on_request_form])
+        app.view(VIEW_REQUEST_ACTION)(
+            ack=actions.forms.ack_request_form, lazy=[actions.forms.on_request_form]
+        )

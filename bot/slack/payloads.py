@@ -34,6 +34,11 @@ BLOCK_CHANNEL = "steward_request_channel"
 INPUT_CHANNEL = "channel"
 BLOCK_PARAM_PREFIX = "steward_param_"  # + the parameter's name
 INPUT_PARAM = "value"
+# a digest's "Retrain…" / "Roll back…": opens the request form with the model filled in
+ACTION_DIGEST_REQUEST = "steward_digest_request"
+# a request an LLM proposed: the person who asked confirms or dismisses it
+ACTION_CONFIRM_PROPOSAL = "steward_proposal_confirm"
+ACTION_DISMISS_PROPOSAL = "steward_proposal_dismiss"
 
 
 class _Value(BaseModel):
@@ -91,3 +96,20 @@ class RequestFormMetadata(_Value):
     """`private_metadata` of the request form: the action picked so far (None before the first pick)."""
 
     action: str | None = None
+
+
+class ProposalValue(_Value):
+    """Confirm / Dismiss on a request an LLM proposed: the request, who may confirm it, and when."""
+
+    action: str
+    params: dict[str, str]
+    user: str
+    thread_ts: str
+    at: float
+
+
+class DigestActionValue(_Value):
+    """A digest's action button: the action and the parameters it fills in (the person submits)."""
+
+    action: str
+    params: dict[str, str]

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from types import FrameType
 from typing import Any
 from wsgiref.types import StartResponse
@@ -20,7 +21,14 @@ from wsgiref.types import StartResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.answers.retrieval import IndexMissingError
+from bot.digests.alertmanager import MAX_BODY_BYTES, AlertReceiver
+from bot.digests.config import load_digests
+from bot.digests.drift_digest import knowledge_runbooks
+from bot.digests.incidents import incident_runbooks
 from bot.slack.app import SlackApp, SlackSetupError, build_app, credentials_message, missing_credentials
+from bot.slack.digests import DigestPoster, start_scheduler
+from bot.store.digests import DigestRuns, DriftHistory
+from bot.store.incidents import IncidentStore
 from bot.wiring import Services
 
 log = logging.getLogger("steward.slack")
@@ -29,14 +37,26 @@ EVENTS_PATH = "/slack/events"
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def wsgi_application(slack: SlackApp) -> WSGIApp:
-    """Route Slack's requests to Bolt; everything else is a small JSON endpoint or 404."""
+ALERTMANAGER_PATH = "/hooks/alertmanager"
+
+
+def wsgi_application(slack: SlackApp, alerts: AlertReceiver | None = None) -> WSGIApp:
+    """Route Slack's requests to Bolt, Alertmanager's to the receiver; the rest is /healthz or 404."""
     bolt_handler = SlackRequestHandler(slack.bolt, path=EVENTS_PATH)
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == EVENTS_PATH:
             return bolt_handler(environ, start_response)
+        if path == ALERTMANAGER_PATH and alerts is not None:
+            if environ.get("REQUEST_METHOD") != "POST":
+                return _json(
+                    start_response, "405 Method Not Allowed", {"error": "POST Alertmanager's webhook here"}
+                )
+            length = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_BODY_BYTES + 1)
+            body = environ["wsgi.input"].read(length) if length else b""
+            status, reply = alerts.receive(environ.get("HTTP_AUTHORIZATION"), body)
+            return _json(start_response, f"{status} {HTTPStatus(status).phrase}", reply)
         if path == "/healthz":
             return _json(start_response, "200 OK", {"status": "ok"})
         return _json(start_response, "404 Not Found", {"error": f"no such endpoint: {path}"})
@@ -53,12 +73,14 @@ def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> l
 class HttpServer:
     """A waitress server around the Bolt app; `port=0` picks a free port."""
 
-    def __init__(self, slack: SlackApp, host: str, port: int, threads: int = 8) -> None:
+    def __init__(
+        self, slack: SlackApp, host: str, port: int, threads: int = 8, alerts: AlertReceiver | None = None
+    ) -> None:
         from waitress.server import create_server
 
         self.slack = slack
         self.server = create_server(
-            wsgi_application(slack), host=host, port=port, threads=threads, ident="steward"
+            wsgi_application(slack, alerts), host=host, port=port, threads=threads, ident="steward"
         )
 
     @property
@@ -74,8 +96,9 @@ class HttpServer:
             self.slack.executor.shutdown(wait=True)
 
     def close(self) -> None:
-        """Stop accepting requests."""
-        self.server.close()
+        """Stop accepting requests: closed by the serving thread itself (woken through waitress's trigger),
+        since closing its sockets under a running select() fails that select."""
+        self.server.trigger.pull_trigger(self.server.close)
 
 
 def install_stop_signals(stop: Callable[[], None]) -> None:
@@ -129,7 +152,8 @@ INTERRUPTED_AFTER_SECONDS = 900.0
 
 
 def start_housekeeping(slack: SlackApp, services: Services) -> threading.Thread | None:
-    """Every 30 s: expire overdue action requests (fail closed) and flag runs a dead process left behind."""
+    """Every 30 s: expire overdue requests (fail closed), report runs a dead process left behind, audit
+    policy edits."""
     if slack.actions is None:
         return None
     flows = slack.actions
@@ -139,14 +163,32 @@ def start_housekeeping(slack: SlackApp, services: Services) -> threading.Thread 
             time.sleep(HOUSEKEEPING_SECONDS)
             try:
                 flows.sweep(slack.bolt.client)
-                for request_id, state in services.approvals.recover_interrupted(INTERRUPTED_AFTER_SECONDS):
-                    log.warning("interrupted run request=%s is now %s", request_id, state)
+                flows.recover(slack.bolt.client, INTERRUPTED_AFTER_SECONDS)
+                services.approvals.note_policy()  # an edited policy is audited even before it decides
             except Exception:
                 log.exception("housekeeping failed; trying again in %.0f s", HOUSEKEEPING_SECONDS)
 
     thread = threading.Thread(target=loop, name="steward-housekeeping", daemon=True)
     thread.start()
     return thread
+
+
+def start_digests(slack: SlackApp, services: Services) -> object | None:
+    """The digest schedule of `STEWARD_DIGESTS_FILE` (none when the file is missing or broken: logged)."""
+    settings = services.settings
+    digests = DigestPoster(
+        config=lambda: load_digests(settings.digests_file),
+        runs=DigestRuns(services.catalog.engine),
+        poster=slack.conversations.poster,
+        history=DriftHistory(services.catalog.engine),
+        policy=services.policy,
+        catalog=lambda: services.catalog,
+        incident_runbooks=incident_runbooks(lambda: services.retriever),
+        find_runbook=knowledge_runbooks(lambda: services.retriever),
+    )
+    return start_scheduler(
+        digests, slack.bolt.client, settings.digests_file, settings.digest_misfire_grace_seconds
+    )
 
 
 def serve(services: Services, port: int | None = None, host: str | None = None) -> int:
@@ -173,14 +215,18 @@ def serve(services: Services, port: int | None = None, host: str | None = None) 
         services.conversations,
         approvals=services.approvals,
         policy=services.policy,
+        proposer=services.proposer,
     )
     start_housekeeping(slack, services)
+    start_digests(slack, services)
     if slack.socket_mode:
         assert settings.slack_app_token is not None
         print("steward: connecting to Slack in Socket Mode", flush=True)
         run_socket_mode(slack, settings.slack_app_token.get_secret_value())
         return 0
-    server = HttpServer(slack, host or settings.host, settings.port if port is None else port)
+    token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
+    alerts = AlertReceiver(IncidentStore(services.catalog.engine), token)
+    server = HttpServer(slack, host or settings.host, settings.port if port is None else port, alerts=alerts)
     print(f"steward: listening on http://{host or settings.host}:{server.port}{EVENTS_PATH}", flush=True)
     install_stop_signals(server.close)
     server.run()

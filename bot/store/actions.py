@@ -59,6 +59,16 @@ approvals = sa.Table(
     sa.UniqueConstraint("request_id", "approver", "fingerprint", name="one_approval_per_person"),
 )
 
+# The policy versions (hash of the policy files) Steward decided with, in order: each change is audited.
+policy_versions = sa.Table(
+    "policy_versions",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("files", sa.Text, nullable=False),  # JSON list of the policy files
+    sa.Column("seen_at", sa.Float, nullable=False),
+)
+
 audit_log = sa.Table(
     "audit_log",
     metadata,
@@ -101,6 +111,11 @@ def entry_hash(
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def lock_audit(connection: Connection) -> None:
+    """Take the audit head's lock until the transaction ends (appends from elsewhere wait for it)."""
+    connection.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq))
 
 
 def append_audit(

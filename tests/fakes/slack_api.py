@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tests.fakes.socket_mode import FakeSocketModeServer
 
-JSON_ARGS = ("blocks", "attachments", "view", "metadata")
+JSON_ARGS = ("blocks", "attachments", "view", "metadata", "files")
 FIRST_TS_MICROS = 1_700_000_000_000_100
 TS_STEP_MICROS = 100
 POLL_SECONDS = 0.02  # how soon serve_forever notices shutdown()
@@ -106,6 +106,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = fake._handle_api(split.path.removeprefix("/api/"), args, token or args.get("token"))
         elif split.path.startswith("/response/"):
             reply = fake._handle_response_url(split.path, raw, token)
+        elif split.path.startswith("/upload/"):
+            reply = fake._handle_upload(split.path.removeprefix("/upload/"), raw)
         else:
             reply = _json_reply(404, {"ok": False, "error": "not_found"})
         self.send_response(reply.status)
@@ -149,6 +151,8 @@ class FakeSlack:
         self._calls: list[Call] = []
         self._messages: dict[str, list[dict[str, Any]]] = {}
         self._users: dict[str, dict[str, Any]] = {}
+        self._user_groups: dict[str, list[str]] = {}
+        self._files: dict[str, dict[str, Any]] = {}  # files.uploadV2: id -> filename, content, where shared
         self._failures: dict[str, list[_Failure]] = {}
         self._next_ts = FIRST_TS_MICROS
         self._next_view = 1
@@ -248,6 +252,16 @@ class FakeSlack:
             self._calls.clear()
 
     # seeding and lookups
+
+    def files(self) -> list[dict[str, Any]]:
+        """Files uploaded through files.getUploadURLExternal / completeUploadExternal, in order (copies)."""
+        with self._condition:
+            return [dict(file) for file in self._files.values()]
+
+    def set_user_group(self, group_id: str, members: list[str]) -> None:
+        """Create or change a Slack user group (S…) for usergroups.users.list."""
+        with self._condition:
+            self._user_groups[group_id] = list(members)
 
     def add_user(self, user_id: str, name: str, real_name: str | None = None) -> None:
         """Register a user for users.info and users.list."""
@@ -410,6 +424,9 @@ class FakeSlack:
             "views.update": self._views,
             "users.info": self._users_info,
             "users.list": self._users_list,
+            "usergroups.users.list": self._usergroups_users_list,
+            "files.getUploadURLExternal": self._files_get_upload_url,
+            "files.completeUploadExternal": self._files_complete_upload,
             "apps.connections.open": self._apps_connections_open,
         }
 
@@ -576,6 +593,45 @@ class FakeSlack:
             "members": [copy.deepcopy(u) for u in self._users.values()],
             "response_metadata": {"next_cursor": ""},
         }
+
+    def _files_get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        """files.getUploadURLExternal: a file id and the URL its bytes are POSTed to."""
+        if not args.get("filename") or not str(args.get("length") or "").isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{len(self._files) + 1:08d}"
+        self._files[file_id] = {"id": file_id, "filename": args["filename"], "content": None}
+        return {"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"}
+
+    def _handle_upload(self, file_id: str, raw: bytes) -> _Reply:
+        """The POST of a file's bytes to its upload URL."""
+        with self._condition:
+            if file_id not in self._files:
+                return _Reply(404, b"unknown file", "text/plain")
+            self._files[file_id]["content"] = raw
+            return _Reply(200, f"OK - {len(raw)}".encode(), "text/plain")
+
+    def _files_complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        """files.completeUploadExternal: share uploaded files in a channel (and thread)."""
+        listed = args.get("files")
+        if not isinstance(listed, list) or not listed:
+            return {"ok": False, "error": "invalid_arguments"}
+        shared = []
+        for item in listed:
+            file = self._files.get(str(item.get("id")))
+            if file is None or file["content"] is None:
+                return {"ok": False, "error": "file_not_found"}
+            file.update(
+                title=item.get("title"), channel=args.get("channel_id"), thread_ts=args.get("thread_ts")
+            )
+            shared.append({"id": file["id"], "title": file["title"], "name": file["filename"]})
+        return {"ok": True, "files": shared}
+
+    def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        """usergroups.users.list: the member ids of one user group."""
+        members = self._user_groups.get(str(args.get("usergroup") or ""))
+        if members is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(members)}
 
     def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         """apps.connections.open: a Socket Mode URL on the local WebSocket server (app tokens only)."""

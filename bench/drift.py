@@ -1,0 +1,130 @@
+"""Drift benchmark: digest time at 1 million rows x 50 columns, and detection / false-alarm rates.
+
+    .venv/bin/python bench/drift.py --rows 1000000 --columns 50 --samples 100
+
+1. Time: a reference and a current sample of `--rows` rows each, `--columns` columns (40 numeric with
+   several distributions, 10 categorical with 5 to 40 categories, some missing values), 10 % of the
+   columns shifted. `dataset_drift` over all of them, `--repeat` times; the median is reported, with
+   the time per column. The statistic is a distance at this size (Wasserstein, Jensen-Shannon).
+2. Rates: the demo generator's prediction log (`bot/digests/demo_data.py`), one week of reference
+   and one week of current data, at drift sizes 0 (no drift: the false-alarm rate), 0.1, 0.25, 0.5
+   and 1.0, `--samples` independent samples each, at two sample sizes (700 rows a week: the tests;
+   14,000 a week: the distances). A detection is a data-set verdict of drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from bot.digests.demo_data import KINDS, prediction_log  # noqa: E402
+from bot.digests.drift import Kind, dataset_drift  # noqa: E402
+
+START = dt.date(2026, 10, 1)
+
+
+def _wide(rows: int, columns: int, seed: int, shifted: bool) -> tuple[dict[str, Kind], dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    kinds: dict[str, Kind] = {}
+    data: dict[str, Any] = {}
+    numeric = columns * 4 // 5
+    for index in range(columns):
+        name = f"c{index:02d}"
+        moved = shifted and index % 10 == 0
+        if index < numeric:
+            kinds[name] = "numeric"
+            shape = index % 3
+            values = (
+                rng.normal(0.3 if moved else 0.0, 1.0, rows)
+                if shape == 0
+                else rng.lognormal(0.2 if moved else 0.0, 0.8, rows)
+                if shape == 1
+                else rng.gamma(2.0, 1.3 if moved else 1.0, rows)
+            )
+            values[rng.random(rows) < 0.02] = np.nan
+            data[name] = values
+        else:
+            kinds[name] = "categorical"
+            categories = np.array([f"v{k}" for k in range(5 + (index % 8) * 5)])
+            weights = np.linspace(1.0, 2.0 if moved else 1.0, categories.size)
+            data[name] = rng.choice(categories, rows, p=weights / weights.sum()).astype(object)
+    return kinds, data
+
+
+def _timing(rows: int, columns: int, repeat: int) -> dict[str, Any]:
+    kinds, reference = _wide(rows, columns, seed=1, shifted=False)
+    _kinds, current = _wide(rows, columns, seed=2, shifted=True)
+    seconds = []
+    result = None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = dataset_drift(kinds, reference, current)
+        seconds.append(time.perf_counter() - started)
+    assert result is not None
+    median = statistics.median(seconds)
+    return {
+        "rows_per_sample": rows,
+        "columns": columns,
+        "runs": [round(s, 2) for s in seconds],
+        "median_seconds": round(median, 2),
+        "median_seconds_per_column": round(median / columns, 3),
+        "columns_flagged_drift": len(result.drifted),
+        "columns_shifted": sum(1 for index in range(columns) if index % 10 == 0),
+    }
+
+
+def _rates(samples: int) -> dict[str, Any]:
+    rates: dict[str, Any] = {}
+    for rows_per_day in (100, 2000):
+        row: dict[str, float] = {}
+        for size in (0.0, 0.1, 0.25, 0.5, 1.0):
+            hits = 0
+            for seed in range(samples):
+                log = prediction_log(
+                    START, 14, rows_per_day, drift_from=START + dt.timedelta(days=7), size=size, seed=seed
+                )
+                reference = log.between(START, START + dt.timedelta(days=6)).columns
+                current = log.between(START + dt.timedelta(days=7), START + dt.timedelta(days=13)).columns
+                hits += dataset_drift(KINDS, reference, current).level == "drift"
+            row[str(size)] = round(hits / samples, 3)
+        rates[f"{rows_per_day * 7:,} rows a week"] = row
+    return rates
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--columns", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "drift.json")
+    args = parser.parse_args()
+    result = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "timing": _timing(args.rows, args.columns, args.repeat),
+        "detection_rate_by_drift_size": _rates(args.samples),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""An action request's state as stored: its states, how it is read, and the columns a decision sets."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision
+from bot.store.actions import action_requests, append_audit, approvals
+
+PENDING, APPROVED, RUNNING = "pending", "approved", "running"
+DENIED, REJECTED, CANCELLED, EXPIRED = "denied", "rejected", "cancelled", "expired"
+SUCCEEDED, FAILED, NEEDS_ATTENTION = "succeeded", "failed", "needs_attention"
+FINISHED = frozenset({DENIED, REJECTED, CANCELLED, EXPIRED, SUCCEEDED, FAILED, NEEDS_ATTENTION})
+REDACTED = "[redacted]"
+
+
+class Gate(Protocol):
+    """What approvals need from the policy: decisions, approver checks and the action catalog."""
+
+    @property
+    def version(self) -> str:
+        """The policy version (hash of the policy files)."""
+        ...
+
+    def decide(self, request: ActionRequest, actor: Actor, now: dt.datetime) -> Decision:
+        """Deny, allow or require approval."""
+        ...
+
+    def may_approve(self, user: str, requester: str, requirement: ApprovalRequirement) -> tuple[bool, str]:
+        """Whether `user` counts towards `requirement`, and why not."""
+        ...
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The policy files the version is the hash of."""
+        ...
+
+    def action(self, name: str) -> ActionSpec | None:
+        """An action of the catalog."""
+        ...
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """A request as the approval card and the CLI show it."""
+
+    request_id: str
+    action: str
+    params: dict[str, Any]
+    requester: str
+    channel: str | None
+    thread_ts: str | None
+    status: str
+    rule: str | None
+    reason: str
+    policy_version: str
+    required_count: int
+    required_groups: tuple[str, ...]
+    deadline: float | None
+    approvers: tuple[str, ...] = ()
+    result_summary: str | None = None
+    result_output: str | None = None
+
+
+@dataclass(frozen=True)
+class ClickResult:
+    """What a click did: whether anything changed, what to tell the clicker, and the request now."""
+
+    changed: bool
+    message: str
+    request: RequestView | None
+    ready_to_run: bool = False
+
+
+def read_view(connection: Connection, request_id: str, lock: bool = False) -> RequestView | None:
+    """The request as this transaction sees it; `lock` holds its row until commit.
+
+    Decisions lock the row first, so concurrent clicks on one request are decided one after the
+    other (on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises every writer).
+    """
+    query = sa.select(action_requests).where(action_requests.c.request_id == request_id)
+    row = connection.execute(query.with_for_update() if lock else query).first()
+    if row is None:
+        return None
+    m = row._mapping
+    approvers = connection.execute(
+        sa.select(approvals.c.approver)
+        .where(
+            approvals.c.request_id == request_id,
+            approvals.c.fingerprint == m["fingerprint"],
+            approvals.c.revoked_at.is_(None),
+        )
+        .order_by(approvals.c.approval_id)
+    ).scalars()
+    return RequestView(
+        request_id=m["request_id"],
+        action=m["action"],
+        params=json.loads(m["params"]),
+        requester=m["requester"],
+        channel=m["channel"],
+        thread_ts=m["thread_ts"],
+        status=m["status"],
+        rule=m["rule"],
+        reason=m["reason"],
+        policy_version=m["policy_version"],
+        required_count=int(m["required_count"] or 0),
+        required_groups=tuple(json.loads(m["required_groups"] or "[]")),
+        deadline=m["deadline"],
+        approvers=tuple(str(a) for a in approvers),
+        result_summary=m["result_summary"],
+        result_output=m["result_output"],
+    )
+
+
+STATUS_OF = {"deny": DENIED, "allow": APPROVED, "require_approval": PENDING}
+
+
+def decided_columns(
+    request: ActionRequest, stored: dict[str, Any], decision: Decision, now: float
+) -> dict[str, Any]:
+    """The request's columns that follow from its (redacted) parameters and the policy's decision."""
+    requirement = decision.approval
+    return {
+        "params": json.dumps(stored, sort_keys=True, default=str),
+        "status": STATUS_OF[decision.outcome],
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "policy_version": decision.policy_version,
+        "fingerprint": request.fingerprint(decision.policy_version),
+        "required_count": requirement.count if requirement else 0,
+        "required_groups": json.dumps(list(requirement.groups) if requirement else []),
+        "deadline": now + requirement.within_minutes * 60 if requirement else None,
+        "updated_at": now,
+    }
+
+
+def utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
+
+
+def move(connection: Connection, request_id: str, source: str, target: str, now: float) -> bool:
+    """A conditional state change: True only for the caller that found the request in `source`."""
+    return bool(
+        connection.execute(
+            sa.update(action_requests)
+            .where(action_requests.c.request_id == request_id, action_requests.c.status == source)
+            .values(status=target, updated_at=now)
+        ).rowcount
+    )
+
+
+def secret_values(request: ActionRequest, spec: ActionSpec | None) -> dict[str, Any]:
+    """The request's secret parameters: never stored, so only a run right now can use them."""
+    secret = {param.name for param in spec.params if param.secret} if spec else set()
+    return {key: value for key, value in request.params.items() if key in secret}
+
+
+def no_waiting_with_secrets(decision: Decision, secrets: Mapping[str, Any]) -> Decision:
+    """A request that must wait for approval cannot carry a secret (it is not stored): deny it, saying so."""
+    if decision.outcome != "require_approval" or not secrets:
+        return decision
+    names = ", ".join(f"`{name}`" for name in sorted(secrets))
+    reason = (
+        f"{decision.reason} But it carries the secret parameter {names}, which Steward never stores, so "
+        "it cannot wait for approval. Pass a reference instead (the secret's name in your secret manager)."
+    )
+    return decision.model_copy(update={"outcome": "deny", "approval": None, "reason": reason})
+
+
+def redacted(request: ActionRequest, spec: ActionSpec | None) -> dict[str, Any]:
+    """The parameters with secret ones masked, as they are stored and audited."""
+    secret = {param.name for param in spec.params if param.secret} if spec else set()
+    return {key: (REDACTED if key in secret else value) for key, value in request.params.items()}
+
+
+def refuse_finished(connection: Connection, view: RequestView | None, now: float) -> ClickResult | None:
+    if view is None:
+        return ClickResult(False, "There is no such request.", None)
+    if view.status == PENDING and view.deadline is not None and now > view.deadline:
+        if move(connection, view.request_id, PENDING, EXPIRED, now):
+            append_audit(connection, at=now, kind="expired", request_id=view.request_id, actor=None, data={})
+        return ClickResult(
+            False,
+            "This request has expired; nothing will run. Ask again if it is still needed.",
+            dataclasses.replace(view, status=EXPIRED),
+        )
+    if view.status != PENDING:
+        return ClickResult(False, f"This request is already {view.status}; your click changed nothing.", view)
+    return None
+
+
+def redecide(connection: Connection, view: RequestView, gate: Gate, now: float) -> ClickResult:
+    """The policy changed since the request: decide it again; earlier approvals no longer count."""
+    request = ActionRequest(action=view.action, params=view.params)
+    decision = gate.decide(
+        request,
+        Actor(user_id=view.requester, channel=view.channel),
+        dt.datetime.fromtimestamp(now, tz=dt.UTC),
+    )
+    status = {"deny": DENIED, "allow": PENDING, "require_approval": PENDING}[decision.outcome]
+    requirement = decision.approval
+    connection.execute(
+        sa.update(action_requests)
+        .where(action_requests.c.request_id == view.request_id, action_requests.c.status == PENDING)
+        .values(
+            status=status,
+            rule=decision.rule,
+            reason=decision.reason,
+            policy_version=decision.policy_version,
+            fingerprint=request.fingerprint(decision.policy_version),
+            required_count=requirement.count if requirement else 1,
+            required_groups=json.dumps(
+                list(requirement.groups) if requirement else list(view.required_groups)
+            ),
+            updated_at=now,
+        )
+    )
+    append_audit(
+        connection,
+        at=now,
+        kind="redecided",
+        request_id=view.request_id,
+        actor="policy",
+        data={
+            "outcome": decision.outcome,
+            "rule": decision.rule,
+            "policy_version": decision.policy_version,
+        },
+    )
+    return ClickResult(
+        True,
+        "The policy changed since this request was made, so earlier approvals no longer count. "
+        "It has been decided again; please approve again if you still agree.",
+        read_view(connection, view.request_id),
+    )

@@ -1,0 +1,1 @@
+"""Scheduled digests: drift, incidents and governance, computed (pure) and then rendered."""

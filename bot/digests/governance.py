@@ -1,0 +1,192 @@
+"""The governance digest: pending approvals, what the guarded actions did, policy changes, stale and
+superseded knowledge, knowledge gaps with the owners to ask, and feedback; over one period."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from bot.store.actions import action_requests, audit_log
+from bot.store.catalog import DocumentRecord
+from bot.store.conversations import answer_log, feedback, knowledge_gaps
+from bot.store.schema import upgrade
+
+FINISHED = ("succeeded", "failed", "rejected", "expired", "cancelled", "denied", "needs_attention")
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A request waiting for approvals."""
+
+    request_id: str
+    action: str
+    requester: str
+    channel: str | None
+    age_hours: float
+    approvals_needed: int
+
+
+@dataclass
+class GovernanceReport:
+    """Everything the digest shows for the period `since` .. `until`."""
+
+    since: dt.datetime
+    until: dt.datetime
+    pending: list[Pending] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    policy_changes: list[tuple[dt.datetime, str, str | None]] = field(default_factory=list)  # at, new, old
+    stale: list[DocumentRecord] = field(default_factory=list)
+    superseded_cited: list[tuple[DocumentRecord, int]] = field(default_factory=list)  # and times cited
+    gaps_by_owners: dict[str, list[str]] = field(default_factory=dict)  # owners -> open questions
+    helpful: int = 0
+    not_helpful: int = 0
+    not_helpful_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing waiting, nothing done, nothing stale: the digest is one line."""
+        return not (
+            self.pending
+            or self.outcomes
+            or self.policy_changes
+            or self.stale
+            or self.superseded_cited
+            or self.gaps_by_owners
+            or self.helpful
+            or self.not_helpful
+        )
+
+
+def gather(
+    engine: Engine, documents: list[DocumentRecord], since: dt.datetime, until: dt.datetime
+) -> GovernanceReport:
+    """Read the period from the state database and the catalog's documents."""
+    upgrade(engine)
+    start, end = since.timestamp(), until.timestamp()
+    report = GovernanceReport(since, until)
+    with engine.connect() as connection:
+        for row in connection.execute(
+            sa.select(action_requests)
+            .where(action_requests.c.status == "pending")
+            .order_by(action_requests.c.created_at)
+        ):
+            report.pending.append(
+                Pending(
+                    row.request_id,
+                    row.action,
+                    row.requester,
+                    row.channel,
+                    (end - row.created_at) / 3600,
+                    int(row.required_count or 0),
+                )
+            )
+        finished = connection.execute(
+            sa.select(action_requests.c.status, sa.func.count())
+            .where(
+                action_requests.c.status.in_(FINISHED),
+                action_requests.c.updated_at >= start,
+                action_requests.c.updated_at < end,
+            )
+            .group_by(action_requests.c.status)
+        )
+        report.outcomes = Counter({str(status): int(count) for status, count in finished})
+        for row in connection.execute(
+            sa.select(audit_log.c.at, audit_log.c.data)
+            .where(audit_log.c.kind == "policy_changed", audit_log.c.at >= start, audit_log.c.at < end)
+            .order_by(audit_log.c.seq)
+        ):
+            data = json.loads(row.data)
+            report.policy_changes.append(
+                (dt.datetime.fromtimestamp(row.at, dt.UTC), data["version"], data["previous"])
+            )
+        cited: Counter[str] = Counter()
+        for (raw,) in connection.execute(
+            sa.select(answer_log.c.cited).where(
+                answer_log.c.created_at >= start, answer_log.c.created_at < end
+            )
+        ):
+            cited.update(str(path) for path in json.loads(raw or "[]"))
+        gaps = connection.execute(
+            sa.select(knowledge_gaps.c.question, knowledge_gaps.c.owners).where(
+                knowledge_gaps.c.status.in_(("open", "routed", "drafted"))
+            )
+        )
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for question, owners in gaps:
+            names = json.loads(owners or "[]")
+            grouped[", ".join(sorted(names)) or "no owner named"].append(str(question))
+        report.gaps_by_owners = dict(sorted(grouped.items(), key=lambda item: -len(item[1])))
+        for helpful, reason in connection.execute(
+            sa.select(feedback.c.helpful, feedback.c.reason).where(
+                feedback.c.created_at >= start, feedback.c.created_at < end
+            )
+        ):
+            if helpful:
+                report.helpful += 1
+            else:
+                report.not_helpful += 1
+                if reason:
+                    report.not_helpful_reasons.append(str(reason))
+    today = until.date().isoformat()
+    report.stale = sorted(
+        (d for d in documents if d.review_by and d.review_by < today),
+        key=lambda d: (d.review_by or "", d.title),
+    )
+    report.superseded_cited = sorted(
+        ((d, cited[d.path]) for d in documents if d.superseded_by and cited[d.path]),
+        key=lambda item: -item[1],
+    )
+    return report
+
+
+def render_text(name: str, report: GovernanceReport, quiet: str = "say") -> str:
+    """The report as plain text (also the Slack message's body, escaped there)."""
+    period = f"{report.since:%Y-%m-%d} to {report.until:%Y-%m-%d}"
+    if report.quiet:
+        return (
+            "" if quiet == "skip" else f"{name} ({period}): all quiet: nothing pending, done, stale or asked."
+        )
+    lines = [f"{name} ({period})"]
+    if report.pending:
+        lines += ["", f"Waiting for approval: {len(report.pending)}"]
+        for item in sorted(report.pending, key=lambda p: -p.age_hours)[:10]:
+            lines.append(
+                f"- {item.action} requested by <@{item.requester}> in <#{item.channel}>, "
+                f"{item.age_hours:.0f} h ago, {item.approvals_needed} approval(s) needed"
+            )
+    if report.outcomes:
+        done = ", ".join(f"{count} {status}" for status, count in report.outcomes.most_common())
+        lines += ["", f"Actions in the period: {done}"]
+    if report.policy_changes:
+        lines += ["", f"Policy changes: {len(report.policy_changes)}"]
+        lines += [
+            f"- {at:%Y-%m-%d %H:%M} UTC: {new[:12]} (was {(old or 'none')[:12]})"
+            for at, new, old in report.policy_changes
+        ]
+    if report.stale:
+        lines += ["", f"Documents past their review date: {len(report.stale)}"]
+        lines += [
+            f"- {d.title} ({d.path}), review by {d.review_by}, owner {d.owner or 'none'}"
+            for d in report.stale[:10]
+        ]
+    if report.superseded_cited:
+        lines += ["", "Superseded documents that answers still cite:"]
+        lines += [
+            f"- {d.title} ({d.path}), cited {times} time(s); superseded by {d.superseded_by}"
+            for d, times in report.superseded_cited[:10]
+        ]
+    if report.gaps_by_owners:
+        count = sum(len(questions) for questions in report.gaps_by_owners.values())
+        lines += ["", f"Open knowledge gaps: {count}, by the owners to ask"]
+        for owners, questions in list(report.gaps_by_owners.items())[:10]:
+            shown = "; ".join(f'"{q[:80]}"' for q in questions[:3])
+            lines.append(f"- {owners}: {len(questions)}: {shown}")
+    if report.helpful or report.not_helpful:
+        lines += ["", f"Feedback: {report.helpful} helpful, {report.not_helpful} not helpful"]
+        lines += [f'- "{reason[:120]}"' for reason in report.not_helpful_reasons[:5]]
+    return "\n".join(lines)

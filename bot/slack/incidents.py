@@ -1,0 +1,114 @@
+"""Incidents declared in Slack: `/steward incident open "title" sev=2 service=...` and `resolve N`.
+
+The declaration is posted in the channel and its thread is the timeline; the first reply there by
+someone other than the declarer acknowledges the incident (the digest's time to acknowledge).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from slack_bolt import Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.slack.mrkdwn import escape
+from bot.slack.posting import Poster
+from bot.store.incidents import IncidentStore
+
+log = logging.getLogger("steward.slack")
+
+USAGE = (
+    '`/steward incident open "title" sev=1..5 [service=NAME]` to declare one, '
+    "`/steward incident resolve NUMBER` when it is over."
+)
+SEVERITIES = ("1", "2", "3", "4", "5")
+
+
+class IncidentFlows:
+    """The `/steward incident` command and acknowledgements in incident threads."""
+
+    def __init__(self, store: IncidentStore, poster: Poster, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.poster = poster
+        self.clock = clock
+
+    def on_command(self, text: str, command: Mapping[str, Any], client: WebClient, respond: Respond) -> None:
+        """`open …` posts the incident in the channel; `resolve N` closes it in its thread."""
+        verb, _, rest = text.strip().partition(" ")
+        user, channel = str(command.get("user_id") or ""), str(command.get("channel_id") or "")
+        if verb.lower() == "open":
+            self._open(rest, user, channel, client, respond)
+        elif verb.lower() == "resolve":
+            self._resolve(rest.strip(), user, client, respond)
+        else:
+            respond(text=f"Incidents: {USAGE}", response_type="ephemeral")
+
+    def _open(self, rest: str, user: str, channel: str, client: WebClient, respond: Respond) -> None:
+        try:
+            words = shlex.split(rest.replace("“", '"').replace("”", '"'))
+        except ValueError as exc:
+            respond(text=f"I could not read that ({exc}). {USAGE}", response_type="ephemeral")
+            return
+        fields = dict(word.split("=", 1) for word in words if "=" in word)
+        title = " ".join(word for word in words if "=" not in word).strip()
+        unknown = sorted(set(fields) - {"sev", "service"})
+        problems = []
+        if not title:
+            problems.append("a title is missing")
+        if fields.get("sev") not in SEVERITIES:
+            problems.append(f"sev must be 1 to 5 (got {fields.get('sev', 'nothing')!r})")
+        if unknown:
+            problems.append(f"unknown field(s): {', '.join(unknown)}")
+        if problems:
+            respond(text=f"Not declared: {'; '.join(problems)}. {USAGE}", response_type="ephemeral")
+            return
+        service = fields.get("service") or None
+        number = self.store.declare(title, fields["sev"], service, user, channel, self.clock())
+        where = f", service {escape(service)}" if service else ""
+        text = (
+            f":rotating_light: *Incident #{number}* (sev {fields['sev']}{where}): {escape(title)}, "
+            f"declared by <@{user}>. This thread is the timeline; `/steward incident resolve {number}` "
+            "when it is over."
+        )
+        try:
+            ts = self.poster.say(client, channel, text)
+        except SlackApiError as exc:
+            log.info("incident not posted channel=%s error=%s", channel, exc.response.get("error"))
+            respond(
+                text=f"Incident #{number} is recorded, but I cannot post in this channel: invite me to it.",
+                response_type="ephemeral",
+            )
+            return
+        self.store.set_thread(number, ts)
+        log.info("incident declared number=%s channel=%s", number, channel)
+
+    def _resolve(self, rest: str, user: str, client: WebClient, respond: Respond) -> None:
+        number = rest.lstrip("#").split(" ", 1)[0]
+        if not number.isdigit():
+            respond(text=f"Which incident? {USAGE}", response_type="ephemeral")
+            return
+        incident = self.store.resolve(int(number), self.clock())
+        if incident is None:
+            respond(text=f"There is no open incident #{number}.", response_type="ephemeral")
+            return
+        minutes = ((incident.resolved_at or incident.started_at) - incident.started_at) / 60
+        channel, thread_ts = self.store.thread_of(incident.incident_id)
+        if channel and thread_ts:
+            self.poster.say(
+                client,
+                channel,
+                f":white_check_mark: Incident #{number} resolved by <@{user}> after {minutes:.0f} min.",
+                thread_ts=thread_ts,
+            )
+        else:
+            respond(text=f"Incident #{number} is resolved.", response_type="ephemeral")
+
+    def on_reply(self, channel: str, thread_ts: str, user: str) -> None:
+        """A reply in a thread: the first one by someone other than the declarer acknowledges it."""
+        if self.store.acknowledge_in_thread(channel, thread_ts, user, self.clock()):
+            log.info("incident acknowledged channel=%s thread=%s", channel, thread_ts)

@@ -1,0 +1,22 @@
+"""The guarded-actions part of `make demo` works from an empty data dir (and again on the same one)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def test_the_actions_demo_rolls_production_back_with_two_approvals(tmp_path: Path) -> None:
+    """The requester is refused, two approvers approve, the registry's alias moves, the audit verifies."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, str(ROOT / "deploy/demo/guarded_actions.py"), "--data-dir", str(tmp_path)]
+    for _run in range(2):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "you are the requester" in done.stdout
+        assert "fraud-scorer `production` -> version 2" in done.stdout
+        assert "intact" in done.stdout

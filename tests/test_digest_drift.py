@@ -1,0 +1,185 @@
+"""The drift digest from configuration to text: digests.yaml, CSV / Parquet / SQL sources, findings, CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bot.cli import main
+from bot.digests.config import DigestConfigError, Source, load_digests
+from bot.digests.demo_data import DEMO_DRIFT_FROM, DEMO_START, prediction_log, write_csv
+from bot.digests.drift_digest import render_text, run_drift
+from bot.digests.sources import SourceError, load
+from tests.conftest import ROOT
+
+AT = dt.date(2026, 11, 5)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The starter digests.yaml beside the demo's daily CSV files (drift from 2026-10-29)."""
+    root = tmp_path_factory.mktemp("digests")
+    shutil.copy(ROOT / "digests.yaml", root / "digests.yaml")
+    log = prediction_log(DEMO_START, 35, 200, drift_from=DEMO_DRIFT_FROM, seed=3)
+    write_csv(log, root / ".steward-demo" / "predictions")
+    return root
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "digests.yaml"
+    path.write_text(text)
+    return path
+
+
+# ---- configuration
+
+
+def test_the_starter_configuration_loads() -> None:
+    """digests.yaml in the repository is valid: one drift digest on weekday mornings in Berlin."""
+    config = load_digests(ROOT / "digests.yaml")
+    digest = config.digests["model-drift"]
+    assert digest.kind == "drift" and str(config.zone(digest)) == "Europe/Berlin"
+    assert digest.monitors[0].prediction == "score"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("digests:\n  d:\n    kind: drift\n    schedul: x\n", "line 4: digests.d: unknown field 'schedul'"),
+        (
+            "digests:\n  d:\n    kind: drift\n    schedule: every day\n    channel: C1\n",
+            "not a cron expression",
+        ),
+        ("timezone: Mars/Olympus\n", "line 1: timezone: unknown timezone 'Mars/Olympus'"),
+        ("digests:\n  d: {kind: drift, schedule: '0 8 * * *', channel: C1}\n", "needs at least one monitor"),
+        (
+            "digests:\n  d:\n    kind: drift\n    schedule: '0 8 * * *'\n    channel: C1\n    monitors:\n"
+            "      - {model: m, numeric: [a], reference: {sql: 'select 1'}, current: {csv: x.csv}}\n",
+            "a sql source needs url",
+        ),
+    ],
+)
+def test_configuration_errors_name_the_file_line_and_field(tmp_path: Path, text: str, message: str) -> None:
+    """Every problem is reported with where it is and what to do."""
+    with pytest.raises(DigestConfigError) as raised:
+        load_digests(_write(tmp_path, text))
+    assert message in str(raised.value) and str(tmp_path / "digests.yaml") in str(raised.value)
+
+
+def test_a_missing_configuration_file_says_which_setting_names_it(tmp_path: Path) -> None:
+    """No file: the error names the path and STEWARD_DIGESTS_FILE."""
+    with pytest.raises(DigestConfigError, match="STEWARD_DIGESTS_FILE"):
+        load_digests(tmp_path / "nope.yaml")
+
+
+# ---- sources
+
+
+def test_csv_windows_skip_files_dated_outside_them(demo: Path) -> None:
+    """A broken file dated outside the window is never opened; rows come from the window's days only."""
+    folder = demo / ".steward-demo" / "predictions"
+    (folder / "2026-09-01.csv").write_text("not,a,valid\nfile")
+    try:
+        source = Source.model_validate({"csv": ".steward-demo/predictions/*.csv", "last_days": 7})
+        columns = load(source, {"day": "categorical", "amount": "numeric"}, "day", AT, demo)
+    finally:
+        (folder / "2026-09-01.csv").unlink()
+    assert set(columns["day"]) == {f"2026-10-{d}" for d in range(29, 32)} | {
+        f"2026-11-0{d}" for d in range(1, 5)
+    }
+    assert len(columns["amount"]) == 7 * 200
+
+
+def test_bad_values_and_missing_columns_name_the_file_and_line(tmp_path: Path) -> None:
+    """A value that is not a number, or a column that is not there, is an error with its place."""
+    (tmp_path / "p.csv").write_text("day,amount\n2026-11-01,12.5\n2026-11-01,twelve\n")
+    source = Source.model_validate({"csv": "p.csv"})
+    with pytest.raises(SourceError, match=r"p\.csv, line 3: column 'amount' holds 'twelve'"):
+        load(source, {"amount": "numeric"}, None, AT, tmp_path)
+    with pytest.raises(SourceError, match=r"no column 'score' \(it has: amount, day\)"):
+        load(source, {"score": "numeric"}, None, AT, tmp_path)
+
+
+def test_parquet_and_sql_sources_give_the_same_columns(tmp_path: Path) -> None:
+    """The same rows from a Parquet file and from a SQL query (SQLite), with the window in SQL."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = {
+        "day": ["2026-11-01", "2026-11-02", "2026-11-03"],
+        "amount": [1.0, None, 3.0],
+        "country": ["DE", "FR", None],
+    }
+    pq.write_table(pa.table(rows), tmp_path / "p.parquet")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE p (day TEXT, amount REAL, country TEXT)"))
+        connection.execute(
+            sa.text("INSERT INTO p VALUES (:day, :amount, :country)"),
+            [dict(zip(rows, r, strict=True)) for r in zip(*rows.values(), strict=True)],
+        )
+    engine.dispose()
+    kinds = {"amount": "numeric", "country": "categorical"}
+    window = {"from": "2026-11-02", "to": "2026-11-03"}
+    parquet = load(Source.model_validate({"parquet": "p.parquet", **window}), kinds, "day", AT, tmp_path)  # type: ignore[arg-type]
+    sql = Source.model_validate(
+        {"sql": "SELECT * FROM p WHERE day >= :start", "url": f"sqlite:///{tmp_path / 'p.db'}", **window}
+    )
+    queried = load(sql, kinds, "day", AT, tmp_path)  # type: ignore[arg-type]
+    for columns in (parquet, queried):
+        assert list(columns["country"]) == ["FR", None]
+        assert columns["amount"][1] == 3.0 and columns["amount"][0] != columns["amount"][0]  # NaN
+
+
+# ---- the digest
+
+
+def test_the_demo_drift_is_reported_with_its_runbook(demo: Path) -> None:
+    """Amount, the new category and the prediction drift; the text ranks and explains them."""
+    config = load_digests(demo / "digests.yaml")
+    results = run_drift(config.digests["model-drift"], AT, demo)
+    (result,) = results
+    assert result.drift is not None and result.drift.level == "drift"
+    drifted = [f.feature for f in result.drift.drifted]
+    assert {"amount", "merchant_category", "score"} <= set(drifted)
+    text = render_text("model-drift", results, AT)
+    assert "fraud-scorer: DRIFT" in text and "new: crypto_exchange" in text
+    assert "current: .steward-demo/predictions/*.csv, 2026-10-29 to 2026-11-04" in text
+
+
+def test_a_failing_source_is_reported_not_skipped(demo: Path) -> None:
+    """A window with no files: the model is listed as not checked, with the source and the reason."""
+    config = load_digests(demo / "digests.yaml")
+    results = run_drift(config.digests["model-drift"], dt.date(2027, 6, 1), demo)
+    text = render_text("model-drift", results, dt.date(2027, 6, 1))
+    assert (
+        "fraud-scorer: NOT CHECKED: current: no rows in .steward-demo/predictions/*.csv, 2027-05-25" in text
+    )
+
+
+def test_a_quiet_period_is_one_line_or_nothing(demo: Path) -> None:
+    """Reference and current both before the drift: one "all quiet" line, or nothing when configured."""
+    config = load_digests(demo / "digests.yaml")
+    digest = config.digests["model-drift"]
+    before = dt.date(2026, 10, 22)  # the current window is 10-15 .. 10-21
+    text = render_text("model-drift", run_drift(digest, before, demo), before)
+    assert text == "model-drift (2026-10-22): all quiet: no drift in 1 model(s)."
+    assert render_text("model-drift", run_drift(digest, before, demo), before, quiet="skip") == ""
+
+
+def test_steward_digest_run_prints_the_digest(
+    demo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI renders it; an unknown name lists the configured ones (exit 1)."""
+    monkeypatch.setenv("STEWARD_DIGESTS_FILE", str(demo / "digests.yaml"))
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(demo / "data"))
+    assert main(["digest", "run", "model-drift", "--at", "2026-11-05"]) == 0
+    assert "fraud-scorer: DRIFT" in capsys.readouterr().out
+    assert main(["digest", "run", "weekly", "--at", "2026-11-05"]) == 1
+    assert (
+        "no digest named 'weekly' (configured: governance, incidents, model-drift)" in capsys.readouterr().err
+    )

@@ -1,0 +1,117 @@
+"""The governance digest: pending approvals, outcomes, policy changes, stale and superseded documents,
+knowledge gaps by the owners to ask, and feedback, over one period."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.actions.approvals import ApprovalService
+from bot.actions.gate import PolicyFolder
+from bot.actions.models import ActionRequest, Actor
+from bot.digests.governance import gather, render_text
+from bot.store.catalog import DocumentRecord
+from bot.store.conversations import ConversationStore
+from bot.store.engine import create_engine
+from tests.conftest import ROOT
+
+NOW = time.time()
+SINCE = dt.datetime.fromtimestamp(NOW - 7 * 86400, dt.UTC)
+UNTIL = dt.datetime.fromtimestamp(NOW + 60, dt.UTC)
+OLD = DocumentRecord(
+    "d1", "kb", "decisions/0006-approvals.md", "h", "ADR 0006", superseded_by="decisions/0013.md"
+)
+STALE = DocumentRecord(
+    "d2", "kb", "runbooks/drift.md", "h", "Drift runbook", owner="@dana", review_by="2020-01-01"
+)
+FRESH = DocumentRecord("d3", "kb", "runbooks/rollback.md", "h", "Rollback", review_by="2999-01-01")
+
+
+@pytest.fixture
+def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A state database with Steward's tables."""
+    built = create_engine(f"sqlite:///{tmp_path}/state.db")
+    yield built
+    built.dispose()
+
+
+def test_the_report_gathers_the_period(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Each part of the report comes from its table; the text lists them."""
+    policies = Path(shutil.copytree(ROOT / "policies", tmp_path / "policies"))
+    approvals = ApprovalService(engine, PolicyFolder(policies))
+    rollback = ActionRequest(
+        action="rollback-model", params={"model": "fraud-scorer", "version": 2, "env": "prod"}
+    )
+    pending, _ = approvals.submit(rollback, Actor(user_id="U0000SRE01", channel="COPS"))
+    cancelled, _ = approvals.submit(rollback, Actor(user_id="U0000SRE01", channel="COPS"))
+    approvals.cancel(cancelled.request_id, "U0000SRE01")
+    edited = policies / "40-operations.yaml"
+    edited.write_text(edited.read_text().replace("within_minutes: 15", "within_minutes: 20"))
+    approvals.note_policy()
+    store = ConversationStore(engine)
+    store.ensure_schema()
+    answer = store.record_answer(
+        channel="C1",
+        thread_ts="1.0",
+        asker="U1",
+        question="who approves?",
+        cited=[OLD.path],
+        confidence=0.7,
+        abstained=False,
+    )
+    store.record_feedback(answer, "U2", helpful=False)
+    store.open_gap(
+        question="How do we rotate the vector DB key?",
+        channel="C1",
+        thread_ts="2.0",
+        asker="U1",
+        owners=["@sec"],
+    )
+    store.open_gap(
+        question="Who owns the feature store?", channel="C1", thread_ts="3.0", asker="U1", owners=["@sec"]
+    )
+    report = gather(engine, [OLD, STALE, FRESH], SINCE, UNTIL)
+    assert [p.request_id for p in report.pending] == [pending.request_id]
+    assert report.outcomes == {"cancelled": 1}
+    assert len(report.policy_changes) == 1
+    assert [d.path for d in report.stale] == [STALE.path]
+    assert [(d.path, n) for d, n in report.superseded_cited] == [(OLD.path, 1)]
+    assert report.gaps_by_owners == {
+        "@sec": ["How do we rotate the vector DB key?", "Who owns the feature store?"]
+    }
+    assert (report.helpful, report.not_helpful) == (0, 1)
+    text = render_text("governance", report)
+    for expected in (
+        "Waiting for approval: 1",
+        "rollback-model requested by <@U0000SRE01> in <#COPS>",
+        "Actions in the period: 1 cancelled",
+        "Policy changes: 1",
+        "Drift runbook (runbooks/drift.md), review by 2020-01-01, owner @dana",
+        "ADR 0006 (decisions/0006-approvals.md), cited 1 time(s); superseded by decisions/0013.md",
+        "Open knowledge gaps: 2, by the owners to ask",
+        "Feedback: 0 helpful, 1 not helpful",
+    ):
+        assert expected in text, expected
+
+
+def test_an_empty_period_is_one_line_or_nothing(engine) -> None:  # type: ignore[no-untyped-def]
+    """No requests, changes, stale documents, gaps or feedback: "all quiet", or nothing when skipped."""
+    report = gather(engine, [FRESH], SINCE, UNTIL)
+    assert render_text("governance", report).endswith("all quiet: nothing pending, done, stale or asked.")
+    assert render_text("governance", report, quiet="skip") == ""
+
+
+def test_steward_digest_run_renders_the_governance_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The starter configuration's governance digest renders from the CLI."""
+    monkeypatch.setenv("STEWARD_DIGESTS_FILE", str(ROOT / "digests.yaml"))
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "data"))
+    from bot.cli import main
+
+    assert main(["digest", "run", "governance"]) == 0
+    assert "governance (" in capsys.readouterr().out
