@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
+from bot.digests.demo_data import DEMO_DRIFT_FROM, DEMO_START, prediction_log, write_csv
 from bot.index.embedding import Embedder
 from bot.wiring import Services
 from tests.databases import StateDatabase, state_database
@@ -158,3 +160,13 @@ def state_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateDa
     """An empty state database: a SQLite file, then a private PostgreSQL schema (skipped without one)."""
     with state_database(request.param, tmp_path) as database:
         yield database
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The starter digests.yaml beside the demo's daily CSV files (drift from 2026-10-29); read only."""
+    root = tmp_path_factory.mktemp("digests")
+    shutil.copy(ROOT / "digests.yaml", root / "digests.yaml")
+    log = prediction_log(DEMO_START, 35, 200, drift_from=DEMO_DRIFT_FROM, seed=3)
+    write_csv(log, root / ".steward-demo" / "predictions")
+    return root

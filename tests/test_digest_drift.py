@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,22 +10,11 @@ import sqlalchemy as sa
 
 from bot.cli import main
 from bot.digests.config import DigestConfigError, Source, load_digests
-from bot.digests.demo_data import DEMO_DRIFT_FROM, DEMO_START, prediction_log, write_csv
 from bot.digests.drift_digest import render_text, run_drift
 from bot.digests.sources import SourceError, load
 from tests.conftest import ROOT
 
 AT = dt.date(2026, 11, 5)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The starter digests.yaml beside the demo's daily CSV files (drift from 2026-10-29)."""
-    root = tmp_path_factory.mktemp("digests")
-    shutil.copy(ROOT / "digests.yaml", root / "digests.yaml")
-    log = prediction_log(DEMO_START, 35, 200, drift_from=DEMO_DRIFT_FROM, seed=3)
-    write_csv(log, root / ".steward-demo" / "predictions")
-    return root
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -172,11 +160,11 @@ def test_a_quiet_period_is_one_line_or_nothing(demo: Path) -> None:
 
 
 def test_steward_digest_run_prints_the_digest(
-    demo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The CLI renders it; an unknown name lists the configured ones (exit 1)."""
     monkeypatch.setenv("STEWARD_DIGESTS_FILE", str(demo / "digests.yaml"))
-    monkeypatch.setenv("STEWARD_DATA_DIR", str(demo / "data"))
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "data"))
     assert main(["digest", "run", "model-drift", "--at", "2026-11-05"]) == 0
     assert "fraud-scorer: DRIFT" in capsys.readouterr().out
     assert main(["digest", "run", "weekly", "--at", "2026-11-05"]) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +13,6 @@ from slack_sdk import WebClient
 
 from bot.cli import main
 from bot.digests.config import load_digests
-from bot.digests.demo_data import DEMO_DRIFT_FROM, DEMO_START, prediction_log, write_csv
 from bot.slack.digests import DigestPoster, latest_fire, start_scheduler
 from bot.slack.pacing import ChannelPacer
 from bot.slack.payloads import ACTION_DIGEST_REQUEST, BLOCK_PARAM_PREFIX, BLOCK_PICK_ACTION
@@ -28,18 +26,6 @@ from tests.slackbot import RunningBot
 
 BERLIN = ZoneInfo("Europe/Berlin")
 FIRE = dt.datetime(2026, 11, 5, 8, 0, tzinfo=BERLIN)  # a Thursday, 08:00: the starter schedule's time
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The starter digests.yaml beside the demo's daily CSV files (drift from 2026-10-29)."""
-    root = tmp_path_factory.mktemp("digests")
-    shutil.copy(ROOT / "digests.yaml", root / "digests.yaml")
-    write_csv(
-        prediction_log(DEMO_START, 35, 200, drift_from=DEMO_DRIFT_FROM, seed=3),
-        root / ".steward-demo" / "predictions",
-    )
-    return root
 
 
 @pytest.fixture
@@ -230,11 +216,15 @@ def test_the_scheduler_has_one_job_per_digest_in_its_timezone(
 
 
 def test_steward_digest_run_post_posts_to_the_channel(
-    demo: Path, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    demo: Path,
+    tmp_path: Path,
+    slack: FakeSlack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """--post sends it now through the Web API; without a token it says which variable is missing."""
     monkeypatch.setenv("STEWARD_DIGESTS_FILE", str(demo / "digests.yaml"))
-    monkeypatch.setenv("STEWARD_DATA_DIR", str(demo / "data"))
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "data"))
     assert main(["digest", "run", "model-drift", "--at", "2026-11-05", "--post"]) == 1
     assert "--post needs SLACK_BOT_TOKEN" in capsys.readouterr().err
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")

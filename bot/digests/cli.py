@@ -6,13 +6,9 @@ import datetime as dt
 
 from bot.digests.config import DigestConfigError, load_digests
 from bot.digests.drift_digest import knowledge_runbooks, render_text, run_drift
-from bot.digests.governance import GovernanceReport, gather
-from bot.digests.governance import render_text as render_governance
-from bot.digests.incidents import gather as gather_incidents
 from bot.digests.incidents import incident_runbooks
-from bot.digests.incidents import render_text as render_incidents
+from bot.digests.reports import report_text
 from bot.store.digests import DriftHistory
-from bot.store.incidents import IncidentStore
 from bot.wiring import Services
 
 
@@ -23,23 +19,15 @@ def run_digest(services: Services, name: str, at: dt.date | None, since: dt.date
     if digest is None:
         known = ", ".join(sorted(config.digests)) or "none"
         raise DigestConfigError(f"{config.path}: no digest named {name!r} (configured: {known})")
-    if digest.kind == "governance":
-        today = at or today_for(services, name)
-        report = governance_report(services, today, digest.period_days, since)
-        text = render_governance(name, report, digest.when_quiet)
-        if text:
-            print(text)
-        return 0
-    if digest.kind == "incidents":
-        today = at or today_for(services, name)
-        since_day, until_day = period(today, digest.period_days, since)
-        incidents = gather_incidents(
-            IncidentStore(services.catalog.engine),
-            since_day,
-            until_day,
+    if digest.kind in ("governance", "incidents"):
+        text = report_text(
+            name,
+            digest,
+            services.catalog,
+            at or today_for(services, name),
+            since,
             incident_runbooks(lambda: services.retriever),
         )
-        text = render_incidents(name, incidents, digest.when_quiet)
         if text:
             print(text)
         return 0
@@ -74,20 +62,3 @@ def today_for(services: Services, name: str) -> dt.date:
     config = load_digests(services.settings.digests_file)
     digest = config.digests.get(name)
     return dt.datetime.now(config.zone(digest) if digest else dt.UTC).date()
-
-
-def period(today: dt.date, days: int, since: dt.date | None) -> tuple[dt.datetime, dt.datetime]:
-    """A digest's period: the `days` days before `today` (or from `since`), as UTC midnights."""
-    until = dt.datetime.combine(today, dt.time(), dt.UTC)
-    return (
-        dt.datetime.combine(since, dt.time(), dt.UTC) if since else until - dt.timedelta(days=days)
-    ), until
-
-
-def governance_report(
-    services: Services, today: dt.date, days: int, since: dt.date | None
-) -> GovernanceReport:
-    """The governance digest over its period."""
-    start, until = period(today, days, since)
-    services.catalog.ensure_schema()
-    return gather(services.catalog.engine, services.catalog.documents(), start, until)

@@ -11,10 +11,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.answers.retrieval import IndexMissingError, Retriever
+from bot.answers.retrieval import Retriever
 from bot.digests.charts import distribution_png
 from bot.digests.config import Digest, Monitor
 from bot.digests.drift import DatasetDrift, FeatureDrift, Kind, Thresholds, dataset_drift
+from bot.digests.knowledge import RunbookLookupError, best_match, by_path
 from bot.digests.sources import SourceError, describe, load
 from bot.store.digests import EarlierResult
 
@@ -42,6 +43,7 @@ class MonitorResult:
     current_rows: int = 0
     error: str | None = None
     runbook: Runbook | None = None
+    runbook_error: str | None = None  # why no runbook is named: the knowledge base failed
     earlier: Mapping[str, EarlierResult] = field(default_factory=dict)  # the trend: each column last time
     chart: bytes | None = field(default=None, repr=False)  # PNG: the most drifted column, both samples
     chart_title: str = ""
@@ -63,21 +65,17 @@ class MonitorResult:
 
 
 def knowledge_runbooks(retriever: Callable[[], Retriever]) -> RunbookFinder:
-    """Runbooks from the knowledge base: the monitor's own, or the best match for the model's drift."""
+    """Runbooks from the knowledge base: the monitor's own, or the best match for the model's drift.
+
+    Raises `RunbookLookupError` when the knowledge base fails (not when it is simply not ingested).
+    """
 
     def find(monitor: Monitor) -> Runbook | None:
-        try:
-            if monitor.runbook:
-                document = retriever().document_by_path(monitor.runbook)
-                return Runbook(document.title if document else monitor.runbook, monitor.runbook)
-            found = retriever().search(f"{monitor.model} model drift what to do retrain roll back", limit=1)
-        except IndexMissingError:
-            return None
-        return (
-            Runbook(found.documents[0].document.title, found.documents[0].document.path)
-            if found.documents
-            else None
-        )
+        if monitor.runbook:
+            document = by_path(retriever, monitor.runbook)
+            return Runbook(document.title if document else monitor.runbook, monitor.runbook)
+        top = best_match(retriever, f"{monitor.model} model drift what to do retrain roll back")
+        return Runbook(top.title, top.path) if top else None
 
     return find
 
@@ -118,7 +116,12 @@ def check_monitor(
                 monitor.model, reference_name, current_name, error=f"{side}: no rows in {source}"
             )
     drift = dataset_drift(kinds, reference, current, limits)
-    runbook = find_runbook(monitor) if find_runbook is not None and drift.level != "ok" else None
+    runbook, runbook_error = None, None
+    if find_runbook is not None and drift.level != "ok":
+        try:
+            runbook = find_runbook(monitor)
+        except RunbookLookupError as exc:
+            runbook_error = str(exc)
     chart, title = None, ""
     moved = drift.drifted or tuple(f for f in drift.features if f.worst != "ok")
     if charts and moved:
@@ -133,6 +136,7 @@ def check_monitor(
         reference_rows=rows["reference"],
         current_rows=rows["current"],
         runbook=runbook,
+        runbook_error=runbook_error,
         earlier=earlier(monitor.model) if earlier is not None else {},
         chart=chart,
         chart_title=title,
@@ -210,6 +214,8 @@ def details(result: MonitorResult) -> list[str]:
     lines += [f"- {_feature_line(f, result.earlier.get(f.feature))}" for f in ordered]
     if result.runbook is not None:
         lines.append(f"what to do: {result.runbook.title} ({result.runbook.path})")
+    elif result.runbook_error is not None:
+        lines.append(f"what to do: no runbook named: {result.runbook_error}")
     return lines
 
 

@@ -8,7 +8,8 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.answers.retrieval import IndexMissingError, Retriever
+from bot.answers.retrieval import Retriever
+from bot.digests.knowledge import RunbookLookupError, best_match
 from bot.store.incidents import Incident, IncidentStore, utc
 
 RunbookFor = Callable[[Incident], "str | None"]  # a runbook title and path, or None
@@ -25,6 +26,7 @@ class IncidentReport:
     resolved: list[Incident] = field(default_factory=list)  # resolved in the period
     noisiest: list[tuple[str, int]] = field(default_factory=list)
     runbooks: dict[int, str] = field(default_factory=dict)
+    runbook_error: str | None = None  # the knowledge base failed: why incidents name no runbook
 
     @property
     def quiet(self) -> bool:
@@ -52,7 +54,12 @@ def gather(
             report.new.append(incident)
         elif incident.resolved_at is None or incident.resolved_at >= end:
             report.ongoing.append(incident)
-        runbook = incident.runbook_url or (runbook_for(incident) if runbook_for else None)
+        runbook = incident.runbook_url
+        if runbook is None and runbook_for is not None and report.runbook_error is None:
+            try:
+                runbook = runbook_for(incident)
+            except RunbookLookupError as exc:  # said once in the digest; the others are not tried
+                report.runbook_error = str(exc)
         if runbook:
             report.runbooks[incident.incident_id] = runbook
     report.noisiest = store.noisiest(start, end)
@@ -60,14 +67,13 @@ def gather(
 
 
 def incident_runbooks(retriever: Callable[[], Retriever]) -> RunbookFor:
-    """The knowledge base's best match for an incident's title and description, as "title (path)"."""
+    """The knowledge base's best match for an incident's title and description, as "title (path)".
+
+    Raises `RunbookLookupError` when the knowledge base fails (not when it is simply not ingested).
+    """
 
     def find(incident: Incident) -> str | None:
-        try:
-            found = retriever().search(f"{incident.title} {incident.description or ''} runbook", limit=1)
-        except IndexMissingError:
-            return None
-        top = found.documents[0].document if found.documents else None
+        top = best_match(retriever, f"{incident.title} {incident.description or ''} runbook")
         return f"{top.title} ({top.path})" if top else None
 
     return find
@@ -112,4 +118,6 @@ def render_text(name: str, report: IncidentReport, quiet: str = "say") -> str:
             "",
             "Noisiest alerts: " + ", ".join(f"{n} ({count} notifications)" for n, count in report.noisiest),
         ]
+    if report.runbook_error:
+        lines += ["", f"Runbooks: only those named by the alerts are shown: {report.runbook_error}"]
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.actions.gate import PolicyGate
 from bot.actions.policy import Policy, PolicyError
@@ -30,11 +31,8 @@ from bot.digests.drift_digest import (
     quiet_line,
     run_drift,
 )
-from bot.digests.governance import gather
-from bot.digests.governance import render_text as render_governance
 from bot.digests.incidents import RunbookFor, incident_runbooks
-from bot.digests.incidents import gather as gather_incidents
-from bot.digests.incidents import render_text as render_incidents
+from bot.digests.reports import report_text
 from bot.slack.app import SlackSetupError, check_token, web_client
 from bot.slack.blocks import MAX_SECTION_TEXT, RenderedMessage, button, split_mrkdwn
 from bot.slack.mrkdwn import escape
@@ -43,7 +41,6 @@ from bot.slack.payloads import ACTION_DIGEST_REQUEST, DigestActionValue
 from bot.slack.posting import Poster
 from bot.store.catalog import Catalog
 from bot.store.digests import DigestRuns, DriftHistory
-from bot.store.incidents import IncidentStore
 from bot.wiring import Services
 
 log = logging.getLogger("steward.digests")
@@ -162,17 +159,7 @@ class DigestPoster:
         """A governance or incident digest: its text, split into a parent message and thread replies."""
         if self.catalog is None:
             raise DigestConfigError(f"a {digest.kind} digest needs the state database (steward serve has it)")
-        catalog = self.catalog()
-        catalog.ensure_schema()
-        until = dt.datetime.combine(today, dt.time(), dt.UTC)
-        since = until - dt.timedelta(days=digest.period_days)
-        if digest.kind == "governance":
-            text = render_governance(
-                name, gather(catalog.engine, catalog.documents(), since, until), digest.when_quiet
-            )
-        else:
-            report = gather_incidents(IncidentStore(catalog.engine), since, until, self.incident_runbooks)
-            text = render_incidents(name, report, digest.when_quiet)
+        text = report_text(name, digest, self.catalog(), today, runbook_for=self.incident_runbooks)
         if not text:
             return None
         parent, *replies = text_messages(text)
@@ -203,7 +190,17 @@ class DigestPoster:
     def fire(self, client: WebClient, name: str, fire_time: dt.datetime) -> bool:
         """A scheduled fire: claim it, post it, record the outcome; False when another replica has it."""
         key = fire_time.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        if not self.runs.claim(name, key, self.clock()):
+        try:
+            claimed = self.runs.claim(name, key, self.clock())
+        except (
+            SQLAlchemyError
+        ) as exc:  # nothing can be claimed, so nothing is posted (replicas would repeat it)
+            reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0][:300]
+            log.error(
+                "digest not posted: its fire cannot be claimed digest=%s fire=%s error=%s", name, key, reason
+            )
+            return False
+        if not claimed:
             log.info("digest fire already claimed digest=%s fire=%s", name, key)
             return False
         try:

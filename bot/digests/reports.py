@@ -1,0 +1,59 @@
+"""The governance and incident digests as text, for the terminal and for Slack alike.
+
+Both read the state database. When it fails, the digest is still produced: one line that names the
+source that failed and why, so a scheduled digest never crashes and never silently goes missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.digests.config import Digest
+from bot.digests.governance import gather as gather_governance
+from bot.digests.governance import render_text as render_governance
+from bot.digests.incidents import RunbookFor
+from bot.digests.incidents import gather as gather_incidents
+from bot.digests.incidents import render_text as render_incidents
+from bot.store.catalog import Catalog, CatalogError
+from bot.store.incidents import IncidentStore
+
+log = logging.getLogger("steward.digests")
+
+
+def period(today: dt.date, days: int, since: dt.date | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """A digest's period: the `days` days before `today` (or from `since`), as UTC midnights."""
+    until = dt.datetime.combine(today, dt.time(), dt.UTC)
+    start = dt.datetime.combine(since, dt.time(), dt.UTC) if since else until - dt.timedelta(days=days)
+    return start, until
+
+
+def report_text(
+    name: str,
+    digest: Digest,
+    catalog: Catalog,
+    today: dt.date,
+    since: dt.date | None = None,
+    runbook_for: RunbookFor | None = None,
+) -> str:
+    """A governance or incident digest as text ("" when quiet and set to skip)."""
+    start, until = period(today, digest.period_days, since)
+    try:
+        catalog.ensure_schema()
+        if digest.kind == "governance":
+            report = gather_governance(catalog.engine, catalog.documents(), start, until)
+            return render_governance(name, report, digest.when_quiet)
+        incidents = gather_incidents(IncidentStore(catalog.engine), start, until, runbook_for)
+        return render_incidents(name, incidents, digest.when_quiet)
+    except CatalogError as exc:
+        why = str(exc)
+    except SQLAlchemyError as exc:
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0][:300]
+        why = (
+            f"the state database {catalog.where()} failed: {reason or type(exc).__name__}. "
+            "Check STEWARD_DATABASE_URL and that the database is up."
+        )
+    log.error("digest source failed digest=%s source=state-database", name)
+    return f"{name} ({start:%Y-%m-%d} to {until:%Y-%m-%d}): NOT PRODUCED: {why}"
