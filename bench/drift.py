@@ -21,6 +21,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,82 @@ def _timing(rows: int, columns: int, repeat: int) -> dict[str, Any]:
     }
 
 
+def _write_days(data: dict[str, Any], first: dt.date, days: int, folder: Path, fmt: str) -> None:
+    """The sample as `days` daily files (`YYYY-MM-DD.parquet` or `.csv`) with a `day` column."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = len(next(iter(data.values())))
+    bounds = np.linspace(0, rows, days + 1).astype(int)
+    for index in range(days):
+        day = first + dt.timedelta(days=index)
+        part = {name: values[bounds[index] : bounds[index + 1]] for name, values in data.items()}
+        columns = {
+            name: pa.array(values, from_pandas=True) if values.dtype != object else pa.array(list(values))
+            for name, values in part.items()
+        }
+        table = pa.table({"day": [day.isoformat()] * (bounds[index + 1] - bounds[index]), **columns})
+        if fmt == "parquet":
+            pq.write_table(table, folder / f"{day}.parquet")
+        else:
+            pacsv.write_csv(table, folder / f"{day}.csv")
+
+
+def _digest_timing(rows: int, columns: int, repeat: int, fmt: str) -> dict[str, Any]:
+    """The whole drift digest (read the files, compute, chart, render) over daily files on disk."""
+    from bot.digests.config import load_digests
+    from bot.digests.drift_digest import render_text, run_drift
+
+    kinds, reference = _wide(rows, columns, seed=1, shifted=False)
+    _kinds, current = _wide(rows, columns, seed=2, shifted=True)
+    today = START + dt.timedelta(days=14)
+    with tempfile.TemporaryDirectory(prefix="steward-bench-drift-") as folder:
+        base = Path(folder)
+        _write_days(reference, START, 7, base / "data", fmt)
+        _write_days(current, START + dt.timedelta(days=7), 7, base / "data", fmt)
+        numeric = [name for name, kind in kinds.items() if kind == "numeric"]
+        categorical = [name for name, kind in kinds.items() if kind == "categorical"]
+        monitor = {
+            "model": "wide-model",
+            "reference": {
+                fmt: f"data/*.{fmt}",
+                "from": START.isoformat(),
+                "to": str(START + dt.timedelta(days=6)),
+            },
+            "current": {fmt: f"data/*.{fmt}", "last_days": 7},
+            "date_column": "day",
+            "numeric": numeric,
+            "categorical": categorical,
+        }
+        config = {
+            "digests": {
+                "bench": {"kind": "drift", "schedule": "0 8 * * *", "channel": "C1", "monitors": [monitor]}
+            }
+        }
+        (base / "digests.yaml").write_text(json.dumps(config))
+        digest = load_digests(base / "digests.yaml").digests["bench"]
+        seconds = []
+        result = None
+        for _ in range(repeat):
+            started = time.perf_counter()
+            (result,) = run_drift(digest, today, base, charts=True)
+            render_text("bench", [result], today)
+            seconds.append(time.perf_counter() - started)
+    assert result is not None and result.drift is not None, result
+    median = statistics.median(seconds)
+    return {
+        "format": fmt,
+        "rows_per_sample": rows,
+        "columns": columns,
+        "runs": [round(s, 2) for s in seconds],
+        "median_seconds": round(median, 2),
+        "rows_read": result.reference_rows + result.current_rows,
+        "columns_flagged_drift": len(result.drift.drifted),
+    }
+
+
 def _rates(samples: int) -> dict[str, Any]:
     rates: dict[str, Any] = {}
     for rows_per_day in (100, 2000):
@@ -112,12 +189,19 @@ def main() -> int:
     parser.add_argument("--columns", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument(
+        "--csv-repeat", type=int, default=1, help="whole-digest runs from CSV files (slow: read row by row)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "drift.json")
     args = parser.parse_args()
     result = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "timing": _timing(args.rows, args.columns, args.repeat),
+        "digest_from_parquet": _digest_timing(args.rows, args.columns, args.repeat, "parquet"),
+        "digest_from_csv": _digest_timing(args.rows, args.columns, args.csv_repeat, "csv")
+        if args.csv_repeat
+        else None,
         "detection_rate_by_drift_size": _rates(args.samples),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

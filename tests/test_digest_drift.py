@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from bot.cli import main
 from bot.digests.config import DigestConfigError, Source, load_digests
 from bot.digests.drift_digest import render_text, run_drift
+from bot.digests.parquet import read_columns
 from bot.digests.sources import SourceError, load
 from tests.conftest import ROOT
 
@@ -121,6 +122,53 @@ def test_parquet_and_sql_sources_give_the_same_columns(tmp_path: Path) -> None:
     for columns in (parquet, queried):
         assert list(columns["country"]) == ["FR", None]
         assert columns["amount"][1] == 3.0 and columns["amount"][0] != columns["amount"][0]  # NaN
+
+
+def test_parquet_read_by_column_means_what_csv_read_by_row_means(tmp_path: Path) -> None:
+    """Text numbers with blanks, integer categories, timestamps as dates: the same columns as the CSV."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    days = [dt.datetime(2026, 11, d, 12, tzinfo=dt.UTC) for d in (1, 2, 3, 4)]
+    pq.write_table(
+        pa.table(
+            {
+                "day": days,
+                "amount": ["1.5", " ", "3", "-2e1"],
+                "score": pa.array([0.5, None, 0.25, 1.0]),
+                "plan": pa.array([7, 12, None, 12], pa.int64()),
+                "country": ["DE", "", None, "FR"],
+            }
+        ),
+        tmp_path / "p.parquet",
+    )
+    (tmp_path / "p.csv").write_text(
+        "day,amount,score,plan,country\n"
+        "2026-11-01,1.5,0.5,7,DE\n2026-11-02, ,,12,\n2026-11-03,3,0.25,,\n2026-11-04,-2e1,1.0,12,FR\n"
+    )
+    kinds = {"amount": "numeric", "score": "numeric", "plan": "categorical", "country": "categorical"}
+    window = {"from": "2026-11-02", "to": "2026-11-04"}
+    by_column = load(Source.model_validate({"parquet": "p.parquet", **window}), kinds, "day", AT, tmp_path)  # type: ignore[arg-type]
+    by_row = load(Source.model_validate({"csv": "p.csv", **window}), kinds, "day", AT, tmp_path)  # type: ignore[arg-type]
+    for name in kinds:
+        assert repr(list(by_column[name])) == repr(list(by_row[name])), name
+    assert list(by_column["plan"]) == ["12", None, "12"]
+    # and it was read by column, not handed to the row reader
+    read_columns(tmp_path / "p.parquet", kinds, "day", dt.date(2026, 11, 2), dt.date(2026, 11, 4))  # type: ignore[arg-type]
+
+
+def test_a_bad_parquet_value_names_the_file_row_and_column(tmp_path: Path) -> None:
+    """The columnar reader gives way to the row reader, which says where the value is."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pa.table({"day": ["2026-11-01", "2026-11-02"], "amount": ["1", "twelve"]}), tmp_path / "p.parquet"
+    )
+    with pytest.raises(
+        SourceError, match=r"p.parquet, row 2: column 'amount' holds 'twelve', which is not a number"
+    ):
+        load(Source.model_validate({"parquet": "p.parquet"}), {"amount": "numeric"}, "day", AT, tmp_path)
 
 
 # ---- the digest

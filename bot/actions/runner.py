@@ -9,6 +9,7 @@ from typing import Any
 from bot.actions.approvals import ApprovalService, Gate
 from bot.actions.executors import ExecutionError, ExecutionResult, run_action
 from bot.actions.models import ActionSpec
+from bot.metrics import EXECUTIONS
 
 log = logging.getLogger("steward.actions")
 
@@ -53,5 +54,6 @@ def execute_once(
                 ok=False, summary=f"{type(exc).__name__}: {exc}", output="", duration_seconds=0.0, attempts=0
             )
     service.finish(request_id, result.ok, result.summary, result.output, result.duration_seconds)
+    EXECUTIONS.labels("succeeded" if result.ok else "failed").inc()
     log.info("executed request=%s ok=%s seconds=%.3f", request_id, result.ok, result.duration_seconds)
     return result

@@ -1,4 +1,5 @@
-"""Rows for a drift monitor: CSV files (a glob, date-partitioned or not) or a SQL query, as typed columns.
+"""Rows for a drift monitor: CSV or Parquet files (a glob, date-partitioned or not) or a SQL query, as typed
+columns.
 
 A window (`from`/`to`, or the `last_days` full days before the digest's day) keeps the rows whose date
 column falls inside it; files whose path holds a date (`2026-10-03.csv`, `day=2026-10-03/part.csv`)
@@ -55,12 +56,23 @@ def load(
 ) -> dict[str, NDArray[Any]]:
     """The columns named in `kinds` (numeric as float with NaN, categorical as text or None)."""
     first, last = window(source, today)
+    if source.parquet:
+        return _parquet_columns(source.parquet, kinds, date_column, base, first, last)
     if source.csv:
         rows = _csv_rows(source.csv, base, first, last)
-    elif source.parquet:
-        rows = _parquet_rows(source.parquet, base, first, last)
     else:
         rows = _sql_rows(str(source.sql), str(source.url), first, last)
+    return _typed(rows, kinds, date_column, first, last)
+
+
+def _typed(
+    rows: Iterable[tuple[str, dict[str, Any]]],
+    kinds: Mapping[str, Kind],
+    date_column: str | None,
+    first: dt.date | None,
+    last: dt.date | None,
+) -> dict[str, NDArray[Any]]:
+    """Rows as typed columns: the window applied, every cell checked (errors name its place)."""
     columns: dict[str, list[Any]] = {name: [] for name in kinds}
     for where, row in rows:
         if date_column is not None and (first or last):
@@ -130,20 +142,42 @@ def _csv_rows(
             raise SourceError(f"{path}: cannot be read as CSV ({exc})") from None
 
 
-def _parquet_rows(
-    pattern: str, base: Path, first: dt.date | None, last: dt.date | None
-) -> Iterable[tuple[str, dict[str, Any]]]:
+def _parquet_columns(
+    pattern: str,
+    kinds: Mapping[str, Kind],
+    date_column: str | None,
+    base: Path,
+    first: dt.date | None,
+    last: dt.date | None,
+) -> dict[str, NDArray[Any]]:
+    """Each file read by column (fast); a file the columnar reader cannot take exactly, row by row."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise SourceError(f"{pattern}: reading Parquet needs pyarrow (`pip install pyarrow`)") from None
+    from bot.digests.parquet import NotColumnarError, read_columns
+
+    parts: list[dict[str, NDArray[Any]]] = []
     for path in _files(pattern, base, first, last):
+        try:
+            parts.append(read_columns(path, kinds, date_column, first, last))
+            continue
+        except NotColumnarError:
+            pass
+        except OSError as exc:
+            raise SourceError(f"{path}: cannot be read as Parquet ({exc})") from None
         try:
             table = pq.read_table(path)
         except Exception as exc:  # pyarrow raises several kinds for a bad file
             raise SourceError(f"{path}: cannot be read as Parquet ({exc})") from None
-        for row in table.to_pylist():
-            yield str(path), row
+        rows = ((f"{path}, row {number}", row) for number, row in enumerate(table.to_pylist(), start=1))
+        parts.append(_typed(rows, kinds, date_column, first, last))
+    return {
+        name: np.concatenate([part[name] for part in parts])
+        if parts
+        else np.array([], dtype=float if kind == "numeric" else object)
+        for name, kind in kinds.items()
+    }
 
 
 def _sql_rows(

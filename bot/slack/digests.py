@@ -33,6 +33,7 @@ from bot.digests.drift_digest import (
 )
 from bot.digests.incidents import RunbookFor, incident_runbooks
 from bot.digests.reports import report_text
+from bot.metrics import DIGEST_RUNS
 from bot.slack.app import SlackSetupError, check_token, web_client
 from bot.slack.blocks import MAX_SECTION_TEXT, RenderedMessage, button, split_mrkdwn
 from bot.slack.mrkdwn import escape
@@ -199,25 +200,31 @@ class DigestPoster:
             log.error(
                 "digest not posted: its fire cannot be claimed digest=%s fire=%s error=%s", name, key, reason
             )
+            DIGEST_RUNS.labels(name, "not_claimed").inc()
             return False
         if not claimed:
             log.info("digest fire already claimed digest=%s fire=%s", name, key)
+            DIGEST_RUNS.labels(name, "claimed_elsewhere").inc()
             return False
+        outcome, detail = self._run(client, name, key, fire_time)
+        self.runs.finish(name, key, outcome, detail)
+        DIGEST_RUNS.labels(name, outcome).inc()
+        return True
+
+    def _run(self, client: WebClient, name: str, key: str, fire_time: dt.datetime) -> tuple[str, str | None]:
+        """Post a claimed fire: ("posted", ts), ("quiet", None) or ("failed", the reason)."""
         try:
             config = self.config()
             zone = config.zone(config.digests[name]) if name in config.digests else dt.UTC
             ts = self.post(client, name, fire_time.astimezone(zone).date())
         except (DigestConfigError, SlackApiError, KeyError) as exc:
             log.error("digest failed digest=%s fire=%s error=%s", name, key, exc)
-            self.runs.finish(name, key, "failed", str(exc)[:500])
-            return True
+            return "failed", str(exc)[:500]
         except Exception:
             log.exception("digest crashed digest=%s fire=%s", name, key)
-            self.runs.finish(name, key, "failed", "crashed; see the log")
-            return True
-        self.runs.finish(name, key, "posted" if ts else "quiet", ts)
+            return "failed", "crashed; see the log"
         log.info("digest posted digest=%s fire=%s ts=%s", name, key, ts)
-        return True
+        return ("posted", ts) if ts else ("quiet", None)
 
 
 def latest_fire(schedule: str, zone: Any, now: dt.datetime) -> dt.datetime:

@@ -21,6 +21,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.answers.guidance import GuidanceDraft, GuidanceError, draft_filename, write_draft
 from bot.config import Settings
+from bot.metrics import FEEDBACK
 from bot.slack.mrkdwn import escape
 from bot.slack.payloads import (
     ACTION_SAVE_GUIDANCE,
@@ -102,6 +103,7 @@ class Expertise:
             )
             return
         feedback_id = self.store.record_feedback(value.answer_id, user, value.helpful)
+        FEEDBACK.labels("helpful" if value.helpful else "not_helpful").inc()
         log.info("feedback answer=%s helpful=%s", value.answer_id, value.helpful)
         thread_ts = (body.get("message") or {}).get("thread_ts")
         if value.helpful:

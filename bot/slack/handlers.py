@@ -26,6 +26,7 @@ from bot.answers.retrieval import IndexMissingError
 from bot.answers.service import AnswerService, EmptyQuestionError
 from bot.config import Settings
 from bot.index.vectors import VectorStoreError
+from bot.metrics import ANSWERS
 from bot.slack.actions import ActionFlows
 from bot.slack.blocks import RenderedMessage, answer_messages
 from bot.slack.experts import offer_to_save
@@ -244,6 +245,7 @@ class Conversations:
             messages, answer = self.render(question)
             self.poster.post(client, question.channel, messages, thread_ts=question.thread_ts)
             self.store.mark_thread_answered(question.channel, question.thread_ts)
+            ANSWERS.labels("abstained" if answer.abstained else "answered").inc()
             log.info(
                 "answered ref=%s channel=%s question_chars=%d abstained=%s confidence=%.2f seconds=%.3f",
                 question.reference,
