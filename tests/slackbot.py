@@ -210,16 +210,23 @@ def build_test_app(services: Services, slack: FakeSlack, **settings_overrides: A
 
 
 @contextmanager
+def serving(app: SlackApp, **server_options: Any) -> Iterator[str]:
+    """Steward's HTTP server for `app` on a free loopback port; yields its base URL, then stops it."""
+    server = HttpServer(app, "127.0.0.1", 0, **server_options)
+    thread = threading.Thread(target=server.server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.close()
+        thread.join(timeout=5)
+        app.executor.shutdown(wait=True)
+
+
+@contextmanager
 def running_bot(services: Services, **settings_overrides: Any) -> Iterator[RunningBot]:
     """Serve Steward on a free loopback port, pointed at a fresh fake Slack."""
     with FakeSlack() as slack:
         app = build_test_app(services, slack, slack_signing_secret=SecretStr(SECRET), **settings_overrides)
-        server = HttpServer(app, "127.0.0.1", 0)
-        thread = threading.Thread(target=server.server.run, daemon=True)
-        thread.start()
-        try:
-            yield RunningBot(slack, services, app, f"http://127.0.0.1:{server.port}/slack/events")
-        finally:
-            server.close()
-            thread.join(timeout=5)
-            app.executor.shutdown(wait=True)
+        with serving(app) as base:
+            yield RunningBot(slack, services, app, f"{base}/slack/events")

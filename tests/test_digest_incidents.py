@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,12 +15,11 @@ from pydantic import SecretStr
 
 from bot.digests.alertmanager import AlertReceiver
 from bot.digests.incidents import gather, render_text
-from bot.slack.server import HttpServer
 from bot.store.engine import create_engine
 from bot.store.incidents import IncidentStore
 from bot.wiring import Services
 from tests.fakes.slack_api import FakeSlack
-from tests.slackbot import CHANNEL, EXPERT, SECRET, USER, RunningBot, build_test_app
+from tests.slackbot import CHANNEL, EXPERT, SECRET, USER, RunningBot, build_test_app, serving
 
 T0 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
 TOKEN = "alertmanager-test-token"
@@ -81,17 +79,8 @@ def hook(services: Services, store: IncidentStore) -> Iterator[str]:
     clock = iter(T0.timestamp() + 60 * minute for minute in range(0, 10_000, 5))
     with FakeSlack() as slack:
         app = build_test_app(services, slack, slack_signing_secret=SecretStr(SECRET))
-        server = HttpServer(
-            app, "127.0.0.1", 0, alerts=AlertReceiver(store, TOKEN, clock=lambda: next(clock))
-        )
-        thread = threading.Thread(target=server.server.run, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.port}/hooks/alertmanager"
-        finally:
-            server.close()
-            thread.join(timeout=5)
-            app.executor.shutdown(wait=True)
+        with serving(app, alerts=AlertReceiver(store, TOKEN, clock=lambda: next(clock))) as base:
+            yield f"{base}/hooks/alertmanager"
 
 
 def _post(

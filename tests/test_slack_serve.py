@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +61,18 @@ def test_a_rejected_token_is_reported_clearly(
     assert "SLACK_BOT_TOKEN" in error and "invalid_auth" in error and "Traceback" not in error
 
 
+def _scrape(base: str, until: str, timeout: float = 10.0) -> str:
+    """GET /metrics until it holds `until` (the answer is counted just after it is posted)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as scraped:
+            assert scraped.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            metrics = scraped.read().decode()
+        if until in metrics or time.monotonic() > deadline:
+            return str(metrics)
+        time.sleep(0.1)
+
+
 def _env(slack: FakeSlack, tmp_path: Path) -> dict[str, str]:
     return {
         "SLACK_BOT_TOKEN": "xoxb-serve",
@@ -73,7 +86,8 @@ def _env(slack: FakeSlack, tmp_path: Path) -> dict[str, str]:
 def test_serve_answers_a_signed_mention_and_stops_cleanly_on_sigterm(
     make_services: Callable[..., Services], small_kb: Path, tmp_path: Path
 ) -> None:
-    """The console script serves /slack/events and /healthz, answers, and exits 0 on SIGTERM."""
+    """The console script serves /slack/events, /healthz, /readyz and /metrics, answers (after a 429,
+    retried), and exits 0 on SIGTERM."""
     make_services().ingestor.run([small_kb])
     with FakeSlack() as slack:
         env = {**os.environ, **_env(slack, tmp_path), "HF_HUB_OFFLINE": "1"}
@@ -102,6 +116,7 @@ def test_serve_answers_a_signed_mention_and_stops_cleanly_on_sigterm(
                 "ts": ts,
                 "text": "<@UBOT> how do I roll back a production model?",
             }
+            slack.fail("chat.postMessage", status=429, times=1, retry_after=1)  # retried, and counted
             body = event_body(event, "EvSERVE")
             request = urllib.request.Request(
                 f"{base}/slack/events",
@@ -114,6 +129,19 @@ def test_serve_answers_a_signed_mention_and_stops_cleanly_on_sigterm(
             [post] = slack.wait_for("chat.postMessage", count=1, timeout=30)
             assert post.args["thread_ts"] == ts and "Model rollback" in json.dumps(post.args["blocks"])
             assert post.token == "xoxb-serve"
+            with urllib.request.urlopen(f"{base}/readyz", timeout=10) as ready:
+                report = json.loads(ready.read())
+            assert report["status"] == "ready" and report["checks"]["slack_token"] == "ok"
+            assert report["checks"]["database"] == "ok" and report["checks"]["index"].startswith("ok: ")
+            metrics = _scrape(base, until='steward_answers_total{outcome="answered"} 1.0')
+            for sample in (
+                'steward_slack_requests_total{kind="event",status="200"} 1.0',
+                'steward_slack_ack_seconds_count{kind="event"} 1.0',
+                'steward_answers_total{outcome="answered"} 1.0',
+                'steward_slack_rate_limited_total{method="chat.postMessage"} 1.0',
+            ):
+                assert sample in metrics, sample
+            assert "how do I roll back" not in metrics and "UASKER" not in metrics
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=30)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 from urllib.error import URLError
 
 from slack_bolt import App
@@ -24,6 +25,7 @@ from bot.actions.gate import PolicyFolder, PolicyGate
 from bot.actions.proposals import Proposer
 from bot.answers.service import AnswerService
 from bot.config import Settings, SettingsError
+from bot.metrics import CountingRetryHandler, count_api_error
 from bot.slack.actions import ActionFlows
 from bot.slack.experts import Expertise
 from bot.slack.handlers import Conversations
@@ -84,14 +86,26 @@ def credentials_message(missing: list[str]) -> str:
     )
 
 
+class MeteredWebClient(WebClient):
+    """The Web API client that counts failed calls for /metrics (Slack's error code, not the payload)."""
+
+    def api_call(self, api_method: str, **kwargs: Any) -> Any:
+        try:
+            return super().api_call(api_method, **kwargs)
+        except SlackApiError as exc:
+            count_api_error(api_method, exc.response)
+            raise
+
+
 def web_client(settings: Settings) -> WebClient:
     """The Web API client: Slack's URL (or SLACK_API_URL), retries on 429 (after Retry-After) and 5xx."""
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    return WebClient(
+    return MeteredWebClient(
         token=token,
         base_url=settings.slack_api_url or WebClient.BASE_URL,
         timeout=15,
         retry_handlers=[
+            CountingRetryHandler(),  # counts 429s and server errors; never retries itself
             RateLimitErrorRetryHandler(max_retry_count=3),
             ServerErrorRetryHandler(max_retry_count=2),
             ConnectionErrorRetryHandler(max_retry_count=2),

@@ -1,12 +1,15 @@
 """`steward serve`: HTTP mode (waitress, a threaded WSGI server) or Socket Mode.
 
-HTTP mode answers Slack at `POST /slack/events` (events, commands, interactivity) and reports
-liveness at `GET /healthz`.
+HTTP mode answers Slack at `POST /slack/events` (events, commands, interactivity). Both modes serve
+`GET /healthz` (alive), `GET /readyz` (database, index and Slack token checked), `GET /metrics`
+(Prometheus) and Alertmanager's `POST /hooks/alertmanager`; in Socket Mode, /slack/events is not served
+(nothing there would verify Slack's signatures).
 """
 
 from __future__ import annotations
 
 import gc
+import io
 import json
 import logging
 import signal
@@ -25,8 +28,12 @@ from bot.digests.alertmanager import MAX_BODY_BYTES, AlertReceiver
 from bot.digests.config import load_digests
 from bot.digests.drift_digest import knowledge_runbooks
 from bot.digests.incidents import incident_runbooks
+from bot.health import Readiness
+from bot.metrics import ACK_SECONDS, SLACK_REQUESTS, exposition, watch_action_requests
+from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.slack.app import SlackApp, SlackSetupError, build_app, credentials_message, missing_credentials
 from bot.slack.digests import DigestPoster, start_scheduler
+from bot.store.actions import count_by_state
 from bot.store.digests import DigestRuns, DriftHistory
 from bot.store.incidents import IncidentStore
 from bot.wiring import Services
@@ -40,14 +47,65 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 ALERTMANAGER_PATH = "/hooks/alertmanager"
 
 
-def wsgi_application(slack: SlackApp, alerts: AlertReceiver | None = None) -> WSGIApp:
-    """Route Slack's requests to Bolt, Alertmanager's to the receiver; the rest is /healthz or 404."""
-    bolt_handler = SlackRequestHandler(slack.bolt, path=EVENTS_PATH)
+def _kind(body: bytes) -> str:
+    """What Slack sent, for /metrics: an event, a slash command, an interaction, or something else."""
+    if body.startswith(b"{"):
+        return "event"
+    if body.startswith(b"payload=") or b"&payload=" in body:
+        return "interaction"
+    if b"command=" in body:
+        return "command"
+    return "other"
+
+
+def metered(handler: WSGIApp) -> WSGIApp:
+    """Count Slack's requests by kind and status, and time each one to its response (the acknowledgement)."""
+
+    def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        status: list[str] = []
+
+        def recording(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status.append(code.split(" ", 1)[0])
+            return start_response(code, headers, exc_info) if exc_info else start_response(code, headers)
+
+        response = list(handler(environ, recording))
+        kind = _kind(body)
+        SLACK_REQUESTS.labels(kind, status[0] if status else "none").inc()
+        ACK_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        return response
+
+    return application
+
+
+def wsgi_application(
+    slack: SlackApp,
+    alerts: AlertReceiver | None = None,
+    readiness: Callable[[], tuple[bool, dict[str, str]]] | None = None,
+) -> WSGIApp:
+    """Route Slack's requests to Bolt and Alertmanager's to the receiver; /healthz, /readyz, /metrics."""
+    bolt_handler = metered(SlackRequestHandler(slack.bolt, path=EVENTS_PATH))
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path == EVENTS_PATH:
+        if path == EVENTS_PATH and not slack.socket_mode:  # in Socket Mode nothing here verifies signatures
             return bolt_handler(environ, start_response)
+        if path == "/metrics":
+            data = exposition()
+            start_response(
+                "200 OK", [("Content-Type", METRICS_CONTENT_TYPE), ("Content-Length", str(len(data)))]
+            )
+            return [data]
+        if path == "/readyz":
+            ready, checks = readiness() if readiness is not None else (True, {})
+            return _json(
+                start_response,
+                "200 OK" if ready else "503 Service Unavailable",
+                {"status": "ready" if ready else "not ready", "checks": checks},
+            )
         if path == ALERTMANAGER_PATH and alerts is not None:
             if environ.get("REQUEST_METHOD") != "POST":
                 return _json(
@@ -74,13 +132,19 @@ class HttpServer:
     """A waitress server around the Bolt app; `port=0` picks a free port."""
 
     def __init__(
-        self, slack: SlackApp, host: str, port: int, threads: int = 8, alerts: AlertReceiver | None = None
+        self,
+        slack: SlackApp,
+        host: str,
+        port: int,
+        threads: int = 8,
+        alerts: AlertReceiver | None = None,
+        readiness: Callable[[], tuple[bool, dict[str, str]]] | None = None,
     ) -> None:
         from waitress.server import create_server
 
         self.slack = slack
         self.server = create_server(
-            wsgi_application(slack, alerts), host=host, port=port, threads=threads, ident="steward"
+            wsgi_application(slack, alerts, readiness), host=host, port=port, threads=threads, ident="steward"
         )
 
     @property
@@ -219,14 +283,24 @@ def serve(services: Services, port: int | None = None, host: str | None = None) 
     )
     start_housekeeping(slack, services)
     start_digests(slack, services)
-    if slack.socket_mode:
+    token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
+    alerts = AlertReceiver(IncidentStore(services.catalog.engine), token)
+    watch_action_requests(lambda: count_by_state(services.catalog.engine))
+    readiness = Readiness(services, slack.bolt.client)
+    server = HttpServer(
+        slack,
+        host or settings.host,
+        settings.port if port is None else port,
+        alerts=alerts,
+        readiness=readiness.check,
+    )
+    if slack.socket_mode:  # the HTTP server only serves probes, metrics and Alertmanager's webhook
         assert settings.slack_app_token is not None
+        threading.Thread(target=server.server.run, name="steward-http", daemon=True).start()
+        print(f"steward: probes and metrics on http://{host or settings.host}:{server.port}", flush=True)
         print("steward: connecting to Slack in Socket Mode", flush=True)
         run_socket_mode(slack, settings.slack_app_token.get_secret_value())
         return 0
-    token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
-    alerts = AlertReceiver(IncidentStore(services.catalog.engine), token)
-    server = HttpServer(slack, host or settings.host, settings.port if port is None else port, alerts=alerts)
     print(f"steward: listening on http://{host or settings.host}:{server.port}{EVENTS_PATH}", flush=True)
     install_stop_signals(server.close)
     server.run()

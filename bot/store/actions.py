@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 metadata = sa.MetaData()
 
@@ -211,3 +211,14 @@ def iter_audit(connection: Connection, since: float | None = None) -> Iterator[d
             "prev_hash": row.prev_hash,
             "hash": row.hash,
         }
+
+
+def count_by_state(engine: Engine) -> dict[str, int]:
+    """How many action requests are in each state (for /metrics); none before the first request."""
+    if not sa.inspect(engine).has_table(action_requests.name):
+        return {}
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(action_requests.c.status, sa.func.count()).group_by(action_requests.c.status)
+        )
+        return {str(status): int(count) for status, count in rows}

@@ -1,0 +1,94 @@
+"""Readiness of one Steward process (`GET /readyz`): the state database, the knowledge index and the Slack
+token, each with a short reason. Liveness (`GET /healthz`) needs none of them.
+
+An index that is simply empty is ready (answers say "run steward ingest"); an index that cannot be
+read (a Chroma server that is down) is not. The token check calls Slack's auth.test at most once a
+minute while it succeeds, and every 10 seconds while it fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.store.catalog import kb_chunks
+from bot.wiring import Services
+
+log = logging.getLogger("steward.health")
+
+TOKEN_OK_SECONDS = 60.0
+TOKEN_FAILED_SECONDS = 10.0
+
+
+def _reason(exc: Exception) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+@dataclass
+class Readiness:
+    """The checks behind /readyz."""
+
+    services: Services
+    client: WebClient | None = None  # None: no token check (the tests' and Socket Mode's choice)
+    clock: Callable[[], float] = time.monotonic
+    _token: tuple[float, bool, str] | None = field(default=None, init=False)  # checked at, ok, detail
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def check(self) -> tuple[bool, dict[str, str]]:
+        """(ready, each check's "ok…" or "failed: …")."""
+        checks = {"database": self._database(), "index": self._index()}
+        if self.client is not None:
+            checks["slack_token"] = self._slack_token(self.client)
+        ready = not any(detail.startswith("failed") for detail in checks.values())
+        if not ready:
+            log.warning("not ready: %s", ", ".join(k for k, v in checks.items() if v.startswith("failed")))
+        return ready, checks
+
+    def _database(self) -> str:
+        try:
+            with self.services.catalog.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except Exception as exc:
+            return f"failed: {self.services.catalog.where()}: {_reason(exc)}"
+        return "ok"
+
+    def _index(self) -> str:
+        try:
+            catalog = self.services.catalog
+            if not sa.inspect(catalog.engine).has_table(kb_chunks.name):  # nothing ingested yet
+                return "ok: empty (run `steward ingest`)"
+            _documents, chunks = catalog.count()
+            vectors = self.services.vectors.count() if chunks else 0
+        except Exception as exc:
+            return f"failed: {_reason(exc)}"
+        if not chunks:
+            return "ok: empty (run `steward ingest`)"
+        return f"ok: {chunks} chunks, {vectors} vectors"
+
+    def _slack_token(self, client: WebClient) -> str:
+        with self._lock:
+            now = self.clock()
+            if self._token is not None:
+                at, ok, detail = self._token
+                if now - at < (TOKEN_OK_SECONDS if ok else TOKEN_FAILED_SECONDS):
+                    return detail
+            try:
+                client.auth_test()
+                ok, detail = True, "ok"
+            except SlackApiError as exc:
+                ok, detail = (
+                    False,
+                    f"failed: Slack rejected the token (auth.test: {exc.response.get('error')})",
+                )
+            except Exception as exc:
+                ok, detail = False, f"failed: cannot reach the Slack Web API ({_reason(exc)})"
+            self._token = (now, ok, detail)
+            return detail
