@@ -6,7 +6,7 @@ Every field carries its help text; `tests/test_docs.py` fails when one is missin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -102,6 +102,11 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token Alertmanager's webhook must send to POST /hooks/alertmanager (HTTP mode). "
         "Unset: the receiver answers 503.",
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="`steward serve`'s log lines: `json` (one object a line, with the correlation id of the "
+        "Slack request) or `text`.",
     )
     digest_misfire_grace_seconds: int = Field(
         default=600,

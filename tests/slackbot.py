@@ -8,13 +8,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import SecretStr
 
+from bot.logs import ContextExecutor
 from bot.slack.app import SlackApp, build_app
 from bot.slack.server import HttpServer
 from bot.wiring import Services
@@ -167,7 +168,7 @@ class RunningBot:
         executor.settle()
 
 
-class TrackingExecutor(ThreadPoolExecutor):
+class TrackingExecutor(ContextExecutor):
     """The listener executor, remembering its work so tests can wait for it (and see its errors)."""
 
     def __init__(self, workers: int = 4) -> None:

@@ -146,7 +146,11 @@ def test_serve_answers_a_signed_mention_and_stops_cleanly_on_sigterm(
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=30)
         assert code == 0
-        assert "xoxb-serve" not in (process.stderr.read() if process.stderr else "")
+        logged = process.stderr.read() if process.stderr else ""
+        assert "xoxb-serve" not in logged and "roll back a production model" not in logged
+        lines = [json.loads(line) for line in logged.splitlines() if line.strip()]  # every line is JSON
+        (answered,) = [line for line in lines if line["message"].startswith("answered ")]
+        assert answered["correlation_id"] == "EvSERVE" and answered["level"] == "INFO"
 
 
 def test_the_slack_manifest_matches_the_code() -> None:

@@ -25,6 +25,7 @@ from bot.actions.gate import PolicyFolder, PolicyGate
 from bot.actions.proposals import Proposer
 from bot.answers.service import AnswerService
 from bot.config import Settings, SettingsError
+from bot.logs import ContextExecutor, correlate
 from bot.metrics import CountingRetryHandler, count_api_error
 from bot.slack.actions import ActionFlows
 from bot.slack.experts import Expertise
@@ -150,14 +151,14 @@ def build_app(
     client = web_client(settings)
     check_token(client)
     if executor is None:
-        executor = ThreadPoolExecutor(
+        executor = ContextExecutor(
             max_workers=settings.slack_workers,
             thread_name_prefix="steward-worker",
         )
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     try:
         bolt = App(
-            name="steward",
+            name="steward.bolt",  # Bolt sets this logger's level: never the "steward" parent
             client=client,
             signing_secret=secret,
             request_verification_enabled=not socket_mode,
@@ -194,5 +195,6 @@ def build_app(
         incidents=IncidentFlows(IncidentStore(store.engine), poster),
     )
     expertise = Expertise(settings, store, poster)
+    bolt.middleware(correlate)
     register(bolt, conversations, expertise, actions)
     return SlackApp(bolt, executor, socket_mode, conversations, expertise, actions)

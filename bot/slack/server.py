@@ -29,6 +29,7 @@ from bot.digests.config import load_digests
 from bot.digests.drift_digest import knowledge_runbooks
 from bot.digests.incidents import incident_runbooks
 from bot.health import Readiness
+from bot.logs import configure as configure_logs
 from bot.metrics import ACK_SECONDS, SLACK_REQUESTS, exposition, watch_action_requests
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.slack.app import SlackApp, SlackSetupError, build_app, credentials_message, missing_credentials
@@ -191,15 +192,6 @@ def run_socket_mode(slack: SlackApp, app_token: str) -> None:
         slack.executor.shutdown(wait=True)
 
 
-def configure_logging() -> None:
-    """Ids, sizes and timings at INFO; the Slack libraries only warn (their DEBUG logs carry payloads)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("slack_bolt", "slack_sdk", "steward.bolt"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # waitress warns at every queued request ("Task queue depth is N"): normal under a burst, not news.
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-
-
 def warm_up(services: Services) -> None:
     """Load the model, the schema and the lexicon before the first question, not during it."""
     services.catalog.ensure_schema()
@@ -261,7 +253,7 @@ def serve(services: Services, port: int | None = None, host: str | None = None) 
     missing = missing_credentials(settings)
     if missing:
         raise SlackSetupError(credentials_message(missing))
-    configure_logging()
+    configure_logs(settings.log_format)
     # Several workers each embed one short question at a time: one intra-op thread each avoids
     # oversubscribing the cores (PyTorch would otherwise start one thread per core for every call).
     import torch
