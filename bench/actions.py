@@ -84,9 +84,14 @@ def _log_problems(logs: list[Path]) -> dict[str, int]:
     problems: Counter[str] = Counter()
     for log in logs:
         for line in log.read_text(errors="replace").splitlines():
-            match = re.search(r" (WARNING|ERROR|CRITICAL) (.*)$", line)
-            if match:
-                problems[re.sub(r"=\S+|\d+", "#", f"{match.group(1)} {match.group(2)}")[:160]] += 1
+            try:
+                entry = json.loads(line)  # serve logs one JSON object a line
+            except ValueError:
+                problems[f"not a JSON log line: {line[:120]}"] += 1
+                continue
+            if entry.get("level") in ("WARNING", "ERROR", "CRITICAL"):
+                text = f"{entry['level']} {entry.get('message', '')}"
+                problems[re.sub(r"=\S+|\d+", "#", text)[:160]] += 1
     return dict(problems.most_common(10))
 
 
