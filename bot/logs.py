@@ -18,6 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from bot.redaction import redact
+
 CORRELATION: contextvars.ContextVar[str | None] = contextvars.ContextVar("steward_correlation", default=None)
 
 
@@ -44,6 +46,17 @@ class ContextExecutor(ThreadPoolExecutor):
         return super().submit(context.run, fn, *args, **kwargs)
 
 
+class RedactingFilter(logging.Filter):
+    """Masks secrets and personal data in every record's message and exception before it is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        if record.exc_info:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time (UTC), level, logger, message, correlation id, exception."""
 
@@ -59,6 +72,8 @@ class JsonFormatter(logging.Formatter):
             entry["correlation_id"] = correlation
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -79,6 +94,7 @@ def configure(log_format: str) -> None:
     payloads), and waitress's queue-depth warnings (normal under a burst) are not logged."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from bot.index.embedding import Embedder
 from bot.index.lexical import terms
 from bot.index.vectors import VectorIndex
+from bot.redaction import findings, redact
 from bot.store.catalog import Catalog, ChunkRecord, DocumentRecord
 from ingest.chunking import chunk_document
 from ingest.documents import Skipped, SourceDocument, decode, discover, format_of, parse
@@ -228,6 +230,11 @@ class Ingestor:
                 continue
             if parsed.gap_id is not None:
                 report.accepted_guidance.append((parsed.gap_id, relative))
+            masked = findings(f"{parsed.title}\n{parsed.body}")
+            if masked:  # secrets and personal data never reach the index, the embeddings or an LLM
+                kinds = ", ".join(f"{kind} x{count}" for kind, count in sorted(Counter(masked).items()))
+                report.warnings.append(f"{relative}: masked before indexing: {kinds}")
+                parsed = replace(parsed, title=redact(parsed.title), body=redact(parsed.body))
             item = self._prepare(root_key, relative, digest, parsed)
             if not item.chunks:
                 report.skipped.append(Skipped(relative, "no text to index"))

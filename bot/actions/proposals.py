@@ -15,6 +15,7 @@ from typing import Any
 
 from bot.actions.models import ActionSpec, ParamSpec
 from bot.actions.policy import Policy
+from bot.redaction import redact
 
 log = logging.getLogger("steward.actions")
 
@@ -111,7 +112,7 @@ class Proposer:
         except NotImplementedError:
             log.warning("the configured chat model has no tool calling: requests are read without it")
             return None
-        messages = [SystemMessage(content=PROPOSAL_PROMPT), HumanMessage(content=text)]
+        messages = [SystemMessage(content=PROPOSAL_PROMPT), HumanMessage(content=redact(text))]
         future = self._pool.submit(bound.invoke, messages)
         try:
             reply = future.result(timeout=self.timeout_seconds)

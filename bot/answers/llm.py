@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.answers.retrieval import PASSAGE_CHUNKS, RetrievedDocument
+from bot.redaction import redact
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 
@@ -90,8 +91,9 @@ class LLMWriter:
         messages = [
             SystemMessage(content=SYSTEM_PROMPT),
             HumanMessage(
+                # passages were masked at ingest; the question is masked here
                 content=f"<passages>\n{render_passages(cited)}\n</passages>\n\n"
-                f"Question (from an engineer): {question}"
+                f"Question (from an engineer): {redact(question)}"
             ),
         ]
         future = self._pool.submit(self.model.invoke, messages)

@@ -16,6 +16,7 @@ from bot.answers.conversation import standalone_question
 from bot.answers.llm import LLMWriter
 from bot.answers.models import Answer, Passage
 from bot.answers.retrieval import PASSAGE_CHUNKS, Filters, RetrievedDocument, Retriever
+from bot.redaction import without_secrets
 
 
 def _passage(item: RetrievedDocument) -> Passage:
@@ -61,7 +62,8 @@ class AnswerService:
             raise EmptyQuestionError(
                 'the question is empty: ask something, e.g. steward ask "how do I roll back a model?"'
             )
-        query = standalone_question(question, earlier)
+        # secrets and personal data are never embedded or searched for (nor sent to an LLM: see llm.py)
+        query = standalone_question(without_secrets(question), [without_secrets(text) for text in earlier])
         retrieval = self.retriever.search(query, filters, limit=10)
         passages = [_passage(item) for item in retrieval.documents]
         chunk_terms = {

@@ -20,6 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from bot.redaction import redact_data
+
 metadata = sa.MetaData()
 
 action_requests = sa.Table(
@@ -134,7 +136,8 @@ def append_audit(
         sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
     ).one()
     seq, prev_hash = int(head.seq), str(head.hash)
-    payload = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    # secrets and personal data in free text (reasons, outputs) are masked before they are chained
+    payload = json.dumps(redact_data(data), sort_keys=True, separators=(",", ":"), default=str)
     digest = entry_hash(prev_hash, seq, at, kind, request_id, actor, payload)
     connection.execute(
         sa.insert(audit_log).values(

@@ -1,0 +1,104 @@
+"""Masking of secrets and personal data before text is logged, audited, embedded or sent to an LLM.
+
+Each finding is replaced by `[redacted:KIND]`. The patterns cover the common credential formats (Slack,
+cloud providers, code hosts, LLM providers, payment keys, JWTs, PEM private keys, passwords in URLs and
+in `password=` assignments) and personal data (e-mail addresses, phone numbers). They are deliberately
+specific, so that dates, versions, IP addresses and Slack ids are left alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern, flags))
+    for kind, pattern, flags in (
+        (
+            "private-key",
+            # the base64 body (real or JSON-escaped line breaks) and the END line when there is one
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:[A-Za-z0-9+/=\s]|\\n)*"
+            r"(?:-----END [A-Z0-9 ]*PRIVATE KEY-----)?",
+            0,
+        ),
+        ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}", 0),
+        ("slack-token", r"\bx(?:ox[abprseo]|app)-[A-Za-z0-9-]{10,}", 0),
+        ("slack-webhook", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]+", 0),
+        ("aws-access-key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b", 0),
+        (
+            "aws-secret-key",
+            r"(?i)(?<=aws_secret_access_key)(\s*[:=]\s*['\"]?)[A-Za-z0-9/+]{40}",
+            0,
+        ),
+        ("gcp-api-key", r"\bAIza[0-9A-Za-z_-]{35}\b", 0),
+        ("github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b", 0),
+        ("llm-api-key", r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}", 0),
+        ("stripe-key", r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}\b", 0),
+        ("azure-connection-string", r"(?i)AccountKey=[A-Za-z0-9+/=]{20,}", 0),
+        ("url-password", r"(?<=://)([^/\s:@]+):[^/\s@]+(?=@)", 0),
+        (
+            "password",
+            # a value with a digit or a symbol: "password: rotate it monthly" is prose, not a password
+            r"(?i)\b(password|passwd|secret|api[_-]?key|access[_-]?token|client[_-]?secret)"
+            r"([ \t]*[:=][ \t]*)(['\"]?)(?=[^\s'\"]*[\d_/+=$-])[^\s'\"]{4,}",
+            0,
+        ),
+        ("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b", 0),
+        (
+            "phone",
+            r"(?<![\w.+-])(?:\+\d{1,3}[\s.-]?\d{1,4}(?:[\s.-]?\d{2,4}){2,4}"  # +49 30 1234 5678
+            r"|\(\d{3}\)\s?\d{3}[\s.-]\d{4}"  # (415) 555-0134
+            r"|\d{3}[\s.-]\d{3}[\s.-]\d{4})(?![\w-])",  # 415-555-0134
+            0,
+        ),
+    )
+)
+
+
+def _replacement(kind: str, marker: str) -> Any:
+    if kind == "url-password":
+        return lambda match: f"{match.group(1)}:{marker}"
+    if kind == "password":
+        return lambda match: f"{match.group(1)}{match.group(2)}{match.group(3)}{marker}"
+    if kind == "aws-secret-key":
+        return lambda match: f"{match.group(1)}{marker}"
+    return marker
+
+
+_MARKED = tuple((pattern, _replacement(kind, f"[redacted:{kind}]")) for kind, pattern in _PATTERNS)
+_REMOVED = tuple((pattern, _replacement(kind, " ")) for kind, pattern in _PATTERNS)
+
+
+def redact(text: str) -> str:
+    """`text` with every secret and personal datum replaced by `[redacted:KIND]`."""
+    if not text:
+        return text
+    for pattern, replacement in _MARKED:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def without_secrets(text: str) -> str:
+    """`text` with every secret and personal datum removed (for search: a marker would be searched for)."""
+    if not text:
+        return text
+    for pattern, replacement in _REMOVED:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def findings(text: str) -> list[str]:
+    """The kinds found in `text`, in pattern order (for tests and reports)."""
+    return [kind for kind, pattern in _PATTERNS for _ in pattern.finditer(text)]
+
+
+def redact_data(value: Any) -> Any:
+    """Every string inside a JSON-like value, redacted (mapping keys are kept)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {key: redact_data(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_data(item) for item in value]
+    return value
