@@ -70,22 +70,20 @@ _MARKED = tuple((pattern, _replacement(kind, f"[redacted:{kind}]")) for kind, pa
 _REMOVED = tuple((pattern, _replacement(kind, " ")) for kind, pattern in _PATTERNS)
 
 
-def redact(text: str) -> str:
-    """`text` with every secret and personal datum replaced by `[redacted:KIND]`."""
-    if not text:
-        return text
-    for pattern, replacement in _MARKED:
+def _apply(text: str, table: tuple[tuple[re.Pattern[str], Any], ...]) -> str:
+    for pattern, replacement in table:
         text = pattern.sub(replacement, text)
     return text
+
+
+def redact(text: str) -> str:
+    """`text` with every secret and personal datum replaced by `[redacted:KIND]`."""
+    return _apply(text, _MARKED) if text else text
 
 
 def without_secrets(text: str) -> str:
     """`text` with every secret and personal datum removed (for search: a marker would be searched for)."""
-    if not text:
-        return text
-    for pattern, replacement in _REMOVED:
-        text = pattern.sub(replacement, text)
-    return text
+    return _apply(text, _REMOVED) if text else text
 
 
 def findings(text: str) -> list[str]:
