@@ -163,6 +163,12 @@ class Settings(BaseSettings):
         default=(),
         description="Comma-separated bot ids (`B…`) whose messages Steward answers; other bots are ignored.",
     )
+    link_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated hosts Steward may link to in Slack besides STEWARD_DOCS_BASE_URL's "
+        "(`grafana.example.com`, or `.example.com` for a domain and its subdomains); links to any other "
+        "host, in documents or in an LLM's answer, are shown as text.",
+    )
     experts_channel: str | None = Field(
         default=None,
         description=(
@@ -192,7 +198,7 @@ class Settings(BaseSettings):
         description="How long delivered event ids are kept to drop Slack's retries and duplicates.",
     )
 
-    @field_validator("answer_bots", mode="before")
+    @field_validator("answer_bots", "link_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

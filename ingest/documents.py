@@ -70,6 +70,19 @@ _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
 _ERB = re.compile(r"<%.*?%>", re.S)
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+# Text a reader does not see is not indexed: it is where injected instructions hide.
+_HIDING_STYLE = re.compile(
+    r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?![.\d]*[1-9])|opacity\s*:\s*0(?![.\d]*[1-9])",
+    re.I,
+)
+_HIDDEN_INLINE = re.compile(
+    r"<(?P<tag>[a-z][a-z0-9]*)\b(?P<attrs>[^>]*?(?:\bhidden\b|aria-hidden\s*=\s*[\"']?true|style\s*=\s*[\"'][^\"']*"
+    r"(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|opacity\s*:\s*0)[^\"']*[\"'])[^>]*)>"
+    r".*?</(?P=tag)\s*>",
+    re.I | re.S,
+)
+# Zero-width and bidirectional control characters: they hide or reorder text without showing.
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 _STATUS_LINE = re.compile(
     r"^[ \t]*(?:[-*][ \t]+)?(?:\*\*|__)?status(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.+)$", re.I | re.M
 )
@@ -163,6 +176,9 @@ def parse(
             return front
         meta, meta_lines, body = front
     body = _HTML_COMMENT.sub("", _ERB.sub("", body)) if fmt != "text" else body
+    if fmt == "markdown":
+        body = _HIDDEN_INLINE.sub("", body)
+    body = _INVISIBLE.sub("", body)
 
     document = SourceDocument(path=path, title="", body=body)
     _apply_front_matter(document, meta, meta_lines, known_paths)
@@ -402,6 +418,12 @@ def _html_to_markdown(text: str) -> tuple[str | None, str]:
     soup = BeautifulSoup(text, "html.parser")
     for tag in soup(["script", "style", "nav", "noscript", "template"]):
         tag.decompose()
+    for tag in soup.find_all(True):
+        if tag.decomposed:
+            continue
+        hidden = tag.has_attr("hidden") or str(tag.get("aria-hidden", "")).lower() == "true"
+        if hidden or _HIDING_STYLE.search(str(tag.get("style", ""))):
+            tag.decompose()
     title = soup.title.get_text(" ", strip=True) if soup.title else None
     for level in range(1, 7):
         for heading in soup.find_all(f"h{level}"):

@@ -51,6 +51,7 @@ from bot.slack.action_cards import (
     result_message,
     secret_params,
 )
+from bot.slack.links import LinkPolicy
 from bot.slack.mrkdwn import escape
 from bot.slack.payloads import (
     BLOCK_REJECT_REASON,
@@ -96,7 +97,9 @@ class ActionFlows:
         self.service = service
         self.policy = policy
         self._answers = answers
-        self.excerpts = RunbookExcerpts(answers, settings.docs_base_url)
+        self.excerpts = RunbookExcerpts(
+            answers, settings.docs_base_url, LinkPolicy.from_settings(settings).allows
+        )
         self.proposals: ProposalFlows | None = None  # set by build_app when an LLM is configured
         self.forms = RequestForms(policy, poster, self.submit, self.tell)
         self.poster = poster

@@ -51,9 +51,15 @@ def answer_messages(
     gap_id: int | None,
     source_url: Callable[[Citation], str | None],
     max_messages: int = 3,
+    allowed: Callable[[str], bool] | None = None,
 ) -> list[RenderedMessage]:
-    """The messages that post `answer`: the text, warnings, sources, confidence and buttons."""
-    body = [_section(piece) for piece in split_mrkdwn(to_mrkdwn(answer.answer)) if piece.strip()]
+    """The messages that post `answer`: the text, warnings, sources, confidence and buttons.
+
+    With `allowed`, links to other hosts are shown as text, and the answer's sections are `verbatim`,
+    so that Slack does not link a bare URL by itself.
+    """
+    text = to_mrkdwn(answer.answer, allowed)
+    body = [_section(piece, verbatim=allowed is not None) for piece in split_mrkdwn(text) if piece.strip()]
     warnings = _warnings(answer.warnings)
     if answer.abstained:
         if not body:
@@ -274,8 +280,8 @@ def _mrkdwn(text: str) -> Block:
     return {"type": "mrkdwn", "text": _clip(text, MAX_SECTION_TEXT)}
 
 
-def _section(text: str) -> Block:
-    return {"type": "section", "text": _mrkdwn(text)}
+def _section(text: str, verbatim: bool = False) -> Block:
+    return {"type": "section", "text": {**_mrkdwn(text), "verbatim": True} if verbatim else _mrkdwn(text)}
 
 
 def _context(text: str) -> Block:

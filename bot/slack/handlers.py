@@ -32,6 +32,7 @@ from bot.slack.blocks import RenderedMessage, answer_messages
 from bot.slack.experts import offer_to_save
 from bot.slack.home import HELP, KnowledgeState, home_view
 from bot.slack.incidents import IncidentFlows
+from bot.slack.links import LinkPolicy
 from bot.slack.posting import FAILED, WORKING, Poster
 from bot.slack.runbooks import document_url
 from bot.store.catalog import Catalog, CatalogError
@@ -290,12 +291,14 @@ class Conversations:
             answer_id=None if answer.abstained else answer_id,
             gap_id=gap_id,
             source_url=self.source_url,
+            allowed=LinkPolicy.from_settings(self.settings).allows,
         )
         return messages, answer
 
     def source_url(self, citation: Citation) -> str | None:
-        """The document's own URL, or the configured base URL plus its path."""
-        return document_url(citation.url, citation.path, self.settings.docs_base_url)
+        """The document's own URL (on an allowed host), or the configured base URL plus its path."""
+        policy = LinkPolicy.from_settings(self.settings)
+        return document_url(citation.url, citation.path, self.settings.docs_base_url, policy.allows)
 
     def _report_failure(
         self, client: WebClient, channel: str, thread_ts: str, exc: Exception, ref: str

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
+from urllib.parse import urlsplit
 
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 # Slack takes the link text up to `>`; a lookalike keeps a `|` in the text from being read as a separator.
@@ -61,9 +63,12 @@ def link(url: str, text: str | None = None) -> str:
     return _link(url, escape(text) if text else None)
 
 
-def to_mrkdwn(markdown: str) -> str:
-    """Convert Markdown (CommonMark with GitHub tables and strikethrough) to Slack mrkdwn."""
-    return _Converter(plain=False).convert(markdown)
+def to_mrkdwn(markdown: str, allowed: Callable[[str], bool] | None = None) -> str:
+    """Convert Markdown (CommonMark with GitHub tables and strikethrough) to Slack mrkdwn.
+
+    With `allowed`, a link whose URL it refuses keeps its text and says "link to HOST removed".
+    """
+    return _Converter(plain=False, allowed=allowed).convert(markdown)
 
 
 def to_plain(markdown: str) -> str:
@@ -100,10 +105,22 @@ class _Lists:
         return sum(1 for open_indent in self.indents if open_indent < indent)
 
 
+def _removed(url: str) -> str:
+    try:
+        host = urlsplit(url).hostname or "another site"
+    except ValueError:
+        host = "another site"
+    return f"[link to {host} removed]"
+
+
 class _Converter:
-    def __init__(self, *, plain: bool) -> None:
+    def __init__(self, *, plain: bool, allowed: Callable[[str], bool] | None = None) -> None:
         self.plain = plain
+        self.allowed = allowed
         self.lists = _Lists()
+
+    def refused(self, url: str) -> bool:
+        return not self.plain and self.allowed is not None and not self.allowed(url)
 
     def esc(self, text: str) -> str:
         return text if self.plain else escape(text)
@@ -193,7 +210,11 @@ class _Converter:
                 i += run
             elif char == "<" and (auto := _AUTOLINK.match(text, i) or _EMAIL_AUTOLINK.match(text, i)):
                 url = auto[1] if _SCHEME.match(auto[1]) else "mailto:" + auto[1]
-                parts.append(atom(auto[1] if self.plain else _link(url, None if url == auto[1] else auto[1])))
+                if self.refused(url):
+                    parts.append(atom(escape(_removed(url))))
+                else:
+                    shown = None if url == auto[1] else auto[1]
+                    parts.append(atom(auto[1] if self.plain else _link(url, shown)))
                 i = auto.end()
             elif char in "[!" and (parsed := _parse_link(text, i + (char == "!"))):
                 end, label, url = parsed
@@ -201,7 +222,10 @@ class _Converter:
                 i = end
             elif char in "hH" and (bare := _BARE_URL.match(text, i)):
                 url = _trim_url(bare[0])
-                parts.append(atom(self.esc(url) if self.plain else _link(url, None)))
+                if self.refused(url):
+                    parts.append(atom(escape(_removed(url))))
+                else:
+                    parts.append(atom(self.esc(url) if self.plain else _link(url, None)))
                 i += len(url)
             elif char == "&" and (entity := _ENTITY.match(text, i)):
                 parts.append(atom(self.esc(html.unescape(entity[0]))))
@@ -231,6 +255,8 @@ class _Converter:
         text = _Converter(plain=True).inline(label)
         if self.plain:
             return text or url
+        if self.refused(url):
+            return escape(" ".join(f"{text} {_removed(url)}".split()))
         return _link(url, escape(" ".join(text.split())))
 
 

@@ -17,9 +17,11 @@ log = logging.getLogger("steward.slack")
 EXCERPT_SECONDS = 60.0
 
 
-def document_url(url: str | None, path: str, docs_base_url: str | None) -> str | None:
-    """The document's own http(s) URL, else the configured base URL plus its path, else None."""
-    if url and url.startswith(("http://", "https://")):
+def document_url(
+    url: str | None, path: str, docs_base_url: str | None, allowed: Callable[[str], bool] | None = None
+) -> str | None:
+    """The document's own http(s) URL (if `allowed` takes it), else the base URL plus its path, else None."""
+    if url and url.startswith(("http://", "https://")) and (allowed is None or allowed(url)):
         return url
     if docs_base_url:
         return docs_base_url.rstrip("/") + "/" + path.lstrip("/")
@@ -33,11 +35,13 @@ class RunbookExcerpts:
         self,
         answers: Callable[[], AnswerService],
         docs_base_url: str | None,
+        allowed: Callable[[str], bool] | None = None,
         keep_seconds: float = EXCERPT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._answers = answers
         self._base = docs_base_url
+        self._allowed = allowed
         self._kept: Kept[str, RunbookExcerpt] = Kept(keep_seconds, clock)
 
     def __call__(self, spec: ActionSpec) -> RunbookExcerpt:
@@ -64,5 +68,5 @@ class RunbookExcerpts:
         if found is None:
             return RunbookExcerpt(path)
         document, chunk = found
-        url = document_url(document.url, path, self._base)
+        url = document_url(document.url, path, self._base, self._allowed)
         return RunbookExcerpt(path, document.title, chunk.section, chunk.text, url)
