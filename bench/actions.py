@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import http.client
 import json
 import os
 import platform
@@ -49,34 +48,13 @@ from bot.actions.approvals import ApprovalService  # noqa: E402
 from bot.actions.gate import PolicyFolder  # noqa: E402
 from bot.actions.models import ActionRequest, Actor  # noqa: E402
 from bot.answers.evaluation import percentile  # noqa: E402
-from bot.slack.payloads import ACTION_APPROVE, RequestValue  # noqa: E402
-from tests.fakes.slack_api import FakeSlack, form_body, sign  # noqa: E402
+from tests.fakes.slack_api import FakeSlack  # noqa: E402
 from tests.fakes.webhook import WebhookReceiver  # noqa: E402
+from tests.replicas import SECRET, Replica, approve_click, send  # noqa: E402
 
-SECRET = "bench-signing-secret"  # noqa: S105 -- signs requests to loopback test servers
 ELIGIBLE = ["U0000MLP01", "U0000MLP02", "U0000MLP03"]
 OTHERS = ["U0000SRE02", "U0000SRE01", "UOUTSIDER"]
 REQUESTER = "U0000SRE01"
-
-
-def _start_server(env: dict[str, str], cwd: Path, log: Path) -> tuple[subprocess.Popen[str], int]:
-    steward = Path(sys.executable).parent / "steward"
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [str(steward), "serve", "--port", "0", "--host", "127.0.0.1"],
-            env=env,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"listening on http://127\.0\.0\.1:(\d+)/slack/events", line)
-    if not match:
-        process.kill()
-        raise SystemExit(f"steward serve did not start: {line!r}")
-    return process, int(match.group(1))
 
 
 def _log_problems(logs: list[Path]) -> dict[str, int]:
@@ -93,39 +71,6 @@ def _log_problems(logs: list[Path]) -> dict[str, int]:
                 text = f"{entry['level']} {entry.get('message', '')}"
                 problems[re.sub(r"=\S+|\d+", "#", text)[:160]] += 1
     return dict(problems.most_common(10))
-
-
-def _click_body(request_id: str, user: str, channel: str, card_ts: str) -> bytes:
-    payload: dict[str, Any] = {
-        "type": "block_actions",
-        "user": {"id": user},
-        "team": {"id": "T0FAKE"},
-        "api_app_id": "A0FAKE",
-        "trigger_id": "t",
-        "channel": {"id": channel},
-        "container": {"type": "message", "message_ts": card_ts, "channel_id": channel},
-        "message": {"ts": card_ts, "blocks": [{"type": "actions", "elements": []}]},
-        "actions": [
-            {
-                "action_id": ACTION_APPROVE,
-                "block_id": "b",
-                "value": RequestValue(request_id=request_id).encode(),
-            }
-        ],
-    }
-    return form_body(payload)
-
-
-def _send(port: int, body: bytes) -> int:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(SECRET, body)}
-        connection.request("POST", "/slack/events", body=body, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    finally:
-        connection.close()
 
 
 def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
@@ -167,14 +112,12 @@ def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
             clicks.append((request_id, rng.choice(ELIGIBLE)))
             clicks.extend((request_id, rng.choice(ELIGIBLE + OTHERS)) for _ in range(count - 1))
         rng.shuffle(clicks)
-        processes: list[subprocess.Popen[str]] = []
+        logs = [work / f"serve-{number}.log" for number in range(2)]
+        servers = [Replica(env, work, log) for log in logs]
         try:
-            ports = []
-            logs = [work / f"serve-{number}.log" for number in range(2)]
-            for log in logs:
-                process, port = _start_server(env, work, log)
-                processes.append(process)
-                ports.append(port)
+            for server in servers:
+                server.start()
+            ports = [server.port for server in servers]
             first_click: dict[str, float] = {}
             statuses: Counter[int] = Counter()
             lock = threading.Lock()
@@ -182,7 +125,8 @@ def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
             def click(request_id: str, user: str) -> None:
                 with lock:
                     first_click.setdefault(request_id, time.monotonic())
-                status = _send(rng.choice(ports), _click_body(request_id, user, *card_of[request_id]))
+                body = approve_click(request_id, user, *card_of[request_id])
+                status = send(rng.choice(ports), body, "application/x-www-form-urlencoded")
                 with lock:
                     statuses[status] += 1
 
@@ -201,9 +145,8 @@ def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
             approvals = _approvals_per_second(url)
             quiet = [_one_click(receiver, rng.choice(ports), request_id, card_of) for request_id in quiet_ids]
         finally:
-            for process in processes:
-                process.terminate()
-                process.wait(timeout=60)
+            for server in servers:
+                server.stop()
     executed = Counter(r.headers.get("Idempotency-Key", "") for r in received)
     arrival: dict[str, float] = {}
     for request in received:
@@ -234,7 +177,11 @@ def _one_click(
 ) -> float:
     """One eligible click with nothing else going on: seconds until the execution reaches the receiver."""
     started = time.monotonic()
-    _send(port, _click_body(request_id, ELIGIBLE[0], *card_of[request_id]))
+    send(
+        port,
+        approve_click(request_id, ELIGIBLE[0], *card_of[request_id]),
+        "application/x-www-form-urlencoded",
+    )
     while not any(r.headers.get("Idempotency-Key") == request_id for r in list(receiver.requests)):
         if time.monotonic() - started > 30:
             raise SystemExit(f"a quiet click did not run its action within 30 s (request {request_id})")

@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.digests.demo_data import DEMO_DRIFT_FROM, DEMO_START, prediction_log, write_csv
 from bot.index.embedding import Embedder
 from bot.wiring import Services
-from tests.databases import StateDatabase, state_database
+from tests.databases import StateDatabase, fresh_postgres_database, state_database
 from tests.slackbot import RunningBot, running_bot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,3 +170,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     log = prediction_log(DEMO_START, 35, 200, drift_from=DEMO_DRIFT_FROM, seed=3)
     write_csv(log, root / ".steward-demo" / "predictions")
     return root
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (skipped without CI's URL), dropped afterwards."""
+    with fresh_postgres_database() as url:
+        yield url

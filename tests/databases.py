@@ -62,3 +62,21 @@ def state_database(kind: str, tmp_path: Path) -> Iterator[StateDatabase]:
         with admin.begin() as connection:
             connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new PostgreSQL database (its URL) for processes that cannot share a schema; dropped afterwards."""
+    if not POSTGRES:
+        pytest.skip("STEWARD_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped (CI sets it)")
+    name = f"steward_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

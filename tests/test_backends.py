@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from bot.index.vectors import VectorStoreError
 from bot.wiring import Services
@@ -45,24 +43,6 @@ def test_unreachable_chroma_server_names_the_url(
     services = make_services(chroma_url=url)
     with pytest.raises(VectorStoreError, match=f"cannot reach the Chroma server at {url}.*chroma run"):
         services.ingestor.run([small_kb])
-
-
-@pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
-    if not POSTGRES_URL:
-        pytest.skip("STEWARD_TEST_POSTGRES_URL is not set (CI sets it; see .ci/run)")
-    name = f"steward_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_postgres_catalog(

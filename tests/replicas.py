@@ -1,0 +1,113 @@
+"""Several `steward serve` processes on loopback (the real console script, HTTP mode), and signed Slack
+requests to any of them: for the scale-out test and the benchmarks."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.slack.payloads import ACTION_APPROVE, RequestValue
+from tests.fakes.slack_api import form_body, sign
+
+SECRET = "replica-signing-secret"
+_LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)/slack/events")
+
+
+@dataclass
+class Replica:
+    """One `steward serve` process; `start` again after `kill` to restart it (on a new port)."""
+
+    env: dict[str, str]
+    cwd: Path
+    log: Path
+    process: subprocess.Popen[str] | None = field(default=None, repr=False)
+    port: int = 0
+
+    def start(self) -> None:
+        """Start serving and wait until it listens (the model loads first)."""
+        steward = Path(sys.executable).parent / "steward"
+        with self.log.open("a") as stderr:
+            self.process = subprocess.Popen(
+                [str(steward), "serve", "--port", "0", "--host", "127.0.0.1"],
+                env=self.env,
+                cwd=self.cwd,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        match = _LISTENING.search(line)
+        if not match:
+            self.process.kill()
+            raise RuntimeError(f"steward serve did not start ({line!r}); see {self.log}")
+        self.port = int(match.group(1))
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as when a machine dies."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def stop(self) -> int:
+        """SIGTERM, as an orchestrator stops it; returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process is not None else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(timeout=30)
+
+
+def send(
+    port: int,
+    body: bytes,
+    content_type: str,
+    headers: dict[str, str] | None = None,
+    secret: str = SECRET,
+    timeout: float = 60,
+) -> int:
+    """POST a signed request to /slack/events; the HTTP status (OSError when nobody answers)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        signed = {"Content-Type": content_type, **sign(secret, body), **(headers or {})}
+        connection.request("POST", "/slack/events", body=body, headers=signed)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def approve_click(request_id: str, user: str, channel: str, card_ts: str) -> bytes:
+    """The interactivity payload of an Approve click on a request's card."""
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": {"id": user},
+        "team": {"id": "T0FAKE"},
+        "api_app_id": "A0FAKE",
+        "trigger_id": "t",
+        "channel": {"id": channel},
+        "container": {"type": "message", "message_ts": card_ts, "channel_id": channel},
+        "message": {"ts": card_ts, "blocks": [{"type": "actions", "elements": []}]},
+        "actions": [
+            {
+                "action_id": ACTION_APPROVE,
+                "block_id": "b",
+                "value": RequestValue(request_id=request_id).encode(),
+            }
+        ],
+    }
+    return form_body(payload)

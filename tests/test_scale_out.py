@@ -1,0 +1,297 @@
+"""Three `steward serve` replicas on loopback sharing PostgreSQL and a real `chroma run` server, with the
+local fake Slack in front, while one replica is killed and restarted mid-run:
+- Slack's duplicate deliveries and retries of each event are answered once;
+- an approval click storm executes each request at most once, and every request the killed replica did
+  not leave half-run exactly once;
+- each scheduled digest fire is posted once;
+- `steward ingest` into the Chroma server while the replicas answer: every question is answered once,
+  none fails, and the new documents are found afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bot.actions.approvals import ApprovalService
+from bot.actions.gate import PolicyFolder
+from bot.actions.models import ActionRequest, Actor
+from bot.wiring import Services
+from tests.conftest import ROOT, write_tree
+from tests.fakes.slack_api import FakeSlack, event_body
+from tests.fakes.webhook import WebhookReceiver
+from tests.replicas import SECRET, Replica, approve_click, send
+from tests.servers import chroma_server
+
+FORM = "application/x-www-form-urlencoded"
+REQUESTER = "U0000SRE01"
+APPROVERS = ["U0000MLP01", "U0000MLP02", "U0000MLP03"]
+QUESTIONS = (
+    "How do I roll back the fraud-scorer model in production?",
+    "What do we do when the feature store is down?",
+    "How do I rotate a leaked secret?",
+    "Which vector database did we choose?",
+    "How is on-call handed over?",
+    "How do I roll back a model?",
+)
+REQUESTS = 24
+DIGESTS = """timezone: UTC
+digests:
+  governance:
+    kind: governance
+    schedule: "* * * * *"
+    channel: C0GOVERN
+    period_days: 1
+"""
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path, small_kb: Path, make_services: Callable[..., Services], postgres_database: str
+) -> Iterator[tuple[list[Replica], FakeSlack, WebhookReceiver, str]]:
+    """Three replicas over one database and one Chroma server (the knowledge base ingested into both)."""
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    (tmp_path / "digests.yaml").write_text(DIGESTS)
+    with chroma_server(tmp_path / "chroma") as chroma_url, FakeSlack() as slack, WebhookReceiver() as hook:
+        make_services(database_url=postgres_database, chroma_url=chroma_url).ingestor.run([small_kb])
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "HF_HUB_OFFLINE": "1",
+            "SLACK_BOT_TOKEN": "xoxb-replicas",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": slack.api_url,
+            "STEWARD_DATABASE_URL": postgres_database,
+            "STEWARD_CHROMA_URL": chroma_url,
+            "STEWARD_DATA_DIR": str(tmp_path / "data"),
+            "STEWARD_POLICIES_DIR": str(tmp_path / "policies"),
+            "STEWARD_DIGESTS_FILE": str(tmp_path / "digests.yaml"),
+            "RETRAIN_WEBHOOK_URL": hook.url,
+            "ACTIONS_WEBHOOK_SECRET": "replica-hmac-key",
+        }
+        replicas = [Replica(env, tmp_path, tmp_path / f"serve-{n}.log") for n in range(3)]
+        starting = [threading.Thread(target=replica.start) for replica in replicas]
+        for thread in starting:
+            thread.start()
+        for thread in starting:
+            thread.join()
+        try:
+            assert all(replica.alive for replica in replicas), [r.log.read_text()[-2000:] for r in replicas]
+            yield replicas, slack, hook, postgres_database
+        finally:
+            for replica in replicas:
+                replica.stop()
+
+
+def _deliver(replicas: list[Replica], body: bytes, content_type: str, rng: random.Random) -> int:
+    """As Slack does: to one replica; when it does not answer, again to another with X-Slack-Retry-Num."""
+    for attempt, replica in enumerate(rng.sample(replicas, len(replicas))):
+        if not replica.alive:
+            continue
+        headers = {"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": "http_error"} if attempt else {}
+        try:
+            return send(replica.port, body, content_type, headers)
+        except OSError:
+            continue
+    raise AssertionError("no replica answered")
+
+
+NEW_RUNBOOKS = {
+    f"runbooks/service-{n:02d}.md": f"---\ntitle: Restarting the service-{n:02d} workers\n---\n"
+    f"# Restarting the service-{n:02d} workers\n\nDrain the queue of service-{n:02d}, then restart its "
+    f"workers one at a time and watch the error rate for ten minutes.\n"
+    for n in range(40)
+}
+
+
+def _failed(post: dict[str, object]) -> bool:
+    text = json.dumps(post)
+    return "cannot reach my knowledge base" in text or "Something went wrong" in text
+
+
+def _ask_during_ingest(
+    replicas: list[Replica], slack: FakeSlack, kb: Path, rng: random.Random
+) -> dict[str, list[dict[str, object]]]:
+    """Questions sent every 0.3 s while `steward ingest` adds 40 runbooks; each thread's answers."""
+    write_tree(kb, NEW_RUNBOOKS)
+    steward = Path(sys.executable).parent / "steward"
+    ingest = subprocess.Popen(
+        [str(steward), "ingest", str(kb)],
+        env=replicas[0].env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    asked: list[str] = []
+    while ingest.poll() is None or len(asked) < 5:
+        question = rng.choice([*QUESTIONS, "How do I restart the service-07 workers?"])
+        text = f"<@{slack.bot_user_id}> {question}"
+        ts = slack.add_message("CINGEST", text, "UASKER")
+        event = {"type": "app_mention", "channel": "CINGEST", "user": "UASKER", "ts": ts, "text": text}
+        assert (
+            _deliver(replicas, event_body(event, f"EvIngest{len(asked):03d}"), "application/json", rng) == 200
+        )
+        asked.append(ts)
+        time.sleep(0.3)
+    assert ingest.wait() == 0, ingest.stderr.read() if ingest.stderr else ""
+    # After the ingest, a new runbook is found (the replicas read the index the ingest wrote).
+    text = f"<@{slack.bot_user_id}> How do I restart the service-07 workers?"
+    ts = slack.add_message("CINGEST", text, "UASKER")
+    event = {"type": "app_mention", "channel": "CINGEST", "user": "UASKER", "ts": ts, "text": text}
+    assert _deliver(replicas, event_body(event, "EvIngestAfter"), "application/json", rng) == 200
+    asked.append(ts)
+    deadline = time.monotonic() + 60
+    while not all(slack.messages("CINGEST", ts)[1:] for ts in asked) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # a second answer would arrive now
+    return {
+        ts: [m for m in slack.messages("CINGEST", ts) if m.get("user") == slack.bot_user_id] for ts in asked
+    }
+
+
+def _json_line(line: str) -> dict[str, str]:
+    """A log line (the killed replica's last one may be cut short)."""
+    try:
+        return dict(json.loads(line))
+    except ValueError:
+        return {"level": "CUT", "message": line}
+
+
+@pytest.mark.slow
+def test_replicas_answer_once_execute_once_and_post_each_digest_once(
+    cluster: tuple[list[Replica], FakeSlack, WebhookReceiver, str], small_kb: Path
+) -> None:
+    replicas, slack, hook, url = cluster
+    rng = random.Random(7)
+    started = dt.datetime.now(dt.UTC)
+
+    # 1. Each event delivered three times: to two replicas at once (a duplicate), then as a retry.
+    threads = []
+    for number, question in enumerate(QUESTIONS):
+        text = f"<@{slack.bot_user_id}> {question}"
+        ts = slack.add_message("CGENERAL", text, "UASKER")
+        event = {"type": "app_mention", "channel": "CGENERAL", "user": "UASKER", "ts": ts, "text": text}
+        body = event_body(event, f"EvScale{number:03d}")
+        delivered = [send(replica.port, body, "application/json") for replica in replicas[:2]]
+        delivered.append(send(replicas[2].port, body, "application/json", {"X-Slack-Retry-Num": "1"}))
+        assert delivered == [200, 200, 200]
+        threads.append(ts)
+
+    # Answered before the kill: an event a replica acknowledged and then died on is not answered (Slack
+    # does not deliver an acknowledged event again, and the claim blocks the others); see the README.
+    deadline = time.monotonic() + 60
+    while not all(slack.messages("CGENERAL", ts)[1:] for ts in threads) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    # 2. The click storm, with replica 0 killed a third of the way in and restarted at two thirds.
+    engine = sa.create_engine(url)
+    service = ApprovalService(engine, PolicyFolder(Path(replicas[0].env["STEWARD_POLICIES_DIR"])))
+    cards: dict[str, tuple[str, str]] = {}
+    for number in range(REQUESTS):
+        channel = f"COPS{number % 4}"
+        root = slack.add_message(channel, "retrain please", REQUESTER)
+        retrain = ActionRequest(action="retrain-model", params={"model": f"model-{number}", "env": "prod"})
+        request_id = service.submit(retrain, Actor(user_id=REQUESTER, channel=channel), thread_ts=root)[
+            0
+        ].request_id
+        cards[request_id] = (channel, slack.add_message(channel, "card", slack.bot_user_id, root))
+    clicks = [(request_id, rng.choice(APPROVERS)) for request_id in cards for _ in range(rng.randint(2, 6))]
+    rng.shuffle(clicks)
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def click(request_id: str, user: str) -> None:
+        status = _deliver(replicas, approve_click(request_id, user, *cards[request_id]), FORM, rng)
+        with lock:
+            statuses[status] += 1
+
+    third = len(clicks) // 3
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        list(pool.map(lambda c: click(*c), clicks[:third]))
+        replicas[0].kill()
+        list(pool.map(lambda c: click(*c), clicks[third : 2 * third]))
+        replicas[0].start()
+        list(pool.map(lambda c: click(*c), clicks[2 * third :]))
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            unfinished = connection.execute(
+                sa.text("SELECT count(*) FROM action_requests WHERE status IN ('pending', 'approved')")
+            ).scalar_one()
+        if not unfinished and all(slack.messages("CGENERAL", ts)[1:] for ts in threads):
+            break
+        time.sleep(0.5)
+    time.sleep(3)  # a duplicate execution or a second answer would arrive now
+
+    # 3. Digests: wait for the next minute's fire after the restart, so every replica had its chance.
+    restart = dt.datetime.now(dt.UTC)
+    while dt.datetime.now(dt.UTC) < restart.replace(second=0, microsecond=0) + dt.timedelta(
+        minutes=1, seconds=8
+    ):
+        time.sleep(1)
+
+    # 4. `steward ingest` into the Chroma server while the replicas answer questions.
+    during = _ask_during_ingest(replicas, slack, small_kb, rng)
+
+    with engine.connect() as connection:
+        grouped = connection.execute(sa.text("SELECT status, count(*) FROM action_requests GROUP BY status"))
+        states = {str(status): int(count) for status, count in grouped}
+        runs = connection.execute(
+            sa.text("SELECT fire_time, status FROM digest_runs WHERE digest = 'governance'")
+        ).all()
+    engine.dispose()
+    executions = Counter(r.headers.get("Idempotency-Key", "") for r in list(hook.requests))
+    answers = [
+        len([m for m in slack.messages("CGENERAL", ts) if m.get("user") == slack.bot_user_id])
+        for ts in threads
+    ]
+    digest_posts = slack.messages("C0GOVERN")
+    logged = [_json_line(line) for replica in replicas for line in replica.log.read_text().splitlines()]
+    lost_races = sum(1 for line in logged if line["message"].startswith("digest fire already claimed"))
+    executed_once = sum(1 for key in cards if executions.get(key) == 1)
+    report = {
+        "replicas": 3,
+        "events_delivered_three_times": len(QUESTIONS),
+        "answers_per_event": answers,
+        "clicks": len(clicks),
+        "click_statuses": dict(statuses),
+        "requests": REQUESTS,
+        "executed_once": executed_once,
+        "executed_twice_or_more": sum(1 for key in cards if executions.get(key, 0) > 1),
+        "request_states": states,
+        "digest_fires": len(runs),
+        "digest_posts": len(digest_posts),
+        "digest_fires_lost_to_another_replica": lost_races,
+        "server_errors_logged": sum(1 for line in logged if line["level"] in ("ERROR", "CRITICAL")),
+        "questions_during_ingest": len(during),
+        "answered_during_ingest": sum(1 for posts in during.values() if len(posts) == 1),
+        "failures_during_ingest": sum(1 for posts in during.values() if any(_failed(p) for p in posts)),
+        "seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1),
+    }
+    print(json.dumps(report))
+    assert answers == [1] * len(QUESTIONS), report
+    assert set(statuses) == {200}, report
+    assert report["executed_twice_or_more"] == 0, report
+    interrupted = states.get("running", 0) + states.get("needs_attention", 0)
+    assert executed_once + interrupted == REQUESTS and interrupted <= 1, report
+    assert states.get("pending", 0) == 0 and states.get("approved", 0) == 0, report
+    assert len(runs) >= 1 and len(digest_posts) == sum(1 for _fire, outcome in runs if outcome == "posted"), (
+        report
+    )
+    assert len({fire for fire, _outcome in runs}) == len(runs), report
+    assert lost_races >= 1, report  # the replicas did race for the fires
+    assert "service-07" in json.dumps(list(during.values())[-1]), report
+    assert report["answered_during_ingest"] == len(during) and report["failures_during_ingest"] == 0, report
