@@ -201,11 +201,11 @@ def _split_front_matter(path: str, text: str) -> tuple[dict[str, Any], dict[str,
     body = text[4 + end.end() :].lstrip("\n")
     try:
         loaded = yaml.safe_load(raw) if raw.strip() else {}
-    except yaml.YAMLError as exc:
+    except Exception as exc:  # besides YAMLError, PyYAML raises ValueError for 2026-02-30, KeyError, …
         # The construct's start (an unclosed bracket's line) is where the author must look.
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 2}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or next(iter(str(exc).splitlines()), type(exc).__name__)
         return Skipped(path, f"malformed front matter{line}: {problem}")
     if not isinstance(loaded, dict):
         return Skipped(
@@ -246,11 +246,14 @@ def _add_duration(start: str, duration: str) -> str | None:
         return None
     amount, unit = int(match.group(1)), match.group(2).lower()
     day = dt.date.fromisoformat(start)
-    if unit in ("day", "week"):
-        return (day + dt.timedelta(days=amount * (7 if unit == "week" else 1))).isoformat()
-    months = amount * (12 if unit == "year" else 1)
-    year, month = divmod(day.month - 1 + months, 12)
-    return dt.date(day.year + year, month + 1, min(day.day, 28)).isoformat()
+    try:
+        if unit in ("day", "week"):
+            return (day + dt.timedelta(days=amount * (7 if unit == "week" else 1))).isoformat()
+        months = amount * (12 if unit == "year" else 1)
+        year, month = divmod(day.month - 1 + months, 12)
+        return dt.date(day.year + year, month + 1, min(day.day, 28)).isoformat()
+    except (OverflowError, ValueError):  # past the year 9999
+        return None
 
 
 def _apply_front_matter(

@@ -163,11 +163,12 @@ def _convert(spec: ParamSpec, text: str) -> tuple[Any, str | None]:
     if text == "":
         return None, "empty; give a value or leave the parameter out"
     if spec.type == "integer":
-        return (
-            (int(text), None)
-            if re.fullmatch(r"[+-]?\d+", text.strip())
-            else (None, f"{text!r} is not an integer")
-        )
+        if not re.fullmatch(r"[+-]?\d+", text.strip()):
+            return None, f"{text!r} is not an integer"
+        try:
+            return int(text), None
+        except ValueError:  # more than the 4,300 digits Python converts
+            return None, f"{len(text.strip()):,} digits is too long for an integer"
     if spec.type == "number":
         try:
             number = float(text)

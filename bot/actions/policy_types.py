@@ -175,8 +175,11 @@ def value_problem(spec: ParamSpec, value: Any, *, check_range: bool = True) -> s
         return f"{value!r} is not a string"
     if spec.enum is not None and value not in spec.enum:
         return f"{value!r} must be one of {', '.join(spec.enum)}"
-    too_low = spec.minimum is not None and value < spec.minimum
-    if check_range and (too_low or (spec.maximum is not None and value > spec.maximum)):
+    # Bounds are for numbers; a string parameter written with minimum: is reported by the loader.
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    too_low = numeric and spec.minimum is not None and value < spec.minimum
+    too_high = numeric and spec.maximum is not None and value > spec.maximum
+    if check_range and (too_low or too_high):
         return f"{value} is out of range; must be {range_text(spec)}"
     if spec.pattern is not None and isinstance(value, str):
         try:

@@ -63,24 +63,32 @@ def read_yaml(text: str, doc: Document, problems: Problems) -> Any:
     """The file's data with `doc.lines` filled in; None when it is empty or not YAML (then reported)."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        return None if node is None else _to_data(node, (), doc, problems, yaml.SafeLoader(""))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         doc.lines[("yaml",)] = mark.line + 1 if mark else 1
         problems.add(
             doc, (), f"not valid YAML: {error.problem or error}; check indentation and quoting", at=("yaml",)
         )
-        return None
     except yaml.YAMLError as error:
         problems.add(doc, (), f"not valid YAML: {error}")
-        return None
-    return None if node is None else _to_data(node, (), doc, problems, yaml.SafeLoader(""))
+    except RecursionError:  # PyYAML composes, and we convert, recursively
+        problems.add(doc, (), "nested too deeply; a policy file needs a few levels of indentation")
+    return None
 
 
 def _to_data(
     node: yaml.Node, path: FieldPath, doc: Document, problems: Problems, loader: yaml.SafeLoader
 ) -> Any:
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # applies `<<:` merge keys, so anchors work as in any YAML tool
+        try:
+            loader.flatten_mapping(node)  # applies `<<:` merge keys, so anchors work as in any YAML tool
+        except yaml.MarkedYAMLError as error:
+            doc.lines[(*path, "<<")] = (error.problem_mark or node.start_mark).line + 1
+            problems.add(
+                doc, path, f"<<: {error.problem or error}; merge a mapping (<<: *name)", at=(*path, "<<")
+            )
+            return {}
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
@@ -106,7 +114,15 @@ def _to_data(
     # YAML 1.1 reads an unquoted 17:00 as the base-60 integer 1020; a policy always means the clock time.
     if node.tag == "tag:yaml.org,2002:int" and ":" in str(node.value):
         return str(node.value)
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except Exception as error:  # PyYAML's constructors raise ValueError, KeyError, … for `!!bool maybe`
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        reason = error.problem if isinstance(error, yaml.MarkedYAMLError) else str(error)
+        problems.add(
+            doc, path, f"cannot read {node.value!r} as {tag} ({reason}); put it in quotes to keep it as text"
+        )
+        return None
 
 
 # ---- pydantic errors, reported at the lines they are about

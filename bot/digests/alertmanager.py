@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-import json
 import time
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import from_json
 
 from bot.store.incidents import AlertUpdate, IncidentStore
 
 MAX_BODY_BYTES = 1_000_000
 _ZERO_TIME = dt.datetime(1, 1, 1, tzinfo=dt.UTC)  # Alertmanager's endsAt of a firing alert
+# What the state database holds (bot/store/incidents.py): PostgreSQL refuses longer text, and NUL anywhere.
+_LABEL_LIMITS = {"alertname": 256, "severity": 32, "service": 128, "job": 128}
+_STORED_ANNOTATIONS = ("summary", "runbook_url", "description")
 
 
 class AlertPayloadError(Exception):
@@ -30,9 +33,9 @@ class _Alert(BaseModel):
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: dt.datetime  # noqa: N815 -- Alertmanager's field names
-    endsAt: dt.datetime | None = None  # noqa: N815
-    fingerprint: str = Field(min_length=1, max_length=128)
+    startsAt: AwareDatetime  # noqa: N815 -- Alertmanager's field names; it always sends a UTC offset
+    endsAt: AwareDatetime | None = None  # noqa: N815
+    fingerprint: str = Field(min_length=1, max_length=122)  # stored as "alert:" + it in 128 characters
 
 
 class _Notification(BaseModel):
@@ -48,8 +51,9 @@ def read_notification(body: bytes) -> list[AlertUpdate]:
     if len(body) > MAX_BODY_BYTES:
         raise AlertPayloadError(f"the body is {len(body):,} bytes; the limit is {MAX_BODY_BYTES:,}")
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # pydantic's parser, not json.loads: it refuses lone surrogates, huge numbers and deep nesting too
+        data = from_json(body)
+    except ValueError as exc:
         raise AlertPayloadError(f"the body is not JSON ({exc})") from None
     try:
         notification = _Notification.model_validate(data)
@@ -64,7 +68,8 @@ def read_notification(body: bytes) -> list[AlertUpdate]:
             f"version {notification.version!r} is not supported; Alertmanager sends version 4"
         )
     updates = []
-    for alert in notification.alerts:
+    for index, alert in enumerate(notification.alerts):
+        _check_storable(index, alert)
         name = alert.labels.get("alertname", "unnamed alert")
         summary = alert.annotations.get("summary")
         ends = alert.endsAt if alert.endsAt is not None and alert.endsAt > _ZERO_TIME else None
@@ -83,6 +88,23 @@ def read_notification(body: bytes) -> list[AlertUpdate]:
             )
         )
     return updates
+
+
+def _check_storable(index: int, alert: _Alert) -> None:
+    """AlertPayloadError naming the first label or annotation the state database cannot hold."""
+    fields = [("fingerprint", alert.fingerprint)]
+    fields += [(f"labels.{key}", value) for key, value in alert.labels.items() if key in _LABEL_LIMITS]
+    fields += [
+        (f"annotations.{key}", value)
+        for key, value in alert.annotations.items()
+        if key in _STORED_ANNOTATIONS
+    ]
+    for field, value in fields:
+        limit = _LABEL_LIMITS.get(field.removeprefix("labels."))
+        if limit is not None and len(value) > limit:
+            raise AlertPayloadError(f"alerts.{index}.{field}: longer than {limit} characters; shorten it")
+        if "\x00" in value:
+            raise AlertPayloadError(f"alerts.{index}.{field}: contains a NUL character (\\u0000); remove it")
 
 
 class AlertReceiver:

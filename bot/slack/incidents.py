@@ -7,6 +7,7 @@ someone other than the declarer acknowledges the incident (the digest's time to 
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ USAGE = (
     "`/steward incident resolve NUMBER` when it is over."
 )
 SEVERITIES = ("1", "2", "3", "4", "5")
+MAX_SERVICE = 128  # the incidents table's service column
 
 
 class IncidentFlows:
@@ -62,6 +64,8 @@ class IncidentFlows:
             problems.append("a title is missing")
         if fields.get("sev") not in SEVERITIES:
             problems.append(f"sev must be 1 to 5 (got {fields.get('sev', 'nothing')!r})")
+        if len(fields.get("service", "")) > MAX_SERVICE:
+            problems.append(f"service is longer than {MAX_SERVICE} characters")
         if unknown:
             problems.append(f"unknown field(s): {', '.join(unknown)}")
         if problems:
@@ -89,7 +93,7 @@ class IncidentFlows:
 
     def _resolve(self, rest: str, user: str, client: WebClient, respond: Respond) -> None:
         number = rest.lstrip("#").split(" ", 1)[0]
-        if not number.isdigit():
+        if not re.fullmatch(r"[0-9]{1,18}", number):  # str.isdigit() takes "²", and the database takes int64
             respond(text=f"Which incident? {USAGE}", response_type="ephemeral")
             return
         incident = self.store.resolve(int(number), self.clock())

@@ -42,7 +42,8 @@ ACTION_DISMISS_PROPOSAL = "steward_proposal_dismiss"
 
 
 class _Value(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: a proposal's `at` of NaN would never expire, and would not encode again (null)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     def encode(self) -> str:
         """The button value (Slack allows 2,000 characters; ours are a few dozen)."""
