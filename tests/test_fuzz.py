@@ -267,15 +267,7 @@ def starter() -> Policy:
     return load_policy(ROOT / "policies")
 
 
-ACTIONS = (
-    "rollback-model",
-    "promote-model",
-    "retrain-model",
-    "pause-agent",
-    "scale-service",
-    "rotate-secret",
-    "toggle-feature-flag",
-)
+ACTIONS = tuple(sorted(load_policy(ROOT / "policies").actions))  # the starter catalog's seven actions
 PARAM_NAMES = (
     "model",
     "version",
