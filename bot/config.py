@@ -108,6 +108,14 @@ class Settings(BaseSettings):
         description="`steward serve`'s log lines: `json` (one object a line, with the correlation id of the "
         "Slack request) or `text`.",
     )
+    housekeeping_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How often `steward serve` does its housekeeping: expiring requests, reporting "
+        "interrupted runs, and answering the questions of a replica that died (one not seen for three "
+        "rounds).",
+    )
     digest_misfire_grace_seconds: int = Field(
         default=600,
         ge=1,

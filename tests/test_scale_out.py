@@ -1,6 +1,7 @@
 """Three `steward serve` replicas on loopback sharing PostgreSQL and a real `chroma run` server, with the
 local fake Slack in front, while one replica is killed and restarted mid-run:
-- Slack's duplicate deliveries and retries of each event are answered once;
+- Slack's duplicate deliveries and retries of each event are answered once, and the questions the killed
+  replica acknowledged just before it died are answered by another replica;
 - an approval click storm executes each request at most once, and every request the killed replica did
   not leave half-run exactly once;
 - each scheduled digest fire is posted once;
@@ -81,6 +82,7 @@ def cluster(
             "STEWARD_DIGESTS_FILE": str(tmp_path / "digests.yaml"),
             "RETRAIN_WEBHOOK_URL": hook.url,
             "ACTIONS_WEBHOOK_SECRET": "replica-hmac-key",
+            "STEWARD_HOUSEKEEPING_SECONDS": "1",  # a dead replica is noticed after three seconds
         }
         replicas = [Replica(env, tmp_path, tmp_path / f"serve-{n}.log") for n in range(3)]
         starting = [threading.Thread(target=replica.start) for replica in replicas]
@@ -189,12 +191,6 @@ def test_replicas_answer_once_execute_once_and_post_each_digest_once(
         assert delivered == [200, 200, 200]
         threads.append(ts)
 
-    # Answered before the kill: an event a replica acknowledged and then died on is not answered (Slack
-    # does not deliver an acknowledged event again, and the claim blocks the others); see the README.
-    deadline = time.monotonic() + 60
-    while not all(slack.messages("CGENERAL", ts)[1:] for ts in threads) and time.monotonic() < deadline:
-        time.sleep(0.2)
-
     # 2. The click storm, with replica 0 killed a third of the way in and restarted at two thirds.
     engine = sa.create_engine(url)
     service = ApprovalService(engine, PolicyFolder(Path(replicas[0].env["STEWARD_POLICIES_DIR"])))
@@ -220,6 +216,13 @@ def test_replicas_answer_once_execute_once_and_post_each_digest_once(
     third = len(clicks) // 3
     with ThreadPoolExecutor(max_workers=12) as pool:
         list(pool.map(lambda c: click(*c), clicks[:third]))
+        # Questions replica 0 acknowledges and dies on at once: a live replica answers them.
+        for number, question in enumerate(QUESTIONS[:3]):
+            text = f"<@{slack.bot_user_id}> {question}"
+            ts = slack.add_message("CGENERAL", text, "UASKER")
+            event = {"type": "app_mention", "channel": "CGENERAL", "user": "UASKER", "ts": ts, "text": text}
+            assert send(replicas[0].port, event_body(event, f"EvOrphan{number}"), "application/json") == 200
+            threads.append(ts)
         replicas[0].kill()
         list(pool.map(lambda c: click(*c), clicks[third : 2 * third]))
         replicas[0].start()
@@ -265,6 +268,8 @@ def test_replicas_answer_once_execute_once_and_post_each_digest_once(
     report = {
         "replicas": 3,
         "events_delivered_three_times": len(QUESTIONS),
+        "events_acknowledged_by_the_killed_replica": 3,
+        "events_taken_over": sum(1 for line in logged if line["message"].startswith("taking over event=")),
         "answers_per_event": answers,
         "clicks": len(clicks),
         "click_statuses": dict(statuses),
@@ -282,11 +287,14 @@ def test_replicas_answer_once_execute_once_and_post_each_digest_once(
         "seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1),
     }
     print(json.dumps(report))
-    assert answers == [1] * len(QUESTIONS), report
+    assert answers == [1] * len(threads), report
     assert set(statuses) == {200}, report
     assert report["executed_twice_or_more"] == 0, report
+    # Runs the killed replica had in flight stay `running` (then `needs_attention`: never run twice);
+    # whether their webhook call got out before the kill is not known. Every other request succeeded.
     interrupted = states.get("running", 0) + states.get("needs_attention", 0)
-    assert executed_once + interrupted == REQUESTS and interrupted <= 1, report
+    assert states.get("succeeded", 0) + interrupted == REQUESTS and interrupted <= 4, report
+    assert states.get("succeeded", 0) <= executed_once <= REQUESTS, report
     assert states.get("pending", 0) == 0 and states.get("approved", 0) == 0, report
     assert len(runs) >= 1 and len(digest_posts) == sum(1 for _fire, outcome in runs if outcome == "posted"), (
         report

@@ -48,7 +48,7 @@ def test_upgrading_again_changes_nothing(opener: Callable[[], Engine]) -> None:
     with second.begin() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM slack_events")).scalar() == 1
         assert (
-            connection.execute(sa.text("SELECT version_num FROM steward_schema_version")).scalar() == "0004"
+            connection.execute(sa.text("SELECT version_num FROM steward_schema_version")).scalar() == "0005"
         )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from slack_sdk import WebClient
 
 from bot.actions.approvals import ApprovalService, RequestView
@@ -257,6 +258,26 @@ def test_an_approver_outside_the_group_is_told_which_group_is_needed(bot: Runnin
     bot.click(card, ACTION_APPROVE, user=SRE1)
     bot.settle()
     assert any("approvers must be in ml-platform" in text for text in _whispers(bot, SRE1))
+
+
+def test_an_approved_request_its_replica_never_ran_is_run_once_by_housekeeping(
+    bot: RunningBot, receiver: WebhookReceiver, services: Services, clock: Clock
+) -> None:
+    """The deciding approval was recorded and the replica died before claiming the run: a live replica's
+    housekeeping runs it, once, and posts the result in its thread."""
+    thread = _run(bot, PROD_RETRAIN)
+    with services.catalog.engine.connect() as connection:
+        (request_id,) = connection.execute(sa.text("SELECT request_id FROM action_requests")).scalars()
+    assert services.approvals.approve(request_id, MLP2).changed  # recorded; nothing ran it
+    assert receiver.requests == []
+    flows = bot.app.actions
+    assert flows is not None
+    assert flows.run_stranded(bot.app.bolt.client, older_than_seconds=90) == []  # not yet: maybe just slow
+    clock.now += 91
+    assert flows.run_stranded(bot.app.bolt.client, older_than_seconds=90) == [request_id]
+    assert flows.run_stranded(bot.app.bolt.client, older_than_seconds=90) == []
+    assert len(receiver.requests) == 1
+    assert any("retrain-model succeeded" in blocks_text(m) for m in bot.bot_posts(CHANNEL, thread))
 
 
 def test_an_eligible_approval_runs_the_action_once_and_updates_the_card(

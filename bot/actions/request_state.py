@@ -142,6 +142,17 @@ def decided_columns(
     }
 
 
+def stranded(connection: Connection, before: float) -> list[str]:
+    """Requests approved before `before` that nobody claimed to run: the replica that recorded the
+    deciding approval died before it could claim the run. Running them is safe: the claim is atomic."""
+    rows = connection.execute(
+        sa.select(action_requests.c.request_id).where(
+            action_requests.c.status == APPROVED, action_requests.c.updated_at < before
+        )
+    )
+    return [str(request_id) for (request_id,) in rows]
+
+
 def utc(timestamp: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
 

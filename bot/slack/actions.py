@@ -32,6 +32,7 @@ from bot.actions.policy import (
     build_request,
     parse_key_values,
 )
+from bot.actions.request_state import stranded
 from bot.actions.runner import Execute, execute_once
 from bot.answers.service import AnswerService
 from bot.config import Settings
@@ -441,6 +442,15 @@ class ActionFlows:
             if state == APPROVED:
                 self._run(client, request_id, card=None)
         return recovered
+
+    def run_stranded(self, client: WebClient, older_than_seconds: float) -> list[str]:
+        """Approved requests whose replica died before running them: run them now (exactly once)."""
+        with self.service.engine.connect() as connection:
+            found = stranded(connection, self.service.clock() - older_than_seconds)
+        for request_id in found:
+            log.warning("approved request left unrun by a dead replica request=%s: running it", request_id)
+            self._run(client, request_id, card=None)
+        return found
 
     def tell(self, client: WebClient, channel: str, text: str, thread_ts: str) -> None:
         """Post a short message (in a thread when `thread_ts` is given); failures are logged."""

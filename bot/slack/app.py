@@ -35,9 +35,11 @@ from bot.slack.listeners import register
 from bot.slack.pacing import ChannelPacer
 from bot.slack.posting import Poster
 from bot.slack.proposals import PROPOSAL_SECONDS, ProposalFlows
+from bot.slack.recovery import EventRecovery
 from bot.slack.usergroups import SlackUserGroups
 from bot.store.catalog import Catalog
 from bot.store.conversations import ConversationStore
+from bot.store.events import EventLedger, replica_name
 from bot.store.incidents import IncidentStore
 
 log = logging.getLogger("steward.slack")
@@ -68,6 +70,7 @@ class SlackApp:
     conversations: Conversations
     expertise: Expertise
     actions: ActionFlows | None = None  # None when no approval service was given
+    recovery: EventRecovery | None = None  # answers what a dead replica acknowledged (housekeeping)
 
 
 def missing_credentials(settings: Settings) -> list[str]:
@@ -185,6 +188,7 @@ def build_app(
         actions.proposals = ProposalFlows(
             proposer, policy, poster, actions.submit, actions.tell, lambda key: store.claim_event(key, kept)
         )
+    ledger = EventLedger(store.engine, replica_name())
     conversations = Conversations(
         settings,
         answers=answers,
@@ -193,8 +197,10 @@ def build_app(
         poster=poster,
         actions=actions,
         incidents=IncidentFlows(IncidentStore(store.engine), poster),
+        replica=ledger.name,
     )
     expertise = Expertise(settings, store, poster)
     bolt.middleware(correlate)
     register(bolt, conversations, expertise, actions)
-    return SlackApp(bolt, executor, socket_mode, conversations, expertise, actions)
+    recovery = EventRecovery(conversations, ledger)
+    return SlackApp(bolt, executor, socket_mode, conversations, expertise, actions, recovery)

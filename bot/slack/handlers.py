@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import BoltContext, Respond
+from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -36,9 +36,17 @@ from bot.slack.links import LinkPolicy
 from bot.slack.posting import FAILED, WORKING, Poster
 from bot.slack.runbooks import document_url
 from bot.store.catalog import Catalog, CatalogError
-from bot.store.conversations import GAP_DRAFTED, GAP_OPEN, GAP_ROUTED, ConversationStore, StateStoreError
+from bot.store.conversations import (
+    GAP_DRAFTED,
+    GAP_OPEN,
+    GAP_ROUTED,
+    ConversationStore,
+    EventWork,
+    StateStoreError,
+)
 
 log = logging.getLogger("steward.slack")
+_CLAIMED = "steward_claimed"  # set in the context at acknowledgement: this delivery is ours to answer
 
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)\|([^>]+)>")
@@ -90,6 +98,7 @@ class Conversations:
         today: Callable[[], dt.date] = dt.date.today,
         actions: ActionFlows | None = None,
         incidents: IncidentFlows | None = None,
+        replica: str | None = None,
     ) -> None:
         self.settings = settings
         self._answers = answers
@@ -99,25 +108,87 @@ class Conversations:
         self.today = today
         self.actions = actions  # guarded actions: `/steward run` and mentions that request an action
         self.incidents = incidents  # `/steward incident open|resolve`, acknowledgements in their threads
+        self.replica = replica  # this replica's name: question events stay open until answered
 
     # -- events ------------------------------------------------------------------------------
 
-    def first_delivery(self, body: dict[str, Any]) -> bool:
-        """False for an event Slack (or another replica) already delivered."""
+    def first_delivery(self, body: dict[str, Any], event: dict[str, Any] | None = None) -> bool:
+        """False for an event Slack (or another replica) already delivered.
+
+        With the `event` and a replica name, the claim stays open until `finished`: if this replica dies
+        before that, a live one answers the event (bot/slack/recovery.py).
+        """
         event_id = body.get("event_id")
         if not event_id:
             return True
-        fresh = self.store.claim_event(str(event_id), self.settings.event_retention_seconds)
+        work = None
+        if event is not None and self.replica is not None:
+            thread = event.get("thread_ts")
+            work = EventWork(
+                self.replica, str(event["channel"]), str(event["ts"]), str(thread) if thread else None
+            )
+        fresh = self.store.claim_event(str(event_id), self.settings.event_retention_seconds, work)
         if not fresh:
             log.info("duplicate delivery dropped event=%s", event_id)
         return fresh
+
+    def finished(self, body: dict[str, Any]) -> None:
+        """The event is handled: no other replica needs to take it over."""
+        event_id = body.get("event_id")
+        if event_id and self.replica is not None:
+            try:
+                self.store.finish_event(str(event_id))
+            except Exception as exc:  # the answer is out; at worst a live replica answers it again later
+                log.warning("event not marked finished event=%s error=%s", event_id, type(exc).__name__)
+
+    def ack_event(self, ack: Ack, body: dict[str, Any], event: dict[str, Any], context: BoltContext) -> None:
+        """Acknowledge a mention or message, claiming a question first: a replica that dies after this
+        has left a record a live replica answers from (bot/slack/recovery.py)."""
+        try:
+            wanted = (
+                self._from_someone_to_answer(event, context)
+                if event.get("type") == "app_mention"
+                else self._message_wanted(event, context)
+            )
+            if wanted:
+                context[_CLAIMED] = self.first_delivery(body, event)
+        except Exception as exc:  # the database may be down: answering claims again and says what is wrong
+            log.warning("event not claimed at acknowledgement error=%s", type(exc).__name__)
+        finally:
+            ack()
+
+    def _claimed(self, body: dict[str, Any], event: dict[str, Any], context: BoltContext) -> bool:
+        """Whether this delivery is the one to answer (claimed at acknowledgement, or now)."""
+        claimed = context.get(_CLAIMED)
+        return bool(claimed) if claimed is not None else self.first_delivery(body, event)
 
     def on_mention(
         self, body: dict[str, Any], event: dict[str, Any], client: WebClient, context: BoltContext
     ) -> None:
         """`@Steward question` in a channel: answer in a thread under the question."""
-        if not self._from_someone_to_answer(event, context) or not self.first_delivery(body):
+        if self._from_someone_to_answer(event, context):
+            self._once(self.handle_mention, body, event, client, context)
+
+    def _once(
+        self,
+        handle: Callable[[dict[str, Any], dict[str, Any], WebClient, BoltContext], None],
+        body: dict[str, Any],
+        event: dict[str, Any],
+        client: WebClient,
+        context: BoltContext,
+    ) -> None:
+        """Handle a delivery this replica claimed, then mark its event finished (even when it fails)."""
+        if not self._claimed(body, event, context):
             return
+        try:
+            handle(body, event, client, context)
+        finally:
+            self.finished(body)
+
+    def handle_mention(
+        self, body: dict[str, Any], event: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
+        """A claimed mention: an action request, or a question answered in its thread."""
         ts = str(event["ts"])
         thread_ts = str(event.get("thread_ts") or ts)
         words = question_text(str(event.get("text") or ""), context.bot_user_id)
@@ -148,17 +219,17 @@ class Conversations:
         self, body: dict[str, Any], event: dict[str, Any], client: WebClient, context: BoltContext
     ) -> None:
         """Direct messages, follow-ups in threads Steward answered, replies in a knowledge gap's thread."""
-        if not self._from_someone_to_answer(event, context):
-            return
+        if self._message_wanted(event, context):
+            self._once(self.handle_message, body, event, client, context)
+
+    def handle_message(
+        self, body: dict[str, Any], event: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
+        """A claimed direct message or thread reply: a follow-up, a gap's answer, or nothing."""
         channel = str(event.get("channel") or "")
         text = str(event.get("text") or "")
-        is_dm = event.get("channel_type") == "im"
+        is_dm = event.get("channel_type") == "im" or channel.startswith("D")
         thread_ts = event.get("thread_ts")
-        mentioned = bool(context.bot_user_id) and f"<@{context.bot_user_id}" in text
-        if not is_dm and (mentioned or not thread_ts):
-            return  # mentions are answered by `on_mention`; top-level chatter is not for Steward
-        if not self.first_delivery(body):
-            return
         ts = str(event["ts"])
         user = str(event.get("user") or event.get("bot_id") or "")
         if thread_ts and not is_dm and self.incidents is not None:
@@ -191,6 +262,15 @@ class Conversations:
                 reference=str(body.get("event_id") or ""),
             ),
         )
+
+    def _message_wanted(self, event: dict[str, Any], context: BoltContext) -> bool:
+        """A direct message or a thread reply from someone to answer (mentions go to `on_mention`)."""
+        if not self._from_someone_to_answer(event, context):
+            return False
+        text = str(event.get("text") or "")
+        mentioned = bool(context.bot_user_id) and f"<@{context.bot_user_id}" in text
+        # top-level chatter is not for Steward
+        return event.get("channel_type") == "im" or bool(event.get("thread_ts") and not mentioned)
 
     def _from_someone_to_answer(self, event: dict[str, Any], context: BoltContext) -> bool:
         if event.get("subtype") not in _HUMAN_SUBTYPES or event.get("hidden"):

@@ -54,8 +54,8 @@ def register(
     app: App, conversations: Conversations, expertise: Expertise, actions: ActionFlows | None = None
 ) -> None:
     """Attach Steward's listeners to a Bolt app (the approval card's only when actions are wired)."""
-    app.event("app_mention")(ack=_ack, lazy=[conversations.on_mention])
-    app.event("message")(ack=_ack, lazy=[conversations.on_message])
+    app.event("app_mention")(ack=conversations.ack_event, lazy=[conversations.on_mention])
+    app.event("message")(ack=conversations.ack_event, lazy=[conversations.on_message])
     app.event("app_home_opened")(ack=_ack, lazy=[conversations.on_home_opened])
     app.command(COMMAND)(ack=_ack_command, lazy=[conversations.on_command])
     app.action(ACTION_HELPFUL)(ack=_ack, lazy=[expertise.on_feedback])

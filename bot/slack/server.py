@@ -202,27 +202,30 @@ def warm_up(services: Services) -> None:
         log.warning("the knowledge base is empty: answers will say so until `steward ingest` runs")
 
 
-HOUSEKEEPING_SECONDS = 30.0
 # A claimed run with no result after this long was interrupted (the executors' timeouts are far shorter).
 INTERRUPTED_AFTER_SECONDS = 900.0
 
 
-def start_housekeeping(slack: SlackApp, services: Services) -> threading.Thread | None:
-    """Every 30 s: expire overdue requests (fail closed), report runs a dead process left behind, audit
-    policy edits."""
-    if slack.actions is None:
-        return None
-    flows = slack.actions
+def start_housekeeping(slack: SlackApp, services: Services) -> threading.Thread:
+    """Every STEWARD_HOUSEKEEPING_SECONDS: expire overdue requests (fail closed), report runs a dead process
+    left behind, audit policy edits, and answer the questions a dead replica acknowledged."""
+    period = services.settings.housekeeping_seconds
+    if slack.recovery is not None:
+        slack.recovery.heartbeat()  # alive from the start: its first events are never taken over
 
     def loop() -> None:
         while True:
-            time.sleep(HOUSEKEEPING_SECONDS)
+            time.sleep(period)
             try:
-                flows.sweep(slack.bolt.client)
-                flows.recover(slack.bolt.client, INTERRUPTED_AFTER_SECONDS)
-                services.approvals.note_policy()  # an edited policy is audited even before it decides
+                if slack.recovery is not None:
+                    slack.recovery.recover(slack.bolt.client, dead_after=3 * period)
+                if slack.actions is not None:
+                    slack.actions.sweep(slack.bolt.client)
+                    slack.actions.recover(slack.bolt.client, INTERRUPTED_AFTER_SECONDS)
+                    slack.actions.run_stranded(slack.bolt.client, 3 * period)
+                    services.approvals.note_policy()  # an edited policy is audited even before it decides
             except Exception:
-                log.exception("housekeeping failed; trying again in %.0f s", HOUSEKEEPING_SECONDS)
+                log.exception("housekeeping failed; trying again in %.0f s", period)
 
     thread = threading.Thread(target=loop, name="steward-housekeeping", daemon=True)
     thread.start()

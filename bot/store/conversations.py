@@ -25,6 +25,12 @@ slack_events = sa.Table(
     metadata,
     sa.Column("event_id", sa.String(128), primary_key=True),
     sa.Column("received_at", sa.Float, nullable=False, index=True),
+    # Who answers it, and where (no text): a live replica answers what a dead one left (bot/store/events.py)
+    sa.Column("owner", sa.String(96), nullable=True),
+    sa.Column("channel", sa.String(32), nullable=True),
+    sa.Column("message_ts", sa.String(32), nullable=True),
+    sa.Column("thread_ts", sa.String(32), nullable=True),
+    sa.Column("done_at", sa.Float, nullable=True),
 )
 
 slack_threads = sa.Table(
@@ -101,6 +107,16 @@ GAP_CLOSED = "closed"
 
 class StateStoreError(Exception):
     """The state database cannot be used; the message says what to check."""
+
+
+@dataclass(frozen=True)
+class EventWork:
+    """Where an event's message is, and which replica handles it (no text is stored)."""
+
+    owner: str
+    channel: str
+    message_ts: str
+    thread_ts: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,12 +215,22 @@ class ConversationStore:
 
     # -- delivery ----------------------------------------------------------------------------
 
-    def claim_event(self, event_id: str, retention_seconds: float) -> bool:
-        """True for the first delivery of an event id (across replicas); False for a retry or duplicate."""
+    def claim_event(self, event_id: str, retention_seconds: float, work: EventWork | None = None) -> bool:
+        """True for the first delivery of an event id (across replicas); False for a retry or duplicate.
+
+        With `work`, the event stays open until `finish_event`, so that if this replica dies first a live
+        one answers it (bot/store/events.py); without, it is done once claimed.
+        """
         now = self.clock()
+        where: dict[str, object] = {"done_at": now}
+        if work is not None:
+            where = {"owner": work.owner, "channel": work.channel, "message_ts": work.message_ts}
+            where |= {"thread_ts": work.thread_ts, "done_at": None}
         try:
             with self._begin() as connection:
-                connection.execute(sa.insert(slack_events).values(event_id=event_id, received_at=now))
+                connection.execute(
+                    sa.insert(slack_events).values(event_id=event_id, received_at=now, **where)
+                )
         except IntegrityError:
             return False
         # Forget ids older than the retention; Slack retries within minutes, we keep them longer.
@@ -213,6 +239,15 @@ class ConversationStore:
                 sa.delete(slack_events).where(slack_events.c.received_at < now - retention_seconds)
             )
         return True
+
+    def finish_event(self, event_id: str) -> None:
+        """The event was handled (answered, or deliberately not): nobody needs to take it over."""
+        with self._begin() as connection:
+            connection.execute(
+                sa.update(slack_events)
+                .where(slack_events.c.event_id == event_id)
+                .values(done_at=self.clock())
+            )
 
     # -- threads and channels ----------------------------------------------------------------
 

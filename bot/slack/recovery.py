@@ -1,0 +1,101 @@
+"""Answering the questions a dead replica acknowledged but never answered.
+
+Slack does not deliver an acknowledged event again, and the event's claim keeps the other replicas from
+answering a retry. So each replica records a heartbeat, question events stay open until answered, and
+at each housekeeping round a live replica takes over the open events of replicas it has not seen for
+`dead_after` seconds: it reads the message from Slack again (no text is stored) and answers it, once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_bolt import BoltContext
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.slack.handlers import Conversations
+from bot.store.events import EventLedger, OpenEvent
+
+log = logging.getLogger("steward.slack")
+
+
+@dataclass
+class EventRecovery:
+    """Heartbeats, and the take-over of orphaned question events."""
+
+    conversations: Conversations
+    ledger: EventLedger
+    _identity: dict[str, str] = field(default_factory=dict)
+
+    def heartbeat(self) -> None:
+        """This replica is alive."""
+        self.ledger.heartbeat()
+
+    def recover(self, client: WebClient, dead_after: float) -> int:
+        """Answer the events dead replicas left open; returns how many this replica took over."""
+        self.ledger.heartbeat()
+        taken = 0
+        retention = self.conversations.settings.event_retention_seconds
+        for orphan in self.ledger.orphans(dead_after, retention):
+            if not self.ledger.take_over(orphan):
+                continue  # another live replica has it
+            taken += 1
+            body = {"event_id": orphan.event_id}
+            try:
+                self._answer(client, orphan, body)
+            except Exception:
+                log.exception("taking over event=%s failed", orphan.event_id)
+            finally:
+                self.conversations.finished(body)
+        return taken
+
+    def _answer(self, client: WebClient, orphan: OpenEvent, body: dict[str, Any]) -> None:
+        message = self._message(client, orphan)
+        if message is None:
+            log.info("orphaned event dropped: its message is gone event=%s", orphan.event_id)
+            return
+        context = self._context(client)
+        event: dict[str, Any] = {
+            "channel": orphan.channel,
+            "channel_type": "im" if orphan.channel.startswith("D") else "channel",
+            "user": message.get("user"),
+            "ts": orphan.message_ts,
+            "text": str(message.get("text") or ""),
+        }
+        if orphan.thread_ts:
+            event["thread_ts"] = orphan.thread_ts
+        log.info("taking over event=%s from replica=%s", orphan.event_id, orphan.owner)
+        if f"<@{context.bot_user_id}" in event["text"] and not orphan.channel.startswith("D"):
+            self.conversations.handle_mention(body, {**event, "type": "app_mention"}, client, context)
+        else:
+            self.conversations.handle_message(body, {**event, "type": "message"}, client, context)
+
+    @staticmethod
+    def _message(client: WebClient, orphan: OpenEvent) -> dict[str, Any] | None:
+        """The event's message as Slack has it now (None when deleted or unreadable)."""
+        try:
+            replies = client.conversations_replies(
+                channel=orphan.channel, ts=orphan.thread_ts or orphan.message_ts, limit=200
+            )
+        except SlackApiError as exc:
+            log.info(
+                "orphaned message unreadable event=%s error=%s", orphan.event_id, exc.response.get("error")
+            )
+            return None
+        for message in replies.get("messages") or []:
+            if str(message.get("ts")) == orphan.message_ts:
+                return dict(message)
+        return None
+
+    def _context(self, client: WebClient) -> BoltContext:
+        """Who Steward is in Slack (auth.test, once), as Bolt would have passed it."""
+        if not self._identity:
+            identity = client.auth_test()
+            self._identity = {
+                "bot_user_id": str(identity.get("user_id") or ""),
+                "bot_id": str(identity.get("bot_id") or ""),
+            }
+        return BoltContext(dict(self._identity))

@@ -1,0 +1,70 @@
+"""A question a replica acknowledged and then died on is answered by a live replica, once; a slow replica
+that is still alive keeps its questions."""
+
+from __future__ import annotations
+
+from slack_sdk import WebClient
+
+from bot.store.conversations import EventWork
+from bot.store.events import EventLedger
+from tests.slackbot import CHANNEL, RunningBot
+
+DEAD = "dead-host:4242:0badc0de"
+
+
+def _orphan(bot: RunningBot, event_id: str, owner: str, thread_ts: str | None = None) -> str:
+    """A mention as a replica named `owner` claimed it just before it died (nothing was posted)."""
+    text = f"<@{bot.slack.bot_user_id}> how do I roll back the fraud-scorer model in production?"
+    ts = bot.slack.add_message(CHANNEL, text, "UASKER", thread_ts=thread_ts)
+    work = EventWork(owner, CHANNEL, ts, thread_ts)
+    assert bot.services.conversations.claim_event(event_id, 600, work)
+    return ts
+
+
+def _client(bot: RunningBot) -> WebClient:
+    return bot.app.bolt.client
+
+
+def test_a_dead_replicas_question_is_answered_once(bot: RunningBot) -> None:
+    recovery = bot.app.recovery
+    assert recovery is not None
+    ts = _orphan(bot, "EvOrphan1", DEAD)
+    assert recovery.recover(_client(bot), dead_after=0.0) == 1
+    bot.settle()
+    answers = bot.bot_posts(thread_ts=ts)
+    assert len(answers) == 1 and "Model rollback" in str(answers[0].get("blocks"))
+    assert recovery.recover(_client(bot), dead_after=0.0) == 0  # done: never answered twice
+    assert len(bot.bot_posts(thread_ts=ts)) == 1
+
+
+def test_a_question_in_a_thread_is_answered_in_that_thread(bot: RunningBot) -> None:
+    root = bot.slack.add_message(CHANNEL, "the fraud-scorer alerts again", "UASKER")
+    ts = _orphan(bot, "EvOrphan2", DEAD, thread_ts=root)
+    assert bot.app.recovery is not None and bot.app.recovery.recover(_client(bot), dead_after=0.0) == 1
+    assert len(bot.bot_posts(thread_ts=root)) == 1
+    assert ts in {m["ts"] for m in bot.slack.messages(CHANNEL, root)}
+
+
+def test_a_slow_replica_that_is_alive_keeps_its_question(bot: RunningBot) -> None:
+    alive = EventLedger(bot.services.catalog.engine, "slow-host:7:feedface")
+    alive.heartbeat()
+    ts = _orphan(bot, "EvSlow", alive.name)
+    assert bot.app.recovery is not None and bot.app.recovery.recover(_client(bot), dead_after=60.0) == 0
+    assert bot.bot_posts(thread_ts=ts) == []
+
+
+def test_two_live_replicas_take_over_an_orphan_once(bot: RunningBot) -> None:
+    _orphan(bot, "EvRace", DEAD)
+    first = EventLedger(bot.services.catalog.engine, "live-a:1:aaaa")
+    second = EventLedger(bot.services.catalog.engine, "live-b:2:bbbb")
+    (orphan,) = [o for o in first.orphans(dead_after=0.0, younger_than=600) if o.event_id == "EvRace"]
+    assert [first.take_over(orphan), second.take_over(orphan)] == [True, False]
+
+
+def test_an_answered_question_is_not_an_orphan(bot: RunningBot) -> None:
+    """The normal path finishes its events: a live replica's answered mention is never taken over."""
+    ts = bot.say("how do I roll back the fraud-scorer model in production?")
+    bot.settle()
+    assert len(bot.bot_posts(thread_ts=ts)) == 1
+    assert bot.app.recovery is not None and bot.app.recovery.recover(_client(bot), dead_after=0.0) == 0
+    assert len(bot.bot_posts(thread_ts=ts)) == 1
