@@ -20,9 +20,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def chroma_server(path: Path, timeout: float = 60.0) -> Iterator[str]:
-    """Run `chroma run` from this virtual environment; yield its URL; stop it afterwards."""
-    port = free_port()
+def chroma_server(path: Path, timeout: float = 60.0, port: int | None = None) -> Iterator[str]:
+    """Run `chroma run` from this virtual environment (on `port`, or a free one); yield its URL; stop it."""
+    port = port or free_port()
     chroma = Path(sys.executable).with_name("chroma")
     log = (path.parent / f"chroma-{port}.log").open("wb")
     process = subprocess.Popen(
