@@ -7,9 +7,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 
 def free_port() -> int:
@@ -50,3 +52,50 @@ def chroma_server(path: Path, timeout: float = 60.0, port: int | None = None) ->
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@contextmanager
+def private_postgres() -> Iterator[tuple[str, Callable[[], None]]]:
+    """A PostgreSQL cluster of our own (so a test may restart it): its URL and a restart function.
+
+    Skipped where it cannot run: no `initdb`, or running as root without a `postgres` user to run it as.
+    """
+    import os
+    import pwd
+    import shutil
+
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL's initdb and pg_ctl are not installed")
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run a private cluster as")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    import tempfile
+
+    # Its own folder outside pytest's (which only root may enter), owned by the user that runs it.
+    path = Path(tempfile.mkdtemp(prefix="steward-pg-"))
+    if prefix:
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+    data, port = path / "data", free_port()
+    options = f"-p {port} -k {path} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"], check=True, capture_output=True
+    )
+
+    def ctl(*args: str) -> None:
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(path / "log"), "-w", *args],
+            check=True,
+            capture_output=True,
+        )
+
+    ctl("start")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", lambda: ctl("restart", "-m", "fast")
+    finally:
+        ctl("stop", "-m", "immediate")
+        shutil.rmtree(path, ignore_errors=True)

@@ -4,18 +4,27 @@ and 500. Each time Steward says what is wrong, loses nothing, and recovers witho
 from __future__ import annotations
 
 import json
+import shutil
+import threading
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
 
 from bot.health import Readiness
+from bot.slack.payloads import ACTION_APPROVE
 from bot.wiring import Services
-from tests.servers import chroma_server
+from tests.conftest import ROOT
+from tests.fakes.webhook import WebhookReceiver
+from tests.servers import chroma_server, private_postgres
 from tests.slackbot import CHANNEL, running_bot
 
 QUESTION = "how do I roll back the fraud-scorer model in production?"
+REQUESTER, APPROVER = "U0000SRE01", "U0000MLP02"
 
 
 @pytest.mark.slow
@@ -55,3 +64,54 @@ def test_slack_refusing_a_post_for_a_while_loses_no_answer(services: Services, s
         bot.settle()
         answers = bot.bot_posts(CHANNEL, thread_ts=ts)
         assert len(answers) == 1 and "Model rollback" in json.dumps(answers)
+
+
+@pytest.mark.slow
+def test_postgresql_restarted_during_an_approval_storm(
+    make_services: Callable[..., Services],
+    small_kb: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Approvals clicked while PostgreSQL restarts: a click that fails is told so (no traceback), nothing
+    recorded is lost, clicking again works without restarting Steward, and each request runs once."""
+    with private_postgres() as (url, restart), WebhookReceiver() as hook:
+        monkeypatch.setenv("RETRAIN_WEBHOOK_URL", hook.url)
+        monkeypatch.setenv("ACTIONS_WEBHOOK_SECRET", "fault-hmac-key")
+        policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
+        services = make_services(database_url=url, policies_dir=policies)
+        services.ingestor.run([small_kb])
+        with running_bot(services) as bot:
+            cards = []
+            for number in range(12):
+                assert (
+                    bot.command(f"run retrain-model model=model-{number} env=prod", user=REQUESTER).status
+                    == 200
+                )
+                bot.settle()
+                thread = bot.bot_posts(CHANNEL)[-1]["ts"]
+                cards += [m for m in bot.bot_posts(CHANNEL, thread) if "Approval needed" in json.dumps(m)]
+            assert len(cards) == 12
+            restarting = threading.Thread(target=restart)
+            with ThreadPoolExecutor(max_workers=6) as pool:
+                list(pool.map(lambda card: bot.click(card, ACTION_APPROVE, user=APPROVER), cards[:4]))
+                restarting.start()
+                list(pool.map(lambda card: bot.click(card, ACTION_APPROVE, user=APPROVER), cards[4:]))
+            restarting.join()
+            bot.settle()
+            told = [str(call.args.get("text")) for call in bot.slack.calls("chat.postEphemeral")]
+            assert "Traceback" not in " ".join(told)
+            failed = [text for text in told if "could not reach the state database" in text]
+            assert len(failed) == len(told), told  # every failure says what is wrong
+            # People click again on what did not go through (a finished request just says so).
+            for card in cards:
+                bot.click(card, ACTION_APPROVE, user=APPROVER)
+            bot.settle()
+            executed = Counter(r.headers.get("Idempotency-Key") for r in list(hook.requests))
+            with services.catalog.engine.connect() as connection:
+                states = Counter(
+                    row[0] for row in connection.execute(sa.text("SELECT status FROM action_requests"))
+                )
+    print(json.dumps({"requests": 12, "clicks_told_the_database_was_unreachable": len(failed)}))
+    assert len(executed) == 12 and set(executed.values()) == {1}
+    assert states == Counter({"succeeded": 12})

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import DBAPIError
 
 from bot.actions.approvals import APPROVED, FINISHED, ApprovalService, ClickResult, RequestView, secret_values
 from bot.actions.gate import PolicyGate
@@ -366,6 +367,17 @@ class ActionFlows:
             if isinstance(exc, PolicyError):
                 log.error("policy cannot be loaded ref=%s request=%s: %s", reference, click.request_id, exc)
                 text = POLICY_BROKEN
+            elif isinstance(exc, DBAPIError):
+                log.error(
+                    "state database unreachable ref=%s request=%s error=%s",
+                    reference,
+                    click.request_id,
+                    type(getattr(exc, "orig", exc)).__name__,
+                )
+                text = (
+                    "I could not reach the state database, so your click may not have counted. Click again "
+                    f"in a moment: a click that counted is never counted twice (reference `{reference}`)."
+                )
             else:
                 log.exception(
                     "click failed ref=%s request=%s user=%s", reference, click.request_id, click.user
