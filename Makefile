@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 DEMO_DATA := .steward-demo
 
-.PHONY: demo test lint types unit bench-knowledge bench-slack bench-actions bench-drift bench-events clean
+.PHONY: demo test lint types unit bench-knowledge bench-slack bench-actions bench-drift bench-events bench-retrieval-server clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,3 +75,6 @@ clean:
 bench-events: $(VENV)/.installed
 	$(BIN)/python bench/events.py --rate 50 --seconds 300 --drain 300 \
 		--postgres $${STEWARD_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}
+
+bench-retrieval-server: $(VENV)/.installed
+	$(BIN)/python bench/retrieval_server.py --chunks 100000 --rounds 5
