@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 DEMO_DATA := .steward-demo
 
-.PHONY: demo test lint types unit bench-knowledge bench-slack bench-actions bench-drift bench-events bench-retrieval-server clean
+.PHONY: demo test lint types unit bench-knowledge bench-slack bench-actions bench-drift bench-events bench-retrieval-server bench-scale-out clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,3 +78,7 @@ bench-events: $(VENV)/.installed
 
 bench-retrieval-server: $(VENV)/.installed
 	$(BIN)/python bench/retrieval_server.py --chunks 100000 --rounds 5
+
+bench-scale-out: $(VENV)/.installed
+	STEWARD_TEST_POSTGRES_URL=$${STEWARD_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
+		$(BIN)/python bench/scale_out.py --requests 200

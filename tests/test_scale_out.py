@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -48,7 +49,7 @@ QUESTIONS = (
     "How is on-call handed over?",
     "How do I roll back a model?",
 )
-REQUESTS = 24
+REQUESTS = int(os.environ.get("STEWARD_SCALE_REQUESTS", "24"))  # bench/scale_out.py asks for more
 DIGESTS = """timezone: UTC
 digests:
   governance:
@@ -286,7 +287,7 @@ def test_replicas_answer_once_execute_once_and_post_each_digest_once(
         "failures_during_ingest": sum(1 for posts in during.values() if any(_failed(p) for p in posts)),
         "seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1),
     }
-    print(json.dumps(report))
+    print("SCALE-OUT " + json.dumps(report))
     assert answers == [1] * len(threads), report
     assert set(statuses) == {200}, report
     assert report["executed_twice_or_more"] == 0, report
