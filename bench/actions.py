@@ -21,10 +21,8 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -44,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
+from bench.report import save  # noqa: E402
 from bot.actions.approvals import ApprovalService  # noqa: E402
 from bot.actions.gate import PolicyFolder  # noqa: E402
 from bot.actions.models import ActionRequest, Actor  # noqa: E402
@@ -233,15 +232,7 @@ def main() -> int:
             connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
         shutil.rmtree(work, ignore_errors=True)
-    result = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        **figures,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    return 0
+    return save(figures, args.out)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from bench.report import save  # noqa: E402
 from bot.digests.demo_data import KINDS, prediction_log  # noqa: E402
 from bot.digests.drift import Kind, dataset_drift  # noqa: E402
 
@@ -195,8 +194,6 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "drift.json")
     args = parser.parse_args()
     result = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "timing": _timing(args.rows, args.columns, args.repeat),
         "digest_from_parquet": _digest_timing(args.rows, args.columns, args.repeat, "parquet"),
         "digest_from_csv": _digest_timing(args.rows, args.columns, args.csv_repeat, "csv")
@@ -204,10 +201,7 @@ def main() -> int:
         else None,
         "detection_rate_by_drift_size": _rates(args.samples),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    return 0
+    return save(result, args.out)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,10 @@ time), HTTP statuses, answers posted during the run and after a `--drain` wait, 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import random
+import subprocess
 import sys
 import tempfile
 import threading
@@ -33,16 +32,21 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
+from bench.report import save  # noqa: E402
 from bot.answers.evaluation import percentile  # noqa: E402
 from tests.fakes.slack_api import FakeSlack, event_body  # noqa: E402
-from tests.replicas import SECRET, Replica, send  # noqa: E402
+from tests.replicas import replica_env, send, start_replicas  # noqa: E402
 from tests.servers import chroma_server  # noqa: E402
 
-QUESTIONS = [
-    json.loads(line)["question"]
-    for line in (ROOT.parent / "shared" / "eval" / "dev.jsonl").read_text().splitlines()
-    if line.strip()
-] or ["How do I roll back a model?"]
+DEV_QUESTIONS = ROOT.parent / "shared" / "eval" / "dev.jsonl"
+
+
+def _questions() -> list[str]:
+    """The labelled dev questions (the shared folder beside the project), else one starter question."""
+    if not DEV_QUESTIONS.is_file():
+        return ["How do I roll back a model?"]
+    lines = DEV_QUESTIONS.read_text().splitlines()
+    return [json.loads(line)["question"] for line in lines if line.strip()]
 
 
 def _rss_mb(pid: int) -> float:
@@ -62,29 +66,18 @@ def _database(postgres: str) -> tuple[str, sa.Engine, str]:
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     rng = random.Random(args.seed)
+    questions = _questions()
     url, admin, name = _database(args.postgres)
     try:
         with chroma_server(work / "chroma") as chroma_url, FakeSlack() as slack:
-            env = {
-                **os.environ,
-                "HF_HUB_OFFLINE": "1",
-                "SLACK_BOT_TOKEN": "xoxb-bench",
-                "SLACK_SIGNING_SECRET": SECRET,
-                "SLACK_API_URL": slack.api_url,
-                "STEWARD_DATABASE_URL": url,
-                "STEWARD_CHROMA_URL": chroma_url,
-                "STEWARD_DATA_DIR": str(work / "data"),
-                "STEWARD_DIGESTS_FILE": str(work / "none.yaml"),
-            }
+            env = replica_env(
+                slack.api_url, url, chroma_url, work, STEWARD_DIGESTS_FILE=str(work / "none.yaml")
+            )
             steward = Path(sys.executable).parent / "steward"
-            import subprocess
-
             subprocess.run(
                 [str(steward), "ingest", str(ROOT / "knowledge")], env=env, check=True, capture_output=True
             )
-            replicas = [Replica(env, work, work / f"serve-{n}.log") for n in range(2)]
-            for replica in replicas:
-                replica.start()
+            replicas = start_replicas(env, work, 2)
             memory: list[list[float]] = [[] for _ in replicas]
             stop = threading.Event()
 
@@ -120,7 +113,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 for number in range(total):
                     due = began + number / args.rate
                     time.sleep(max(0.0, due - time.monotonic()))
-                    text = f"<@{slack.bot_user_id}> {rng.choice(QUESTIONS)}"
+                    text = f"<@{slack.bot_user_id}> {rng.choice(questions)}"
                     channel = f"CLOAD{number % 20:02d}"
                     ts = slack.add_message(channel, text, "UASKER")
                     threads.append(f"{channel}/{ts}")
@@ -191,15 +184,8 @@ def main() -> int:
     if not args.postgres:
         parser.error("--postgres URL (or STEWARD_TEST_POSTGRES_URL) is needed: the replicas share PostgreSQL")
     with tempfile.TemporaryDirectory(prefix="steward-bench-events-") as folder:
-        result = {
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            **run(args, Path(folder)),
-        }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    return 0
+        figures = run(args, Path(folder))
+    return save(figures, args.out)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,8 @@ search no easier.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -32,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench.report import save  # noqa: E402
 from bot.answers.evaluation import percentile  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.wiring import Services  # noqa: E402
@@ -122,15 +121,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retrieval_server.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="steward-bench-retrieval-") as folder:
-        result = {
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            **run(args, Path(folder)),
-        }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    return 0
+        figures = run(args, Path(folder))
+    return save(figures, args.out)
 
 
 if __name__ == "__main__":

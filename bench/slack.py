@@ -18,12 +18,9 @@ answerer is used (no LLM). Results are printed and saved as JSON under bench/res
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import http.client
-import json
 import multiprocessing
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -38,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import save  # noqa: E402
 from bot.answers.evaluation import percentile  # noqa: E402
 from tests.fakes.slack_api import FakeSlack, event_body, sign  # noqa: E402
 
@@ -281,17 +279,12 @@ def main() -> int:
             finally:
                 code = bench.stop()
     result = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "settings": vars(args) | {"knowledge": str(args.knowledge), "out": str(args.out)},
         "latency": latency_result,
         "burst": burst_result,
         "server_exit_code": code,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=str))
-    print(json.dumps(result, indent=2, default=str))
-    return 0
+    return save(result, args.out)
 
 
 if __name__ == "__main__":

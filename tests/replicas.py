@@ -4,10 +4,12 @@ requests to any of them: for the scale-out test and the benchmarks."""
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,3 +113,36 @@ def approve_click(request_id: str, user: str, channel: str, card_ts: str) -> byt
         ],
     }
     return form_body(payload)
+
+
+def replica_env(
+    slack_api_url: str, database_url: str, chroma_url: str, work: Path, **settings: str
+) -> dict[str, str]:
+    """The environment of replicas sharing one database and one Chroma server, behind the fake Slack.
+
+    Nothing else of this process's environment leaks in (a developer's own STEWARD_* settings included);
+    `settings` adds variables, e.g. STEWARD_POLICIES_DIR.
+    """
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(work),
+        "HF_HUB_OFFLINE": "1",
+        "SLACK_BOT_TOKEN": "xoxb-replicas",
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": slack_api_url,
+        "STEWARD_DATABASE_URL": database_url,
+        "STEWARD_CHROMA_URL": chroma_url,
+        "STEWARD_DATA_DIR": str(work / "data"),
+        **settings,
+    }
+
+
+def start_replicas(env: dict[str, str], work: Path, count: int) -> list[Replica]:
+    """`count` replicas started together (each loads the model); logs in work/serve-N.log."""
+    replicas = [Replica(env, work, work / f"serve-{number}.log") for number in range(count)]
+    starting = [threading.Thread(target=replica.start) for replica in replicas]
+    for thread in starting:
+        thread.start()
+    for thread in starting:
+        thread.join()
+    return replicas

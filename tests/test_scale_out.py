@@ -35,7 +35,7 @@ from bot.wiring import Services
 from tests.conftest import ROOT, write_tree
 from tests.fakes.slack_api import FakeSlack, event_body
 from tests.fakes.webhook import WebhookReceiver
-from tests.replicas import SECRET, Replica, approve_click, send
+from tests.replicas import Replica, approve_click, replica_env, send, start_replicas
 from tests.servers import chroma_server
 
 FORM = "application/x-www-form-urlencoded"
@@ -69,28 +69,18 @@ def cluster(
     (tmp_path / "digests.yaml").write_text(DIGESTS)
     with chroma_server(tmp_path / "chroma") as chroma_url, FakeSlack() as slack, WebhookReceiver() as hook:
         make_services(database_url=postgres_database, chroma_url=chroma_url).ingestor.run([small_kb])
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "HF_HUB_OFFLINE": "1",
-            "SLACK_BOT_TOKEN": "xoxb-replicas",
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": slack.api_url,
-            "STEWARD_DATABASE_URL": postgres_database,
-            "STEWARD_CHROMA_URL": chroma_url,
-            "STEWARD_DATA_DIR": str(tmp_path / "data"),
-            "STEWARD_POLICIES_DIR": str(tmp_path / "policies"),
-            "STEWARD_DIGESTS_FILE": str(tmp_path / "digests.yaml"),
-            "RETRAIN_WEBHOOK_URL": hook.url,
-            "ACTIONS_WEBHOOK_SECRET": "replica-hmac-key",
-            "STEWARD_HOUSEKEEPING_SECONDS": "1",  # a dead replica is noticed after three seconds
-        }
-        replicas = [Replica(env, tmp_path, tmp_path / f"serve-{n}.log") for n in range(3)]
-        starting = [threading.Thread(target=replica.start) for replica in replicas]
-        for thread in starting:
-            thread.start()
-        for thread in starting:
-            thread.join()
+        env = replica_env(
+            slack.api_url,
+            postgres_database,
+            chroma_url,
+            tmp_path,
+            STEWARD_POLICIES_DIR=str(tmp_path / "policies"),
+            STEWARD_DIGESTS_FILE=str(tmp_path / "digests.yaml"),
+            RETRAIN_WEBHOOK_URL=hook.url,
+            ACTIONS_WEBHOOK_SECRET="replica-hmac-key",
+            STEWARD_HOUSEKEEPING_SECONDS="1",  # a dead replica is noticed after three seconds
+        )
+        replicas = start_replicas(env, tmp_path, 3)
         try:
             assert all(replica.alive for replica in replicas), [r.log.read_text()[-2000:] for r in replicas]
             yield replicas, slack, hook, postgres_database
