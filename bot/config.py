@@ -5,6 +5,7 @@ Every field carries its help text; `tests/test_docs.py` fails when one is missin
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -212,6 +213,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("link_hosts")
+    @classmethod
+    def _host_names(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        for host in hosts:
+            if not re.fullmatch(r"\*?\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", host):
+                raise ValueError(
+                    f"{host!r} is not a host name; give names like grafana.example.com, or .example.com "
+                    "for a domain and its subdomains (no scheme, port or path)"
+                )
+        return hosts
 
     @field_validator(
         "chroma_url",
