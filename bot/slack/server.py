@@ -162,8 +162,13 @@ class HttpServer:
 
     def close(self) -> None:
         """Stop accepting requests: closed by the serving thread itself (woken through waitress's trigger),
-        since closing its sockets under a running select() fails that select."""
-        self.server.trigger.pull_trigger(self.server.close)
+        since closing its sockets under a running select() fails that select. When the trigger itself is
+        gone (its pipe already closed), the sockets are closed directly: the server is stopping anyway."""
+        try:
+            self.server.trigger.pull_trigger(self.server.close)
+        except OSError as exc:
+            log.warning("server closed without its trigger error=%s", exc.strerror or type(exc).__name__)
+            self.server.close()
 
 
 def install_stop_signals(stop: Callable[[], None]) -> None:
