@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 DEMO_DATA := .steward-demo
 
-.PHONY: demo test lint types unit bench-knowledge bench-slack bench-actions bench-drift bench-events bench-retrieval-server bench-scale-out clean
+.PHONY: demo test lint types unit image image-offline image-test bench-knowledge bench-slack bench-actions bench-drift bench-events bench-retrieval-server bench-scale-out clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,18 @@ test: $(VENV)/.installed
 	$(BIN)/ruff format --check bot ingest tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The container image (deploy/docker/Dockerfile) and the tests that run it with a Docker engine
+IMAGE ?= steward:dev
+image:
+	deploy/docker/build.sh $(IMAGE)
+
+# where Docker Hub and download.pytorch.org cannot be reached (see deploy/docker/build.sh)
+image-offline:
+	deploy/docker/build.sh --offline $(IMAGE)
+
+image-test: $(VENV)/.installed
+	STEWARD_TEST_IMAGE=$(IMAGE) $(BIN)/pytest tests/test_image.py tests/test_compose.py -v
 
 bench-knowledge: $(VENV)/.installed
 	$(BIN)/python bench/knowledge.py --corpora ../shared/corpora --questions ../shared/eval/dev.jsonl --repeat 3 --compare-embedded 128,256

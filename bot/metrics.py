@@ -129,7 +129,7 @@ class CountingRetryHandler(RetryHandler):
         method = _method(request)
         if response is not None and response.status_code == 429:
             SLACK_RATE_LIMITED.labels(method).inc()
-        elif response is not None:
+        elif response is not None and response.status_code >= 400:  # every answer passes here, 200s too
             SLACK_API_ERRORS.labels(method, f"http_{response.status_code}").inc()
         elif error is not None:
             SLACK_API_ERRORS.labels(method, type(error).__name__).inc()

@@ -80,9 +80,10 @@ def send(
     headers: dict[str, str] | None = None,
     secret: str = SECRET,
     timeout: float = 60,
+    host: str = "127.0.0.1",
 ) -> int:
     """POST a signed request to /slack/events; the HTTP status (OSError when nobody answers)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         signed = {"Content-Type": content_type, **sign(secret, body), **(headers or {})}
         connection.request("POST", "/slack/events", body=body, headers=signed)

@@ -116,6 +116,20 @@ def test_slack_api_errors_are_counted_by_method_and_code(tmp_path: Path) -> None
         client.chat_postMessage(channel="CGENERAL", text="retried after a 503")
         assert errors("chat.postMessage", "http_503") == server_errors + 1
 
+        def all_errors() -> float:
+            return sum(
+                sample.value
+                for metric in REGISTRY.collect()
+                if metric.name == "steward_slack_api_errors"
+                for sample in metric.samples
+                if sample.name.endswith("_total")
+            )
+
+        counted = all_errors()
+        client.auth_test()
+        client.chat_postMessage(channel="CGENERAL", text="a call that works is not an error")
+        assert all_errors() == counted
+
 
 def test_socket_mode_serves_probes_but_not_slack_events(services: Services) -> None:
     """Without signature checks (Socket Mode), a forged event over HTTP must reach nothing."""

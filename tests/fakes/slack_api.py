@@ -71,8 +71,8 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, fake: FakeSlack) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, fake: FakeSlack, host: str) -> None:
+        super().__init__((host, 0), _Handler)
         self.fake = fake
 
 
@@ -143,7 +143,14 @@ def _parse_args(query: str, raw: bytes, content_type: str) -> dict[str, Any]:
 class FakeSlack:
     """A Slack Web API on 127.0.0.1 that records every call and keeps messages and users in memory."""
 
-    def __init__(self, bot_user_id: str = "UBOT", bot_id: str = "BBOT", team_id: str = "T0FAKE") -> None:
+    def __init__(
+        self,
+        bot_user_id: str = "UBOT",
+        bot_id: str = "BBOT",
+        team_id: str = "T0FAKE",
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.host = host  # where it listens: loopback, or e.g. 0.0.0.0 for containers on a bridge network
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.team_id = team_id
@@ -179,7 +186,7 @@ class FakeSlack:
         """Bind a free loopback port and serve in a daemon thread."""
         if self._server is not None:
             return
-        self._server = _Server(self)
+        self._server = _Server(self, self.host)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(POLL_SECONDS,), name="fake-slack", daemon=True
         )
@@ -203,9 +210,14 @@ class FakeSlack:
     @property
     def url(self) -> str:
         """Base URL, e.g. http://127.0.0.1:PORT."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
         if self._server is None:
             raise RuntimeError("FakeSlack is not running; use it as a context manager")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return int(self._server.server_address[1])
 
     @property
     def api_url(self) -> str:
