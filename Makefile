@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 DEMO_DATA := .steward-demo
 
-.PHONY: demo test lint types unit image image-offline image-test bench-knowledge bench-slack bench-actions bench-drift bench-events bench-retrieval-server bench-scale-out clean
+.PHONY: demo test lint types unit image image-offline image-test bench-image bench-knowledge bench-slack bench-actions bench-drift bench-events bench-retrieval-server bench-scale-out clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ image-offline:
 
 image-test: $(VENV)/.installed
 	STEWARD_TEST_IMAGE=$(IMAGE) $(BIN)/pytest tests/test_image.py tests/test_compose.py -v
+
+# the image against the same code from the virtual environment (build the image first)
+bench-image: $(VENV)/.installed
+	$(BIN)/python bench/image.py --image $(IMAGE) --repeat 5
 
 bench-knowledge: $(VENV)/.installed
 	$(BIN)/python bench/knowledge.py --corpora ../shared/corpora --questions ../shared/eval/dev.jsonl --repeat 3 --compare-embedded 128,256
