@@ -55,8 +55,9 @@ def chroma_server(path: Path, timeout: float = 60.0, port: int | None = None) ->
 
 
 @contextmanager
-def private_postgres() -> Iterator[tuple[str, Callable[[], None]]]:
-    """A PostgreSQL cluster of our own (so a test may restart it): its URL and a restart function.
+def private_postgres() -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
+    """A PostgreSQL cluster of our own (so a test may stop and start it): its URL, `stop` (a fast shutdown:
+    sessions are cut) and `start`.
 
     Skipped where it cannot run: no `initdb`, or running as root without a `postgres` user to run it as.
     """
@@ -95,7 +96,11 @@ def private_postgres() -> Iterator[tuple[str, Callable[[], None]]]:
 
     ctl("start")
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", lambda: ctl("restart", "-m", "fast")
+        yield (
+            f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
+            lambda: ctl("stop", "-m", "fast"),
+            lambda: ctl("start"),
+        )
     finally:
         ctl("stop", "-m", "immediate")
         shutil.rmtree(path, ignore_errors=True)

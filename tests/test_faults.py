@@ -73,9 +73,10 @@ def test_postgresql_restarted_during_an_approval_storm(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Approvals clicked while PostgreSQL restarts: a click that fails is told so (no traceback), nothing
-    recorded is lost, clicking again works without restarting Steward, and each request runs once."""
-    with private_postgres() as (url, restart), WebhookReceiver() as hook:
+    """Approvals clicked before, while and after PostgreSQL is down: a click that fails is told so (no
+    traceback), nothing recorded is lost, clicking again works without restarting Steward, and each
+    request runs once."""
+    with private_postgres() as (url, stop, start), WebhookReceiver() as hook:
         monkeypatch.setenv("RETRAIN_WEBHOOK_URL", hook.url)
         monkeypatch.setenv("ACTIONS_WEBHOOK_SECRET", "fault-hmac-key")
         policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
@@ -92,17 +93,27 @@ def test_postgresql_restarted_during_an_approval_storm(
                 thread = bot.bot_posts(CHANNEL)[-1]["ts"]
                 cards += [m for m in bot.bot_posts(CHANNEL, thread) if "Approval needed" in json.dumps(m)]
             assert len(cards) == 12
-            restarting = threading.Thread(target=restart)
             with ThreadPoolExecutor(max_workers=6) as pool:
-                list(pool.map(lambda card: bot.click(card, ACTION_APPROVE, user=APPROVER), cards[:4]))
-                restarting.start()
-                list(pool.map(lambda card: bot.click(card, ACTION_APPROVE, user=APPROVER), cards[4:]))
-            restarting.join()
+
+                def storm(batch: list[dict[str, object]]) -> None:
+                    list(pool.map(lambda card: bot.click(card, ACTION_APPROVE, user=APPROVER), batch))
+
+                storm(cards[:4])  # recorded; their runs may still be finishing when PostgreSQL goes down
+                bot.settle()
+                stop()
+                storm(cards[4:8])  # while it is down
+                bot.settle()
+                starting = threading.Thread(target=start)
+                starting.start()
+                storm(cards[8:])  # while it comes back
+                starting.join()
             bot.settle()
             told = [str(call.args.get("text")) for call in bot.slack.calls("chat.postEphemeral")]
             assert "Traceback" not in " ".join(told)
             failed = [text for text in told if "could not reach the state database" in text]
-            assert len(failed) == len(told), told  # every failure says what is wrong
+            approved = [text for text in told if text.startswith("Approved")]
+            assert len(approved) + len(failed) == len(told), told  # every failure says what is wrong
+            assert len(approved) >= 4 and len(failed) >= 4, told  # the four before; the four while down
             # People click again on what did not go through (a finished request just says so).
             for card in cards:
                 bot.click(card, ACTION_APPROVE, user=APPROVER)
