@@ -3,7 +3,10 @@ token, each with a short reason. Liveness (`GET /healthz`) needs none of them.
 
 An index that is simply empty is ready (answers say "run steward ingest"); an index that cannot be
 read (a Chroma server that is down) is not. The token check calls Slack's auth.test at most once a
-minute while it succeeds, and every 10 seconds while it fails.
+minute while it succeeds, and every 10 seconds otherwise. A token Slack rejects makes the replica not
+ready; Slack's API being unreachable (or answering 5xx or 429) is reported as "unknown" and does not:
+it is the same for every replica, and taking them all out of the load balancer would only stop the
+probes, metrics and Alertmanager's webhook too.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ class Readiness:
         checks = {"database": self._database(), "index": self._index()}
         if self.client is not None:
             checks["slack_token"] = self._slack_token(self.client)
-        ready = not any(detail.startswith("failed") for detail in checks.values())
+        ready = not any(detail.startswith("failed") for detail in checks.values())  # "unknown" is ready
         if not ready:
             log.warning("not ready: %s", ", ".join(k for k, v in checks.items() if v.startswith("failed")))
         return ready, checks
@@ -84,11 +87,14 @@ class Readiness:
                 client.auth_test()
                 ok, detail = True, "ok"
             except SlackApiError as exc:
-                ok, detail = (
-                    False,
-                    f"failed: Slack rejected the token (auth.test: {exc.response.get('error')})",
-                )
+                error = exc.response.get("error")
+                if exc.response.status_code >= 500 or exc.response.status_code == 429 or not error:
+                    ok, detail = False, f"unknown: the Slack Web API answered HTTP {exc.response.status_code}"
+                elif error in ("ratelimited", "fatal_error", "internal_error", "service_unavailable"):
+                    ok, detail = False, f"unknown: the Slack Web API is not answering (auth.test: {error})"
+                else:
+                    ok, detail = False, f"failed: Slack rejected the token (auth.test: {error})"
             except Exception as exc:
-                ok, detail = False, f"failed: cannot reach the Slack Web API ({_reason(exc)})"
+                ok, detail = False, f"unknown: cannot reach the Slack Web API ({_reason(exc)})"
             self._token = (now, ok, detail)
             return detail

@@ -97,6 +97,23 @@ def test_a_rejected_token_is_not_ready_and_auth_test_is_not_called_at_every_prob
         assert len(slack.calls("auth.test")) == 3
 
 
+def test_slack_unreachable_or_failing_is_reported_but_keeps_the_replica_ready(services: Services) -> None:
+    """Slack's outage is every replica's: only a rejected token takes a replica out of the load balancer."""
+    with FakeSlack() as slack:
+        client = WebClient(token="xoxb-test", base_url=slack.api_url)  # no retry handlers: one call
+        slack.fail("auth.test", status=503, times=1)
+        ready, checks = Readiness(services, client).check()
+        assert ready and checks["slack_token"] == "unknown: the Slack Web API answered HTTP 503", checks
+        slack.fail("auth.test", status=200, times=1, error="service_unavailable")
+        ready, checks = Readiness(services, client).check()
+        assert ready and checks["slack_token"].startswith("unknown: "), checks
+        port = slack.port
+    ready, checks = Readiness(
+        services, WebClient(token="x", base_url=f"http://127.0.0.1:{port}/api/")
+    ).check()
+    assert ready and checks["slack_token"].startswith("unknown: cannot reach the Slack Web API"), checks
+
+
 def test_slack_api_errors_are_counted_by_method_and_code(tmp_path: Path) -> None:
     def errors(method: str, code: str) -> float:
         value = REGISTRY.get_sample_value("steward_slack_api_errors_total", {"method": method, "error": code})
