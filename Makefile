@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 DEMO_DATA := .steward-demo
 
-.PHONY: demo test lint types unit image image-offline image-test bench-image bench-knowledge bench-slack bench-actions bench-drift bench-events bench-retrieval-server bench-scale-out clean
+.PHONY: demo test lint types unit image image-offline image-test bench-image bench-knowledge bench-slack bench-actions bench-drift bench-events bench-events-soak bench-retrieval-server bench-scale-out clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,12 @@ clean:
 bench-events: $(VENV)/.installed
 	$(BIN)/python bench/events.py --rate 50 --seconds 300 --drain 300 \
 		--postgres $${STEWARD_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}
+
+# below the two replicas' capacity (about 35 a second here) for 20 minutes: memory with no backlog
+bench-events-soak: $(VENV)/.installed
+	$(BIN)/python bench/events.py --rate 25 --seconds 1200 --drain 120 \
+		--postgres $${STEWARD_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
+		--out bench/results/events-soak.json
 
 bench-retrieval-server: $(VENV)/.installed
 	$(BIN)/python bench/retrieval_server.py --chunks 100000 --rounds 5

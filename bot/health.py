@@ -53,6 +53,9 @@ class Readiness:
         ready = not any(detail.startswith("failed") for detail in checks.values())  # "unknown" is ready
         if not ready:
             log.warning("not ready: %s", ", ".join(k for k, v in checks.items() if v.startswith("failed")))
+        unknown = [f"{name} ({detail})" for name, detail in checks.items() if detail.startswith("unknown")]
+        if unknown:
+            log.warning("ready, but could not check: %s", ", ".join(unknown))
         return ready, checks
 
     def _database(self) -> str:
