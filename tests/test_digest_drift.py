@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.cli import main
+from bot.digests.cli import SOURCE_FAILED
 from bot.digests.config import DigestConfigError, Source, load_digests
 from bot.digests.drift_digest import render_text, run_drift
 from bot.digests.parquet import read_columns
@@ -210,11 +211,14 @@ def test_a_quiet_period_is_one_line_or_nothing(demo: Path) -> None:
 def test_steward_digest_run_prints_the_digest(
     demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The CLI renders it; an unknown name lists the configured ones (exit 1)."""
+    """The CLI renders it (drift is a finding: exit 0); a monitor that could not be checked is printed
+    and exits SOURCE_FAILED; an unknown name lists the configured ones (exit 1)."""
     monkeypatch.setenv("STEWARD_DIGESTS_FILE", str(demo / "digests.yaml"))
     monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "data"))
     assert main(["digest", "run", "model-drift", "--at", "2026-11-05"]) == 0
     assert "fraud-scorer: DRIFT" in capsys.readouterr().out
+    assert main(["digest", "run", "model-drift", "--at", "2027-05-26"]) == SOURCE_FAILED
+    assert "fraud-scorer: NOT CHECKED: current: no rows in" in capsys.readouterr().out
     assert main(["digest", "run", "weekly", "--at", "2026-11-05"]) == 1
     assert (
         "no digest named 'weekly' (configured: governance, incidents, model-drift)" in capsys.readouterr().err

@@ -14,6 +14,7 @@ import pytest
 from slack_sdk import WebClient
 
 from bot.cli import main
+from bot.digests.cli import SOURCE_FAILED
 from bot.digests.config import load_digests
 from bot.digests.drift_digest import knowledge_runbooks, render_text, run_drift
 from bot.digests.incidents import incident_runbooks
@@ -80,7 +81,7 @@ def test_a_state_database_that_is_down_is_named_in_the_digest(
     monkeypatch.setenv("STEWARD_DIGESTS_FILE", str(ROOT / "digests.yaml"))
     monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("STEWARD_DATABASE_URL", _down_postgres())
-    assert main(["digest", "run", name, "--at", "2026-11-24"]) == 0
+    assert main(["digest", "run", name, "--at", "2026-11-24"]) == SOURCE_FAILED  # a cron job notices
     out, err = capsys.readouterr()
     assert (
         f"{name} (" in out

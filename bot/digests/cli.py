@@ -7,20 +7,24 @@ import datetime as dt
 from bot.digests.config import DigestConfigError, load_digests
 from bot.digests.drift_digest import knowledge_runbooks, render_text, run_drift
 from bot.digests.incidents import incident_runbooks
-from bot.digests.reports import report_text
+from bot.digests.reports import build_report
 from bot.store.digests import DriftHistory
 from bot.wiring import Services
 
+# The exit code when the digest was printed but a source of it failed (a cron job should notice).
+SOURCE_FAILED = 3
+
 
 def run_digest(services: Services, name: str, at: dt.date | None, since: dt.date | None) -> int:
-    """Render digest `name`; exit 0 (findings are output, not failures)."""
+    """Render digest `name`: exit 0 (findings, drift included, are output, not failures), or
+    SOURCE_FAILED when a data source or the state database could not be read (the digest says which)."""
     config = load_digests(services.settings.digests_file)
     digest = config.digests.get(name)
     if digest is None:
         known = ", ".join(sorted(config.digests)) or "none"
         raise DigestConfigError(f"{config.path}: no digest named {name!r} (configured: {known})")
     if digest.kind in ("governance", "incidents"):
-        text = report_text(
+        text, failed = build_report(
             name,
             digest,
             services.catalog,
@@ -30,7 +34,7 @@ def run_digest(services: Services, name: str, at: dt.date | None, since: dt.date
         )
         if text:
             print(text)
-        return 0
+        return SOURCE_FAILED if failed else 0
     today = at or today_for(services, name)
     if since is not None:
         monitors = tuple(
@@ -54,7 +58,7 @@ def run_digest(services: Services, name: str, at: dt.date | None, since: dt.date
     text = render_text(name, results, today, digest.when_quiet)
     if text:
         print(text)
-    return 0
+    return SOURCE_FAILED if any(result.error for result in results) else 0
 
 
 def today_for(services: Services, name: str) -> dt.date:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import NamedTuple
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -30,6 +31,13 @@ def period(today: dt.date, days: int, since: dt.date | None = None) -> tuple[dt.
     return start, until
 
 
+class Report(NamedTuple):
+    """A digest's text, and why it could not be produced (None when it was)."""
+
+    text: str
+    failed: str | None = None
+
+
 def report_text(
     name: str,
     digest: Digest,
@@ -39,14 +47,26 @@ def report_text(
     runbook_for: RunbookFor | None = None,
 ) -> str:
     """A governance or incident digest as text ("" when quiet and set to skip)."""
+    return build_report(name, digest, catalog, today, since, runbook_for).text
+
+
+def build_report(
+    name: str,
+    digest: Digest,
+    catalog: Catalog,
+    today: dt.date,
+    since: dt.date | None = None,
+    runbook_for: RunbookFor | None = None,
+) -> Report:
+    """A governance or incident digest, with the reason when its source failed."""
     start, until = period(today, digest.period_days, since)
     try:
         catalog.ensure_schema()
         if digest.kind == "governance":
             report = gather_governance(catalog.engine, catalog.documents(), start, until)
-            return render_governance(name, report, digest.when_quiet)
+            return Report(render_governance(name, report, digest.when_quiet))
         incidents = gather_incidents(IncidentStore(catalog.engine), start, until, runbook_for)
-        return render_incidents(name, incidents, digest.when_quiet)
+        return Report(render_incidents(name, incidents, digest.when_quiet))
     except CatalogError as exc:
         why = str(exc)
     except SQLAlchemyError as exc:
@@ -56,4 +76,4 @@ def report_text(
             "Check STEWARD_DATABASE_URL and that the database is up."
         )
     log.error("digest source failed digest=%s source=state-database", name)
-    return f"{name} ({start:%Y-%m-%d} to {until:%Y-%m-%d}): NOT PRODUCED: {why}"
+    return Report(f"{name} ({start:%Y-%m-%d} to {until:%Y-%m-%d}): NOT PRODUCED: {why}", why)
