@@ -38,18 +38,6 @@ class Report(NamedTuple):
     failed: str | None = None
 
 
-def report_text(
-    name: str,
-    digest: Digest,
-    catalog: Catalog,
-    today: dt.date,
-    since: dt.date | None = None,
-    runbook_for: RunbookFor | None = None,
-) -> str:
-    """A governance or incident digest as text ("" when quiet and set to skip)."""
-    return build_report(name, digest, catalog, today, since, runbook_for).text
-
-
 def build_report(
     name: str,
     digest: Digest,
@@ -58,7 +46,8 @@ def build_report(
     since: dt.date | None = None,
     runbook_for: RunbookFor | None = None,
 ) -> Report:
-    """A governance or incident digest, with the reason when its source failed."""
+    """A governance or incident digest: its text ("" when quiet and set to skip), and the reason when its
+    source failed."""
     start, until = period(today, digest.period_days, since)
     try:
         catalog.ensure_schema()

@@ -32,7 +32,7 @@ from bot.digests.drift_digest import (
     run_drift,
 )
 from bot.digests.incidents import RunbookFor, incident_runbooks
-from bot.digests.reports import report_text
+from bot.digests.reports import build_report
 from bot.metrics import DIGEST_RUNS
 from bot.slack.app import SlackSetupError, check_token, web_client
 from bot.slack.blocks import MAX_SECTION_TEXT, RenderedMessage, button, split_mrkdwn
@@ -160,7 +160,7 @@ class DigestPoster:
         """A governance or incident digest: its text, split into a parent message and thread replies."""
         if self.catalog is None:
             raise DigestConfigError(f"a {digest.kind} digest needs the state database (steward serve has it)")
-        text = report_text(name, digest, self.catalog(), today, runbook_for=self.incident_runbooks)
+        text = build_report(name, digest, self.catalog(), today, runbook_for=self.incident_runbooks).text
         if not text:
             return None
         parent, *replies = text_messages(text)
