@@ -336,10 +336,18 @@ def test_demo_flag_toggle_end_to_end_and_idempotent(monkeypatch: pytest.MonkeyPa
     assert [p.name for p in store.parent.iterdir() if p.suffix == ".tmp"] == []
 
 
-def test_demo_flags_default_to_the_working_directory(tmp_path: Path) -> None:
-    """Without STEWARD_DEMO_FLAGS the store is ./.steward/flags.json."""
+def test_demo_flags_default_to_the_data_dir_then_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without STEWARD_DEMO_FLAGS the store is in STEWARD_DATA_DIR (the image's one writable folder under
+    a read-only root), else ./.steward/flags.json."""
+    monkeypatch.delenv("STEWARD_DEMO_FLAGS", raising=False)
+    monkeypatch.delenv("STEWARD_DATA_DIR", raising=False)
     run_action(TOGGLE, {"flag": "banner", "traffic": 100}, "req-1")
     assert demo_flags.read_flags(tmp_path / ".steward" / "flags.json") == {"prod": {"banner": 100}}
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "data"))
+    run_action(TOGGLE, {"flag": "banner", "traffic": 10}, "req-2")
+    assert demo_flags.read_flags(tmp_path / "data" / "flags.json") == {"prod": {"banner": 10}}
 
 
 def test_python_entry_point_exception_is_a_failed_run() -> None:

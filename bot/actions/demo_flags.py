@@ -1,7 +1,8 @@
 """A tiny real feature-flag store for the demo: each flag's traffic share per environment, in one JSON file.
 
-The `python` executor calls `toggle`; the file lives at `$STEWARD_DEMO_FLAGS` (default
-`./.steward/flags.json`). Writes are atomic and locked, and a request id is applied at most once.
+The `python` executor calls `toggle`; the file lives at `$STEWARD_DEMO_FLAGS`, else in the data dir
+(`$STEWARD_DATA_DIR/flags.json`, which the container image sets to its one writable folder), else at
+`./.steward/flags.json`. Writes are atomic and locked, and a request id is applied at most once.
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ _REMEMBERED_REQUESTS = 1000  # enough to absorb any retry storm, small enough to
 
 
 def store_path() -> Path:
-    """Where the flags live: `$STEWARD_DEMO_FLAGS`, else `./.steward/flags.json`."""
-    return Path(os.environ.get("STEWARD_DEMO_FLAGS") or DEFAULT_PATH)
+    """Where the flags live: `$STEWARD_DEMO_FLAGS`, else `$STEWARD_DATA_DIR/flags.json`, else
+    `./.steward/flags.json`."""
+    if explicit := os.environ.get("STEWARD_DEMO_FLAGS"):
+        return Path(explicit)
+    data_dir = os.environ.get("STEWARD_DATA_DIR")
+    return Path(data_dir) / DEFAULT_PATH.name if data_dir else DEFAULT_PATH
 
 
 def toggle(params: dict[str, Any], request_id: str) -> str:
