@@ -18,12 +18,14 @@ from bot.actions.models import Actor
 from bot.actions.policy import (
     ParamError,
     PolicyError,
+    SlackGroupResolver,
     build_request,
     check_report,
     explain,
     load_policy,
     parse_key_values,
 )
+from bot.actions.policy_types import USERGROUP_ID
 from bot.answers.evaluation import EvalFileError, evaluate, read_questions
 from bot.answers.models import Answer
 from bot.answers.retrieval import Filters, IndexMissingError
@@ -320,7 +322,16 @@ def _policy(services: Services, args: argparse.Namespace) -> int:
     raw = parse_key_values(" ".join(shlex.quote(param) for param in args.params))
     request = build_request(policy, args.action, raw)
     moment = dt.datetime.fromtimestamp(args.at if args.at is not None else time.time(), tz=dt.UTC)
-    print(explain(policy, request, Actor(user_id=args.user, channel=args.channel), moment, no_slack_groups))
+    resolver: SlackGroupResolver = no_slack_groups
+    usergroups = any(USERGROUP_ID.fullmatch(member) for group in policy.groups.values() for member in group)
+    if usergroups and services.settings.slack_bot_token is not None:
+        from bot.slack.app import web_client
+        from bot.slack.usergroups import SlackUserGroups
+
+        resolver = SlackUserGroups(web_client(services.settings))  # as `steward serve` resolves them
+    print(explain(policy, request, Actor(user_id=args.user, channel=args.channel), moment, resolver))
+    if usergroups and resolver is no_slack_groups:
+        print("(Slack user groups (S…) counted nobody: set SLACK_BOT_TOKEN to look up their members)")
     return 0
 
 

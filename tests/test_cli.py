@@ -192,3 +192,42 @@ def test_console_script_and_unreachable_chroma(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"cannot reach the Chroma server at {url}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _oncall_as_slack_group(tmp_path: Path) -> Path:
+    """The starter policies, with the on-call group pointed at a Slack user group (as PagerDuty keeps)."""
+    import shutil
+
+    from tests.conftest import ROOT
+
+    folder = shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    groups = folder / "00-groups.yaml"
+    text = groups.read_text(encoding="utf-8")
+    assert "  oncall:\n    - sre\n    - U0000MLP03\n" in text
+    groups.write_text(text.replace("  oncall:\n    - sre\n    - U0000MLP03\n", "  oncall:\n    - S0ONCALL\n"))
+    return folder
+
+
+def test_policy_explain_looks_up_slack_user_groups_when_a_token_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As `steward serve` decides: the person paged through the S… group may pause an agent alone."""
+    from tests.fakes.slack_api import FakeSlack
+
+    monkeypatch.setenv("STEWARD_POLICIES_DIR", str(_oncall_as_slack_group(tmp_path)))
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "data"))
+    argv = ("policy", "explain", "pause-agent", "agent=support-assistant", "--as", "U0PAGED")
+    with FakeSlack() as slack:
+        slack.set_user_group("S0ONCALL", ["U0PAGED"])
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-cli")
+        monkeypatch.setenv("SLACK_API_URL", slack.api_url)
+        code, out, err = _run(capsys, *argv)
+        assert code == 0, err
+        assert "pause-agent-oncall" in out and "oncall" in out, out
+        assert "counted nobody" not in out
+        assert [call.args.get("usergroup") for call in slack.calls("usergroups.users.list")] == ["S0ONCALL"]
+
+    monkeypatch.delenv("SLACK_BOT_TOKEN")
+    code, out, err = _run(capsys, *argv)
+    assert code == 0, err
+    assert "Slack user groups (S…) counted nobody: set SLACK_BOT_TOKEN" in out, out
