@@ -3,8 +3,12 @@ that is still alive keeps its questions."""
 
 from __future__ import annotations
 
+import threading
+from types import SimpleNamespace
+
 from slack_sdk import WebClient
 
+from bot.slack.server import start_housekeeping
 from bot.store.conversations import EventWork
 from bot.store.events import EventLedger
 from tests.slackbot import CHANNEL, RunningBot
@@ -68,3 +72,27 @@ def test_an_answered_question_is_not_an_orphan(bot: RunningBot) -> None:
     assert len(bot.bot_posts(thread_ts=ts)) == 1
     assert bot.app.recovery is not None and bot.app.recovery.recover(_client(bot), dead_after=0.0) == 0
     assert len(bot.bot_posts(thread_ts=ts)) == 1
+
+
+def test_housekeeping_expires_requests_even_when_taking_over_questions_fails() -> None:
+    """The parts of a housekeeping round are independent: Slack failing during a take-over must not keep
+    overdue requests from expiring (they fail closed)."""
+    swept = threading.Event()
+
+    def recover(client: object, dead_after: float) -> int:
+        raise ConnectionError("Slack is unreachable")
+
+    recovery = SimpleNamespace(heartbeat=lambda: None, recover=recover)
+    actions = SimpleNamespace(
+        sweep=lambda client: swept.set(),
+        recover=lambda client, older: [],
+        run_stranded=lambda client, older: [],
+    )
+    slack = SimpleNamespace(recovery=recovery, actions=actions, bolt=SimpleNamespace(client=None))
+    settings = SimpleNamespace(housekeeping_seconds=0.05)
+    services = SimpleNamespace(settings=settings, approvals=SimpleNamespace(note_policy=lambda: None))
+    start_housekeeping(slack, services)  # type: ignore[arg-type]
+    try:
+        assert swept.wait(5), "requests were not swept after the question take-over failed"
+    finally:
+        slack.recovery = slack.actions = None  # the daemon thread idles from here on

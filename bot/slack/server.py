@@ -218,19 +218,27 @@ def start_housekeeping(slack: SlackApp, services: Services) -> threading.Thread:
     if slack.recovery is not None:
         slack.recovery.heartbeat()  # alive from the start: its first events are never taken over
 
+    def questions() -> None:
+        if slack.recovery is not None:
+            slack.recovery.recover(slack.bolt.client, dead_after=3 * period)
+
+    def requests() -> None:
+        if slack.actions is not None:
+            slack.actions.sweep(slack.bolt.client)
+            slack.actions.recover(slack.bolt.client, INTERRUPTED_AFTER_SECONDS)
+            slack.actions.run_stranded(slack.bolt.client, 3 * period)
+            services.approvals.note_policy()  # an edited policy is audited even before it decides
+
     def loop() -> None:
         while True:
             time.sleep(period)
-            try:
-                if slack.recovery is not None:
-                    slack.recovery.recover(slack.bolt.client, dead_after=3 * period)
-                if slack.actions is not None:
-                    slack.actions.sweep(slack.bolt.client)
-                    slack.actions.recover(slack.bolt.client, INTERRUPTED_AFTER_SECONDS)
-                    slack.actions.run_stranded(slack.bolt.client, 3 * period)
-                    services.approvals.note_policy()  # an edited policy is audited even before it decides
-            except Exception:
-                log.exception("housekeeping failed; trying again in %.0f s", period)
+            # Each part on its own: a failure in one (Slack unreachable while taking over a question)
+            # must not keep overdue requests from expiring.
+            for part in (questions, requests):
+                try:
+                    part()
+                except Exception:
+                    log.exception("housekeeping (%s) failed; trying again in %.0f s", part.__name__, period)
 
     thread = threading.Thread(target=loop, name="steward-housekeeping", daemon=True)
     thread.start()
