@@ -49,7 +49,7 @@ from bot.actions.models import ActionRequest, Actor  # noqa: E402
 from bot.answers.evaluation import percentile  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
 from tests.fakes.webhook import WebhookReceiver  # noqa: E402
-from tests.replicas import SECRET, Replica, approve_click, send  # noqa: E402
+from tests.replicas import Replica, approve_click, replica_env, send  # noqa: E402
 
 ELIGIBLE = ["U0000MLP01", "U0000MLP02", "U0000MLP03"]
 OTHERS = ["U0000SRE02", "U0000SRE01", "UOUTSIDER"]
@@ -75,18 +75,17 @@ def _log_problems(logs: list[Path]) -> dict[str, int]:
 def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
     rng = random.Random(args.seed)
     with FakeSlack() as slack, WebhookReceiver() as receiver:
-        env = {
-            **os.environ,
-            "SLACK_BOT_TOKEN": "xoxb-bench",
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": slack.api_url,
-            "STEWARD_DATABASE_URL": url,
-            "STEWARD_DATA_DIR": str(work / "data"),
-            "STEWARD_POLICIES_DIR": str(work / "policies"),
-            "RETRAIN_WEBHOOK_URL": receiver.url,
-            "ACTIONS_WEBHOOK_SECRET": "bench-hmac-key",
-            "HF_HUB_OFFLINE": "1",
-        }
+        (work / "digests.yaml").write_text("digests: {}\n")  # nothing scheduled, and nothing to warn about
+        env = replica_env(
+            slack.api_url,
+            url,
+            None,  # the embedded Chroma in work/data
+            work,
+            STEWARD_POLICIES_DIR=str(work / "policies"),
+            STEWARD_DIGESTS_FILE=str(work / "digests.yaml"),
+            RETRAIN_WEBHOOK_URL=receiver.url,
+            ACTIONS_WEBHOOK_SECRET="bench-hmac-key",  # noqa: S106 (the local webhook receiver's key)
+        )
         # The knowledge base, so that every card cites the retraining runbook as it would in use.
         steward = Path(sys.executable).parent / "steward"
         subprocess.run(

@@ -70,8 +70,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     url, admin, name = _database(args.postgres)
     try:
         with chroma_server(work / "chroma") as chroma_url, FakeSlack() as slack:
+            (work / "digests.yaml").write_text("digests: {}\n")  # nothing scheduled
             env = replica_env(
-                slack.api_url, url, chroma_url, work, STEWARD_DIGESTS_FILE=str(work / "none.yaml")
+                slack.api_url, url, chroma_url, work, STEWARD_DIGESTS_FILE=str(work / "digests.yaml")
             )
             steward = Path(sys.executable).parent / "steward"
             subprocess.run(

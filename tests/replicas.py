@@ -117,13 +117,15 @@ def approve_click(request_id: str, user: str, channel: str, card_ts: str) -> byt
 
 
 def replica_env(
-    slack_api_url: str, database_url: str, chroma_url: str, work: Path, **settings: str
+    slack_api_url: str, database_url: str, chroma_url: str | None, work: Path, **settings: str
 ) -> dict[str, str]:
-    """The environment of replicas sharing one database and one Chroma server, behind the fake Slack.
+    """The environment of replicas sharing one database and one Chroma server (or, with no `chroma_url`,
+    the embedded Chroma in work/data), behind the fake Slack.
 
     Nothing else of this process's environment leaks in (a developer's own STEWARD_* settings included);
     `settings` adds variables, e.g. STEWARD_POLICIES_DIR.
     """
+    vectors = {"STEWARD_CHROMA_URL": chroma_url} if chroma_url else {}
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(work),
@@ -132,7 +134,7 @@ def replica_env(
         "SLACK_SIGNING_SECRET": SECRET,
         "SLACK_API_URL": slack_api_url,
         "STEWARD_DATABASE_URL": database_url,
-        "STEWARD_CHROMA_URL": chroma_url,
+        **vectors,
         "STEWARD_DATA_DIR": str(work / "data"),
         **settings,
     }
