@@ -25,7 +25,8 @@ import pytest
 from tests.conftest import ROOT
 from tests.fakes.slack_api import FakeSlack, event_body
 from tests.replicas import SECRET, send
-from tests.test_image import IMAGE, _get, docker
+from tests.servers import http
+from tests.test_image import IMAGE, docker
 
 COMPOSE_FILE = ROOT / "deploy" / "docker" / "compose.yaml"
 STAND_INS = ROOT / "tests" / "compose"
@@ -160,7 +161,7 @@ def test_compose_brings_up_two_replicas_that_answer_once(project: Project, slack
     assert "added 36" in project("logs", "ingest").stdout
 
     for replica in replicas:
-        status, body = _get(f"http://{_ip(replica)}:3000/readyz")
+        status, body = http(f"http://{_ip(replica)}:3000/readyz")
         assert status == 200, body
         assert "276 chunks" in json.loads(body)["checks"]["index"], body
 
@@ -173,8 +174,8 @@ def test_compose_brings_up_two_replicas_that_answer_once(project: Project, slack
     assert send(3000, body, "application/json", host=first) == 200
     retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
     assert send(3000, body, "application/json", headers=retry, host=second) == 200
-    in_thread = slack.wait_for("chat.postMessage", timeout=60, where=lambda c: c.args.get("thread_ts") == ts)
-    time.sleep(5)
+    slack.wait_for("chat.postMessage", timeout=60, where=lambda c: c.args.get("thread_ts") == ts)
+    time.sleep(5)  # time for a second answer, if the retry were answered too
     in_thread = [c for c in slack.calls("chat.postMessage") if c.args.get("thread_ts") == ts]
     assert len(in_thread) == 1, [c.args for c in in_thread]
     assert "approv" in json.dumps(in_thread[0].args).lower(), in_thread[0].args

@@ -15,8 +15,6 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +23,7 @@ import pytest
 
 from tests.fakes.slack_api import FakeSlack, event_body
 from tests.replicas import SECRET, send
-from tests.servers import chroma_server, free_port
+from tests.servers import chroma_server, free_port, http
 
 IMAGE = os.environ.get("STEWARD_TEST_IMAGE", "")
 QUESTION = "How do I roll back a model in production?"
@@ -106,19 +104,11 @@ def container_name() -> Iterator[str]:
     docker("rm", "--force", name, timeout=60)
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 def _wait_until_listening(port: int, name: str, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if _get(f"http://127.0.0.1:{port}/healthz")[0] == 200:
+            if http(f"http://127.0.0.1:{port}/healthz")[0] == 200:
                 return
         except OSError:
             pass
@@ -156,7 +146,7 @@ def test_serves_slack_on_postgresql_and_a_chroma_server(
         assert started.returncode == 0, started.stderr
         _wait_until_listening(port, container_name)
 
-        status, body = _get(f"http://127.0.0.1:{port}/readyz")
+        status, body = http(f"http://127.0.0.1:{port}/readyz")
         assert status == 200, body
         checks = json.loads(body)["checks"]
         assert sorted(checks) == ["database", "index", "slack_token"], body
@@ -179,7 +169,7 @@ def test_serves_slack_on_postgresql_and_a_chroma_server(
 
         answered = 'steward_answers_total{outcome="answered"} 1.0'
         deadline = time.monotonic() + 20  # counted once the answer is posted and recorded
-        while answered not in (metrics := _get(f"http://127.0.0.1:{port}/metrics")[1]):
+        while answered not in (metrics := http(f"http://127.0.0.1:{port}/metrics")[1]):
             assert time.monotonic() < deadline, metrics
             time.sleep(0.5)
         assert 'steward_slack_requests_total{kind="event",status="200"} 1.0' in metrics, metrics

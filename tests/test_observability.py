@@ -4,8 +4,6 @@ server serves probes but never the (unverified) /slack/events."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +19,7 @@ from bot.metrics import REGISTRY
 from bot.slack.app import web_client
 from bot.wiring import Services
 from tests.fakes.slack_api import FakeSlack, event_body
-from tests.servers import chroma_server, free_port
+from tests.servers import chroma_server, free_port, http
 from tests.slackbot import SECRET, build_test_app, serving
 
 
@@ -34,18 +32,9 @@ def _serving(services: Services, slack: FakeSlack, **app_settings: object) -> It
         yield base
 
 
-def _get(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body else "GET")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 def test_ready_when_the_database_index_and_token_work(services: Services) -> None:
     with FakeSlack() as slack, _serving(services, slack) as base:
-        status, body = _get(f"{base}/readyz")
+        status, body = http(f"{base}/readyz")
     assert status == 200
     report = json.loads(body)
     assert report["status"] == "ready"
@@ -154,7 +143,7 @@ def test_socket_mode_serves_probes_but_not_slack_events(services: Services) -> N
         body = event_body(
             {"type": "app_mention", "channel": "C1", "user": "U1", "ts": "1.0", "text": "hi"}, "Ev1"
         )
-        status, _reply = _get(f"{base}/slack/events", body, {"Content-Type": "application/json"})
+        status, _reply = http(f"{base}/slack/events", body, {"Content-Type": "application/json"})
         assert status == 404
-        assert _get(f"{base}/healthz")[0] == 200 and _get(f"{base}/metrics")[0] == 200
+        assert http(f"{base}/healthz")[0] == 200 and http(f"{base}/metrics")[0] == 200
         assert not slack.calls("chat.postMessage")
