@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from bench.report import save  # noqa: E402
+from bench.report import rss_mib, save  # noqa: E402
 from bot.answers.evaluation import percentile  # noqa: E402
 from tests.fakes.slack_api import FakeSlack, event_body  # noqa: E402
 from tests.replicas import replica_env, send, start_replicas  # noqa: E402
@@ -47,13 +47,6 @@ def _questions() -> list[str]:
         return ["How do I roll back a model?"]
     lines = DEV_QUESTIONS.read_text().splitlines()
     return [json.loads(line)["question"] for line in lines if line.strip()]
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _database(postgres: str) -> tuple[str, sa.Engine, str]:
@@ -86,11 +79,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 while not stop.wait(10):
                     for index, replica in enumerate(replicas):
                         if replica.process is not None:
-                            memory[index].append(round(_rss_mb(replica.process.pid), 1))
+                            memory[index].append(round(rss_mib(replica.process.pid), 1))
 
             for index, replica in enumerate(replicas):
                 assert replica.process is not None
-                memory[index].append(round(_rss_mb(replica.process.pid), 1))
+                memory[index].append(round(rss_mib(replica.process.pid), 1))
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             acks: list[float] = []

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import save  # noqa: E402
+from bench.report import rss_mib, save  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
 from tests.replicas import SECRET  # noqa: E402
 from tests.servers import free_port  # noqa: E402
@@ -59,12 +59,6 @@ def _settings(slack: FakeSlack, port: int) -> dict[str, str]:
         "STEWARD_PORT": str(port),
         "STEWARD_LOG_FORMAT": "json",
     }
-
-
-def _rss_mib(pid: int) -> float:
-    """The resident memory of a process (VmRSS), in MiB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
 
 
 def _container_options(data: Path) -> list[str]:
@@ -109,7 +103,7 @@ def container_run(image: str, slack: FakeSlack, data: Path) -> dict[str, float]:
         time.sleep(5)  # idle: the first probes and the scheduler have run
         inspected = subprocess.run(["docker", "inspect", name], capture_output=True, text=True).stdout
         pid = json.loads(inspected)[0]["State"]["Pid"]
-        idle = _rss_mib(pid)  # `steward serve` is the container's process 1, seen from here by its host pid
+        idle = rss_mib(pid)  # `steward serve` is the container's process 1, seen from here by its host pid
         stopping = time.perf_counter()
         subprocess.run(["docker", "stop", "--time=60", name], check=True, capture_output=True)
         stopped = time.perf_counter() - stopping
@@ -135,7 +129,7 @@ def venv_run(slack: FakeSlack, data: Path) -> dict[str, float]:
         try:
             ready = _wait(port, started)
             time.sleep(5)
-            idle = _rss_mib(process.pid)
+            idle = rss_mib(process.pid)
             stopping = time.perf_counter()
             process.terminate()
             code = process.wait(timeout=60)

@@ -1,4 +1,5 @@
-"""What every benchmark does with its figures: stamp them with the date and the machine, save, print."""
+"""What the benchmarks share: stamping figures with the date and the machine, saving and printing them,
+and reading a process's resident memory."""
 
 from __future__ import annotations
 
@@ -22,3 +23,11 @@ def save(figures: dict[str, Any], out: Path) -> int:
     out.write_text(text)
     print(text)
     return 0
+
+
+def rss_mib(pid: int) -> float:
+    """The resident memory of process `pid` (VmRSS), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"process {pid} has no resident memory figure (has it exited?)")

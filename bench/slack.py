@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import save  # noqa: E402
+from bench.report import rss_mib, save  # noqa: E402
 from bot.answers.evaluation import percentile  # noqa: E402
 from tests.fakes.slack_api import FakeSlack, event_body, sign  # noqa: E402
 
@@ -71,13 +71,6 @@ def _post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, float]:
         return response.status, time.perf_counter() - started
     finally:
         connection.close()
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 class Bench:
@@ -178,7 +171,7 @@ def burst(bench: Bench, rate: float, seconds: float, channels: int, duplicate_ev
         items.append((body, 0))
         if duplicate_every and i % duplicate_every == duplicate_every - 1:
             items.append((body, 1))
-    rss_before = _rss_kib(bench.process.pid)
+    rss_before = rss_mib(bench.process.pid)
     started = time.monotonic()
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as sender:
         acks, sender_started, sent_for = sender.submit(_send_schedule, bench.port, items, rate).result()
@@ -214,8 +207,8 @@ def burst(bench: Bench, rate: float, seconds: float, channels: int, duplicate_ev
         "last_answer_after_s": round(drained, 1),
         "answer_delay_p50_s": round(percentile(delays, 50), 2),
         "answer_delay_p95_s": round(percentile(delays, 95), 2),
-        "rss_before_mib": round(rss_before / 1024, 1),
-        "rss_after_mib": round(_rss_kib(bench.process.pid) / 1024, 1),
+        "rss_before_mib": round(rss_before, 1),
+        "rss_after_mib": round(rss_mib(bench.process.pid), 1),
     }
 
 
