@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import rss_mib, save  # noqa: E402
+from tests.containers import HARDENED  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
 from tests.replicas import SECRET  # noqa: E402
 from tests.servers import free_port  # noqa: E402
-from tests.test_image import HARDENED  # noqa: E402
 
 
 def _healthy(port: int) -> bool:

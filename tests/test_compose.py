@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import time
 import uuid
@@ -23,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.containers import IMAGE, docker, require_compose
 from tests.fakes.slack_api import FakeSlack, event_body
 from tests.replicas import SECRET, send
 from tests.servers import http
-from tests.test_image import IMAGE, docker
 
 COMPOSE_FILE = ROOT / "deploy" / "docker" / "compose.yaml"
 STAND_INS = ROOT / "tests" / "compose"
@@ -34,27 +33,9 @@ OFFLINE_BASE = "steward-local/python:3.11-slim"
 QUESTION = "Who has to approve a production rollback?"
 
 
-def _compose_command() -> list[str] | None:
-    for command in (["docker", "compose"], ["docker-compose"]):
-        if shutil.which(command[0]) is None:
-            continue
-        try:
-            if subprocess.run([*command, "version"], capture_output=True, timeout=30).returncode == 0:
-                return command
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-    return None
-
-
-COMPOSE = _compose_command() if IMAGE else None
-
-pytestmark = [
-    pytest.mark.skipif(
-        not IMAGE,
-        reason="set STEWARD_TEST_IMAGE to an image built from deploy/docker/Dockerfile (make image-test)",
-    ),
-    pytest.mark.skipif(bool(IMAGE) and COMPOSE is None, reason="Docker Compose is not installed"),
-]
+@pytest.fixture(autouse=True)
+def _needs_compose() -> None:
+    require_compose()
 
 
 def _image(official: str, stand_in: str, dockerfile: str) -> str:
@@ -92,9 +73,8 @@ class Project:
         # The host, where the fake Slack listens, reachable by name from the replicas.
         override = tmp_path / "override.yaml"
         override.write_text('services:\n  steward:\n    extra_hosts: ["host.docker.internal:host-gateway"]\n')
-        assert COMPOSE is not None
         self.command = [
-            *COMPOSE, "--project-name", self.name, "--env-file", str(env_file),
+            *require_compose(), "--project-name", self.name, "--env-file", str(env_file),
             "-f", str(COMPOSE_FILE), "-f", str(override),
         ]  # fmt: skip
         self.env = {

@@ -11,9 +11,6 @@ with /tmp and the data dir writable, every capability dropped, no privilege esca
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,46 +18,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.containers import HARDENED, IMAGE, docker, require_image
 from tests.fakes.slack_api import FakeSlack, event_body
 from tests.replicas import SECRET, send
 from tests.servers import chroma_server, free_port, http
 
-IMAGE = os.environ.get("STEWARD_TEST_IMAGE", "")
 QUESTION = "How do I roll back a model in production?"
-# As deploy/k8s/deployment.yaml's securityContext, plus the writable folders it mounts.
-HARDENED = [
-    "--user=10001:10001",
-    "--read-only",
-    "--cap-drop=ALL",
-    "--security-opt=no-new-privileges",
-    "--tmpfs=/tmp:uid=10001,gid=10001",
-    "--tmpfs=/var/lib/steward:uid=10001,gid=10001",
-]
 
 
-def _docker_answers() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-pytestmark = [
-    pytest.mark.skipif(
-        not IMAGE,
-        reason="set STEWARD_TEST_IMAGE to an image built from deploy/docker/Dockerfile (make image-test)",
-    ),
-    pytest.mark.skipif(
-        bool(IMAGE) and not _docker_answers(), reason="no Docker engine answers `docker info`"
-    ),
-]
-
-
-def docker(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the docker CLI; the completed process (not checked)."""
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+@pytest.fixture(autouse=True)
+def _needs_the_image() -> None:
+    require_image()
 
 
 def run_in_image(*command: str, options: list[str] | None = None, env: dict[str, str] | None = None) -> str:
