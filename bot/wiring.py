@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
@@ -28,9 +29,12 @@ from ingest.pipeline import Ingestor
 class Services:
     """Lazily built services sharing one catalog, one vector index and one embedding model."""
 
-    def __init__(self, settings: Settings, chat_model: Any = None) -> None:
+    def __init__(
+        self, settings: Settings, chat_model: Any = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.settings = settings
         self._chat_model = chat_model
+        self.clock = clock  # what the policy reads as now (tests pin it; freeze windows depend on it)
 
     @cached_property
     def catalog(self) -> Catalog:
@@ -69,7 +73,7 @@ class Services:
         """Action requests, approvals and execution claims, audited, in the state database."""
         if self.settings.database_url is None:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return ApprovalService(self.catalog.engine, self.policy)
+        return ApprovalService(self.catalog.engine, self.policy, clock=self.clock)
 
     @contextmanager
     def actions_connection(self) -> Iterator[Connection]:

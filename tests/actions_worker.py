@@ -12,6 +12,7 @@ from bot.actions.approvals import ApprovalService
 from bot.actions.gate import PolicyFolder
 from bot.actions.runner import execute_once
 from bot.store.engine import create_engine
+from tests.clock import TUESDAY_NOON, RunningClock
 
 
 def click_storm(
@@ -22,8 +23,11 @@ def click_storm(
     approvers: list[str],
     env: dict[str, str],
     seed: int,
+    start: float = TUESDAY_NOON,
 ) -> int:
-    """Approve every request a few times as random approvers, then try to run it; returns the runs won."""
+    """Approve every request a few times as random approvers, then try to run it; returns the runs won.
+
+    The policy reads a clock that starts at `start` (never the machine's weekday: the weekend freeze)."""
     os.environ.update(env)
     engine = (
         create_engine(url)
@@ -31,7 +35,7 @@ def click_storm(
         else sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
     )
     folder = PolicyFolder(Path(policies))
-    service = ApprovalService(engine, folder)
+    service = ApprovalService(engine, folder, clock=RunningClock(start))
     rng = random.Random(seed)
     won = 0
     for request_id in rng.sample(request_ids, len(request_ids)):
@@ -43,12 +47,15 @@ def click_storm(
     return won
 
 
-def claim_and_run(url: str, policies: str, request_id: str, env: dict[str, str]) -> None:
-    """Claim and run one request (the kill test kills this process while the executor waits)."""
+def claim_and_run(
+    url: str, policies: str, request_id: str, env: dict[str, str], start: float = TUESDAY_NOON
+) -> None:
+    """Claim and run one request (the kill test kills this process while the executor waits); the
+    policy reads a clock that starts at `start`."""
     os.environ.update(env)
     engine = create_engine(url)
     folder = PolicyFolder(Path(policies))
-    execute_once(ApprovalService(engine, folder), folder(), request_id)
+    execute_once(ApprovalService(engine, folder, clock=RunningClock(start)), folder(), request_id)
 
 
 def slow_action(params: dict[str, object], request_id: str) -> str:

@@ -15,6 +15,7 @@ from bot.config import Settings
 from bot.digests.demo_data import DEMO_DRIFT_FROM, DEMO_START, prediction_log, write_csv
 from bot.index.embedding import Embedder
 from bot.wiring import Services
+from tests.clock import TUESDAY_NOON, RunningClock
 from tests.databases import StateDatabase, fresh_postgres_database, state_database
 from tests.slackbot import RunningBot, running_bot
 
@@ -126,10 +127,14 @@ def make_services(tmp_path: Path, embedder: Embedder) -> Iterator[Callable[..., 
     """Build Services on a private data dir, sharing the session's loaded model."""
     built: list[Services] = []
 
-    def build(chat_model: object = None, **overrides: object) -> Services:
+    def build(
+        chat_model: object = None, clock: Callable[[], float] | None = None, **overrides: object
+    ) -> Services:
         values: dict[str, object] = {"data_dir": tmp_path / "data"}
         values.update(overrides)
-        services = Services(Settings(**values), chat_model=chat_model)  # type: ignore[arg-type]
+        # The policy reads a Tuesday noon that runs on, never the machine's weekday (the weekend freeze).
+        settings = Settings(**values)  # type: ignore[arg-type]
+        services = Services(settings, chat_model=chat_model, clock=clock or RunningClock(TUESDAY_NOON))
         services.__dict__["embedder"] = embedder
         services.answers.today = lambda: TODAY
         built.append(services)

@@ -136,7 +136,18 @@ def replica_env(
         "STEWARD_DATABASE_URL": database_url,
         **vectors,
         "STEWARD_DATA_DIR": str(work / "data"),
+        **faked_clock(),
         **settings,
+    }
+
+
+def faked_clock() -> dict[str, str]:
+    """libfaketime's variables when this run's clock is moved (tests.clock.at), so replicas see the same
+    time as the test that signs their requests."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name == "LD_PRELOAD" or name.startswith("FAKETIME")
     }
 
 

@@ -333,7 +333,7 @@ def test_a_failed_executor_is_recorded_as_failed(service: ApprovalService, polic
 
 @pytest.mark.slow
 def test_click_storms_from_threads_and_two_processes_execute_each_request_once(
-    database: tuple[Engine, str, str | None], policies: Path, monkeypatch: pytest.MonkeyPatch
+    database: tuple[Engine, str, str | None], policies: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Many threads here and a second process click approve and execute: one webhook call per request."""
     engine, url, schema = database
@@ -343,15 +343,16 @@ def test_click_storms_from_threads_and_two_processes_execute_each_request_once(
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         folder = PolicyFolder(policies)
-        service = ApprovalService(engine, folder)
+        service = ApprovalService(engine, folder, clock=clock)
         retrain = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})
         ids = [_submit(service, retrain, user=SRE1) for _ in range(20)]
         approvers = [MLP1, MLP2, REQUESTER, OUTSIDER, SRE1]
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as other:
-            remote = other.submit(click_storm, url, schema, str(policies), ids, approvers, env, 7)
+            remote = other.submit(click_storm, url, schema, str(policies), ids, approvers, env, 7, clock.now)
             threads = [
                 threading.Thread(
-                    target=click_storm, args=(url, schema, str(policies), ids, approvers, env, seed)
+                    target=click_storm,
+                    args=(url, schema, str(policies), ids, approvers, env, seed, clock.now),
                 )
                 for seed in range(6)
             ]
@@ -385,10 +386,11 @@ def test_a_run_killed_after_its_claim_is_not_repeated(tmp_path: Path, policies: 
         env = {"RETRAIN_WEBHOOK_URL": receiver.url, "ACTIONS_WEBHOOK_SECRET": "k"}
         script = (
             "import sys, json; from tests.actions_worker import claim_and_run; "
-            "claim_and_run(sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]))"
+            "claim_and_run(*sys.argv[1:4], json.loads(sys.argv[4]), float(sys.argv[5]))"
         )
         child = subprocess.Popen(
-            [sys.executable, "-c", script, url, str(policies), request_id, json.dumps(env)], cwd=ROOT
+            [sys.executable, "-c", script, url, str(policies), request_id, json.dumps(env), str(clock.now)],
+            cwd=ROOT,
         )
         try:
             deadline = time.monotonic() + 60
@@ -399,7 +401,7 @@ def test_a_run_killed_after_its_claim_is_not_repeated(tmp_path: Path, policies: 
             child.kill()
             child.wait(timeout=30)
         assert service.get(request_id).status == RUNNING  # type: ignore[union-attr]
-        clock.now = time.time() + 3600  # the child claimed on the real clock
+        clock.now += 3600  # the child claimed on a clock that started at this one's time
         assert service.recover_interrupted(older_than_seconds=600) == [(request_id, NEEDS_ATTENTION)]
         assert execute_once(service, PolicyFolder(policies)(), request_id) is None
         assert len(receiver.requests) == 1

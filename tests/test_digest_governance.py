@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,12 @@ from bot.digests.governance import gather, render_text
 from bot.store.catalog import DocumentRecord
 from bot.store.conversations import ConversationStore
 from bot.store.engine import create_engine
+from tests.clock import TUESDAY_NOON, RunningClock
 from tests.conftest import ROOT
 
-NOW = time.time()
+NOW = TUESDAY_NOON  # the period's end; the services below read a clock that starts here
 SINCE = dt.datetime.fromtimestamp(NOW - 7 * 86400, dt.UTC)
-UNTIL = dt.datetime.fromtimestamp(NOW + 60, dt.UTC)
+UNTIL = dt.datetime.fromtimestamp(NOW + 3600, dt.UTC)
 OLD = DocumentRecord(
     "d1", "kb", "decisions/0006-approvals.md", "h", "ADR 0006", superseded_by="decisions/0013.md"
 )
@@ -42,7 +42,7 @@ def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_the_report_gathers_the_period(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Each part of the report comes from its table; the text lists them."""
     policies = Path(shutil.copytree(ROOT / "policies", tmp_path / "policies"))
-    approvals = ApprovalService(engine, PolicyFolder(policies))
+    approvals = ApprovalService(engine, PolicyFolder(policies), clock=RunningClock(NOW))
     rollback = ActionRequest(
         action="rollback-model", params={"model": "fraud-scorer", "version": 2, "env": "prod"}
     )
@@ -52,7 +52,7 @@ def test_the_report_gathers_the_period(engine, tmp_path: Path) -> None:  # type:
     edited = policies / "40-operations.yaml"
     edited.write_text(edited.read_text().replace("within_minutes: 15", "within_minutes: 20"))
     approvals.note_policy()
-    store = ConversationStore(engine)
+    store = ConversationStore(engine, clock=RunningClock(NOW))
     store.ensure_schema()
     answer = store.record_answer(
         channel="C1",

@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import threading
@@ -32,7 +31,8 @@ from bot.actions.approvals import ApprovalService
 from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, Actor
 from bot.wiring import Services
-from tests.conftest import ROOT, write_tree
+from tests.clock import starter_policies
+from tests.conftest import write_tree
 from tests.fakes.slack_api import FakeSlack, event_body
 from tests.fakes.webhook import WebhookReceiver
 from tests.replicas import Replica, approve_click, replica_env, send, start_replicas
@@ -65,7 +65,7 @@ def cluster(
     tmp_path: Path, small_kb: Path, make_services: Callable[..., Services], postgres_database: str
 ) -> Iterator[tuple[list[Replica], FakeSlack, WebhookReceiver, str]]:
     """Three replicas over one database and one Chroma server (the knowledge base ingested into both)."""
-    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    starter_policies(tmp_path / "policies", freeze=False)  # replicas read the machine's clock
     (tmp_path / "digests.yaml").write_text(DIGESTS)
     with chroma_server(tmp_path / "chroma") as chroma_url, FakeSlack() as slack, WebhookReceiver() as hook:
         make_services(database_url=postgres_database, chroma_url=chroma_url).ingestor.run([small_kb])

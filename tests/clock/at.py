@@ -1,0 +1,76 @@
+"""Run a command with the wall clock moved to a chosen local time: `python -m tests.clock.at WHEN -- CMD`.
+
+The clock is moved with libfaketime (LD_PRELOAD) by a fixed offset, so it keeps running from WHEN and
+every child process (`steward serve` replicas, workers, git) sees the same time. The monotonic clock
+stays real, so timeouts and sleeps behave as usual. Before running CMD, a child process is asked for
+the time: when the clock did not move, this fails instead of running the command at today's date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_LIBRARY = ROOT / ".venv" / "faketime" / "libfaketime.so.1"
+
+
+def faked_environment(when: dt.datetime, library: Path, now: float | None = None) -> dict[str, str]:
+    """The environment that makes a process and its children see `when` now (and the clock run on)."""
+    offset = round(when.timestamp() - (time.time() if now is None else now))
+    preload = " ".join(filter(None, [str(library), os.environ.get("LD_PRELOAD", "")]))
+    return {
+        **os.environ,
+        "LD_PRELOAD": preload,
+        "FAKETIME": f"{offset:+d}s",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+
+
+def check_clock(environment: dict[str, str], when: dt.datetime) -> None:
+    """Fail unless a child process started with `environment` reads a clock within a minute of `when`."""
+    seen = subprocess.run(
+        [sys.executable, "-c", "import time; print(time.time())"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    drift = abs(float(seen) - when.timestamp())
+    if drift > 60:
+        raise SystemExit(
+            f"tests.clock.at: libfaketime did not move the clock (a child read {seen.strip()}, "
+            f"{drift:.0f} s from {when.isoformat()}); build it with tests/clock/build-libfaketime.sh"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("when", help="local wall-clock time, e.g. '2026-12-12 12:00'")
+    parser.add_argument("--zone", default="Europe/Berlin", help="time zone of WHEN (default Europe/Berlin)")
+    parser.add_argument("--library", type=Path, default=DEFAULT_LIBRARY, help="libfaketime.so.1 to preload")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give the command to run after --")
+    if not args.library.is_file():
+        parser.error(f"{args.library} does not exist: build it with tests/clock/build-libfaketime.sh")
+    try:
+        when = dt.datetime.fromisoformat(args.when).replace(tzinfo=ZoneInfo(args.zone))
+    except ValueError:
+        parser.error(f"WHEN {args.when!r} is not a date and time such as '2026-12-12 12:00'")
+    environment = faked_environment(when, args.library)
+    check_clock(environment, when)
+    print(f"tests.clock.at: running at {when.isoformat()} ({args.zone}): {' '.join(command)}", flush=True)
+    return subprocess.run(command, env=environment, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
