@@ -47,6 +47,7 @@ from bot.actions.approvals import ApprovalService  # noqa: E402
 from bot.actions.gate import PolicyFolder  # noqa: E402
 from bot.actions.models import ActionRequest, Actor  # noqa: E402
 from bot.answers.evaluation import percentile  # noqa: E402
+from tests.clock import starter_policies  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
 from tests.fakes.webhook import WebhookReceiver  # noqa: E402
 from tests.replicas import Replica, approve_click, replica_env, send  # noqa: E402
@@ -224,7 +225,8 @@ def main() -> int:
         connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
     work = Path(tempfile.mkdtemp(prefix="steward-bench-actions-"))
     try:
-        shutil.copytree(ROOT / "policies", work / "policies")
+        # The replicas read the machine's clock: without the weekend freeze, a weekend run measures the same.
+        starter_policies(work / "policies", freeze=False)
         figures = _storm(args, f"{args.postgres}?options=-csearch_path%3D{schema}", work)
     finally:
         with admin.begin() as connection:

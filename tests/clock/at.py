@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LIBRARY = ROOT / ".venv" / "faketime" / "libfaketime.so.1"
@@ -60,12 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the command to run after --")
-    if not args.library.is_file():
-        parser.error(f"{args.library} does not exist: build it with tests/clock/build-libfaketime.sh")
     try:
         when = dt.datetime.fromisoformat(args.when).replace(tzinfo=ZoneInfo(args.zone))
+    except ZoneInfoNotFoundError:
+        parser.error(f"--zone {args.zone!r} is not a time zone such as Europe/Berlin")
     except ValueError:
         parser.error(f"WHEN {args.when!r} is not a date and time such as '2026-12-12 12:00'")
+    if not args.library.is_file():
+        parser.error(f"{args.library} does not exist: build it with tests/clock/build-libfaketime.sh")
     environment = faked_environment(when, args.library)
     check_clock(environment, when)
     print(f"tests.clock.at: running at {when.isoformat()} ({args.zone}): {' '.join(command)}", flush=True)
