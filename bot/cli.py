@@ -306,9 +306,10 @@ def format_answer(answer: Answer) -> str:
             lines.append(f"  [{number}] {c.title} — {where}")
             lines.append(f"      section: {c.section}" + (f" ({details})" if details else ""))
     label = "abstained" if answer.abstained else "answered"
-    lines.append(f"({label}; confidence {answer.confidence:.2f}; written by {answer.written_by})")
-    if answer.fallback_reason:
-        lines.append(f"(LLM answer not used: {answer.fallback_reason})")
+    written = f"written by {answer.written_by}"
+    if answer.fallback_reason:  # the extractive answer stands in for the LLM's: say why
+        written += f" because {answer.fallback_reason}"
+    lines.append(f"({label}; confidence {answer.confidence:.2f}; {written})")
     return "\n".join(lines)
 
 
@@ -367,7 +368,12 @@ def _eval(services: Services, args: argparse.Namespace) -> int:
     print(
         f"{summary['questions']} questions: recall@5 {summary['recall@5']:.3f}, "
         f"MRR@10 {summary['mrr@10']:.3f}, "
-        f"hint@5 {summary['hint@5']:.3f}"
+        f"hint@5 {summary['hint@5']:.3f}, hint@1 {summary['hint@1']:.3f}"
+    )
+    print(
+        f"what the reader sees: answer-hint {summary['answer_hint']:.3f}, "
+        f"answer length p50 {summary['answer_chars_p50']} / p95 {summary['answer_chars_p95']} characters, "
+        f"{summary['fragment_lines']} fragment lines"
     )
     print(
         f"abstention: {summary['abstained_unanswerable']}/{summary['unanswerable']} unanswerable, "

@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from bot.answers.excerpts import Parsed, Unit, grow, parse
 from bot.answers.models import Citation
 from bot.answers.retrieval import PASSAGE_CHUNKS, Retrieval, RetrievedDocument
 from bot.index.lexical import terms
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`\[])")
-_MAX_SENTENCES = 3
-_MAX_SENTENCE_CHARS = 600
+# The cosine similarity of each text to the question (the packaged model), for choosing excerpts.
+Similarity = Callable[[Sequence[str]], Sequence[float]]
 _UNKNOWN_IDENTIFIER_FACTOR = 0.6
 # Coverage of the question's rare words tells answerable from unanswerable better than closeness
 # of topic does (calibrated on ../shared/eval/dev.jsonl; see docs/benchmarks.md).
 _COVERAGE_WEIGHT = 0.6
-_TABLE_WEIGHT = 0.6
-_CODE_WEIGHT = 0.3
 
 
 @dataclass(frozen=True)
@@ -103,69 +100,123 @@ def warnings_for(citations: Sequence[Citation], titles: dict[str, str], today: d
     return warnings
 
 
-def _units(text: str) -> list[tuple[str, float]]:
-    """Sentences, list items, table rows and code lines of a passage, each with a weight.
+@dataclass(frozen=True)
+class ExcerptMethod:
+    """How the extractive answer picks its excerpts (chosen on folds of the dev set, docs/benchmarks.md)."""
 
-    Prose reads best as an answer; a table row is readable once its pipes are gone; a lone line
-    of code rarely answers on its own, so it is picked only when nothing else matches.
-    """
-    units: list[tuple[str, float]] = []
-    in_code = False
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith(("```", "~~~")):
-            in_code = not in_code
-            continue
-        if not stripped or re.fullmatch(r"\|?[\s:|\-]+\|?", stripped) or stripped.startswith("#"):
-            continue
-        if in_code:
-            units.append((stripped, _CODE_WEIGHT))
-        elif stripped.startswith("|"):
-            cells = [cell.strip() for cell in stripped.strip("|").split("|") if cell.strip()]
-            units.append((" — ".join(cells), _TABLE_WEIGHT))
-        else:
-            units.extend((part.strip(), 1.0) for part in _SENTENCE.split(stripped) if part.strip())
-    return units
+    semantic_weight: float = 0.5  # cosine similarity of a unit to the question, beside rare-term coverage
+    budget: int = 650  # characters of the first excerpt
+    second_budget: int = 400  # characters of a second excerpt
+    second_ratio: float = 0.75  # a second excerpt only when it scores this close to the first
+    documents: int = 2  # excerpts may come from this many of the top documents
+
+
+DEFAULT_METHOD = ExcerptMethod()
+_KIND_WEIGHT = {"sentence": 1.0, "item": 1.0, "row": 1.0, "code": 0.6, "heading": 0.4}
+_DOCUMENT_PRIOR = (1.0, 0.8, 0.65)
+_CHUNK_PRIOR = (1.0, 0.9)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    score: float
+    number: int  # the document's citation number
+    chunk_rank: int
+    section: str
+    parsed: Parsed
+    unit: Unit
+
+
+def _candidates(
+    retrieval: Retrieval,
+    cited: Sequence[RetrievedDocument],
+    method: ExcerptMethod,
+    similarity: Similarity | None,
+) -> list[_Candidate]:
+    question = set(retrieval.question_terms)
+    total = sum(retrieval.idf.get(t, 0.0) for t in question) or 1.0
+    found: list[tuple[int, int, str, Parsed, Unit]] = []
+    for number, item in enumerate(cited[: method.documents], start=1):
+        for chunk_rank, scored in enumerate(item.chunks[:PASSAGE_CHUNKS]):
+            parsed = parse(scored.chunk.text)
+            found.extend((number, chunk_rank, scored.chunk.section, parsed, unit) for unit in parsed.units)
+    if not found:
+        return []
+    semantic = (
+        similarity([unit.text for *_, unit in found])
+        if similarity is not None and method.semantic_weight > 0
+        else [0.0] * len(found)
+    )
+    candidates = []
+    for (number, chunk_rank, section, parsed, unit), closeness in zip(found, semantic, strict=True):
+        coverage = sum(retrieval.idf.get(t, 0.0) for t in question & set(terms(unit.text))) / total
+        score = (
+            (coverage + method.semantic_weight * max(closeness, 0.0))
+            * _KIND_WEIGHT[unit.kind]
+            * _DOCUMENT_PRIOR[min(number - 1, len(_DOCUMENT_PRIOR) - 1)]
+            * _CHUNK_PRIOR[min(chunk_rank, len(_CHUNK_PRIOR) - 1)]
+        )
+        candidates.append(_Candidate(score, number, chunk_rank, section, parsed, unit))
+    return candidates
+
+
+@dataclass(frozen=True)
+class ComposedAnswer:
+    """The extractive answer and, per cited document, the section its excerpt came from."""
+
+    text: str
+    sections: dict[int, str]
+
+
+def section_label(section: str) -> str:
+    """The part of a heading path a reader needs beside the source list: its last heading."""
+    return section.split(" > ")[-1].strip()
 
 
 def extractive_answer(
-    retrieval: Retrieval, cited: Sequence[RetrievedDocument], max_sentences: int = _MAX_SENTENCES
-) -> str:
-    """Up to three sentences from the best passages that share most of the question's rare words."""
-    question = set(retrieval.question_terms)
-    candidates: list[tuple[float, int, int, str]] = []
-    for number, item in enumerate(cited[:3], start=1):
-        for chunk_rank, scored in enumerate(item.chunks[:PASSAGE_CHUNKS]):
-            for order, (unit, weight) in enumerate(_units(scored.chunk.text)):
-                words = set(terms(unit))
-                overlap = sum(retrieval.idf.get(t, 0.0) for t in question & words)
-                if overlap <= 0:
-                    continue
-                # Prefer the best document, its best passage and sentences early in a passage.
-                score = (
-                    weight * overlap * (1.0 - 0.15 * (number - 1)) * (1.0 - 0.1 * chunk_rank) - 0.01 * order
-                )
-                candidates.append((score, number, order + 100 * chunk_rank, unit))
-    if not candidates and cited and cited[0].chunks:
-        units = _units(cited[0].chunks[0].chunk.text)
-        candidates = [(0.0, 1, order, unit) for order, (unit, _) in enumerate(units[:2])]
-    chosen: list[tuple[float, int, int, str]] = []
-    per_document: dict[int, int] = {}
-    for candidate in sorted(candidates, key=lambda c: -c[0]):
-        if len(chosen) >= max_sentences:
+    retrieval: Retrieval,
+    cited: Sequence[RetrievedDocument],
+    method: ExcerptMethod = DEFAULT_METHOD,
+    similarity: Similarity | None = None,
+) -> ComposedAnswer:
+    """One or two readable excerpts from the best passages, the one that answers first, each cited
+    and labelled with the section it came from."""
+    candidates = sorted(_candidates(retrieval, cited, method, similarity), key=lambda c: -c.score)
+    if not candidates:
+        return ComposedAnswer("", {})
+    best = candidates[0]
+    chosen = [(best, grow(best.parsed, best.unit, method.budget, _rows_like(best, candidates)))]
+    for candidate in candidates[1:]:
+        if candidate.score < method.second_ratio * best.score:
             break
-        if per_document.get(candidate[1], 0) >= 2 or any(candidate[3] == c[3] for c in chosen):
+        if candidate.parsed is best.parsed and candidate.unit.block == best.unit.block:
+            continue  # already shown with the first excerpt
+        text = grow(candidate.parsed, candidate.unit, method.second_budget, _rows_like(candidate, candidates))
+        if _normalised(text) in _normalised(chosen[0][1]) or _normalised(chosen[0][1]) in _normalised(text):
             continue
-        chosen.append(candidate)
-        per_document[candidate[1]] = per_document.get(candidate[1], 0) + 1
-    chosen.sort(key=lambda c: (c[1], c[2]))
-    sentences = []
-    for _, number, _, unit in chosen:
-        text = (
-            unit if len(unit) <= _MAX_SENTENCE_CHARS else unit[:_MAX_SENTENCE_CHARS].rsplit(" ", 1)[0] + " …"
-        )
-        sentences.append(f"{text} [{number}]")
-    return "\n".join(sentences)
+        chosen.append((candidate, text))
+        break
+    parts = []
+    sections: dict[int, str] = {}
+    for candidate, text in chosen:
+        sections.setdefault(candidate.number, candidate.section)
+        parts.append(f"_{section_label(candidate.section)}_ [{candidate.number}]\n{text.strip()}")
+    return ComposedAnswer("\n\n".join(parts), sections)
+
+
+def _rows_like(anchor: _Candidate, candidates: Sequence[_Candidate]) -> list[int]:
+    """Other rows of the anchor's table that also match the question, best first."""
+    if anchor.unit.kind != "row":
+        return []
+    return [
+        c.unit.part
+        for c in candidates
+        if c.parsed is anchor.parsed and c.unit.block == anchor.unit.block and c.score > 0.5 * anchor.score
+    ]
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 def abstention_text(owners: Sequence[str]) -> str:

@@ -1,8 +1,9 @@
-"""`steward eval`: retrieval and abstention quality of the current index on a labelled question set."""
+"""`steward eval`: retrieval, abstention and what the reader sees, on a labelled question set."""
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,11 @@ class EvalResult:
     recall_at_5: float = 0.0
     mrr_at_10: float = 0.0
     hint_at_5: float = 0.0
+    hint_at_1: float = 0.0
+    answer_hint: float = 0.0
+    answer_chars_p50: float = 0.0
+    answer_chars_p95: float = 0.0
+    fragment_lines: int = 0
     abstained_unanswerable: int = 0
     abstained_answerable: int = 0
     latency_p50_ms: float = 0.0
@@ -63,6 +69,11 @@ class EvalResult:
             "recall@5": round(self.recall_at_5, 3),
             "mrr@10": round(self.mrr_at_10, 3),
             "hint@5": round(self.hint_at_5, 3),
+            "hint@1": round(self.hint_at_1, 3),
+            "answer_hint": round(self.answer_hint, 3),
+            "answer_chars_p50": round(self.answer_chars_p50),
+            "answer_chars_p95": round(self.answer_chars_p95),
+            "fragment_lines": self.fragment_lines,
             "abstention_precision": round(self.abstention_precision, 3),
             "abstention_recall": round(self.abstention_recall, 3),
             "abstained_unanswerable": self.abstained_unanswerable,
@@ -115,6 +126,58 @@ def _normalise(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+_MARKUP = re.compile(r"[*_`]")
+_CITED_AT_END = re.compile(r"(?:\s*\[\d{1,3}\])+\s*$")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s")
+_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
+
+
+def reads_the_hint(answer_text: str, hint: str) -> bool:
+    """Whether the answer a person reads states the hint (Markdown `*`, `_` and backticks ignored)."""
+    if not hint.strip():
+        return False
+    return _normalise(_MARKUP.sub("", hint)) in _normalise(_MARKUP.sub("", answer_text))
+
+
+def fragment_lines(answer_text: str) -> list[str]:
+    """Lines a reader cannot use on their own: a lead-in ending in `:` or `,` with nothing after it in
+    its excerpt, a table header or separator row without a data row, a line starting mid-sentence."""
+    lines = answer_text.splitlines()
+    fragments: list[str] = []
+    in_code = False
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith(("```", "~~~")):
+            in_code = not in_code
+            continue
+        if in_code or not stripped:
+            continue
+        ends_excerpt = bool(_CITED_AT_END.search(stripped)) or number == len(lines) - 1
+        following = lines[number + 1].strip() if number + 1 < len(lines) else ""
+        text = _CITED_AT_END.sub("", stripped)
+        if text.endswith((":", ",")) and (ends_excerpt or not following):
+            fragments.append(line)
+        elif text.startswith("|"):
+            header = _TABLE_SEPARATOR.match(following) is not None
+            if (header or _TABLE_SEPARATOR.match(text)) and not _has_data_after(lines, number):
+                fragments.append(line)  # a header or separator row with no row of data under it
+        elif not _LIST_ITEM.match(line) and (text[0].islower() or text[0] in ",;:)]}"):
+            fragments.append(line)
+    return fragments
+
+
+def _has_data_after(lines: Sequence[str], number: int) -> bool:
+    """Whether a table row at `number` is followed by a data row (a row that is not a separator)."""
+    for row in lines[number + 1 :]:
+        text = _CITED_AT_END.sub("", row.strip())
+        if not text.startswith("|"):
+            return False
+        if _TABLE_SEPARATOR.match(text):
+            continue
+        return True
+    return False
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0-100) with linear interpolation."""
     if not values:
@@ -137,7 +200,8 @@ def evaluate(
         service.ask(questions[0].question)  # load the model and the lexical index outside the timings
     result = EvalResult(questions=len(questions))
     latencies: list[float] = []
-    recall = mrr = hint = 0.0
+    lengths: list[float] = []
+    recall = mrr = hint = hint_top = read = 0.0
     for labelled in questions:
         started = clock()
         answer = service.ask(labelled.question)
@@ -151,26 +215,37 @@ def evaluate(
             rank = next((i for i, p in enumerate(ranked_paths[:10], start=1) if p in relevant), None)
             mrr += 1.0 / rank if rank else 0.0
             hint += 1.0 if _hint_found(answer, labelled.answer_hint) else 0.0
+            hint_top += 1.0 if _hint_found(answer, labelled.answer_hint, top=1) else 0.0
+            read += (
+                1.0 if not answer.abstained and reads_the_hint(answer.answer, labelled.answer_hint) else 0.0
+            )
             result.abstained_answerable += int(answer.abstained)
         else:
             result.unanswerable += 1
             result.abstained_unanswerable += int(answer.abstained)
+        if not answer.abstained:
+            lengths.append(len(answer.answer))
+            result.fragment_lines += len(fragment_lines(answer.answer))
         result.rows.append(_row(labelled, answer, latency))
     if result.answerable:
         result.recall_at_5 = recall / result.answerable
         result.mrr_at_10 = mrr / result.answerable
         result.hint_at_5 = hint / result.answerable
+        result.hint_at_1 = hint_top / result.answerable
+        result.answer_hint = read / result.answerable
+    result.answer_chars_p50 = statistics.median(lengths) if lengths else 0.0
+    result.answer_chars_p95 = percentile(lengths, 95)
     result.latency_p50_ms = statistics.median(latencies)
     result.latency_p95_ms = percentile(latencies, 95)
     return result
 
 
-def _hint_found(answer: Answer, hint: str) -> bool:
+def _hint_found(answer: Answer, hint: str, top: int = 5) -> bool:
     if not hint:
         return False
     wanted = _normalise(hint)
     # Passages are one per document, so the top five passages are the top five documents' passages.
-    return any(wanted in _normalise(p.text) for p in answer.retrieved[:5])
+    return any(wanted in _normalise(p.text) for p in answer.retrieved[:top])
 
 
 def _row(labelled: LabelledQuestion, answer: Answer, latency: float) -> dict[str, Any]:
@@ -180,6 +255,9 @@ def _row(labelled: LabelledQuestion, answer: Answer, latency: float) -> dict[str
         "abstained": answer.abstained,
         "confidence": round(answer.confidence, 3),
         "answer": answer.answer,
+        "answer_hint": labelled.answer_hint,
+        "reads_the_hint": reads_the_hint(answer.answer, labelled.answer_hint) and not answer.abstained,
+        "fragment_lines": fragment_lines(answer.answer) if not answer.abstained else [],
         "citations": [c.path for c in answer.citations],
         "retrieved": [
             {"path": p.path, "section": p.section, "text": p.text, "score": round(p.score, 5)}

@@ -97,6 +97,7 @@ class Retrieval:
     idf: dict[str, float]
     unknown_identifiers: list[str] = field(default_factory=list)
     index_problem: str | None = None
+    vector: NDArray[np.float32] | None = None  # the question's embedding
 
 
 class _Lexicon:
@@ -200,7 +201,7 @@ class Retriever:
         self._rank_within(ranked[:_REFINED_DOCUMENTS], lexicon, vector, query_terms)
         idf = {term: lexicon.bm25.idf_of(term) for term in query_terms}
         unknown = [t for t in identifiers(question) if t not in lexicon.bm25.vocabulary]
-        return Retrieval(query_terms, ranked, idf, unknown, lexicon.problem)
+        return Retrieval(query_terms, ranked, idf, unknown, lexicon.problem, vector)
 
     def _rank_within(
         self,

@@ -6,6 +6,9 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 
 from bot.answers.compose import (
+    DEFAULT_METHOD,
+    ExcerptMethod,
+    Similarity,
     abstention_text,
     citation_for,
     confidence,
@@ -13,9 +16,9 @@ from bot.answers.compose import (
     warnings_for,
 )
 from bot.answers.conversation import standalone_question
-from bot.answers.llm import LLMWriter
+from bot.answers.llm import LLMResult, LLMWriter
 from bot.answers.models import Answer, Passage
-from bot.answers.retrieval import PASSAGE_CHUNKS, Filters, RetrievedDocument, Retriever
+from bot.answers.retrieval import PASSAGE_CHUNKS, Filters, Retrieval, RetrievedDocument, Retriever
 from bot.redaction import without_secrets
 
 
@@ -44,18 +47,36 @@ class AnswerService:
         sources: int = 5,
         writer: LLMWriter | None = None,
         today: Callable[[], dt.date] = dt.date.today,
+        method: ExcerptMethod = DEFAULT_METHOD,
     ) -> None:
         self.retriever = retriever
         self.abstain_below = abstain_below
         self.sources = sources
         self.writer = writer
         self.today = today
+        self.method = method
 
-    def ask(self, question: str, filters: Filters | None = None, earlier: Sequence[str] = ()) -> Answer:
+    def _similarity(self, retrieval: Retrieval) -> Similarity | None:
+        """Cosine similarity of texts to the question, with the model that embedded it."""
+        vector = retrieval.vector
+        if vector is None:
+            return None
+        embed = self.retriever.embedder.embed
+        return lambda texts: [float(row @ vector) for row in embed(texts)]
+
+    def ask(
+        self,
+        question: str,
+        filters: Filters | None = None,
+        earlier: Sequence[str] = (),
+        on_text: Callable[[str], None] | None = None,
+    ) -> Answer:
         """Answer a question from the knowledge base, or abstain and say who might know.
 
         `earlier` holds the previous questions of a conversation (oldest first); a follow-up such as
-        "and for staging?" is searched together with the question before it.
+        "and for staging?" is searched together with the question before it. `on_text`, when given,
+        receives an LLM's text as it is written (Slack shows it live): unchecked, so whatever shows it
+        must replace it with the answer returned, which may be the extractive one after all.
         """
         question = question.strip()
         if not question:
@@ -94,11 +115,15 @@ class AnswerService:
                 successor = self.retriever.document_by_path(citation.superseded_by)
                 if successor is not None:
                     titles[successor.path] = successor.title
-        text = extractive_answer(retrieval, cited)
+        composed = extractive_answer(retrieval, cited, self.method, self._similarity(retrieval))
+        for number, section in composed.sections.items():
+            # the section the excerpt really came from, not only the document's best-matching one
+            citations[number - 1] = citations[number - 1].model_copy(update={"section": section})
+        text = composed.text
         written_by = "extractive"
         fallback_reason = None
         if self.writer is not None:
-            result = self.writer.write(query, cited)
+            result = self._written(self.writer, query, cited, on_text)
             if result.text is not None:
                 text, written_by = result.text, self.writer.spec
             else:
@@ -114,3 +139,18 @@ class AnswerService:
             fallback_reason=fallback_reason,
             retrieved=passages,
         )
+
+    @staticmethod
+    def _written(
+        writer: LLMWriter,
+        query: str,
+        cited: Sequence[RetrievedDocument],
+        on_text: Callable[[str], None] | None,
+    ) -> LLMResult:
+        """The LLM's checked answer, its text handed to `on_text` piece by piece as it streams in."""
+        if on_text is None:
+            return writer.write(query, cited)
+        stream = writer.stream(query, cited)
+        for delta in stream:
+            on_text(delta)
+        return stream.result or LLMResult(None, "the LLM stream ended without a result")

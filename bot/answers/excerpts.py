@@ -1,0 +1,303 @@
+"""Readable excerpts: the span of a passage that answers the question, cut where a reader can follow it.
+
+A passage is parsed with a CommonMark parser (markdown-it-py) into blocks with their source lines:
+paragraphs, lists and their items, tables and their rows, code blocks, headings. Each sentence, list
+item, table row and code block is a *unit*, scored against the question. The best unit becomes an
+excerpt by growing it to something that stands on its own:
+- a sentence grows to its paragraph (or to the sentences around it, when the paragraph is long);
+- a paragraph that ends in `:` keeps the list, table or code block it introduces;
+- a list item keeps the lead-in that introduces its list, and the items around it;
+- a table row is shown under the table's header row;
+- a code block is shown whole, or cut on a line boundary with its fence closed.
+Excerpts keep the document's own Markdown, so tables stay tables and code stays code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Literal
+
+from markdown_it import MarkdownIt
+
+from bot.index.lexical import terms
+
+UnitKind = Literal["sentence", "item", "row", "code", "heading"]
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`\[*_])")
+_ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs|cf|approx|incl|no|fig)\.$", re.IGNORECASE)
+_LEAD_IN = re.compile(r"[:：]\s*$")
+_SEPARATOR_ROW = re.compile(r"^\s*\|?\s*:?-")
+
+
+@dataclass
+class Block:
+    """A top-level Markdown block of a passage: its kind and its source lines [start, end)."""
+
+    kind: Literal["paragraph", "list", "table", "code", "heading", "quote", "other"]
+    start: int
+    end: int
+    # for lists: each item's [start, end); for tables: the header's and each data row's line
+    parts: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A piece that can answer: a sentence, a list item, a table row or a code block."""
+
+    kind: UnitKind
+    block: int
+    text: str
+    line: int  # first source line
+    part: int = 0  # the item's or row's number in its block, the sentence's number in its paragraph
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A passage's lines, blocks and units."""
+
+    lines: tuple[str, ...]
+    blocks: tuple[Block, ...]
+    units: tuple[Unit, ...]
+
+
+@lru_cache(maxsize=1)
+def _parser() -> MarkdownIt:
+    return MarkdownIt("commonmark").enable("table")
+
+
+def parse_blocks(text: str) -> list[Block]:
+    """The top-level blocks of Markdown text with their source line ranges (CommonMark + tables)."""
+    tokens = _parser().parse(text)
+    blocks: list[Block] = []
+    current: Block | None = None
+    for token in tokens:
+        if token.level == 0 and token.nesting >= 0 and token.map is not None:
+            kind = {
+                "paragraph_open": "paragraph",
+                "bullet_list_open": "list",
+                "ordered_list_open": "list",
+                "table_open": "table",
+                "fence": "code",
+                "code_block": "code",
+                "heading_open": "heading",
+                "blockquote_open": "quote",
+            }.get(token.type, "other")
+            current = Block(kind, token.map[0], token.map[1])  # type: ignore[arg-type]
+            blocks.append(current)
+        elif current is not None and token.map is not None and _is_part(current, token.type, token.level):
+            current.parts.append((token.map[0], token.map[1]))
+    return blocks
+
+
+def _is_part(block: Block, kind: str, level: int) -> bool:
+    """Whether a token starts one of the block's parts: a top-level list item or a table row."""
+    if block.kind == "list":
+        return kind == "list_item_open" and level == 1
+    return block.kind == "table" and kind == "tr_open"
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a paragraph (not split after `e.g.` and the like)."""
+    pieces: list[str] = []
+    for piece in _SENTENCE.split(" ".join(text.split())):
+        if pieces and _ABBREVIATION.search(pieces[-1]):
+            pieces[-1] += " " + piece
+        elif piece.strip():
+            pieces.append(piece.strip())
+    return pieces
+
+
+def parse(text: str) -> Parsed:
+    """Split a passage into blocks and scoreable units."""
+    lines = tuple(text.splitlines())
+    blocks = parse_blocks(text)
+    units: list[Unit] = []
+    for number, block in enumerate(blocks):
+        source = "\n".join(lines[block.start : block.end])
+        if block.kind == "paragraph":
+            for order, sentence in enumerate(split_sentences(source)):
+                units.append(Unit("sentence", number, sentence, block.start, order))
+        elif block.kind == "list":
+            for order, (start, end) in enumerate(block.parts):
+                units.append(Unit("item", number, "\n".join(lines[start:end]), start, order))
+        elif block.kind == "table":
+            for order, (start, _end) in enumerate(block.parts[1:], start=1):
+                header = lines[block.parts[0][0]]
+                units.append(Unit("row", number, f"{header}\n{lines[start]}", start, order))
+        elif block.kind == "code":
+            units.append(Unit("code", number, source, block.start))
+        elif block.kind == "heading":
+            units.append(Unit("heading", number, source.lstrip("# ").strip(), block.start))
+        elif block.kind == "quote":
+            stripped = "\n".join(line.lstrip("> ") for line in source.splitlines())
+            for order, sentence in enumerate(split_sentences(stripped)):
+                units.append(Unit("sentence", number, sentence, block.start, order))
+    return Parsed(lines, tuple(blocks), tuple(units))
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """A readable span of one passage."""
+
+    text: str
+    score: float
+    chunk_rank: int
+    first_line: int
+
+
+def _block_text(parsed: Parsed, block: Block) -> str:
+    return "\n".join(parsed.lines[block.start : block.end]).strip("\n")
+
+
+def _introduces(parsed: Parsed, index: int) -> bool:
+    """Whether block `index` is a paragraph ending in `:` (a lead-in for what follows)."""
+    block = parsed.blocks[index]
+    return block.kind == "paragraph" and bool(_LEAD_IN.search(_block_text(parsed, block)))
+
+
+def _fit_list(parsed: Parsed, block: Block, anchor: int, budget: int) -> str:
+    """The list's items around `anchor` that fit `budget` characters (all of them when they fit)."""
+    items = ["\n".join(parsed.lines[start:end]).rstrip() for start, end in block.parts]
+    if sum(len(item) + 1 for item in items) <= budget:
+        return "\n".join(items)
+    chosen = [anchor]
+    used = len(items[anchor]) + 1
+    after, before = anchor + 1, anchor - 1
+    while after < len(items) or before >= 0:
+        # the items that follow first (steps read forward), then those before
+        step = after if after < len(items) else before
+        if used + len(items[step]) + 1 > budget:
+            break
+        chosen.append(step)
+        used += len(items[step]) + 1
+        if step == after:
+            after += 1
+        else:
+            before -= 1
+    return "\n".join(items[i] for i in sorted(chosen))
+
+
+def _fit_table(parsed: Parsed, block: Block, rows: Sequence[int], budget: int) -> str:
+    """The header row, its separator and the given data rows (as many as fit)."""
+    header_line = block.parts[0][0]
+    separator = next(
+        (line for line in parsed.lines[header_line + 1 : block.end] if _SEPARATOR_ROW.match(line)),
+        None,
+    )
+    out = [parsed.lines[header_line]] + ([separator] if separator else [])
+    used = sum(len(line) + 1 for line in out)
+    for row in rows:
+        line = parsed.lines[block.parts[row][0]]
+        if used + len(line) + 1 > budget and len(out) > 2:
+            break
+        out.append(line)
+        used += len(line) + 1
+    return "\n".join(out)
+
+
+def _fit_code(parsed: Parsed, block: Block, budget: int) -> str:
+    """The code block whole, or its first lines with the fence closed."""
+    lines = list(parsed.lines[block.start : block.end])
+    text = "\n".join(lines)
+    if len(text) <= budget:
+        return text
+    fence = lines[0].strip() if lines and lines[0].lstrip().startswith(("```", "~~~")) else ""
+    closing = fence[:3] if fence else ""
+    out: list[str] = []
+    used = len(closing) + 1
+    for line in lines[:-1] if fence else lines:
+        if used + len(line) + 1 > budget and len(out) > 1:
+            break
+        out.append(line)
+        used += len(line) + 1
+    return "\n".join([*out, closing] if closing else out)
+
+
+def _fit_sentences(parsed: Parsed, unit: Unit, budget: int) -> str:
+    """The whole paragraph when it fits; else the anchor sentence and those after it (then before)."""
+    block = parsed.blocks[unit.block]
+    source = _block_text(parsed, block)
+    if block.kind == "quote":
+        source = "\n".join(line.lstrip("> ") for line in source.splitlines())
+    sentences = split_sentences(source)
+    whole = " ".join(sentences)
+    if len(whole) <= budget:
+        return whole
+    chosen = [unit.part]
+    used = len(sentences[unit.part])
+    after, before = unit.part + 1, unit.part - 1
+    while after < len(sentences) or before >= 0:
+        step = after if after < len(sentences) else before
+        if used + len(sentences[step]) + 1 > budget:
+            break
+        chosen.append(step)
+        used += len(sentences[step]) + 1
+        if step == after:
+            after += 1
+        else:
+            before -= 1
+    picked = " ".join(sentences[i] for i in sorted(chosen))
+    if len(picked) > budget:  # one very long sentence: cut on a word boundary
+        picked = picked[:budget].rsplit(" ", 1)[0] + " …"
+    return picked
+
+
+def grow(parsed: Parsed, unit: Unit, budget: int, matching_rows: Sequence[int] = ()) -> str:
+    """The excerpt around `unit`: whole enough to read on its own, at most about `budget` characters."""
+    block = parsed.blocks[unit.block]
+    lead = ""
+    if unit.kind in ("item", "row", "code") and unit.block > 0 and _introduces(parsed, unit.block - 1):
+        # the lead-in's last sentence is the one that introduces the list, table or code
+        sentences = split_sentences(_block_text(parsed, parsed.blocks[unit.block - 1]))
+        lead = sentences[-1] if sentences else ""
+        if len(lead) > budget // 2:
+            lead = ""
+    room = max(budget - len(lead) - 1, budget // 2)
+    if unit.kind == "item":
+        body = _fit_list(parsed, block, unit.part, room)
+    elif unit.kind == "row":
+        rows = [unit.part, *[row for row in matching_rows if row != unit.part]]
+        body = _fit_table(parsed, block, rows, room)
+    elif unit.kind == "code":
+        body = _fit_code(parsed, block, room)
+    elif unit.kind == "heading":
+        following = unit.block + 1
+        if following < len(parsed.blocks):
+            first = next((u for u in parsed.units if u.block == following), None)
+            rest = (
+                grow(parsed, first, room)
+                if first is not None
+                else _block_text(parsed, parsed.blocks[following])
+            )
+            body = unit.text + "\n" + rest
+        else:
+            body = unit.text
+    else:
+        body = _fit_sentences(parsed, unit, room)
+        following = unit.block + 1
+        if (
+            _LEAD_IN.search(body)
+            and following < len(parsed.blocks)
+            and parsed.blocks[following].kind in ("list", "table", "code")
+        ):
+            # a lead-in keeps what it introduces
+            nxt = parsed.blocks[following]
+            left = max(budget - len(body) - 1, 120)
+            if nxt.kind == "list":
+                tail = _fit_list(parsed, nxt, 0, left)
+            elif nxt.kind == "table":
+                tail = _fit_table(parsed, nxt, list(range(1, len(nxt.parts))), left)
+            else:
+                tail = _fit_code(parsed, nxt, left)
+            body = body + "\n" + tail
+    return f"{lead}\n{body}" if lead else body
+
+
+Scorer = Callable[[Sequence[Unit]], Sequence[float]]
+
+
+def unit_terms(unit: Unit) -> set[str]:
+    """The index terms of a unit."""
+    return set(terms(unit.text))
