@@ -18,9 +18,10 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from tests.fakes.slack_ai import AISurface, AssistantThread, assistant_event
 from tests.fakes.socket_mode import FakeSocketModeServer
 
-JSON_ARGS = ("blocks", "attachments", "view", "metadata", "files")
+JSON_ARGS = ("blocks", "attachments", "view", "metadata", "files", "prompts", "chunks", "loading_messages")
 FIRST_TS_MICROS = 1_700_000_000_000_100
 TS_STEP_MICROS = 100
 POLL_SECONDS = 0.02  # how soon serve_forever notices shutdown()
@@ -140,7 +141,7 @@ def _parse_args(query: str, raw: bytes, content_type: str) -> dict[str, Any]:
     return args
 
 
-class FakeSlack:
+class FakeSlack(AISurface):
     """A Slack Web API on 127.0.0.1 that records every call and keeps messages and users in memory."""
 
     def __init__(
@@ -160,6 +161,8 @@ class FakeSlack:
         self._users: dict[str, dict[str, Any]] = {}
         self._user_groups: dict[str, list[str]] = {}
         self._files: dict[str, dict[str, Any]] = {}  # files.uploadV2: id -> filename, content, where shared
+        self._assistant_threads: dict[tuple[str, str], AssistantThread] = {}  # (DM channel, thread_ts)
+        self._statuses: dict[tuple[str, str], str] = {}  # (channel, thread_ts) -> assistant status shown
         self._failures: dict[str, list[_Failure]] = {}
         self._next_ts = FIRST_TS_MICROS
         self._next_view = 1
@@ -316,6 +319,37 @@ class FakeSlack:
                 return self._top_level(channel)
             return self._thread_messages(channel, thread_ts)
 
+    # the assistant pane (Slack's AI app surface)
+
+    def open_assistant_thread(self, user: str, context_channel: str | None = None) -> dict[str, Any]:
+        """The person opens the assistant pane (viewing `context_channel`): returns the event Slack sends."""
+        with self._condition:
+            return self._open_assistant_thread(user, context_channel)
+
+    def change_assistant_context(self, channel: str, thread_ts: str, context_channel: str) -> dict[str, Any]:
+        """The person, pane open, moves to `context_channel`: returns the event Slack sends."""
+        with self._condition:
+            thread = self._assistant_threads[(channel, thread_ts)]
+            thread.context = {**thread.context, "channel_id": context_channel}
+            return assistant_event(
+                "assistant_thread_context_changed",
+                thread.user,
+                channel,
+                thread_ts,
+                thread.context,
+                self._new_ts(),
+            )
+
+    def assistant_thread(self, channel: str, thread_ts: str) -> AssistantThread:
+        """An assistant thread's title and suggested prompts, as the person sees them now (a copy)."""
+        with self._condition:
+            return copy.deepcopy(self._assistant_threads[(channel, thread_ts)])
+
+    def status(self, channel: str, thread_ts: str) -> str:
+        """The status shown under a thread ("" when none: never set, cleared, or the app replied since)."""
+        with self._condition:
+            return self._statuses.get((channel, thread_ts), "")
+
     # failure injection
 
     def fail(
@@ -440,6 +474,7 @@ class FakeSlack:
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
             "apps.connections.open": self._apps_connections_open,
+            **self._ai_methods(),
         }
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -477,6 +512,8 @@ class FakeSlack:
             if args.get(key):
                 message[key] = copy.deepcopy(args[key])
         self._messages.setdefault(channel, []).append(message)
+        if args.get("thread_ts"):  # the app replied: an assistant status under the thread goes
+            self._statuses.pop((channel, str(args["thread_ts"])), None)
         return {"ok": True, "channel": channel, "ts": ts, "message": copy.deepcopy(message)}
 
     def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
