@@ -60,6 +60,27 @@ class Settings(BaseSettings):
             "answer (or reads the mention as a question)."
         ),
     )
+    llm_base_url: str | None = Field(
+        default=None,
+        description=(
+            "Base URL of the LLM's API: an OpenAI-compatible server with `STEWARD_LLM=openai:MODEL` "
+            "(vLLM, llama.cpp's server, Ollama's `http://localhost:11434/v1`, LM Studio, a company proxy). "
+            "Unset: the provider's own API."
+        ),
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "API key sent to the LLM (a secret: never logged or shown). Unset: the provider's own variable "
+            "(`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`), or no key when STEWARD_LLM_BASE_URL is set."
+        ),
+    )
+    llm_temperature: float | None = Field(
+        default=None,
+        ge=0,
+        le=2,
+        description="Sampling temperature of the LLM (0 is the most literal). Unset: the provider's default.",
+    )
     max_file_bytes: int = Field(
         default=2_000_000,
         gt=0,
@@ -225,9 +246,21 @@ class Settings(BaseSettings):
                 )
         return hosts
 
+    @field_validator("llm_base_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"https?://[^/\s]+", url.strip()):
+            raise ValueError(
+                f"{url!r} is not an http(s) URL; give the API's base, e.g. http://localhost:11434/v1"
+            )
+        return url.strip() if url is not None else None
+
     @field_validator(
         "chroma_url",
         "llm",
+        "llm_base_url",
+        "llm_api_key",
+        "llm_temperature",
         "database_url",
         "slack_bot_token",
         "slack_signing_secret",

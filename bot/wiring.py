@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from bot.actions.approvals import ApprovalService
 from bot.actions.gate import PolicyFolder
 from bot.actions.proposals import Proposer
-from bot.answers.llm import LLMWriter, build_chat_model
+from bot.answers.llm import LLMSetupError, LLMWriter, build_chat_model
 from bot.answers.retrieval import Retriever
 from bot.answers.service import AnswerService
 from bot.config import Settings, SettingsError
@@ -116,15 +116,21 @@ class Services:
     @cached_property
     def chat_model(self) -> Any:
         """The chat model named by `STEWARD_LLM` (or handed in), or None: no LLM."""
-        spec = self.settings.llm
+        settings = self.settings
+        spec = settings.llm
         if self._chat_model is not None or not spec:
             return self._chat_model
         try:
-            return build_chat_model(spec)
-        except Exception as exc:
+            return build_chat_model(
+                spec,
+                base_url=settings.llm_base_url,
+                api_key=settings.llm_api_key,
+                temperature=settings.llm_temperature,
+                timeout_seconds=settings.llm_timeout_seconds,
+            )
+        except LLMSetupError as exc:
             raise SettingsError(
-                f"STEWARD_LLM={spec!r} cannot be used: {exc}. Install the provider's LangChain package "
-                "(for example `pip install langchain-openai`) or unset STEWARD_LLM."
+                f"STEWARD_LLM={spec!r} cannot be used: {exc}. Or unset STEWARD_LLM."
             ) from None
 
     @cached_property
@@ -133,7 +139,12 @@ class Services:
         model = self.chat_model
         if model is None:
             return None
-        return LLMWriter(model, self.settings.llm or type(model).__name__, self.settings.llm_timeout_seconds)
+        return LLMWriter(
+            model,
+            self.settings.llm or type(model).__name__,
+            self.settings.llm_timeout_seconds,
+            server=self.settings.llm_base_url,
+        )
 
     @cached_property
     def proposer(self) -> Proposer | None:
