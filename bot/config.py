@@ -48,16 +48,19 @@ class Settings(BaseSettings):
     llm: str | None = Field(
         default=None,
         description=(
-            "LangChain model spec (`openai:gpt-4o-mini`, `ollama:llama3.1`) for written answers and "
-            "for proposing action requests from free words. Unset: extractive answers, no LLM."
+            "`provider:model` (`openai:gpt-4o-mini`, `anthropic:MODEL`, `ollama:llama3.1`; an "
+            "OpenAI-compatible server is `openai:MODEL` with STEWARD_LLM_BASE_URL) for written answers and "
+            "for proposing action requests from free words; needs `pip install 'steward[PROVIDER]'`. "
+            "Unset: extractive answers, no LLM."
         ),
     )
     llm_timeout_seconds: float = Field(
         default=30.0,
         gt=0,
         description=(
-            "How long an LLM answer (or proposal) may take before Steward falls back to the extractive "
-            "answer (or reads the mention as a question)."
+            "How long the whole LLM step (an answer, streamed or not, or a proposal) may take before "
+            "Steward falls back to the extractive answer (or reads the mention as a question). The client "
+            "gets the same timeout and no retries of its own."
         ),
     )
     llm_base_url: str | None = Field(
@@ -72,7 +75,8 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "API key sent to the LLM (a secret: never logged or shown). Unset: the provider's own variable "
-            "(`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`), or no key when STEWARD_LLM_BASE_URL is set."
+            "(`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`); with `openai:` and STEWARD_LLM_BASE_URL, the "
+            "placeholder `EMPTY` (an OpenAI key never goes to another server)."
         ),
     )
     llm_temperature: float | None = Field(

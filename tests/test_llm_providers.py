@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.answers.llm import NO_KEY, AnswerStream
+from bot.answers.llm import NO_KEY, PROVIDERS, AnswerStream
 from bot.config import Settings, SettingsError
 from bot.wiring import Services
+from tests.conftest import ROOT
 from tests.fakes.openai_server import FakeOpenAI
 from tests.servers import free_port
 
@@ -277,3 +279,15 @@ def test_each_provider_gets_the_budget_and_no_retries(tmp_path: Path) -> None:
     assert ollama.client_kwargs["timeout"] == 7.0
     assert ollama.client_kwargs["headers"] == {"Authorization": f"Bearer {KEY}"}
     assert KEY not in repr(openai) and KEY not in repr(anthropic)
+
+
+def test_each_provider_has_its_extra_and_the_image_carries_openai_and_ollama() -> None:
+    """`pip install 'steward[PROVIDER]'` installs the package the refusal names; the image has two."""
+    optional = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    for provider in PROVIDERS.values():
+        assert any(dep.startswith(provider.package) for dep in optional[provider.extra]), provider
+    assert any(dep.startswith("langchain-openai") for dep in optional["dev"]), "tests run the real client"
+    dockerfile = (ROOT / "deploy" / "docker" / "Dockerfile").read_text(encoding="utf-8")
+    assert '"/tmp/steward[openai,ollama]"' in dockerfile
