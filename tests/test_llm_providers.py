@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bot.answers.llm import NO_KEY, PROVIDERS, AnswerStream
-from bot.config import Settings, SettingsError
+from bot.config import Settings, SettingsError, load_settings
 from bot.wiring import Services
 from tests.conftest import ROOT
 from tests.fakes.openai_server import FakeOpenAI
@@ -291,3 +291,37 @@ def test_each_provider_has_its_extra_and_the_image_carries_openai_and_ollama() -
     assert any(dep.startswith("langchain-openai") for dep in optional["dev"]), "tests run the real client"
     dockerfile = (ROOT / "deploy" / "docker" / "Dockerfile").read_text(encoding="utf-8")
     assert '"/tmp/steward[openai,ollama]"' in dockerfile
+
+
+def test_openai_without_any_key_is_refused_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No STEWARD_LLM_API_KEY, no base URL, no OPENAI_API_KEY: refused when built, naming the settings."""
+    for variable in ("OPENAI_API_KEY", "OPENAI_ADMIN_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(SettingsError) as refused:
+        _ = Services(Settings(data_dir=tmp_path, llm="openai:gpt-4o-mini")).chat_model
+    message = str(refused.value)
+    assert message.startswith("STEWARD_LLM='openai:gpt-4o-mini' cannot be used: ")
+    assert "STEWARD_LLM_API_KEY" in message
+
+
+def test_the_llm_settings_keep_the_key_secret_and_read_blank_as_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The key is a SecretStr that no repr shows; blank values mean unset; the URL must be http(s)."""
+    monkeypatch.setenv("STEWARD_LLM_API_KEY", KEY)
+    monkeypatch.setenv("STEWARD_LLM_BASE_URL", " http://localhost:11434/v1 ")
+    monkeypatch.setenv("STEWARD_LLM_TEMPERATURE", "0")
+    settings = load_settings()
+    assert settings.llm_api_key is not None and settings.llm_api_key.get_secret_value() == KEY
+    assert KEY not in repr(settings) and KEY not in str(settings.model_dump())
+    assert settings.llm_base_url == "http://localhost:11434/v1" and settings.llm_temperature == 0
+    for variable in ("STEWARD_LLM_API_KEY", "STEWARD_LLM_BASE_URL", "STEWARD_LLM_TEMPERATURE"):
+        monkeypatch.setenv(variable, "")
+    blank = load_settings()
+    assert (blank.llm_api_key, blank.llm_base_url, blank.llm_temperature) == (None, None, None)
+    monkeypatch.setenv("STEWARD_LLM_BASE_URL", "localhost:11434")
+    monkeypatch.setenv("STEWARD_LLM_TEMPERATURE", "3")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert "STEWARD_LLM_BASE_URL: Value error, 'localhost:11434' is not an http(s) URL" in str(refused.value)
+    assert "STEWARD_LLM_TEMPERATURE: Input should be less than or equal to 2" in str(refused.value)
