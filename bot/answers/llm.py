@@ -194,8 +194,13 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def describe_failure(error: BaseException, server: str | None, timeout_seconds: float) -> str:
-    """Why an LLM call failed, in words for the answer footer: no server message, so no secret."""
+def describe_failure(
+    error: BaseException, server: str | None, timeout_seconds: float, late: str = "answer"
+) -> str:
+    """Why an LLM call failed, in words for the answer footer: no server message, so no secret.
+
+    A timeout reads "did not {late} within N s".
+    """
     where = f"the LLM server at {server}" if server else "the LLM"
     causes = list(_causes(error))
     status = next(
@@ -217,7 +222,7 @@ def describe_failure(error: BaseException, server: str | None, timeout_seconds: 
     if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
         return f"cannot reach {where} (connection refused)"
     if any(isinstance(cause, TimeoutError) or "Timeout" in type(cause).__name__ for cause in causes):
-        return f"{where} did not answer within {timeout_seconds:g} s"
+        return f"{where} did not {late} within {timeout_seconds:g} s"
     if any(isinstance(cause, ConnectionError) or "Connect" in type(cause).__name__ for cause in causes):
         return f"cannot reach {where} ({type(causes[-1]).__name__})"
     return f"the LLM call failed: {type(error).__name__}"
@@ -286,7 +291,7 @@ class LLMWriter:
         try:
             reply = future.result(timeout=self.timeout_seconds)
         except TimeoutError:
-            return LLMResult(None, self._late("answer"))
+            return LLMResult(None, self.late())
         except Exception as exc:
             return LLMResult(None, describe_failure(exc, self.server, self.timeout_seconds))
         return _checked(_text(reply), len(cited))
@@ -299,9 +304,14 @@ class LLMWriter:
         """
         return AnswerStream(self, self.messages(question, cited), len(cited))
 
-    def _late(self, verb: str) -> str:
-        where = f"the LLM server at {self.server}" if self.server else "the LLM"
-        return f"{where} did not {verb} within {self.timeout_seconds:g} s"
+    def late(self, streamed: bool = False) -> str:
+        """The reason for an answer, streamed or not, that was not done within the timeout."""
+        # the same words as the client's own timeout (describe_failure): the two race at the deadline
+        return describe_failure(TimeoutError(), self.server, self.timeout_seconds, _late(streamed))
+
+
+def _late(streamed: bool) -> str:
+    return "finish its answer" if streamed else "answer"
 
 
 class AnswerStream:
@@ -339,15 +349,14 @@ class AnswerStream:
                     # what has arrived is delivered even when the consumer made us late
                     kind, value = events.get(timeout=max(deadline - time.monotonic(), 0))
                 except queue.Empty:
-                    self.result = LLMResult(None, writer._late("finish its answer"))
+                    self.result = LLMResult(None, writer.late(streamed=True))
                     return
                 if kind == "delta":
                     written.append(value)
                     yield value
                 elif kind == "error":
-                    self.result = LLMResult(
-                        None, describe_failure(value, writer.server, writer.timeout_seconds)
-                    )
+                    reason = describe_failure(value, writer.server, writer.timeout_seconds, _late(True))
+                    self.result = LLMResult(None, reason)
                     return
                 else:
                     self.result = _checked("".join(written), self._available)
