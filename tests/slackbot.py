@@ -19,6 +19,7 @@ from bot.logs import ContextExecutor
 from bot.slack.app import SlackApp, build_app
 from bot.slack.server import HttpServer
 from bot.wiring import Services
+from tests.fakes.slack_ai import block_problems
 from tests.fakes.slack_api import FakeSlack, command_body, event_body, form_body, sign
 
 SECRET = "test-signing-secret"
@@ -161,6 +162,19 @@ class RunningBot:
             if m.get("user") == self.slack.bot_user_id and m["ts"] != thread_ts
         ]
 
+    def open_pane(self, user: str = USER, viewing: str | None = CHANNEL) -> tuple[str, str]:
+        """The person opens Steward's assistant pane (while viewing a channel), Slack tells Steward, and
+        Steward has greeted them.
+
+        Returns the pane's DM channel and thread; `say(..., channel=..., thread_ts=..., mention=False)`
+        then asks in it.
+        """
+        event = self.slack.open_assistant_thread(user, viewing)
+        self.event(event)
+        self.settle()  # the greeting comes first in the thread
+        thread = event["assistant_thread"]
+        return str(thread["channel_id"]), str(thread["thread_ts"])
+
     def settle(self) -> None:
         """Wait until every lazy listener started so far has finished."""
         executor = self.app.executor
@@ -186,6 +200,12 @@ class TrackingExecutor(ContextExecutor):
             pending, self.futures = self.futures, []
             for future in pending:
                 future.result(timeout=timeout)
+
+
+def assert_valid_blocks(blocks: Any) -> None:
+    """The blocks are what slack_sdk's own Block Kit models accept, unchanged."""
+    problems = block_problems(blocks)
+    assert not problems, problems
 
 
 def blocks_text(message: dict[str, Any]) -> str:

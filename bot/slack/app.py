@@ -28,6 +28,7 @@ from bot.config import Settings, SettingsError
 from bot.logs import ContextExecutor, correlate
 from bot.metrics import CountingRetryHandler, count_api_error
 from bot.slack.actions import ActionFlows
+from bot.slack.assistant import AssistantPane
 from bot.slack.experts import Expertise
 from bot.slack.handlers import Conversations
 from bot.slack.incidents import IncidentFlows
@@ -71,6 +72,7 @@ class SlackApp:
     expertise: Expertise
     actions: ActionFlows | None = None  # None when no approval service was given
     recovery: EventRecovery | None = None  # answers what a dead replica acknowledged (housekeeping)
+    pane: AssistantPane | None = None  # Slack's assistant pane (the AI app split view)
 
 
 def missing_credentials(settings: Settings) -> list[str]:
@@ -201,6 +203,7 @@ def build_app(
     )
     expertise = Expertise(settings, store, poster)
     bolt.middleware(correlate)
-    register(bolt, conversations, expertise, actions)
+    pane = AssistantPane(conversations, catalog, poster)
+    register(bolt, conversations, expertise, actions, pane)
     recovery = EventRecovery(conversations, ledger)
-    return SlackApp(bolt, executor, socket_mode, conversations, expertise, actions, recovery)
+    return SlackApp(bolt, executor, socket_mode, conversations, expertise, actions, recovery, pane)

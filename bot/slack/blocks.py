@@ -227,7 +227,10 @@ def _warnings(warnings: list[str]) -> list[Block]:
 
 def _confidence(answer: Answer) -> Block:
     label = confidence_label(answer.confidence)
-    return _context(f"Confidence: {label} ({answer.confidence:.2f}) · written by {escape(answer.written_by)}")
+    written = f"written by {escape(answer.written_by)}"
+    if answer.fallback_reason:  # the extractive answer stands in for the LLM's: say why, as the CLI does
+        written += f" because {escape(answer.fallback_reason)}"
+    return _context(f"Confidence: {label} ({answer.confidence:.2f}) · {written}")
 
 
 def _feedback(answer_id: int) -> Block:

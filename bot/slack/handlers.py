@@ -1,8 +1,9 @@
-"""Conversations: mentions, direct messages, sticky follow-ups, `/steward` and the App Home.
+"""Conversations: mentions, direct messages, the assistant pane, sticky follow-ups, `/steward`, App Home.
 
 Each handler parses the Slack payload into a neutral question, calls the answer service (the same
 one `steward ask` uses) and renders the result. Handlers run after the acknowledgement, on the
-listener executor's threads (see `listeners.py`).
+listener executor's threads (see `listeners.py`). With an LLM, the answer streams into its thread as
+it is written and is then replaced by its checked version (see `streaming.py`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bot.slack.incidents import IncidentFlows
 from bot.slack.links import LinkPolicy
 from bot.slack.posting import FAILED, WORKING, Poster
 from bot.slack.runbooks import document_url
+from bot.slack.streaming import LiveAnswer
 from bot.store.catalog import Catalog, CatalogError
 from bot.store.conversations import (
     GAP_DRAFTED,
@@ -54,6 +56,9 @@ _CHANNEL = re.compile(r"<#([CG][A-Z0-9]+)(?:\|([^>]*))?>")
 # Message subtypes that are people talking; edits, deletions, joins and bot posts are not.
 _HUMAN_SUBTYPES = (None, "thread_broadcast", "file_share")
 _HISTORY_TURNS = 6
+ASSISTANT_ROOT = "assistant_app_thread"  # subtype of the root message of an assistant-pane thread
+STATUS = "searching the runbooks…"  # under the question in the assistant pane while Steward works
+MAX_THREAD_TITLE = 100
 
 
 def question_text(text: str, bot_user_id: str | None) -> str:
@@ -77,6 +82,16 @@ class Question:
     user: str
     earlier: tuple[str, ...] = ()
     reference: str = ""  # event id or similar, for logs
+    team: str = ""  # the asker's workspace: Slack needs it (and `user`) to stream outside a DM
+    assistant: bool = False  # asked in the assistant pane: its status stands in for the working reaction
+
+
+@dataclass(frozen=True)
+class _Thread:
+    """What a thread's history says about a new message in it."""
+
+    earlier: tuple[str, ...] = ()  # earlier human messages, oldest first
+    in_pane: bool = False  # the thread is one of the assistant pane's
 
 
 REQUEST_IN_A_CHANNEL = (
@@ -201,7 +216,7 @@ class Conversations:
             and self.actions.take_mention(client, words, str(event["channel"]), thread_ts, user, ref)
         ):
             return
-        earlier = self._earlier_turns(client, event, thread_ts, context) if event.get("thread_ts") else ()
+        earlier = self._thread(client, event, thread_ts, context).earlier if event.get("thread_ts") else ()
         self.answer(
             client,
             Question(
@@ -212,6 +227,7 @@ class Conversations:
                 user=user,
                 earlier=earlier,
                 reference=ref,
+                team=_team(body, context),
             ),
         )
 
@@ -222,8 +238,26 @@ class Conversations:
         if self._message_wanted(event, context):
             self._once(self.handle_message, body, event, client, context)
 
-    def handle_message(
+    def on_assistant_message(
         self, body: dict[str, Any], event: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
+        """A message in a thread of the assistant pane: answered as any direct message is."""
+        if self._message_wanted(event, context):
+            self._once(self.handle_assistant_message, body, event, client, context)
+
+    def handle_assistant_message(
+        self, body: dict[str, Any], event: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
+        """A claimed message in the assistant pane: the pane's status while answering, its thread titled."""
+        self.handle_message(body, event, client, context, assistant=True)
+
+    def handle_message(
+        self,
+        body: dict[str, Any],
+        event: dict[str, Any],
+        client: WebClient,
+        context: BoltContext,
+        assistant: bool = False,
     ) -> None:
         """A claimed direct message or thread reply: a follow-up, a gap's answer, or nothing."""
         channel = str(event.get("channel") or "")
@@ -242,7 +276,7 @@ class Conversations:
             if not self._sticky(channel) or not self.store.answered_in(channel, str(thread_ts)):
                 return
         answer_thread = str(thread_ts or ts)
-        earlier = self._earlier_turns(client, event, answer_thread, context) if thread_ts else ()
+        thread = self._thread(client, event, answer_thread, context) if thread_ts else _Thread()
         words = question_text(text, context.bot_user_id)
         if is_dm and words.lower() in ("help", "?", "hi", "hello"):
             self.poster.say(client, channel, HELP, thread_ts=answer_thread)
@@ -250,6 +284,8 @@ class Conversations:
         if is_dm and self.actions is not None and self.actions.reads_as_request(words):
             self.poster.say(client, channel, REQUEST_IN_A_CHANNEL, thread_ts=answer_thread)
             return
+        if assistant and thread.in_pane and not thread.earlier and words:  # the pane's first question
+            self.poster.set_title(client, channel, answer_thread, _clip(words, MAX_THREAD_TITLE))
         self.answer(
             client,
             Question(
@@ -258,8 +294,10 @@ class Conversations:
                 thread_ts=answer_thread,
                 message_ts=ts,
                 user=user,
-                earlier=earlier,
+                earlier=thread.earlier,
                 reference=str(body.get("event_id") or ""),
+                team=_team(body, context),
+                assistant=assistant,
             ),
         )
 
@@ -286,9 +324,9 @@ class Conversations:
         own = self.store.channel_sticky(channel)
         return self.settings.sticky_threads if own is None else own
 
-    def _earlier_turns(
+    def _thread(
         self, client: WebClient, event: dict[str, Any], thread_ts: str, context: BoltContext
-    ) -> tuple[str, ...]:
+    ) -> _Thread:
         """The thread's earlier human messages (oldest first), to read a follow-up in context."""
         try:
             replies = client.conversations_replies(channel=str(event["channel"]), ts=thread_ts, limit=50)
@@ -298,10 +336,12 @@ class Conversations:
                 event.get("channel"),
                 exc.response.get("error"),
             )
-            return ()
+            return _Thread()
         current = float(event["ts"])
+        messages = replies.get("messages") or []
+        in_pane = any(m.get("ts") == thread_ts and m.get("subtype") == ASSISTANT_ROOT for m in messages)
         turns = []
-        for message in replies.get("messages") or []:
+        for message in messages:
             if float(message.get("ts", 0)) >= current or message.get("bot_id") or message.get("subtype"):
                 continue
             if message.get("user") == context.bot_user_id:
@@ -309,45 +349,72 @@ class Conversations:
             words = question_text(str(message.get("text") or ""), context.bot_user_id)
             if words:
                 turns.append(words)
-        return tuple(turns[-_HISTORY_TURNS:])
+        return _Thread(tuple(turns[-_HISTORY_TURNS:]), in_pane)
 
     # -- answering -----------------------------------------------------------------------------
 
     def answer(self, client: WebClient, question: Question) -> None:
-        """Answer in the question's thread, with a working reaction and no silent failure."""
+        """Answer in the question's thread, with a working reaction (or status) and no silent failure.
+
+        An LLM's text streams into the thread as it is written; the checked answer then takes its place.
+        """
         started = time.perf_counter()
-        if question.message_ts:
-            self.poster.react(client, question.channel, question.message_ts, WORKING)
+        self._working(client, question)
+        live = LiveAnswer(
+            client, self.poster, question.channel, question.thread_ts, question.user, question.team
+        )
         failed = False
         try:
             if not question.text:
                 self.poster.say(client, question.channel, HELP, thread_ts=question.thread_ts)
                 return
-            messages, answer = self.render(question)
-            self.poster.post(client, question.channel, messages, thread_ts=question.thread_ts)
+            messages, answer = self.render(question, on_text=live.write)
+            live.finish(messages)
             self.store.mark_thread_answered(question.channel, question.thread_ts)
             ANSWERS.labels("abstained" if answer.abstained else "answered").inc()
             log.info(
-                "answered ref=%s channel=%s question_chars=%d abstained=%s confidence=%.2f seconds=%.3f",
+                "answered ref=%s channel=%s question_chars=%d abstained=%s confidence=%.2f streamed=%d "
+                "seconds=%.3f",
                 question.reference,
                 question.channel,
                 len(question.text),
                 answer.abstained,
                 answer.confidence,
+                live.pieces,
                 time.perf_counter() - started,
             )
         except Exception as exc:
             failed = True
+            live.abandon()
             self._report_failure(client, question.channel, question.thread_ts, exc, question.reference)
         finally:
-            if question.message_ts:
-                self.poster.unreact(client, question.channel, question.message_ts, WORKING)
-                if failed:
-                    self.poster.react(client, question.channel, question.message_ts, FAILED)
+            self._done(client, question, failed)
 
-    def render(self, question: Question) -> tuple[list[RenderedMessage], Answer]:
-        """Ask the answer service, log the answer (and the gap, when it abstains), build the blocks."""
-        answer = self._answers().ask(question.text, earlier=question.earlier)
+    def _working(self, client: WebClient, question: Question) -> None:
+        """Show that Steward is on it: the pane's status, or a reaction on the question."""
+        if question.assistant:
+            self.poster.set_status(client, question.channel, question.thread_ts, STATUS)
+        elif question.message_ts:
+            self.poster.react(client, question.channel, question.message_ts, WORKING)
+
+    def _done(self, client: WebClient, question: Question, failed: bool) -> None:
+        """Take the working sign away (Slack clears the pane's status itself when Steward replies)."""
+        if question.assistant:
+            if failed:  # the failure notice may not have been posted either
+                self.poster.set_status(client, question.channel, question.thread_ts, "")
+        elif question.message_ts:
+            self.poster.unreact(client, question.channel, question.message_ts, WORKING)
+            if failed:
+                self.poster.react(client, question.channel, question.message_ts, FAILED)
+
+    def render(
+        self, question: Question, on_text: Callable[[str], None] | None = None
+    ) -> tuple[list[RenderedMessage], Answer]:
+        """Ask the answer service, log the answer (and the gap, when it abstains), build the blocks.
+
+        `on_text` receives an LLM's text as it is written (see `AnswerService.ask`).
+        """
+        answer = self._answers().ask(question.text, earlier=question.earlier, on_text=on_text)
         answer_id = self.store.record_answer(
             channel=question.channel,
             thread_ts=question.thread_ts,
@@ -442,7 +509,11 @@ class Conversations:
             )
             self._answer_privately(words, channel, user, respond)
             return
-        self.answer(client, Question(text=words, channel=channel, thread_ts=root, message_ts=None, user=user))
+        team = str(command.get("team_id") or "")
+        question = Question(
+            text=words, channel=channel, thread_ts=root, message_ts=None, user=user, team=team
+        )
+        self.answer(client, question)
 
     def _answer_privately(self, words: str, channel: str, user: str, respond: Respond) -> None:
         try:
@@ -496,3 +567,12 @@ class Conversations:
             open_gaps=sum(1 for gap in gaps if gap.status != GAP_DRAFTED),
             drafts_waiting=sum(1 for gap in gaps if gap.status == GAP_DRAFTED),
         )
+
+
+def _team(body: dict[str, Any], context: BoltContext) -> str:
+    """The workspace the event came from."""
+    return str(context.team_id or body.get("team_id") or "")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

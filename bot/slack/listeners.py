@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, Assistant
 
 from bot.slack.actions import ActionFlows
+from bot.slack.assistant import AssistantPane
 from bot.slack.experts import Expertise
 from bot.slack.handlers import Conversations
 from bot.slack.home import HELP
@@ -51,9 +52,15 @@ def _ack_command(ack: Ack, command: dict[str, Any]) -> None:
 
 
 def register(
-    app: App, conversations: Conversations, expertise: Expertise, actions: ActionFlows | None = None
+    app: App,
+    conversations: Conversations,
+    expertise: Expertise,
+    actions: ActionFlows | None = None,
+    pane: AssistantPane | None = None,
 ) -> None:
     """Attach Steward's listeners to a Bolt app (the approval card's only when actions are wired)."""
+    if pane is not None:  # middleware: it takes the pane's messages before any listener below sees them
+        app.assistant(assistant(conversations, pane))
     app.event("app_mention")(ack=conversations.ack_event, lazy=[conversations.on_mention])
     app.event("message")(ack=conversations.ack_event, lazy=[conversations.on_message])
     app.event("app_home_opened")(ack=_ack, lazy=[conversations.on_home_opened])
@@ -80,3 +87,15 @@ def register(
         app.view(VIEW_REQUEST_ACTION)(
             ack=actions.forms.ack_request_form, lazy=[actions.forms.on_request_form]
         )
+
+
+def assistant(conversations: Conversations, pane: AssistantPane) -> Assistant:
+    """The assistant pane: a thread opened, the channel in view changed, a message in one of its threads."""
+    listeners = Assistant()
+    listeners.thread_started(lazy=[pane.on_thread_started])(_ack)
+    # Steward answers from the knowledge base, not from the channel the person is looking at, so the
+    # context is only acknowledged. (Bolt's default would store it with two Web API calls on the ack path.)
+    listeners.thread_context_changed(_ack)
+    # A direct message in a thread: claimed at acknowledgement and answered like any other.
+    listeners.user_message(lazy=[conversations.on_assistant_message])(conversations.ack_event)
+    return listeners

@@ -82,6 +82,39 @@ class Poster:
         _reaction(client.reactions_remove, channel, ts, name, harmless="no_reaction")
 
     @staticmethod
+    def set_status(client: WebClient, channel: str, thread_ts: str, status: str) -> None:
+        """The status under a thread ("" clears it); a courtesy, like the working reaction."""
+        _courtesy(
+            "status",
+            channel,
+            lambda: client.assistant_threads_setStatus(
+                channel_id=channel, thread_ts=thread_ts, status=status
+            ),
+        )
+
+    @staticmethod
+    def set_title(client: WebClient, channel: str, thread_ts: str, title: str) -> None:
+        """The title of an assistant thread in the person's history."""
+        _courtesy(
+            "title",
+            channel,
+            lambda: client.assistant_threads_setTitle(channel_id=channel, thread_ts=thread_ts, title=title),
+        )
+
+    @staticmethod
+    def suggest(
+        client: WebClient, channel: str, thread_ts: str, prompts: Sequence[dict[str, str]], title: str
+    ) -> None:
+        """Suggested prompts in an assistant thread (Slack shows at most four)."""
+        _courtesy(
+            "suggested prompts",
+            channel,
+            lambda: client.assistant_threads_setSuggestedPrompts(
+                channel_id=channel, thread_ts=thread_ts, prompts=list(prompts), title=title
+            ),
+        )
+
+    @staticmethod
     def permalink(client: WebClient, channel: str, ts: str) -> str | None:
         """A link to a message, or None when Slack will not give one."""
         try:
@@ -97,3 +130,11 @@ def _reaction(call: Callable[..., object], channel: str, ts: str, name: str, har
     except SlackApiError as exc:
         if exc.response.get("error") != harmless:
             log.info("reaction %s failed channel=%s error=%s", name, channel, exc.response.get("error"))
+
+
+def _courtesy(what: str, channel: str, call: Callable[[], object]) -> None:
+    """An assistant-pane call whose failure must not stop an answer: logged by Slack's error code."""
+    try:
+        call()
+    except SlackApiError as exc:
+        log.info("assistant %s failed channel=%s error=%s", what, channel, exc.response.get("error"))

@@ -97,5 +97,6 @@ class EventRecovery:
             self._identity = {
                 "bot_user_id": str(identity.get("user_id") or ""),
                 "bot_id": str(identity.get("bot_id") or ""),
+                "team_id": str(identity.get("team_id") or ""),  # who reads a streamed answer
             }
         return BoltContext(dict(self._identity))
