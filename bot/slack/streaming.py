@@ -1,9 +1,10 @@
 """An LLM answer shown in Slack as it is written, then replaced by its checked, cited version.
 
-The text streams with Slack's own methods (chat.startStream, chat.appendStream, chat.stopStream, through
-slack_sdk's ChatStream). That text is unchecked: when the answer is ready, chat.update puts the rendered
-answer (the LLM's if it passed the citation check, else the extractive one) in the streamed message's
-place. Streaming is a courtesy: if Slack refuses any of it, the answer is posted the usual way.
+The text streams with Slack's own methods: chat.startStream and chat.appendStream through slack_sdk's
+ChatStream, then chat.stopStream. That text is unchecked: when the answer is ready, the stream stops
+(without the text still buffered) and chat.update puts the rendered answer (the LLM's if it passed the
+citation check, else the extractive one) in the streamed message's place. Streaming is a courtesy: if
+Slack refuses any of it, the answer is posted the usual way.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class LiveAnswer:
         ts = self.shown
         if ts is None:  # nothing reached Slack (no LLM, abstained, or too short to flush): post as usual
             return self.poster.post(self.client, self.channel, messages, thread_ts=self.thread_ts)
-        self._stop()
+        self._stop(ts)
         try:
             first, rest = messages[0], messages[1:]
             self.client.chat_update(channel=self.channel, ts=ts, text=first.text, blocks=first.blocks)
@@ -125,13 +126,13 @@ class LiveAnswer:
         """Answering failed after text was streamed: end the stream and take the unchecked text away."""
         ts = self.shown
         if ts is not None and not self._finished:
-            self._stop()
+            self._stop(ts)
             self._delete(ts)
 
-    def _stop(self) -> None:
-        assert self._stream is not None
+    def _stop(self, ts: str) -> None:
+        """chat.stopStream, leaving out the text still buffered: it is replaced (or removed) at once."""
         try:
-            self._stream.stop()
+            self.client.chat_stopStream(channel=self.channel, ts=ts)
         except (SlackClientError, OSError) as exc:  # chat.update or chat.delete still follows
             log.info("answer stream not stopped channel=%s error=%s", self.channel, _reason(exc))
 
