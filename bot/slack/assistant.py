@@ -80,13 +80,14 @@ def suggested_prompts(documents: Sequence[DocumentRecord], limit: int = MAX_PROM
     preferred = [doc for doc in current if doc.kind in _SUGGESTED_KINDS]
     newest = sorted(preferred or current, key=lambda doc: doc.path)
     newest.sort(key=lambda doc: doc.last_reviewed or "", reverse=True)
+    cap = min(limit, MAX_PROMPTS)
     prompts: list[SuggestedPrompt] = []
     for doc in newest:
+        if len(prompts) >= cap:
+            break
         prompt = _prompt(doc)
         if prompt is not None and all(prompt.message != seen.message for seen in prompts):
             prompts.append(prompt)
-        if len(prompts) == min(limit, MAX_PROMPTS):
-            break
     return prompts
 
 
@@ -137,7 +138,8 @@ class AssistantPane:
         if not channel or not thread_ts or not self.conversations.first_delivery(body):
             return
         documents = self._documents()
-        self.poster.say(client, channel, GREETING + ("" if documents != [] else EMPTY), thread_ts=thread_ts)
+        empty = documents == []  # None: unreadable, which the greeting does not claim to know
+        self.poster.say(client, channel, GREETING + (EMPTY if empty else ""), thread_ts=thread_ts)
         prompts = suggested_prompts(documents or [])
         if prompts:
             self.poster.suggest(client, channel, thread_ts, [p.payload() for p in prompts], PROMPTS_TITLE)
