@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,10 +22,20 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LIBRARY = ROOT / ".venv" / "faketime" / "libfaketime.so.1"
 
 
+def real_time() -> float:
+    """The machine's time, also when this process already runs under a moved clock (a faked run
+    that starts another one: libfaketime reads FAKETIME against the real clock)."""
+    moved = (
+        re.fullmatch(r"([+-]\d+)s", os.environ.get("FAKETIME", "")) if os.environ.get("LD_PRELOAD") else None
+    )
+    return time.time() - (int(moved.group(1)) if moved else 0)
+
+
 def faked_environment(when: dt.datetime, library: Path, now: float | None = None) -> dict[str, str]:
     """The environment that makes a process and its children see `when` now (and the clock run on)."""
-    offset = round(when.timestamp() - (time.time() if now is None else now))
-    preload = " ".join(filter(None, [str(library), os.environ.get("LD_PRELOAD", "")]))
+    offset = round(when.timestamp() - (real_time() if now is None else now))
+    others = [entry for entry in os.environ.get("LD_PRELOAD", "").split() if Path(entry).name != library.name]
+    preload = " ".join([str(library), *others])
     return {
         **os.environ,
         "LD_PRELOAD": preload,
