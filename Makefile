@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 DEMO_DATA := .steward-demo
 
-.PHONY: demo test test-weekend test-at lint types unit image image-offline image-test bench-image bench-knowledge bench-slack bench-actions bench-drift bench-events bench-events-soak bench-retrieval-server bench-scale-out clean
+.PHONY: demo test test-weekend test-at bench-answers lint types unit image image-offline image-test bench-image bench-knowledge bench-slack bench-actions bench-drift bench-events bench-events-soak bench-retrieval-server bench-scale-out clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,12 @@ image-test: $(VENV)/.installed
 # the image against the same code from the virtual environment (build the image first)
 bench-image: $(VENV)/.installed
 	$(BIN)/python bench/image.py --image $(IMAGE) --repeat 5
+
+# What the reader sees: excerpt methods and the confidence model, chosen on folds (needs an index of
+# ../shared/corpora in EVAL_DATA: STEWARD_DATA_DIR=$(EVAL_DATA) steward ingest ../shared/corpora)
+EVAL_DATA ?= /tmp/evaldata
+bench-answers: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/answers.py --data-dir $(EVAL_DATA) --questions ../shared/eval/dev.jsonl
 
 bench-knowledge: $(VENV)/.installed
 	$(BIN)/python bench/knowledge.py --corpora ../shared/corpora --questions ../shared/eval/dev.jsonl --repeat 3 --compare-embedded 128,256

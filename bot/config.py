@@ -91,12 +91,12 @@ class Settings(BaseSettings):
         description="Files larger than this are skipped by `steward ingest` (and listed as skipped).",
     )
     abstain_below: float = Field(
-        default=0.55,
+        default=0.68,
         ge=0,
         le=1,
         description=(
             "Confidence under which Steward abstains instead of answering (0 never abstains, "
-            "1 always abstains)."
+            "1 always abstains). The default is the threshold fitted on the dev set (docs/benchmarks.md)."
         ),
     )
     sources: int = Field(

@@ -160,9 +160,11 @@ def test_eval_prints_the_figures_and_writes_the_report(
     assert "recall@5 1.000" in out and "hint@5 1.000" in out
     assert "abstention: 1/1 unanswerable, 0/1 answerable" in out
     assert "latency p50" in out
+    assert "hint@1 1.000" in out and "answer-hint" in out and "fragment lines" in out
     rows = [json.loads(line) for line in report.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["q1", "q2"]
     assert set(rows[0]) >= {"id", "abstained", "answer", "citations", "retrieved", "latency_ms"}
+    assert set(rows[0]) >= {"answer_hint", "reads_the_hint", "fragment_lines"}
     assert set(rows[0]["retrieved"][0]) == {"path", "section", "text", "score"}
 
 

@@ -57,7 +57,7 @@ def test_a_follow_up_in_the_thread_is_answered_with_the_earlier_turn_as_context(
     """ "what about the thresholds?" without a mention is read together with the thread's first question."""
     follow_up = "what about the thresholds?"
     alone = services.answers.ask(follow_up)  # alone, it is about drift thresholds
-    assert alone.citations[0].path.startswith("decisions/")
+    assert alone.retrieved[0].path.startswith("decisions/")
     ts = bot.say(ROLLBACK)
     bot.settle()
     bot.say(follow_up, thread_ts=ts, mention=False)

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bot.answers.excerpts import Parsed, Unit, grow, parse
+from bot.answers.excerpts import Parsed, Unit, grow, parse, read_on
 from bot.answers.models import Citation
 from bot.answers.retrieval import PASSAGE_CHUNKS, Retrieval, RetrievedDocument
 from bot.index.lexical import terms
@@ -19,9 +19,15 @@ from bot.index.lexical import terms
 # The cosine similarity of each text to the question (the packaged model), for choosing excerpts.
 Similarity = Callable[[Sequence[str]], Sequence[float]]
 _UNKNOWN_IDENTIFIER_FACTOR = 0.6
-# Coverage of the question's rare words tells answerable from unanswerable better than closeness
-# of topic does (calibrated on ../shared/eval/dev.jsonl; see docs/benchmarks.md).
-_COVERAGE_WEIGHT = 0.6
+# The confidence model's weights, fitted on ../shared/eval/dev.jsonl by bench/answers.py (its
+# "weights_on_all"); the cross-validated figures are in docs/benchmarks.md.
+_CONFIDENCE_WEIGHTS = {
+    "similarity": 8.18,
+    "coverage": 0.42,
+    "unknown_identifier": -2.18,
+    "uncovered_rarest": 0.09,
+}
+_CONFIDENCE_BIAS = -3.54
 
 
 @dataclass(frozen=True)
@@ -33,31 +39,63 @@ class Confidence:
     coverage: float
 
 
-def confidence(retrieval: Retrieval, chunk_terms: dict[str, frozenset[str]]) -> Confidence:
-    """Combine semantic closeness of the best passage with how much of the question it covers.
+def confidence_features(
+    retrieval: Retrieval, chunk_terms: dict[str, frozenset[str]], composed: ComposedAnswer | None = None
+) -> dict[str, float]:
+    """What tells a question the knowledge base answers from one it does not.
 
-    Coverage is the share of the question's IDF mass found in the top document's retrieved
-    passages: a question about something the knowledge base never mentions (a vendor, an alert
-    name it has no runbook for) leaves its rarest words uncovered, however close the topic is.
+    - similarity: the semantic closeness of the best passage;
+    - coverage: the share of the question's IDF mass found in the top document's best passages;
+    - unknown_identifier: the question names something specific (an alert, a metric, `15d`) the
+      knowledge base never mentions;
+    - uncovered_rarest: the rarest question word missing from the top document, relative to the
+      rarest question word (a vendor or product the document never names);
+    - unit_coverage and unit_closeness: the same two measures for the one sentence, item, row or
+      code block the answer leads with (a topic can match while no single statement does).
     """
+    unit = {
+        "unit_coverage": composed.unit_coverage if composed else 0.0,
+        "unit_closeness": composed.unit_closeness if composed else 0.0,
+    }
     if not retrieval.documents:
-        return Confidence(0.0, 0.0, 0.0)
+        return {
+            "similarity": 0.0,
+            "coverage": 0.0,
+            "unknown_identifier": 1.0,
+            "uncovered_rarest": 1.0,
+            **unit,
+        }
     top = retrieval.documents[0]
-    similarity = max(top.best_similarity, 0.0)
     question = set(retrieval.question_terms)
-    total = sum(retrieval.idf.get(t, 0.0) for t in question)
+    idf = {t: retrieval.idf.get(t, 0.0) for t in question}
+    total = sum(idf.values())
     found: set[str] = set()
     for scored in top.chunks[:3]:
         found |= chunk_terms.get(scored.chunk.chunk_id, frozenset())
-    covered = sum(retrieval.idf.get(t, 0.0) for t in question & found)
-    coverage = covered / total if total > 0 else 0.0
-    semantic = 1.0 / (1.0 + math.exp(-(similarity - 0.5) / 0.06))
-    value = (1 - _COVERAGE_WEIGHT) * semantic + _COVERAGE_WEIGHT * coverage
-    if retrieval.unknown_identifiers:
-        # The question names something specific (an alert, a metric, `15d`) the knowledge base never
-        # mentions: whatever is close in topic cannot be about that thing.
-        value *= _UNKNOWN_IDENTIFIER_FACTOR
-    return Confidence(max(0.0, min(1.0, value)), similarity, coverage)
+    covered = sum(idf[t] for t in question & found)
+    rarest = max(idf.values(), default=0.0)
+    uncovered = max((idf[t] for t in question - found), default=0.0)
+    return {
+        "similarity": max(top.best_similarity, 0.0),
+        "coverage": covered / total if total > 0 else 0.0,
+        "unknown_identifier": 1.0 if retrieval.unknown_identifiers else 0.0,
+        "uncovered_rarest": uncovered / rarest if rarest > 0 else 0.0,
+        **unit,
+    }
+
+
+def confidence(
+    retrieval: Retrieval, chunk_terms: dict[str, frozenset[str]], composed: ComposedAnswer | None = None
+) -> Confidence:
+    """The probability that the knowledge base answers the question: a logistic model of the
+    features above, fitted on the dev set (bench/answers.py; cross-validated figures in
+    docs/benchmarks.md)."""
+    features = confidence_features(retrieval, chunk_terms, composed)
+    if not retrieval.documents:
+        return Confidence(0.0, 0.0, 0.0)
+    logit = _CONFIDENCE_BIAS + sum(weight * features[name] for name, weight in _CONFIDENCE_WEIGHTS.items())
+    value = 1.0 / (1.0 + math.exp(-logit))
+    return Confidence(value, features["similarity"], features["coverage"])
 
 
 def citation_for(item: RetrievedDocument) -> Citation:
@@ -104,22 +142,27 @@ def warnings_for(citations: Sequence[Citation], titles: dict[str, str], today: d
 class ExcerptMethod:
     """How the extractive answer picks its excerpts (chosen on folds of the dev set, docs/benchmarks.md)."""
 
-    semantic_weight: float = 0.5  # cosine similarity of a unit to the question, beside rare-term coverage
-    budget: int = 650  # characters of the first excerpt
+    semantic_weight: float = 2.0  # cosine similarity of a unit to the question, beside rare-term coverage
+    budget: int = 500  # characters of the first excerpt
     second_budget: int = 400  # characters of a second excerpt
-    second_ratio: float = 0.75  # a second excerpt only when it scores this close to the first
+    second_ratio: float = 0.0  # a second excerpt only when it scores this close to the first
     documents: int = 2  # excerpts may come from this many of the top documents
+    semantic_candidates: int = 8  # the units, best by their words, that the model also reads
+    chunks: int = PASSAGE_CHUNKS  # the best chunks of each document that excerpts may come from
+    read_on: bool = True  # the first excerpt goes on into the blocks after it while its budget lasts
 
 
 DEFAULT_METHOD = ExcerptMethod()
 _KIND_WEIGHT = {"sentence": 1.0, "item": 1.0, "row": 1.0, "code": 0.6, "heading": 0.4}
 _DOCUMENT_PRIOR = (1.0, 0.8, 0.65)
-_CHUNK_PRIOR = (1.0, 0.9)
+_CHUNK_PRIOR = (1.0, 0.9, 0.8, 0.7)
 
 
 @dataclass(frozen=True)
 class _Candidate:
     score: float
+    coverage: float  # of the question's rare words, by this unit
+    closeness: float  # cosine similarity to the question (0 when the model did not read it)
     number: int  # the document's citation number
     chunk_rank: int
     section: str
@@ -137,27 +180,63 @@ def _candidates(
     total = sum(retrieval.idf.get(t, 0.0) for t in question) or 1.0
     found: list[tuple[int, int, str, Parsed, Unit]] = []
     for number, item in enumerate(cited[: method.documents], start=1):
-        for chunk_rank, scored in enumerate(item.chunks[:PASSAGE_CHUNKS]):
-            parsed = parse(scored.chunk.text)
-            found.extend((number, chunk_rank, scored.chunk.section, parsed, unit) for unit in parsed.units)
+        for chunk_rank, section, text in _passage_texts(item, method.chunks):
+            parsed = parse(text)
+            found.extend((number, chunk_rank, section, parsed, unit) for unit in parsed.units)
     if not found:
         return []
-    semantic = (
-        similarity([unit.text for *_, unit in found])
-        if similarity is not None and method.semantic_weight > 0
-        else [0.0] * len(found)
-    )
-    candidates = []
-    for (number, chunk_rank, section, parsed, unit), closeness in zip(found, semantic, strict=True):
+    lexical = []
+    for number, chunk_rank, _section, _parsed, unit in found:
         coverage = sum(retrieval.idf.get(t, 0.0) for t in question & set(terms(unit.text))) / total
-        score = (
-            (coverage + method.semantic_weight * max(closeness, 0.0))
-            * _KIND_WEIGHT[unit.kind]
+        prior = (
+            _KIND_WEIGHT[unit.kind]
             * _DOCUMENT_PRIOR[min(number - 1, len(_DOCUMENT_PRIOR) - 1)]
             * _CHUNK_PRIOR[min(chunk_rank, len(_CHUNK_PRIOR) - 1)]
         )
-        candidates.append(_Candidate(score, number, chunk_rank, section, parsed, unit))
-    return candidates
+        lexical.append((coverage, prior))
+    # The model reads only the units the words already favour: embedding every unit of four passages
+    # would cost more than the whole retrieval.
+    semantic = [0.0] * len(found)
+    if similarity is not None and method.semantic_weight > 0 and method.semantic_candidates > 0:
+        ranked = sorted(range(len(found)), key=lambda i: -lexical[i][0] * lexical[i][1])
+        shortlist = ranked[: method.semantic_candidates]
+        for index, closeness in zip(
+            shortlist, similarity([found[i][4].text for i in shortlist]), strict=True
+        ):
+            semantic[index] = max(closeness, 0.0)
+    return [
+        _Candidate(
+            (coverage + method.semantic_weight * closeness) * prior,
+            coverage,
+            closeness,
+            number,
+            rank,
+            section,
+            parsed,
+            unit,
+        )
+        for (number, rank, section, parsed, unit), (coverage, prior), closeness in zip(
+            found, lexical, semantic, strict=True
+        )
+    ]
+
+
+def _passage_texts(item: RetrievedDocument, chunks: int) -> list[tuple[int, str, str]]:
+    """(rank, section, text) of a document's passage chunks; two that follow each other in the same
+    section are read as one text, so a paragraph the chunker split is whole again."""
+    chosen = list(enumerate(item.chunks[:chunks]))
+    chosen.sort(key=lambda pair: pair[1].chunk.ord)
+    out: list[tuple[int, str, str]] = []
+    previous = None
+    for rank, scored in chosen:
+        chunk = scored.chunk
+        if previous is not None and chunk.ord == previous.ord + 1 and chunk.section == previous.section:
+            first_rank, section, text = out[-1]
+            out[-1] = (min(first_rank, rank), section, text + "\n" + chunk.text)
+        else:
+            out.append((rank, chunk.section, chunk.text))
+        previous = chunk
+    return out
 
 
 @dataclass(frozen=True)
@@ -166,6 +245,8 @@ class ComposedAnswer:
 
     text: str
     sections: dict[int, str]
+    unit_coverage: float = 0.0  # how much of the question the best unit covers
+    unit_closeness: float = 0.0  # and how close it is in meaning
 
 
 def section_label(section: str) -> str:
@@ -183,9 +264,12 @@ def extractive_answer(
     and labelled with the section it came from."""
     candidates = sorted(_candidates(retrieval, cited, method, similarity), key=lambda c: -c.score)
     if not candidates:
-        return ComposedAnswer("", {})
+        return ComposedAnswer("", {}, 0.0, 0.0)
     best = candidates[0]
-    chosen = [(best, grow(best.parsed, best.unit, method.budget, _rows_like(best, candidates)))]
+    first = grow(best.parsed, best.unit, method.budget, _rows_like(best, candidates))
+    if method.read_on:
+        first = read_on(best.parsed, best.unit, first, method.budget)
+    chosen = [(best, first)]
     for candidate in candidates[1:]:
         if candidate.score < method.second_ratio * best.score:
             break
@@ -201,7 +285,7 @@ def extractive_answer(
     for candidate, text in chosen:
         sections.setdefault(candidate.number, candidate.section)
         parts.append(f"_{section_label(candidate.section)}_ [{candidate.number}]\n{text.strip()}")
-    return ComposedAnswer("\n\n".join(parts), sections)
+    return ComposedAnswer("\n\n".join(parts), sections, best.coverage, best.closeness)
 
 
 def _rows_like(anchor: _Candidate, candidates: Sequence[_Candidate]) -> list[int]:

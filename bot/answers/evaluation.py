@@ -139,9 +139,13 @@ def reads_the_hint(answer_text: str, hint: str) -> bool:
     return _normalise(_MARKUP.sub("", hint)) in _normalise(_MARKUP.sub("", answer_text))
 
 
+_LABEL = re.compile(r"^[_*][^_*].*[_*]\s*(?:\[\d{1,3}\])+\s*$")
+
+
 def fragment_lines(answer_text: str) -> list[str]:
-    """Lines a reader cannot use on their own: a lead-in ending in `:` or `,` with nothing after it in
-    its excerpt, a table header or separator row without a data row, a line starting mid-sentence."""
+    """Lines a reader cannot use: a lead-in ending in `:` or `,` with nothing of its own after it
+    (the answer or the excerpt ends there), a table header or separator row without a data row, and
+    a line that starts mid-sentence (in lower case or with punctuation, where a block starts)."""
     lines = answer_text.splitlines()
     fragments: list[str] = []
     in_code = False
@@ -150,18 +154,23 @@ def fragment_lines(answer_text: str) -> list[str]:
         if stripped.startswith(("```", "~~~")):
             in_code = not in_code
             continue
-        if in_code or not stripped:
+        if in_code or not stripped or _LABEL.match(stripped):
             continue
-        ends_excerpt = bool(_CITED_AT_END.search(stripped)) or number == len(lines) - 1
-        following = lines[number + 1].strip() if number + 1 < len(lines) else ""
         text = _CITED_AT_END.sub("", stripped)
-        if text.endswith((":", ",")) and (ends_excerpt or not following):
+        if not text:
+            continue
+        nxt = next((row.strip() for row in lines[number + 1 :] if row.strip()), "")
+        ends_excerpt = bool(_CITED_AT_END.search(stripped)) or not nxt or bool(_LABEL.match(nxt))
+        previous = lines[number - 1].strip() if number > 0 else ""
+        starts_block = not previous or bool(_LABEL.match(previous)) or bool(_CITED_AT_END.search(previous))
+        if text.endswith((":", ",")) and ends_excerpt:
             fragments.append(line)
         elif text.startswith("|"):
+            following = lines[number + 1].strip() if number + 1 < len(lines) else ""
             header = _TABLE_SEPARATOR.match(following) is not None
             if (header or _TABLE_SEPARATOR.match(text)) and not _has_data_after(lines, number):
                 fragments.append(line)  # a header or separator row with no row of data under it
-        elif not _LIST_ITEM.match(line) and (text[0].islower() or text[0] in ",;:)]}"):
+        elif starts_block and not _LIST_ITEM.match(line) and (text[0].islower() or text[0] in ",;:)]}"):
             fragments.append(line)
     return fragments
 

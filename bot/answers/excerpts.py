@@ -60,6 +60,7 @@ class Parsed:
     lines: tuple[str, ...]
     blocks: tuple[Block, ...]
     units: tuple[Unit, ...]
+    sentences: dict[int, list[str]] = field(default_factory=dict)  # of each paragraph or quote
 
 
 @lru_cache(maxsize=1)
@@ -109,15 +110,33 @@ def split_sentences(text: str) -> list[str]:
     return pieces
 
 
+_ENDS_SENTENCE = re.compile(r"""[.!?:;)"'`*_]\s*$""")
+
+
+def _whole_sentences(source: str, last: bool) -> list[str]:
+    """A paragraph's sentences without the pieces a cut left: a first sentence that starts in lower
+    case (the rest of one before the chunk, or before a code block), a last one that does not end."""
+    sentences = split_sentences(source)
+    if sentences and sentences[0][:1].islower():  # the rest of a sentence begun before a chunk or block
+        sentences = sentences[1:]
+    if last and sentences and not _ENDS_SENTENCE.search(sentences[-1]):
+        sentences = sentences[:-1]
+    return sentences
+
+
 def parse(text: str) -> Parsed:
     """Split a passage into blocks and scoreable units."""
     lines = tuple(text.splitlines())
     blocks = parse_blocks(text)
     units: list[Unit] = []
+    sentences: dict[int, list[str]] = {}
     for number, block in enumerate(blocks):
         source = "\n".join(lines[block.start : block.end])
-        if block.kind == "paragraph":
-            for order, sentence in enumerate(split_sentences(source)):
+        if block.kind in ("paragraph", "quote"):
+            if block.kind == "quote":
+                source = "\n".join(line.lstrip("> ") for line in source.splitlines())
+            sentences[number] = _whole_sentences(source, number == len(blocks) - 1)
+            for order, sentence in enumerate(sentences[number]):
                 units.append(Unit("sentence", number, sentence, block.start, order))
         elif block.kind == "list":
             for order, (start, end) in enumerate(block.parts):
@@ -130,11 +149,7 @@ def parse(text: str) -> Parsed:
             units.append(Unit("code", number, source, block.start))
         elif block.kind == "heading":
             units.append(Unit("heading", number, source.lstrip("# ").strip(), block.start))
-        elif block.kind == "quote":
-            stripped = "\n".join(line.lstrip("> ") for line in source.splitlines())
-            for order, sentence in enumerate(split_sentences(stripped)):
-                units.append(Unit("sentence", number, sentence, block.start, order))
-    return Parsed(lines, tuple(blocks), tuple(units))
+    return Parsed(lines, tuple(blocks), tuple(units), sentences)
 
 
 @dataclass(frozen=True)
@@ -217,11 +232,7 @@ def _fit_code(parsed: Parsed, block: Block, budget: int) -> str:
 
 def _fit_sentences(parsed: Parsed, unit: Unit, budget: int) -> str:
     """The whole paragraph when it fits; else the anchor sentence and those after it (then before)."""
-    block = parsed.blocks[unit.block]
-    source = _block_text(parsed, block)
-    if block.kind == "quote":
-        source = "\n".join(line.lstrip("> ") for line in source.splitlines())
-    sentences = split_sentences(source)
+    sentences = parsed.sentences.get(unit.block, [])
     whole = " ".join(sentences)
     if len(whole) <= budget:
         return whole
@@ -250,7 +261,7 @@ def grow(parsed: Parsed, unit: Unit, budget: int, matching_rows: Sequence[int] =
     lead = ""
     if unit.kind in ("item", "row", "code") and unit.block > 0 and _introduces(parsed, unit.block - 1):
         # the lead-in's last sentence is the one that introduces the list, table or code
-        sentences = split_sentences(_block_text(parsed, parsed.blocks[unit.block - 1]))
+        sentences = parsed.sentences.get(unit.block - 1, [])
         lead = sentences[-1] if sentences else ""
         if len(lead) > budget // 2:
             lead = ""
@@ -292,7 +303,55 @@ def grow(parsed: Parsed, unit: Unit, budget: int, matching_rows: Sequence[int] =
             else:
                 tail = _fit_code(parsed, nxt, left)
             body = body + "\n" + tail
-    return f"{lead}\n{body}" if lead else body
+    return tidy(f"{lead}\n{body}" if lead else body)
+
+
+def read_on(parsed: Parsed, unit: Unit, excerpt: str, budget: int) -> str:
+    """The excerpt followed by the blocks after it, each whole (or cut where a reader can follow),
+    while `budget` characters last: what answers often follows the sentence that matched."""
+    block = unit.block + 1
+    out = excerpt
+    while block < len(parsed.blocks):
+        first = next((u for u in parsed.units if u.block == block), None)
+        if first is not None and _normalised(first.text[:60]) in _normalised(out):
+            block += 1  # already in the excerpt (a lead-in took it along)
+            continue
+        left = budget - len(out) - 1
+        if left < 80:
+            break
+        if first is None:
+            block += 1
+            continue
+        more = grow(parsed, first, left)
+        if len(more) > left:
+            break
+        out = f"{out}\n{more}"
+        block += 1
+    return out
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+_LIST_MARK = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s")
+
+
+def tidy(excerpt: str) -> str:
+    """Cut what a reader cannot use at an excerpt's edges: a last line that only leads in (ends in `:`
+    or `,`) to something not shown, and a first line that starts mid-sentence."""
+    lines = excerpt.strip("\n").splitlines()
+    fenced = sum(1 for line in lines if line.strip().startswith(("```", "~~~"))) % 2 == 1
+    while len(lines) > 1 and not fenced and lines[-1].strip().endswith((":", ",")):
+        lines.pop()
+    while len(lines) > 1 and _starts_mid_sentence(lines[0]):
+        lines.pop(0)
+    return "\n".join(lines)
+
+
+def _starts_mid_sentence(line: str) -> bool:
+    text = line.strip()
+    return bool(text) and not _LIST_MARK.match(line) and (text[0].islower() or text[0] in ",;:)]}")
 
 
 Scorer = Callable[[Sequence[Unit]], Sequence[float]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -114,6 +115,11 @@ class _Lexicon:
             self.rows_of_document.setdefault(chunk.doc_id, []).append(row)
         self.bm25 = BM25Index([chunk.terms.split() for chunk in self.chunks])
         self.terms_of_row: list[frozenset[str]] = [frozenset(chunk.terms.split()) for chunk in self.chunks]
+        # An identifier is known when it is a term, or a part of one: "ChatGPT" in "ChatGPT-style".
+        self.identifiers = set(self.bm25.vocabulary)
+        for term in self.bm25.vocabulary:
+            if any(mark in term for mark in "-_./"):
+                self.identifiers.update(part for part in re.split(r"[-_./]", term) if part)
         self.problem: str | None = None
 
     def allowed(self, filters: Filters) -> NDArray[np.bool_] | None:
@@ -200,7 +206,7 @@ class Retriever:
         ranked = successors_first(ranked)[:limit]
         self._rank_within(ranked[:_REFINED_DOCUMENTS], lexicon, vector, query_terms)
         idf = {term: lexicon.bm25.idf_of(term) for term in query_terms}
-        unknown = [t for t in identifiers(question) if t not in lexicon.bm25.vocabulary]
+        unknown = [t for t in identifiers(question) if t not in lexicon.identifiers]
         return Retrieval(query_terms, ranked, idf, unknown, lexicon.problem, vector)
 
     def _rank_within(

@@ -92,8 +92,10 @@ class AnswerService:
             for item in retrieval.documents[:1]
             for scored in item.chunks[:3]
         }
-        sure = confidence(retrieval, chunk_terms)
         cited = retrieval.documents[: self.sources]
+        # the excerpts first: how well their lead statement matches is part of the confidence
+        composed = extractive_answer(retrieval, cited, self.method, self._similarity(retrieval))
+        sure = confidence(retrieval, chunk_terms, composed)
 
         index_warnings = [retrieval.index_problem] if retrieval.index_problem else []
         if not cited or sure.value < self.abstain_below:
@@ -115,7 +117,6 @@ class AnswerService:
                 successor = self.retriever.document_by_path(citation.superseded_by)
                 if successor is not None:
                     titles[successor.path] = successor.title
-        composed = extractive_answer(retrieval, cited, self.method, self._similarity(retrieval))
         for number, section in composed.sections.items():
             # the section the excerpt really came from, not only the document's best-matching one
             citations[number - 1] = citations[number - 1].model_copy(update={"section": section})
@@ -123,7 +124,7 @@ class AnswerService:
         written_by = "extractive"
         fallback_reason = None
         if self.writer is not None:
-            result = self._written(self.writer, query, cited, on_text)
+            result = self._written(self.writer, query, cited, on_text, composed.text)
             if result.text is not None:
                 text, written_by = result.text, self.writer.spec
             else:
@@ -146,11 +147,12 @@ class AnswerService:
         query: str,
         cited: Sequence[RetrievedDocument],
         on_text: Callable[[str], None] | None,
+        excerpts: str,
     ) -> LLMResult:
         """The LLM's checked answer, its text handed to `on_text` piece by piece as it streams in."""
         if on_text is None:
-            return writer.write(query, cited)
-        stream = writer.stream(query, cited)
+            return writer.write(query, cited, excerpts)
+        stream = writer.stream(query, cited, excerpts)
         for delta in stream:
             on_text(delta)
         return stream.result or LLMResult(None, "the LLM stream ended without a result")
