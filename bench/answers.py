@@ -296,7 +296,8 @@ def main() -> int:
     for labelled in questions:
         retrieval = retriever.search(labelled.question, limit=10)
         asked.append(Asked(labelled, retrieval, {}))
-    similarity = CachedSimilarity(retriever.embedder.embed)
+    limit = DEFAULT_METHOD.semantic_characters
+    similarity = CachedSimilarity(lambda texts: retriever.embedder.embed([text[:limit] for text in texts]))
     for item in asked:  # the confidence reads the default method's lead excerpt too
         vector = item.retrieval.vector
         sim = similarity.for_question(vector) if vector is not None else None

@@ -62,7 +62,8 @@ class AnswerService:
         if vector is None:
             return None
         embed = self.retriever.embedder.embed
-        return lambda texts: [float(row @ vector) for row in embed(texts)]
+        limit = self.method.semantic_characters
+        return lambda texts: [float(row @ vector) for row in embed([text[:limit] for text in texts])]
 
     def ask(
         self,
