@@ -56,6 +56,9 @@ def test_a_follow_up_in_the_thread_is_answered_with_the_earlier_turn_as_context(
 ) -> None:
     """ "what about the thresholds?" without a mention is read together with the thread's first question."""
     follow_up = "what about the thresholds?"
+    # This test is about the context, not the confidence (tests/test_answers.py): on a five-document
+    # knowledge base the fitted threshold may refuse a terse follow-up either way.
+    services.answers.abstain_below = 0.0
     alone = services.answers.ask(follow_up)  # alone, it is about drift thresholds
     assert alone.retrieved[0].path.startswith("decisions/")
     ts = bot.say(ROLLBACK)
