@@ -193,7 +193,7 @@ def tune_excerpts(
 FEATURES = ("similarity", "coverage", "unknown_identifier", "uncovered_rarest")
 
 
-def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 0.01) -> np.ndarray:
+def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> np.ndarray:
     """Weights (bias last) of an L2-regularised logistic regression, by Newton's method."""
     design = np.hstack([x, np.ones((len(x), 1))])
     weights = np.zeros(design.shape[1])

@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         description="Files larger than this are skipped by `steward ingest` (and listed as skipped).",
     )
     abstain_below: float = Field(
-        default=0.68,
+        default=0.79,
         ge=0,
         le=1,
         description=(

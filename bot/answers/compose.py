@@ -22,12 +22,12 @@ _UNKNOWN_IDENTIFIER_FACTOR = 0.6
 # The confidence model's weights, fitted on ../shared/eval/dev.jsonl by bench/answers.py (its
 # "weights_on_all"); the cross-validated figures are in docs/benchmarks.md.
 _CONFIDENCE_WEIGHTS = {
-    "similarity": 8.18,
-    "coverage": 0.42,
-    "unknown_identifier": -2.18,
-    "uncovered_rarest": 0.09,
+    "similarity": 1.69,
+    "coverage": 0.74,
+    "unknown_identifier": -1.25,
+    "uncovered_rarest": 0.03,
 }
-_CONFIDENCE_BIAS = -3.54
+_CONFIDENCE_BIAS = 0.17
 
 
 @dataclass(frozen=True)
