@@ -71,7 +71,9 @@ def test_a_command_and_its_children_run_at_the_chosen_berlin_time() -> None:
     """`tests.clock.at` moves the clock of the command and of the processes it starts."""
     child = "import subprocess, sys, time; print(time.time()); print(subprocess.run(['date', '+%s'], capture_output=True, text=True).stdout)"  # noqa: E501
     done = subprocess.run(
-        [sys.executable, "-m", "tests.clock.at", "2026-12-12 12:00", "--", sys.executable, "-c", child],
+        # as the Makefile writes it: the zone after the time, then the command after --
+        [sys.executable, "-m", "tests.clock.at", "2026-12-12 12:00", "--zone", "Europe/Berlin", "--"]
+        + [sys.executable, "-c", child],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -62,13 +62,18 @@ def check_clock(environment: dict[str, str], when: dt.datetime) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], usage="%(prog)s WHEN [--zone ZONE] [--library LIB] -- CMD ..."
+    )
     parser.add_argument("when", help="local wall-clock time, e.g. '2026-12-12 12:00'")
     parser.add_argument("--zone", default="Europe/Berlin", help="time zone of WHEN (default Europe/Berlin)")
     parser.add_argument("--library", type=Path, default=DEFAULT_LIBRARY, help="libfaketime.so.1 to preload")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    given = sys.argv[1:] if argv is None else argv
+    if "--" not in given:
+        parser.error("give the command to run after --, e.g. -- pytest tests/test_approvals.py")
+    split = given.index("--")
+    args = parser.parse_args(given[:split])
+    command = given[split + 1 :]
     if not command:
         parser.error("give the command to run after --")
     try:
