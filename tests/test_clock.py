@@ -17,6 +17,7 @@ from tests.clock import BERLIN, SATURDAY_NOON, TUESDAY_NOON, RunningClock, start
 from tests.clock.at import DEFAULT_LIBRARY, check_clock, faked_environment
 from tests.conftest import ROOT
 
+AT_BERLIN = [sys.executable, "-m", "tests.clock.at"]
 PROD_RETRAIN = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})
 needs_libfaketime = pytest.mark.skipif(
     not DEFAULT_LIBRARY.is_file(), reason="libfaketime is not built (make test builds it)"
@@ -72,8 +73,7 @@ def test_a_command_and_its_children_run_at_the_chosen_berlin_time() -> None:
     child = "import subprocess, sys, time; print(time.time()); print(subprocess.run(['date', '+%s'], capture_output=True, text=True).stdout)"  # noqa: E501
     done = subprocess.run(
         # as the Makefile writes it: the zone after the time, then the command after --
-        [sys.executable, "-m", "tests.clock.at", "2026-12-12 12:00", "--zone", "Europe/Berlin", "--"]
-        + [sys.executable, "-c", child],
+        [*AT_BERLIN, "2026-12-12 12:00", "--zone", "Europe/Berlin", "--", sys.executable, "-c", child],
         cwd=ROOT,
         capture_output=True,
         text=True,
