@@ -41,6 +41,9 @@ def faked_environment(when: dt.datetime, library: Path, now: float | None = None
         "LD_PRELOAD": preload,
         "FAKETIME": f"{offset:+d}s",
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        # FAKETIME never changes during a run: read it once. libfaketime re-reads it every 10 s by
+        # default, and that re-read is not safe in a process with many threads (a run segfaulted).
+        "FAKETIME_CACHE_DURATION": "100000000",
     }
 
 
