@@ -175,23 +175,29 @@ def _introduces(parsed: Parsed, index: int) -> bool:
 def _fit_list(parsed: Parsed, block: Block, anchor: int, budget: int) -> str:
     """The list's items around `anchor` that fit `budget` characters (all of them when they fit)."""
     items = ["\n".join(parsed.lines[start:end]).rstrip() for start, end in block.parts]
-    if sum(len(item) + 1 for item in items) <= budget:
-        return "\n".join(items)
+    return "\n".join(items[i] for i in _window([len(item) for item in items], anchor, budget))
+
+
+def _window(lengths: Sequence[int], anchor: int, budget: int) -> list[int]:
+    """The pieces (sentences, list items) around `anchor` whose lengths, one separator each, fit
+    `budget`: all of them when they fit; else the anchor, those after it (steps and explanations read
+    forward), then those before. In order."""
+    if sum(length + 1 for length in lengths) <= budget:
+        return list(range(len(lengths)))
     chosen = [anchor]
-    used = len(items[anchor]) + 1
+    used = lengths[anchor] + 1
     after, before = anchor + 1, anchor - 1
-    while after < len(items) or before >= 0:
-        # the items that follow first (steps read forward), then those before
-        step = after if after < len(items) else before
-        if used + len(items[step]) + 1 > budget:
+    while after < len(lengths) or before >= 0:
+        step = after if after < len(lengths) else before
+        if used + lengths[step] + 1 > budget:
             break
         chosen.append(step)
-        used += len(items[step]) + 1
+        used += lengths[step] + 1
         if step == after:
             after += 1
         else:
             before -= 1
-    return "\n".join(items[i] for i in sorted(chosen))
+    return sorted(chosen)
 
 
 def _fit_table(parsed: Parsed, block: Block, rows: Sequence[int], budget: int) -> str:
@@ -233,23 +239,8 @@ def _fit_code(parsed: Parsed, block: Block, budget: int) -> str:
 def _fit_sentences(parsed: Parsed, unit: Unit, budget: int) -> str:
     """The whole paragraph when it fits; else the anchor sentence and those after it (then before)."""
     sentences = parsed.sentences.get(unit.block, [])
-    whole = " ".join(sentences)
-    if len(whole) <= budget:
-        return whole
-    chosen = [unit.part]
-    used = len(sentences[unit.part])
-    after, before = unit.part + 1, unit.part - 1
-    while after < len(sentences) or before >= 0:
-        step = after if after < len(sentences) else before
-        if used + len(sentences[step]) + 1 > budget:
-            break
-        chosen.append(step)
-        used += len(sentences[step]) + 1
-        if step == after:
-            after += 1
-        else:
-            before -= 1
-    picked = " ".join(sentences[i] for i in sorted(chosen))
+    # a paragraph is joined with spaces: n sentences take n - 1 separators, so it may use budget + 1
+    picked = " ".join(sentences[i] for i in _window([len(s) for s in sentences], unit.part, budget + 1))
     if len(picked) > budget:  # one very long sentence: cut on a word boundary
         picked = picked[:budget].rsplit(" ", 1)[0] + " …"
     return picked
