@@ -188,8 +188,8 @@ def tune_excerpts(
     }
 
 
-# The lead excerpt's own coverage and closeness (unit_coverage, unit_closeness) and the similarity gap
-# to the second document were tried as well: no better held out (docs/benchmarks.md).
+# The lead excerpt's own coverage and closeness and the similarity gap to the second document were
+# tried as well: no better held out (docs/benchmarks.md).
 FEATURES = ("similarity", "coverage", "unknown_identifier", "uncovered_rarest")
 
 
@@ -289,6 +289,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "answers.json")
     args = parser.parse_args()
     questions = read_questions(args.questions)
+    if not args.data_dir.is_dir():
+        raise SystemExit(
+            f"--data-dir {args.data_dir}: no such folder; index the corpora first: "
+            f"STEWARD_DATA_DIR={args.data_dir} steward ingest ../shared/corpora"
+        )
     services = Services(Settings(data_dir=args.data_dir))
     retriever = services.retriever
     started = time.perf_counter()
@@ -298,16 +303,13 @@ def main() -> int:
         asked.append(Asked(labelled, retrieval, {}))
     limit = DEFAULT_METHOD.semantic_characters
     similarity = CachedSimilarity(lambda texts: retriever.embedder.embed([text[:limit] for text in texts]))
-    for item in asked:  # the confidence reads the default method's lead excerpt too
-        vector = item.retrieval.vector
-        sim = similarity.for_question(vector) if vector is not None else None
-        composed = extractive_answer(item.retrieval, item.retrieval.documents[:5], DEFAULT_METHOD, sim)
+    for item in asked:
         chunk_terms = {
             scored.chunk.chunk_id: retriever.chunk_terms(scored.chunk.chunk_id)
             for doc in item.retrieval.documents[:1]
             for scored in doc.chunks[:3]
         }
-        item.features = confidence_features(item.retrieval, chunk_terms, composed)
+        item.features = confidence_features(item.retrieval, chunk_terms)
     folds = folds_of(len(asked), args.folds, args.seed)
 
     named: dict[str, list[str]] = {}

@@ -117,7 +117,8 @@ def test_the_llm_reads_the_excerpts_of_the_extractive_answer_first(
     services = _services(make_services, kb, model)
     question = "how do I move the production alias back to the previous version?"
     extractive = make_services(data_dir=tmp_path / "data").answers.ask(question)
-    prompt = str(model.received[0][1].content) if services.answers.ask(question) else ""
+    assert services.answers.ask(question).written_by != "extractive"
+    prompt = str(model.received[0][1].content)
     assert prompt.startswith("<excerpts>\n") and prompt.index("</excerpts>") < prompt.index("<passages>")
     assert prompt.count("</excerpts>") == 1 and "&lt;/excerpts" in prompt
     assert extractive.answer.splitlines()[1].replace("</excerpts", "&lt;/excerpts") in prompt

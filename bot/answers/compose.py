@@ -39,9 +39,7 @@ class Confidence:
     coverage: float
 
 
-def confidence_features(
-    retrieval: Retrieval, chunk_terms: dict[str, frozenset[str]], composed: ComposedAnswer | None = None
-) -> dict[str, float]:
+def confidence_features(retrieval: Retrieval, chunk_terms: dict[str, frozenset[str]]) -> dict[str, float]:
     """What tells a question the knowledge base answers from one it does not.
 
     - similarity: the semantic closeness of the best passage;
@@ -49,22 +47,10 @@ def confidence_features(
     - unknown_identifier: the question names something specific (an alert, a metric, `15d`) the
       knowledge base never mentions;
     - uncovered_rarest: the rarest question word missing from the top document, relative to the
-      rarest question word (a vendor or product the document never names);
-    - unit_coverage and unit_closeness: the same two measures for the one sentence, item, row or
-      code block the answer leads with (a topic can match while no single statement does).
+      rarest question word (a vendor or product the document never names).
     """
-    unit = {
-        "unit_coverage": composed.unit_coverage if composed else 0.0,
-        "unit_closeness": composed.unit_closeness if composed else 0.0,
-    }
     if not retrieval.documents:
-        return {
-            "similarity": 0.0,
-            "coverage": 0.0,
-            "unknown_identifier": 1.0,
-            "uncovered_rarest": 1.0,
-            **unit,
-        }
+        return {"similarity": 0.0, "coverage": 0.0, "unknown_identifier": 1.0, "uncovered_rarest": 1.0}
     top = retrieval.documents[0]
     question = set(retrieval.question_terms)
     idf = {t: retrieval.idf.get(t, 0.0) for t in question}
@@ -80,17 +66,14 @@ def confidence_features(
         "coverage": covered / total if total > 0 else 0.0,
         "unknown_identifier": 1.0 if retrieval.unknown_identifiers else 0.0,
         "uncovered_rarest": uncovered / rarest if rarest > 0 else 0.0,
-        **unit,
     }
 
 
-def confidence(
-    retrieval: Retrieval, chunk_terms: dict[str, frozenset[str]], composed: ComposedAnswer | None = None
-) -> Confidence:
+def confidence(retrieval: Retrieval, chunk_terms: dict[str, frozenset[str]]) -> Confidence:
     """The probability that the knowledge base answers the question: a logistic model of the
     features above, fitted on the dev set (bench/answers.py; cross-validated figures in
     docs/benchmarks.md)."""
-    features = confidence_features(retrieval, chunk_terms, composed)
+    features = confidence_features(retrieval, chunk_terms)
     if not retrieval.documents:
         return Confidence(0.0, 0.0, 0.0)
     logit = _CONFIDENCE_BIAS + sum(weight * features[name] for name, weight in _CONFIDENCE_WEIGHTS.items())
@@ -162,8 +145,6 @@ _CHUNK_PRIOR = (1.0, 0.9, 0.8, 0.7)
 @dataclass(frozen=True)
 class _Candidate:
     score: float
-    coverage: float  # of the question's rare words, by this unit
-    closeness: float  # cosine similarity to the question (0 when the model did not read it)
     number: int  # the document's citation number
     chunk_rank: int
     section: str
@@ -208,8 +189,6 @@ def _candidates(
     return [
         _Candidate(
             (coverage + method.semantic_weight * closeness) * prior,
-            coverage,
-            closeness,
             number,
             rank,
             section,
@@ -246,8 +225,6 @@ class ComposedAnswer:
 
     text: str
     sections: dict[int, str]
-    unit_coverage: float = 0.0  # how much of the question the best unit covers
-    unit_closeness: float = 0.0  # and how close it is in meaning
 
 
 def section_label(section: str) -> str:
@@ -265,7 +242,7 @@ def extractive_answer(
     and labelled with the section it came from."""
     candidates = sorted(_candidates(retrieval, cited, method, similarity), key=lambda c: -c.score)
     if not candidates:
-        return ComposedAnswer("", {}, 0.0, 0.0)
+        return ComposedAnswer("", {})
     best = candidates[0]
     first = grow(best.parsed, best.unit, method.budget, _rows_like(best, candidates))
     if method.read_on:
@@ -286,7 +263,7 @@ def extractive_answer(
     for candidate, text in chosen:
         sections.setdefault(candidate.number, candidate.section)
         parts.append(f"_{section_label(candidate.section)}_ [{candidate.number}]\n{text.strip()}")
-    return ComposedAnswer("\n\n".join(parts), sections, best.coverage, best.closeness)
+    return ComposedAnswer("\n\n".join(parts), sections)
 
 
 def _rows_like(anchor: _Candidate, candidates: Sequence[_Candidate]) -> list[int]:

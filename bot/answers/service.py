@@ -93,10 +93,8 @@ class AnswerService:
             for item in retrieval.documents[:1]
             for scored in item.chunks[:3]
         }
+        sure = confidence(retrieval, chunk_terms)
         cited = retrieval.documents[: self.sources]
-        # the excerpts first: how well their lead statement matches is part of the confidence
-        composed = extractive_answer(retrieval, cited, self.method, self._similarity(retrieval))
-        sure = confidence(retrieval, chunk_terms, composed)
 
         index_warnings = [retrieval.index_problem] if retrieval.index_problem else []
         if not cited or sure.value < self.abstain_below:
@@ -118,6 +116,7 @@ class AnswerService:
                 successor = self.retriever.document_by_path(citation.superseded_by)
                 if successor is not None:
                     titles[successor.path] = successor.title
+        composed = extractive_answer(retrieval, cited, self.method, self._similarity(retrieval))
         for number, section in composed.sections.items():
             # the section the excerpt really came from, not only the document's best-matching one
             citations[number - 1] = citations[number - 1].model_copy(update={"section": section})
