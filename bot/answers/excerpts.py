@@ -17,29 +17,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Literal
 
-from markdown_it import MarkdownIt
-
 from bot.index.lexical import terms
+from bot.markdown import Block, parse_blocks
 
 UnitKind = Literal["sentence", "item", "row", "code", "heading"]
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`\[*_])")
 _ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs|cf|approx|incl|no|fig)\.$", re.IGNORECASE)
 _LEAD_IN = re.compile(r"[:：]\s*$")
 _SEPARATOR_ROW = re.compile(r"^\s*\|?\s*:?-")
-
-
-@dataclass
-class Block:
-    """A top-level Markdown block of a passage: its kind and its source lines [start, end)."""
-
-    kind: Literal["paragraph", "list", "table", "code", "heading", "quote", "other"]
-    start: int
-    end: int
-    # for lists: each item's [start, end); for tables: the header's and each data row's line
-    parts: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -61,42 +48,6 @@ class Parsed:
     blocks: tuple[Block, ...]
     units: tuple[Unit, ...]
     sentences: dict[int, list[str]] = field(default_factory=dict)  # of each paragraph or quote
-
-
-@lru_cache(maxsize=1)
-def _parser() -> MarkdownIt:
-    return MarkdownIt("commonmark").enable("table")
-
-
-def parse_blocks(text: str) -> list[Block]:
-    """The top-level blocks of Markdown text with their source line ranges (CommonMark + tables)."""
-    tokens = _parser().parse(text)
-    blocks: list[Block] = []
-    current: Block | None = None
-    for token in tokens:
-        if token.level == 0 and token.nesting >= 0 and token.map is not None:
-            kind = {
-                "paragraph_open": "paragraph",
-                "bullet_list_open": "list",
-                "ordered_list_open": "list",
-                "table_open": "table",
-                "fence": "code",
-                "code_block": "code",
-                "heading_open": "heading",
-                "blockquote_open": "quote",
-            }.get(token.type, "other")
-            current = Block(kind, token.map[0], token.map[1])  # type: ignore[arg-type]
-            blocks.append(current)
-        elif current is not None and token.map is not None and _is_part(current, token.type, token.level):
-            current.parts.append((token.map[0], token.map[1]))
-    return blocks
-
-
-def _is_part(block: Block, kind: str, level: int) -> bool:
-    """Whether a token starts one of the block's parts: a top-level list item or a table row."""
-    if block.kind == "list":
-        return kind == "list_item_open" and level == 1
-    return block.kind == "table" and kind == "tr_open"
 
 
 def split_sentences(text: str) -> list[str]:
