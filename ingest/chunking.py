@@ -1,5 +1,7 @@
 """Documents -> chunks by Markdown structure, each within the embedding model's window.
 
+Structure comes from the CommonMark parse in `bot.markdown` (the one the Slack rendering and the
+excerpts read), so a `#` line in a code block is code and a setext underline makes a heading.
 A chunk carries its heading path ("Doc title > Section > Subsection"). Sections are packed whole
 where they fit; code blocks and tables are kept whole where they fit and otherwise split on line
 boundaries (a table's header row is repeated, a code block's fences are re-opened).
@@ -7,10 +9,12 @@ boundaries (a table's header row is repeated, a code block's fences are re-opene
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from bot.markdown import Block, parse_blocks
 from ingest.documents import SourceDocument
 
 CountPieces = Callable[[Sequence[str]], list[int]]
@@ -23,8 +27,6 @@ _SMALL_SECTION = 48
 # Lines of a code block that the embedding model sees (the chunk keeps them all).
 _EMBED_CODE_LINES = 8
 
-_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
-_FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _REF_LINK = re.compile(r"\[([^\]]+)\]\[[^\]]*\]")
 _URL = re.compile(r"https?://\S+")
@@ -51,6 +53,7 @@ class _Block:
     text: str
     kind: str  # "text", "code", "table", "heading"
     pieces: int = 0
+    fence: str = ""  # a fenced code block's opening marker; "" for an indented one
 
 
 @dataclass
@@ -83,94 +86,93 @@ def _plain_heading(text: str) -> str:
 
 
 def _sections(document: SourceDocument) -> list[_Section]:
+    """The document's blocks under their heading paths, read from the CommonMark parse."""
     sections: list[_Section] = [_Section([document.title], [])]
     stack: list[tuple[int, str]] = []
-    paragraph: list[str] = []
-    table: list[str] = []
-    fence: list[str] = []
-    fence_marker = ""
     title_seen = False
+    lines = document.body.split("\n")
+    text_end = -1  # where the last text block ends, while it is the section's last block
 
-    def flush() -> None:
-        if paragraph:
-            sections[-1].blocks.append(_Block("\n".join(paragraph).strip("\n"), "text"))
-            paragraph.clear()
-        if table:
-            sections[-1].blocks.append(_Block("\n".join(table), "table"))
-            table.clear()
+    def add(kind: str, start: int, end: int, fence: str = "") -> None:
+        nonlocal text_end
+        while start < end and not lines[start].strip():
+            start += 1
+        while end > start and not lines[end - 1].strip():
+            end -= 1
+        if start == end:
+            return
+        text = "\n".join(lines[start:end])
+        blocks = sections[-1].blocks
+        if kind == "text" and start == text_end:  # no blank line between: one run of text, as written
+            blocks[-1].text += "\n" + text
+        else:
+            blocks.append(_Block(text, kind, fence=fence))
+        text_end = end if kind == "text" else -1
 
-    lines = document.body.splitlines()
-    for index, line in enumerate(lines):
-        if fence:
-            fence.append(line)
-            if line.strip().startswith(fence_marker) and line.strip().strip(fence_marker[0]) == "":
-                sections[-1].blocks.append(_Block("\n".join(fence), "code"))
-                fence = []
+    read = 0
+    for block in parse_blocks(document.body):
+        add("text", read, block.start)  # link reference definitions make no block; keep their URLs
+        read = block.end
+        if block.kind != "heading":
+            for kind, start, end, fence in _pieces(block, lines):
+                add(kind, start, end, fence)
             continue
-        fence_match = _FENCE.match(line)
-        if fence_match:
-            flush()
-            fence = [line]
-            fence_marker = fence_match.group(1)
+        name = _plain_heading(" ".join(block.text.split()))
+        if not name:
             continue
-        heading = _HEADING.match(line)
-        setext = (
-            index + 1 < len(lines)
-            and line.strip()
-            and not paragraph
-            and re.fullmatch(r"(=+|-{3,})\s*", lines[index + 1] or "x")
-        )
-        if heading or setext:
-            flush()
-            if heading:
-                level, name = len(heading.group(1)), _plain_heading(heading.group(2))
-            else:
-                level, name = (1 if lines[index + 1].startswith("=") else 2), _plain_heading(line)
-            # The document's own title heading (often the H1, sometimes a first H2) is already the
-            # head of every path; repeating it costs word pieces in every chunk.
-            if not title_seen and not stack and _same_heading(name, document.title):
-                title_seen = True
-                continue
-            while stack and stack[-1][0] >= level:
-                stack.pop()
-            stack.append((level, name))
-            sections.append(_Section([document.title, *(n for _, n in stack)], []))
+        text_end = -1
+        # The document's own title heading (often the H1, sometimes a first H2) is already the
+        # head of every path; repeating it costs word pieces in every chunk.
+        if not title_seen and not stack and _same_heading(name, document.title):
+            title_seen = True
             continue
-        if re.fullmatch(r"(=+|-{3,})\s*", line) and index > 0 and _HEADING.match(lines[index - 1]) is None:
-            # The underline of a setext heading handled on the previous line.
-            prev = lines[index - 1]
-            if prev.strip() and sections[-1].path[-1] == _plain_heading(prev):
-                continue
-        if line.lstrip().startswith("|"):
-            if paragraph:
-                sections[-1].blocks.append(_Block("\n".join(paragraph), "text"))
-                paragraph.clear()
-            table.append(line)
-            continue
-        if table:
-            sections[-1].blocks.append(_Block("\n".join(table), "table"))
-            table.clear()
-        if not line.strip():
-            flush()
-            continue
-        paragraph.append(line)
-    if fence:  # an unclosed fence: keep its text rather than lose it
-        sections[-1].blocks.append(_Block("\n".join(fence), "code"))
-    flush()
+        while stack and stack[-1][0] >= block.level:
+            stack.pop()
+        stack.append((block.level, name))
+        sections.append(_Section([document.title, *(n for _, n in stack)], []))
+    add("text", read, len(lines))
     return [s for s in sections if s.blocks]
+
+
+def _pieces(block: Block, lines: Sequence[str]) -> list[tuple[str, int, int, str]]:
+    """(kind, start, end, fence) of a parsed block: a code block or a table whole; a list item by
+    item, cut around the code blocks and tables inside it (kept whole, like those at the top level);
+    the rest as text. Pieces with no blank line between are read as one run of text."""
+    if block.kind in ("code", "table"):
+        return [(block.kind, block.start, block.end, block.fence)]
+    if block.kind == "paragraph" and all(
+        line.lstrip().startswith("|") for line in lines[block.start : block.end]
+    ):
+        # Rows whose cells do not match the header's make no GFM table, but the author wrote one:
+        # it is cut as a table, under its header.
+        return [("table", block.start, block.end, "")]
+    if block.kind != "list":
+        return [("text", block.start, block.end, "")]
+    cuts = sorted(
+        {block.start, block.end}
+        | {start for start, _ in block.parts}
+        | {line for inner in block.inner for line in (inner.start, inner.end)}
+    )
+    inner = {piece.start: piece for piece in block.inner}
+    pieces: list[tuple[str, int, int, str]] = []
+    for start, end in itertools.pairwise(cuts):
+        pieces.append(_pieces(inner[start], lines)[0] if start in inner else ("text", start, end, ""))
+    return pieces
 
 
 def _split_block(block: _Block, budget: int, count: CountPieces) -> list[_Block]:
     """Cut a block that alone exceeds the budget on line or sentence boundaries."""
-    if block.kind == "code":
+    if block.kind == "code" and block.fence:
         lines = block.text.splitlines()
         opener, body = lines[0], lines[1:]
-        closer = body.pop() if body and _FENCE.match(body[-1]) else opener.strip()[:3]
+        closer = body.pop() if body and _closes(body[-1], block.fence) else block.fence
         units, wrap = body, (opener, closer)
-    elif block.kind == "table":
+    elif block.kind == "table":  # a parsed table: its header row and delimiter row come first
         lines = block.text.splitlines()
-        header = lines[:2] if len(lines) > 2 and _TABLE_RULE.match(lines[1]) else []
+        header = lines[:2] if len(lines) > 2 else []
         units, wrap = lines[len(header) :], ("\n".join(header), "")
+    elif block.kind == "code":  # an indented code block: lines, nothing to re-open
+        units, wrap = block.text.splitlines(), ("", "")
     else:
         units = [u for u in _SENTENCE.split(block.text) if u.strip()]
         if len(units) <= 1:
@@ -208,6 +210,12 @@ def _split_block(block: _Block, budget: int, count: CountPieces) -> list[_Block]
         size += n + 1
     emit()
     return pieces
+
+
+def _closes(line: str, fence: str) -> bool:
+    """Whether `line` closes a code block opened with `fence` (the same character, as many or more)."""
+    marker = line.strip()
+    return marker.startswith(fence) and marker.strip(fence[0]) == ""
 
 
 def chunk_document(document: SourceDocument, count: CountPieces, window: int = 256) -> list[Chunk]:

@@ -93,3 +93,30 @@ def test_a_first_heading_repeating_the_title_is_not_repeated_at_any_level(embedd
         embedder.count_word_pieces,
     )
     assert all(not c.section.startswith("Chef Hybrid > Chef Hybrid") for c in chunks)
+
+
+def test_a_hash_line_inside_a_code_block_is_not_a_heading(embedder: Embedder) -> None:
+    """A `# comment` in a fenced block (closed or not) or an HTML `<pre>` is not a new section."""
+    body = (
+        "## Steps\n\n```bash\n# restart the app\nsystemctl restart app\n```\n\n"
+        "<pre>\n# the config file\n</pre>\n\n```\n# unclosed\n"
+    )
+    chunks = chunk_document(_doc(body), embedder.count_word_pieces)
+    assert [c.section for c in chunks] == ["Guide > Steps"]
+    assert all(line in chunks[0].text for line in ("# restart the app", "# the config file", "# unclosed"))
+
+
+def test_setext_headings_open_sections(embedder: Embedder) -> None:
+    """A heading underlined with `===` or `---` names its section like a `#` heading."""
+    body = "Deploy\n======\n\n" + "Ship it. " * 30 + "\n\nCanary\n------\n\n" + "Watch it. " * 30
+    chunks = chunk_document(_doc(body), embedder.count_word_pieces)
+    assert [c.section for c in chunks] == ["Guide > Deploy", "Guide > Deploy > Canary"]
+
+
+def test_a_list_line_with_a_pipe_is_text_and_a_table_in_a_list_is_kept_whole(embedder: Embedder) -> None:
+    """Only a parsed table is a table: a list item's line starting with `|` stays in its list."""
+    table = "   | svc | team |\n   |---|---|\n   | a | b |"
+    body = f"- first\n  | still the first item\n- third\n\n1. Owners:\n\n{table}\n"
+    chunks = chunk_document(_doc(body), embedder.count_word_pieces)
+    assert chunks[0].text.startswith("- first\n  | still the first item\n- third\n\n1. Owners:")
+    assert table in chunks[0].text
