@@ -42,13 +42,23 @@ CONVERSIONS = [
     pytest.param("> quoted **b**", "> quoted *b*", id="blockquote"),
     pytest.param("> > nested", "> nested", id="nested-blockquote"),
     pytest.param(
-        "| a | b |\n|---|:-:|\n| 1 | <2> |", "```\n| a | b |\n|---|:-:|\n| 1 | &lt;2&gt; |\n```", id="table"
+        "| a | b |\n|---|:-:|\n| 1 | <2> |",
+        "```\n| a   | b   |\n|-----|:---:|\n| 1   | &lt;2&gt; |\n```",
+        id="table-columns-lined-up",
     ),
     pytest.param("Roll back [1]. Also [2][3].", "Roll back [1]. Also [2][3].", id="citations"),
     pytest.param("above\n\n---\n\n***\nbelow", "above\n\nbelow", id="rules"),
     pytest.param(r"not \*emphasis\*", "not *emphasis*", id="backslash-escape"),
     pytest.param("- [ ] todo\n- [x] done", "• ☐ todo\n• ☑ done", id="task-list"),
     pytest.param("a\n\n\n\nb", "a\n\nb", id="blank-lines-collapsed"),
+    pytest.param("```bash\n# not a heading\n```", "```\n# not a heading\n```", id="hash-line-in-fence"),
+    pytest.param("Deploy\n======\n\nShip it.", "*Deploy*\n\nShip it.", id="setext-heading"),
+    pytest.param("- a\n\n- b\n- c", "• a\n\n• b\n• c", id="loose-list-keeps-its-blank-line"),
+    pytest.param("- a\n  | not a table", "• a\n    | not a table", id="pipe-line-in-list-item"),
+    pytest.param("- <!channel> now", "• &lt;!channel&gt; now", id="mention-in-list-item"),
+    pytest.param(
+        "See [x].\n\n[x]: https://x.example", "See [x].\n\n[x]: <https://x.example>", id="reference"
+    ),
 ]
 
 
@@ -91,3 +101,23 @@ def test_plain_text_drops_markers_and_keeps_link_text() -> None:
     """to_plain gives readable text: no emphasis markers, link texts instead of URLs, code contents."""
     plain = to_plain("# Title\n**Roll back** with [the runbook](https://x.example) and `make it`.")
     assert plain == "Title\nRoll back with the runbook and make it."
+
+
+def test_a_quote_nested_past_the_parser_limit_keeps_its_text_inert() -> None:
+    """Quotes nested deeper than markdown-it follows still show their text, escaped."""
+    assert to_mrkdwn("> " * 30 + "deep <!channel>") == "> deep &lt;!channel&gt;"
+
+
+def test_special_mentions_never_render_live_in_any_block() -> None:
+    """`<!channel>`, `<!here>`, `<@U…>`, `<!subteam^…>` stay text in headings, quotes, lists, tables, HTML."""
+    blocks = [
+        "# <!here>",
+        "> <@U1>",
+        "- <!subteam^S1|team>",
+        "| a | <!channel> |\n|---|---|",
+        "<div>\n<!channel>\n</div>",
+    ]
+    markdown = "\n\n".join(blocks)
+    converted = to_mrkdwn(markdown)
+    assert not any(live in converted for live in ("<!here>", "<@U1>", "<!subteam", "<!channel>"))
+    assert converted.count("&lt;!channel&gt;") == 2

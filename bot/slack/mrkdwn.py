@@ -1,5 +1,7 @@
-"""Markdown (as answers are written) to Slack mrkdwn: code fences first, then block structure, then inline.
+"""Markdown (as answers are written) to Slack mrkdwn: block structure from the CommonMark parse, then inline.
 
+Blocks (code, headings, rules, quotes, lists, tables) are read from the same markdown-it parse that
+chunking reads (`bot.markdown`), with its source lines. Text inside them is converted line by line:
 Slack has no escape for `*`, `_` or `~`, only for `&`, `<` and `>`; so text is escaped once, at the end,
 and every piece this module builds itself (links, code) is kept out of the emphasis and escaping passes
 as a placeholder until the line is assembled.
@@ -12,6 +14,10 @@ import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from markdown_it.tree import SyntaxTreeNode
+
+from bot.markdown import parser
+
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 # Slack takes the link text up to `>`; a lookalike keeps a `|` in the text from being read as a separator.
 _LINK_TEXT_PIPE = "∣"
@@ -19,20 +25,15 @@ _URL_QUOTES = str.maketrans({"<": "%3C", ">": "%3E", "|": "%7C", " ": "%20", "`"
 # Longest link text and URL looked for, so a line full of unmatched `[` or `(` stays linear.
 _MAX_LINK_PART = 2000
 _BULLETS = ("•", "◦", "▪")
+_TASKS = {"[ ]": "☐", "[x]": "☑", "[X]": "☑"}
+# A table's delimiter cell by its column's alignment (markdown-it's style attribute), as "{}" widened.
+_ALIGNED = {"text-align:left": ":{}-", "text-align:center": ":{}:", "text-align:right": "-{}:"}
 _INDENT = "    "
 
 # Markers of converted emphasis, swapped for Slack's characters (or nothing) once the line is assembled.
 _BOLD, _ITALIC, _STRIKE = "\x01", "\x02", "\x03"
 _ATOM = "\x00"  # _ATOM + index + _ATOM stands for an already rendered piece
 _CONTROL = re.compile(r"[\x00-\x08]")
-
-_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
-_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
-_RULE = re.compile(r"^ {0,3}(?:(?:-[ \t]*){3,}|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,})$")
-_QUOTE = re.compile(r"^ {0,3}(?:>[ ]*)+(.*)$")
-_ITEM = re.compile(r"^(?P<indent> *)(?P<marker>[-*+]|\d{1,9}[.)])(?:[ ]+(?P<text>.*))?$")
-_TASK = re.compile(r"^\[([ xX])\][ ]+")
-_TABLE_RULE = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
 
 _SCHEME = re.compile(r"(?i)^(?:https?://|mailto:)")
 _AUTOLINK = re.compile(r"<((?:https?://|mailto:)[^<>\s]*)>", re.IGNORECASE)
@@ -88,23 +89,6 @@ def _break_fences(code: str) -> str:
     return re.sub(r"``(?=`)", "``\u200b", code)
 
 
-class _Lists:
-    """Indentation of the open list levels, so nesting works with 2- or 4-space indents alike."""
-
-    def __init__(self) -> None:
-        self.indents: list[int] = []
-
-    def level(self, indent: int) -> int:
-        while self.indents and indent < self.indents[-1]:
-            self.indents.pop()
-        if not self.indents or indent > self.indents[-1]:
-            self.indents.append(indent)
-        return len(self.indents) - 1
-
-    def depth(self, indent: int) -> int:
-        return sum(1 for open_indent in self.indents if open_indent < indent)
-
-
 def _removed(url: str) -> str:
     try:
         host = urlsplit(url).hostname or "another site"
@@ -117,7 +101,7 @@ class _Converter:
     def __init__(self, *, plain: bool, allowed: Callable[[str], bool] | None = None) -> None:
         self.plain = plain
         self.allowed = allowed
-        self.lists = _Lists()
+        self.lines: list[str] = []
 
     def refused(self, url: str) -> bool:
         return not self.plain and self.allowed is not None and not self.allowed(url)
@@ -126,26 +110,75 @@ class _Converter:
         return text if self.plain else escape(text)
 
     def convert(self, markdown: str) -> str:
-        lines = _CONTROL.sub("", markdown.replace("\r\n", "\n").replace("\r", "\n")).split("\n")
+        text = _CONTROL.sub("", markdown.replace("\r\n", "\n").replace("\r", "\n"))
+        self.lines = text.split("\n")
+        nodes = SyntaxTreeNode(parser().parse(text)).children
+        return _tidy(self.blocks(nodes, indent="", depth=0, start=0, end=len(self.lines)))
+
+    def blocks(
+        self, nodes: list[SyntaxTreeNode], *, indent: str, depth: int, start: int | None = None, end: int = 0
+    ) -> list[str]:
+        """The lines of sibling blocks; `indent` starts their text lines, `depth` counts the lists
+        around them. Source lines between blocks are kept: a blank one stays one empty line, and a
+        link reference definition (which makes no block) stays as text."""
         out: list[str] = []
-        index = 0
-        while index < len(lines):
-            fence = _FENCE.match(lines[index])
-            if fence and not (fence["fence"][0] == "`" and "`" in fence["info"]):
-                index, body = _take_fence(lines, index, fence)
-                out.append(self.code_block(body))
-                self.lists = _Lists()
-            elif _is_table(lines, index):
-                end = index + 2
-                while end < len(lines) and lines[end].strip() and "|" in lines[end]:
-                    end += 1
-                out.append(self.code_block([line.rstrip() for line in lines[index:end]]))
-                self.lists = _Lists()
-                index = end
-            else:
-                out.append(self.block_line(lines[index]))
-                index += 1
-        return _tidy(out)
+        read = start
+        for node in nodes:
+            if read is not None and node.map is not None:
+                out.extend(self.between(read, node.map[0], indent))
+            out.extend(self.block(node, indent=indent, depth=depth))
+            read = _end(node) if node.map is not None else read
+        if read is not None:
+            out.extend(self.between(read, end, indent))
+        return out
+
+    def between(self, start: int, end: int, indent: str) -> list[str]:
+        return [self.text(_unquoted(self.lines[line]), indent) for line in range(start, end)]
+
+    def block(self, node: SyntaxTreeNode, *, indent: str, depth: int) -> list[str]:
+        if node.type in ("fence", "code_block"):
+            return [self.code_block(node.content.split("\n"))]
+        if node.type == "table":
+            return [self.code_block(_table(node))]
+        if node.type == "heading":
+            title = self.inline(_inline(node), in_bold=True)
+            return [indent + title if self.plain or not title else f"{indent}*{title}*"]
+        if node.type == "paragraph":
+            return [self.text(line, indent) for line in _inline(node).split("\n")]
+        if node.type == "html_block":
+            return [self.text(line, indent) for line in node.content.rstrip("\n").split("\n")]
+        if node.type == "blockquote":
+            return self.quote(node, depth)
+        if node.type in ("bullet_list", "ordered_list"):
+            return self.blocks(node.children, indent=indent, depth=depth)
+        if node.type == "list_item":
+            return self.item(node, depth)
+        return [""]  # a thematic break
+
+    def text(self, line: str, indent: str) -> str:
+        line = line.strip()
+        return (indent + self.inline(line)).rstrip() if line else ""
+
+    def quote(self, node: SyntaxTreeNode, depth: int) -> list[str]:
+        if node.children:
+            inner = self.blocks(node.children, indent="", depth=depth)
+        else:  # nested deeper than the parser follows: its lines as text
+            inner = self.between(*(node.map or (0, 0)), "")
+        if self.plain or _quote_depth(node) > 0:  # Slack shows one level: the outer quote marks the lines
+            return inner
+        return [f"> {line}".rstrip() for block in inner for line in block.split("\n")]
+
+    def item(self, item: SyntaxTreeNode, depth: int) -> list[str]:
+        ordered = item.parent is not None and item.parent.type == "ordered_list"
+        marker = _INDENT * depth + (item.info + "." if ordered else _BULLETS[depth % len(_BULLETS)])
+        indent = _INDENT * (depth + 1)
+        lines = self.blocks(item.children, indent=indent, depth=depth + 1)
+        if not item.children or item.children[0].type not in ("paragraph", "heading", "html_block"):
+            return [marker, *lines]  # a code block or table starts on its own line
+        first = lines[0].removeprefix(indent)
+        if (task := _TASKS.get(first[:3])) and first[3:4] == " ":
+            first = task + " " + first[3:].lstrip()
+        return [(marker + " " + first).rstrip(), *lines[1:]]
 
     def code_block(self, body: list[str]) -> str:
         while body and not body[-1].strip():
@@ -154,36 +187,6 @@ class _Converter:
         if self.plain:
             return code
         return "```\n" + _break_fences(escape(code)) + "\n```" if code.strip() else ""
-
-    def block_line(self, raw: str) -> str:
-        line = raw.expandtabs(4).rstrip()
-        if not line.strip():
-            return ""  # a blank line does not end a list: items may be separated by one
-        if _RULE.match(line):
-            self.lists = _Lists()
-            return ""
-        if heading := _HEADING.match(line):
-            self.lists = _Lists()
-            title = self.inline(heading[2] or "", in_bold=True)
-            return title if self.plain or not title else f"*{title}*"
-        if quote := _QUOTE.match(line):
-            self.lists = _Lists()
-            inner = self.block_line(quote[1]) if quote[1].strip() else ""
-            self.lists = _Lists()
-            return inner if self.plain else f"> {inner}".rstrip()
-        indent = len(line) - len(line.lstrip(" "))
-        if item := _ITEM.match(line):
-            level = self.lists.level(indent)
-            marker = item["marker"]
-            bullet = _BULLETS[level % len(_BULLETS)] if marker in "-*+" else marker[:-1] + "."
-            text = item["text"] or ""
-            if task := _TASK.match(text):
-                text = ("☐ " if task[1] == " " else "☑ ") + text[task.end() :]
-            return (_INDENT * level + bullet + " " + self.inline(text)).rstrip()
-        if self.lists.indents and indent > 0:  # a continuation line of a list item
-            return _INDENT * self.lists.depth(indent) + self.inline(line.strip())
-        self.lists = _Lists()
-        return self.inline(line.strip())
 
     def inline(self, text: str, *, in_bold: bool = False) -> str:
         atoms: list[str] = []
@@ -260,24 +263,48 @@ class _Converter:
         return _link(url, escape(" ".join(text.split())))
 
 
-def _take_fence(lines: list[str], start: int, opening: re.Match[str]) -> tuple[int, list[str]]:
-    """The lines of a fenced block (dedented like its fence) and the index after its closing fence."""
-    fence, indent = opening["fence"], len(opening["indent"].expandtabs(4))
-    closing = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
-    body: list[str] = []
-    index = start + 1
-    while index < len(lines) and not closing.match(lines[index]):
-        line = lines[index]
-        strip = min(indent, len(line) - len(line.lstrip(" ")))
-        body.append(line[strip:])
-        index += 1
-    return index + 1, body  # an unclosed fence runs to the end, as in CommonMark
+def _end(node: SyntaxTreeNode) -> int:
+    """The line after a block's last content line (a list's or quote's map also holds the blank lines
+    after it, which must stay between it and the next block)."""
+    if node.children and node.type in ("bullet_list", "ordered_list", "list_item", "blockquote"):
+        return _end(node.children[-1])
+    return node.map[1] if node.map is not None else 0
 
 
-def _is_table(lines: list[str], index: int) -> bool:
-    if index + 1 >= len(lines) or "|" not in lines[index] or "|" not in lines[index + 1]:
-        return False
-    return bool(_TABLE_RULE.match(lines[index + 1])) and "-" in lines[index + 1]
+def _inline(node: SyntaxTreeNode) -> str:
+    """The inline source of a paragraph or heading."""
+    return node.children[0].content if node.children else ""
+
+
+def _table(node: SyntaxTreeNode) -> list[str]:
+    """A table rebuilt from its cells, its columns padded to line up in Slack's monospace block."""
+    rows = [row for part in node.children for row in part.children]  # the parser gives all the same width
+    if not rows:
+        return []
+    cells = [[_inline(cell).strip().replace("|", "\\|") for cell in row.children] for row in rows]
+    widths = [max(3, *(len(cell) for cell in column)) for column in zip(*cells, strict=True)]
+    lines = [
+        "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
+        for row in cells
+    ]
+    rule = [
+        _ALIGNED.get(str(cell.attrs.get("style")), "-{}-").format("-" * width)
+        for cell, width in zip(rows[0].children, widths, strict=True)
+    ]
+    return [lines[0], "|" + "|".join(rule) + "|", *lines[1:]]
+
+
+def _quote_depth(node: SyntaxTreeNode) -> int:
+    depth, parent = 0, node.parent
+    while parent is not None:
+        depth += parent.type == "blockquote"
+        parent = parent.parent
+    return depth
+
+
+def _unquoted(line: str) -> str:
+    """A source line that no block covers, without the quote markers before it."""
+    return line.lstrip(" \t>")
 
 
 def _closing_backticks(text: str, start: int, run: int) -> int:
