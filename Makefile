@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 DEMO_DATA := .steward-demo
 
-.PHONY: demo test test-weekend test-at bench-answers lint types unit image image-offline image-test bench-image bench-knowledge bench-slack bench-actions bench-drift bench-events bench-events-soak bench-retrieval-server bench-scale-out clean
+.PHONY: demo test test-weekend test-at bench-answers bench-ranking lint types unit image image-offline image-test bench-image bench-knowledge bench-slack bench-actions bench-drift bench-events bench-events-soak bench-retrieval-server bench-scale-out clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -98,6 +98,9 @@ bench-image: $(VENV)/.installed
 EVAL_DATA ?= /tmp/evaldata
 bench-answers: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/answers.py --data-dir $(EVAL_DATA) --questions ../shared/eval/dev.jsonl
+
+bench-ranking: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/ranking.py --data-dir $(EVAL_DATA) --questions ../shared/eval/dev.jsonl
 
 bench-knowledge: $(VENV)/.installed
 	$(BIN)/python bench/knowledge.py --corpora ../shared/corpora --questions ../shared/eval/dev.jsonl --repeat 3 --compare-embedded 128,256

@@ -138,3 +138,42 @@ def test_a_superseded_document_ranked_above_its_successor_is_moved_just_below_it
     assert [d.document.path for d in successors_first(ranked)] == ["a.md", "new.md", "old.md", "b.md"]
     unrelated = [item("old.md", 0.9, "missing.md"), item("a.md", 0.8)]
     assert [d.document.path for d in successors_first(unrelated)] == ["old.md", "a.md"]
+
+
+def test_reranker_reads_where_the_rare_words_fall(services: Services) -> None:
+    """The re-ranker's features: a document whose title and path carry the question's words scores
+    higher on them than one that does not, and every share lies in [0, 1]."""
+    from bot.answers.retrieval import document_features
+
+    retriever = services.retriever
+    retrieval = retriever.search("How do I drain a GPU node before a driver upgrade?", limit=10)
+    rows = document_features(
+        retrieval.documents, retrieval.question_terms, retrieval.idf, retriever.lexicon()
+    )
+    by_path = {item.document.path: row for item, row in zip(retrieval.documents, rows, strict=True)}
+    drain = by_path["runbooks/gpu-node-drain.md"]
+    others = [row for path, row in by_path.items() if path != "runbooks/gpu-node-drain.md"]
+    assert drain["path"] > max(row["path"] for row in others)
+    assert drain["coverage"] >= max(row["coverage"] for row in others)
+    assert max(row["bm25"] for row in rows) == 1.0
+    for row in rows:
+        assert all(0.0 <= row[name] <= 1.0 for name in ("bm25", "title", "path", "coverage", "retired"))
+
+
+def test_reranker_reorders_only_the_head_and_keeps_successors_first(services: Services) -> None:
+    """With and without the re-ranker the same documents are found; a superseded document still
+    follows its successor."""
+    retriever = services.retriever
+    question = "What PSI value means a feature has drifted?"
+    reranked = [item.document.path for item in retriever.search(question, limit=10).documents]
+    retriever.rerank = None
+    try:
+        fused = [item.document.path for item in retriever.search(question, limit=10).documents]
+    finally:
+        from bot.answers.retrieval import RERANK_WEIGHTS
+
+        retriever.rerank = RERANK_WEIGHTS
+    assert set(reranked) == set(fused)
+    assert reranked.index("decisions/0007-drift-thresholds-v2.md") < reranked.index(
+        "decisions/0001-drift-thresholds.md"
+    )

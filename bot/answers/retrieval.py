@@ -27,6 +27,19 @@ _RETIRED_PENALTY = 0.75
 _RETIRED = ("superseded", "deprecated")
 # Documents whose chunks are all re-ranked against the question (the source list's length).
 _REFINED_DOCUMENTS = 5
+# The documents that the second stage orders again by what the fused rank cannot see: where the
+# question's rarer words fall (title, path, the best passages) and how strongly BM25 matched.
+RERANK_DEPTH = 10
+# A logistic model of "this document answers the question", fitted on ../shared/eval/dev.jsonl by
+# bench/ranking.py (its "weights_on_all"; the held-out figures are in docs/benchmarks.md).
+RERANK_WEIGHTS = {
+    "fused": 3.97,
+    "bm25": 4.41,
+    "title": 0.77,
+    "path": 1.4,
+    "coverage": 2.46,
+    "retired": -0.72,
+}
 # A document's passage is its two best chunks, in document order: small chunks rank precisely, and
 # the answer is often in the section next to the one that matched the topic. The passage list, the
 # extractive answer and the LLM all read these same chunks.
@@ -121,6 +134,16 @@ class _Lexicon:
             if any(mark in term for mark in "-_./"):
                 self.identifiers.update(part for part in re.split(r"[-_./]", term) if part)
         self.problem: str | None = None
+        self._names: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+
+    def names(self, document: DocumentRecord) -> tuple[frozenset[str], frozenset[str]]:
+        """The index terms of a document's title and of its path's words."""
+        found = self._names.get(document.doc_id)
+        if found is None:
+            path = re.sub(r"\.[A-Za-z]+$", "", document.path)
+            found = (frozenset(terms(document.title)), frozenset(terms(re.sub(r"[/_.\-]", " ", path))))
+            self._names[document.doc_id] = found
+        return found
 
     def allowed(self, filters: Filters) -> NDArray[np.bool_] | None:
         if filters == Filters():
@@ -132,10 +155,17 @@ class _Lexicon:
 class Retriever:
     """Finds the documents and passages that best match a question."""
 
-    def __init__(self, catalog: Catalog, vectors: VectorIndex, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        vectors: VectorIndex,
+        embedder: Embedder,
+        rerank: dict[str, float] | None = RERANK_WEIGHTS,
+    ) -> None:
         self.catalog = catalog
         self.vectors = vectors
         self.embedder = embedder
+        self.rerank = rerank  # None: the fused rank alone (bench/ranking.py fits the weights on it)
         self._lexicon: _Lexicon | None = None
         self._lock = threading.Lock()
 
@@ -202,12 +232,37 @@ class Retriever:
             else:
                 found.chunks.append(entry)
 
-        ranked = sorted(by_document.values(), key=lambda d: -d.score)
-        ranked = successors_first(ranked)[:limit]
-        self._rank_within(ranked[:_REFINED_DOCUMENTS], lexicon, vector, query_terms)
+        ranked = successors_first(sorted(by_document.values(), key=lambda d: -d.score))
         idf = {term: lexicon.bm25.idf_of(term) for term in query_terms}
+        refined = ranked[:_REFINED_DOCUMENTS]
+        self._rank_within(refined, lexicon, vector, query_terms)
+        if self.rerank is not None:
+            ranked = self._reranked(ranked, query_terms, idf, lexicon)
+            self._rank_within(
+                [item for item in ranked[:_REFINED_DOCUMENTS] if all(item is not r for r in refined)],
+                lexicon,
+                vector,
+                query_terms,
+            )
+            ranked = successors_first(ranked)
+        ranked = ranked[:limit]
         unknown = [t for t in identifiers(question) if t not in lexicon.identifiers]
         return Retrieval(query_terms, ranked, idf, unknown, lexicon.problem, vector)
+
+    def _reranked(
+        self,
+        ranked: list[RetrievedDocument],
+        query_terms: Sequence[str],
+        idf: dict[str, float],
+        lexicon: _Lexicon,
+    ) -> list[RetrievedDocument]:
+        """The first RERANK_DEPTH documents in the re-ranker's order, the rest as they were."""
+        weights = self.rerank or {}
+        head = ranked[:RERANK_DEPTH]
+        features = document_features(head, query_terms, idf, lexicon)
+        scores = [sum(weight * row[name] for name, weight in weights.items()) for row in features]
+        order = sorted(range(len(head)), key=lambda i: -scores[i])
+        return [head[i] for i in order] + ranked[RERANK_DEPTH:]
 
     def _rank_within(
         self,
@@ -272,6 +327,49 @@ class Retriever:
         scores = lexicon.bm25.scores(terms(query))
         best = max(rows, key=lambda row: (float(scores[row]), -row))
         return document, lexicon.chunks[best]
+
+
+def document_features(
+    documents: Sequence[RetrievedDocument],
+    query_terms: Sequence[str],
+    idf: dict[str, float],
+    lexicon: _Lexicon,
+) -> list[dict[str, float]]:
+    """What the re-ranker reads of each document, in the order given:
+
+    - fused: its fused score (x10, so the weights read on a common scale);
+    - bm25: its best chunk's BM25 score relative to the best among these documents;
+    - title, path: the share of the question's IDF mass in its title, in its path's words;
+    - coverage: the share of the question's IDF mass in its three best chunks;
+    - retired: superseded or deprecated.
+    """
+    question = set(query_terms)
+    total = sum(idf.get(t, 0.0) for t in question) or 1.0
+
+    def share(found: frozenset[str] | set[str]) -> float:
+        return sum(idf.get(t, 0.0) for t in question & found) / total
+
+    best_bm25 = [max((c.bm25 or 0.0 for c in item.chunks), default=0.0) for item in documents]
+    top_bm25 = max(best_bm25, default=0.0) or 1.0
+    rows = []
+    for item, bm25 in zip(documents, best_bm25, strict=True):
+        title, path = lexicon.names(item.document)
+        passages: set[str] = set()
+        for scored in item.chunks[:3]:
+            row = lexicon.row_of.get(scored.chunk.chunk_id)
+            if row is not None:
+                passages |= lexicon.terms_of_row[row]
+        rows.append(
+            {
+                "fused": item.score * 10,
+                "bm25": bm25 / top_bm25,
+                "title": share(title),
+                "path": share(path),
+                "coverage": share(passages),
+                "retired": 1.0 if item.document.status in _RETIRED else 0.0,
+            }
+        )
+    return rows
 
 
 def _by_path(lexicon: _Lexicon, path: str) -> DocumentRecord | None:
