@@ -112,9 +112,9 @@ def answer_figures(asked: Sequence[Asked], answers: Sequence[str]) -> dict[str, 
 def grid() -> list[ExcerptMethod]:
     """The settings tried for the excerpt method."""
     read_on = [
-        ExcerptMethod(semantic, budget, second, ratio, read_on=True)
-        for semantic, budget, second, ratio in itertools.product(
-            (1.0, 2.0), (500, 600, 700, 850), (300, 400), (0.0, 0.6)
+        ExcerptMethod(semantic, budget, second, ratio, read_on=True, semantic_candidates=candidates)
+        for semantic, budget, second, ratio, candidates in itertools.product(
+            (1.0, 2.0), (500, 600, 700, 850), (300, 400), (0.0, 0.6), (5, 8)
         )
     ]
     alone = [

@@ -22,12 +22,12 @@ _UNKNOWN_IDENTIFIER_FACTOR = 0.6
 # The confidence model's weights, fitted on ../shared/eval/dev.jsonl by bench/answers.py (its
 # "weights_on_all"); the cross-validated figures are in docs/benchmarks.md.
 _CONFIDENCE_WEIGHTS = {
-    "similarity": 1.69,
-    "coverage": 0.74,
-    "unknown_identifier": -1.25,
+    "similarity": 1.70,
+    "coverage": 0.80,
+    "unknown_identifier": -1.26,
     "uncovered_rarest": 0.03,
 }
-_CONFIDENCE_BIAS = 0.17
+_CONFIDENCE_BIAS = 0.13
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class ExcerptMethod:
     second_budget: int = 400  # characters of a second excerpt
     second_ratio: float = 0.0  # a second excerpt only when it scores this close to the first
     documents: int = 2  # excerpts may come from this many of the top documents
-    semantic_candidates: int = 5  # the units, best by their words, that the model also reads
+    semantic_candidates: int = 8  # the units, best by their words, that the model also reads
     semantic_characters: int = 240  # of each of those units (about 48 word pieces: keeps answers fast)
     chunks: int = PASSAGE_CHUNKS  # the best chunks of each document that excerpts may come from
     read_on: bool = True  # the first excerpt goes on into the blocks after it while its budget lasts
