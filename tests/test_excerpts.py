@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.answers.evaluation import fragment_lines, reads_the_hint
-from bot.answers.excerpts import grow, parse, split_sentences, tidy
+from bot.answers.excerpts import grow, parse, read_on, split_sentences, tidy
 from bot.config import Settings
 from bot.wiring import Services
 from tests.conftest import ROOT, TODAY
@@ -119,12 +119,32 @@ def test_tidy_cuts_a_dangling_lead_in_and_a_mid_sentence_start() -> None:
         ),
         ("- restart the pod\n  and wait for it", []),
         ("_Steps_ [2]\n```\nmake a\n```", []),
+        ("2. Expand the disk:\n\n   a. Check the class:\n\n      ```\n      oc get sc\n      ```", []),
+        ("1. Verify the pool:\n\n   nat_ip_count = M * P / 64,512", []),
+        ("_Steps_ [1]\n\nand then restart it.", ["and then restart it."]),
     ],
 )
 def test_fragment_lines_are_counted(answer: str, expected: list[str]) -> None:
     """Lead-ins with nothing after them, header rows without data and mid-sentence starts count;
     a lead-in with its list, wrapped list items, code and labels do not."""
     assert fragment_lines(answer) == expected
+
+
+def test_reading_on_stops_before_a_lead_in_whose_list_does_not_fit() -> None:
+    """The first excerpt reads on into the next paragraph, but not into a lead-in it would have to
+    show without what it introduces (here the list comes under a heading of its own)."""
+    text = (
+        "Wraparound shuts the database down.\n\n"
+        "Recovery takes hours of maintenance.\n\n"
+        "To avoid it, consider these actions:\n\n"
+        "## Short term\n\n"
+        "- vacuum the largest tables"
+    )
+    parsed = parse(text)
+    first = parsed.units[0]
+    excerpt = read_on(parsed, first, grow(parsed, first, 300), 300)
+    assert excerpt == "Wraparound shuts the database down.\nRecovery takes hours of maintenance."
+    assert fragment_lines(excerpt) == []
 
 
 def test_the_hint_is_read_with_markup_ignored() -> None:

@@ -128,7 +128,8 @@ def _normalise(text: str) -> str:
 
 _MARKUP = re.compile(r"[*_`]")
 _CITED_AT_END = re.compile(r"(?:\s*\[\d{1,3}\])+\s*$")
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s")
+# bullets, numbers and letters ("a." as in "a. Check the storage class")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)]|[a-z][.)])\s")
 _TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
 
 
@@ -162,7 +163,11 @@ def fragment_lines(answer_text: str) -> list[str]:
         nxt = next((row.strip() for row in lines[number + 1 :] if row.strip()), "")
         ends_excerpt = bool(_CITED_AT_END.search(stripped)) or not nxt or bool(_LABEL.match(nxt))
         previous = lines[number - 1].strip() if number > 0 else ""
-        starts_block = not previous or bool(_LABEL.match(previous)) or bool(_CITED_AT_END.search(previous))
+        # an indented line continues a list item the excerpt holds whole (a formula, a link under a
+        # step): only a line at the left margin starts a block that a cut could have split
+        starts_block = not line.startswith("  ") and (
+            not previous or bool(_LABEL.match(previous)) or bool(_CITED_AT_END.search(previous))
+        )
         if text.endswith((":", ",")) and ends_excerpt:
             fragments.append(line)
         elif text.startswith("|"):
