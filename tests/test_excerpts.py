@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.answers.evaluation import fragment_lines, reads_the_hint
-from bot.answers.excerpts import grow, parse, read_on, split_sentences, tidy
+from bot.answers.excerpts import grow, leads_in, parse, read_on, split_sentences, tidy
 from bot.config import Settings
 from bot.wiring import Services
 from tests.conftest import ROOT, TODAY
@@ -170,3 +170,17 @@ def test_the_starter_freshness_answer_shows_fraud_scorers_row(services_over_know
     answer = services_over_knowledge.answers.ask("How fresh must the fraud-scorer model be?")
     assert "| fraud-scorer |" in answer.answer and "21 days" in answer.answer
     assert fragment_lines(answer.answer) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ADRs are published to our knowledge base:", True),
+        ("1. A default pool for workloads, with labels plus:", True),
+        ("Check the class:\n```\noc get sc:", False),  # inside an unclosed code block
+        ("Check the class:\n- oc get sc", False),
+    ],
+)
+def test_a_lead_in_alone_is_recognised(text: str, expected: bool) -> None:
+    """What is never shown as an excerpt of its own, or as the end of one."""
+    assert leads_in(text) is expected

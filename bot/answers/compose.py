@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bot.answers.excerpts import Parsed, Unit, grow, parse, read_on
+from bot.answers.excerpts import Parsed, Unit, grow, leads_in, parse, read_on
 from bot.answers.models import Citation
 from bot.answers.retrieval import PASSAGE_CHUNKS, Retrieval, RetrievedDocument
 from bot.index.lexical import terms
@@ -254,6 +254,8 @@ def extractive_answer(
         if candidate.parsed is best.parsed and candidate.unit.block == best.unit.block:
             continue  # already shown with the first excerpt
         text = grow(candidate.parsed, candidate.unit, method.second_budget, _rows_like(candidate, candidates))
+        if leads_in(text):
+            continue  # a lead-in alone: what it introduces did not fit
         if _normalised(text) in _normalised(chosen[0][1]) or _normalised(chosen[0][1]) in _normalised(text):
             continue
         chosen.append((candidate, text))

@@ -265,14 +265,14 @@ def read_on(parsed: Parsed, unit: Unit, excerpt: str, budget: int) -> str:
             block += 1
             continue
         more = grow(parsed, first, left)
-        if len(more) > left or _leads_in(more):
+        if len(more) > left or leads_in(more):
             break  # too long, or a lead-in whose list, table or code did not fit: stop before it
         out = f"{out}\n{more}"
         block += 1
     return tidy(out)
 
 
-def _leads_in(text: str) -> bool:
+def leads_in(text: str) -> bool:
     """Whether text ends in a line that only leads in (`:` or `,`) outside a code block."""
     lines = text.strip("\n").splitlines()
     fenced = sum(1 for line in lines if line.strip().startswith(("```", "~~~"))) % 2 == 1
@@ -290,7 +290,7 @@ def tidy(excerpt: str) -> str:
     """Cut what a reader cannot use at an excerpt's edges: a last line that only leads in (ends in `:`
     or `,`) to something not shown, and a first line that starts mid-sentence."""
     lines = excerpt.strip("\n").splitlines()
-    while len(lines) > 1 and _leads_in("\n".join(lines)):
+    while len(lines) > 1 and leads_in("\n".join(lines)):
         lines.pop()
     while len(lines) > 1 and _starts_mid_sentence(lines[0]):
         lines.pop(0)
