@@ -211,7 +211,8 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> np.ndarray:
 
 
 def _probabilities(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-(np.hstack([x, np.ones((len(x), 1))]) @ weights)))
+    logits = np.hstack([x, np.ones((len(x), 1))]) @ weights
+    return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=float)
 
 
 def _threshold(p: np.ndarray, y: np.ndarray) -> float:
