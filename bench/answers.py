@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import save  # noqa: E402
+from bench.report import ingested_services, save  # noqa: E402
 from bot.answers.compose import (  # noqa: E402
     DEFAULT_METHOD,
     ExcerptMethod,
@@ -50,8 +50,6 @@ from bot.answers.evaluation import (  # noqa: E402
     reads_the_hint,
 )
 from bot.answers.retrieval import Retrieval  # noqa: E402
-from bot.config import Settings  # noqa: E402
-from bot.wiring import Services  # noqa: E402
 
 
 @dataclass
@@ -193,7 +191,7 @@ def tune_excerpts(
 FEATURES = ("similarity", "coverage", "unknown_identifier", "uncovered_rarest")
 
 
-def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> np.ndarray:
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> np.ndarray:
     """Weights (bias last) of an L2-regularised logistic regression, by Newton's method."""
     design = np.hstack([x, np.ones((len(x), 1))])
     weights = np.zeros(design.shape[1])
@@ -237,13 +235,13 @@ def tune_abstention(asked: Sequence[Asked], folds: Sequence[Sequence[int]]) -> d
     thresholds = []
     for fold in folds:
         train = np.array([q for q in range(len(asked)) if q not in set(fold)])
-        weights = _fit_logistic(x[train], y[train])
+        weights = fit_logistic(x[train], y[train])
         threshold = _threshold(_probabilities(x[train], weights), y[train])
         thresholds.append(round(threshold, 3))
         test = np.array(list(fold))
         held_p[test] = _probabilities(x[test], weights)
         abstain[test] = held_p[test] < threshold
-    weights = _fit_logistic(x, y)
+    weights = fit_logistic(x, y)
     threshold = _threshold(_probabilities(x, weights), y)
     answerable = y == 1
     return {
@@ -290,12 +288,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "answers.json")
     args = parser.parse_args()
     questions = read_questions(args.questions)
-    if not args.data_dir.is_dir():
-        raise SystemExit(
-            f"--data-dir {args.data_dir}: no such folder; index the corpora first: "
-            f"STEWARD_DATA_DIR={args.data_dir} steward ingest ../shared/corpora"
-        )
-    services = Services(Settings(data_dir=args.data_dir))
+    services = ingested_services(args.data_dir)
     retriever = services.retriever
     started = time.perf_counter()
     asked: list[Asked] = []

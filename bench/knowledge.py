@@ -42,6 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import ingested_services  # noqa: E402
 from bot.answers.evaluation import (  # noqa: E402
     LabelledQuestion,
     evaluate,
@@ -50,7 +51,6 @@ from bot.answers.evaluation import (  # noqa: E402
     read_questions,
     reads_the_hint,
 )
-from bot.answers.retrieval import IndexMissingError  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.index.embedding import Embedder, packaged_model_path  # noqa: E402
 from bot.index.lexical import terms  # noqa: E402
@@ -141,16 +141,8 @@ def _steward_answers(services: Services, questions: Sequence[LabelledQuestion]) 
 
 def reuse_steward(data: Path, questions: Sequence[LabelledQuestion]) -> dict[str, Any]:
     """The evaluation on an index ingested earlier; the ingest figures are n/a."""
-    if not data.is_dir():
-        raise SystemExit(
-            f"--data-dir {data}: no such folder; index the corpora first: "
-            f"STEWARD_DATA_DIR={data} steward ingest ../shared/corpora"
-        )
-    services = Services(Settings(data_dir=data))
-    try:
-        chunks = len(services.retriever.lexicon().chunks)
-    except IndexMissingError as exc:
-        raise SystemExit(f"--data-dir {data}: {exc}") from None
+    services = ingested_services(data)
+    chunks = len(services.retriever.lexicon().chunks)
     return {
         "ingest_seconds": None,
         "ingest_seconds_all": [],

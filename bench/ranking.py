@@ -27,8 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.answers import _fit_logistic, folds_of  # noqa: E402
-from bench.report import save  # noqa: E402
+from bench.answers import fit_logistic, folds_of  # noqa: E402
+from bench.report import ingested_services, save  # noqa: E402
 from bot.answers.evaluation import LabelledQuestion, read_questions  # noqa: E402
 from bot.answers.retrieval import (  # noqa: E402
     PASSAGE_CHUNKS,
@@ -38,8 +38,6 @@ from bot.answers.retrieval import (  # noqa: E402
     Retriever,
     document_features,
 )
-from bot.config import Settings  # noqa: E402
-from bot.wiring import Services  # noqa: E402
 
 FEATURES = tuple(RERANK_WEIGHTS)
 
@@ -92,7 +90,7 @@ def design(
 def _fit(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
     x = np.vstack([p[0] for p in pairs if len(p[0])])
     y = np.concatenate([p[1] for p in pairs if len(p[1])])
-    weights = _fit_logistic(x, y)
+    weights = fit_logistic(x, y)
     return {name: round(float(w), 2) for name, w in zip(FEATURES, weights[:-1], strict=True)}
 
 
@@ -104,13 +102,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ranking.json")
     args = parser.parse_args()
-    if not args.data_dir.is_dir():
-        raise SystemExit(
-            f"--data-dir {args.data_dir}: no such folder; index the corpora first: "
-            f"STEWARD_DATA_DIR={args.data_dir} steward ingest ../shared/corpora"
-        )
     questions = read_questions(args.questions)
-    services = Services(Settings(data_dir=args.data_dir))
+    services = ingested_services(args.data_dir)
     retriever = services.retriever
     started = time.perf_counter()
 

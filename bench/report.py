@@ -8,7 +8,10 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.wiring import Services
 
 
 def save(figures: dict[str, Any], out: Path) -> int:
@@ -31,3 +34,24 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"process {pid} has no resident memory figure (has it exited?)")
+
+
+def ingested_services(data: Path) -> Services:
+    """Services over the index ingested into `data` (a `--data-dir`); exits with what to run when the
+    folder is missing or holds no index."""
+    from bot.answers.retrieval import IndexMissingError
+    from bot.config import Settings
+    from bot.wiring import Services
+
+    if not data.is_dir():
+        raise SystemExit(
+            f"--data-dir {data}: no such folder; index the corpora first: "
+            f"STEWARD_DATA_DIR={data} steward ingest ../shared/corpora"
+        )
+    services = Services(Settings(data_dir=data))
+    try:
+        services.retriever.lexicon()
+    except IndexMissingError as exc:
+        services.close()
+        raise SystemExit(f"--data-dir {data}: {exc}") from None
+    return services
