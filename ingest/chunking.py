@@ -167,9 +167,11 @@ def _split_block(block: _Block, budget: int, count: CountPieces) -> list[_Block]
         opener, body = lines[0], lines[1:]
         closer = body.pop() if body and _closes(body[-1], block.fence) else block.fence
         units, wrap = body, (opener, closer)
-    elif block.kind == "table":  # a parsed table: its header row and delimiter row come first
+    elif block.kind == "table":
         lines = block.text.splitlines()
-        header = lines[:2] if len(lines) > 2 else []
+        # a parsed table's header and delimiter rows come first; rows written with pipes but no
+        # delimiter row (no GFM table) have no header to repeat
+        header = lines[:2] if len(lines) > 2 and _TABLE_RULE.match(lines[1]) else []
         units, wrap = lines[len(header) :], ("\n".join(header), "")
     elif block.kind == "code":  # an indented code block: lines, nothing to re-open
         units, wrap = block.text.splitlines(), ("", "")

@@ -70,6 +70,15 @@ def test_split_table_repeats_its_header_and_split_code_reopens_its_fence(embedde
     assert all(c.text.startswith("```yaml") and c.text.rstrip().endswith("```") for c in code_chunks)
 
 
+def test_pipe_rows_without_a_delimiter_row_are_not_given_a_header(embedder: Embedder) -> None:
+    """Rows written with pipes but no `|---|` row are cut on rows; no data row is repeated as a header."""
+    rows = "\n".join(f"| svc-{i} | team-{i} |" for i in range(200))
+    chunks = chunk_document(_doc(f"## T\n\n{rows}\n"), embedder.count_word_pieces)
+    assert len(chunks) > 1
+    assert sum(c.text.count("| svc-1 | team-1 |") for c in chunks) == 1
+    assert sum(c.text.count("| svc-0 | team-0 |") for c in chunks) == 1
+
+
 def test_small_sections_are_packed_with_the_next_one(embedder: Embedder) -> None:
     """An ADR's one-word Status section does not become a chunk of its own."""
     body = "## Status\n\nAccepted\n\n## Context\n\n" + "We need a registry for models. " * 10
