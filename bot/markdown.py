@@ -7,6 +7,7 @@ for all three, and a setext underline or an indented code block means the same t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
@@ -91,3 +92,23 @@ def _is_part(block: Block, token: Token) -> bool:
     if block.kind == "list":
         return token.type == "list_item_open" and token.level == 1
     return block.kind == "table" and token.type == "tr_open"
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`\[*_])")
+_ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs|cf|approx|incl|no|fig)\.$", re.IGNORECASE)
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of a paragraph's text, each stripped, the whitespace inside them kept; not split
+    after `e.g.` and the like. Chunking cuts long paragraphs with it, excerpts pick sentences."""
+    sentences: list[str] = []
+    start = 0
+    for end in _SENTENCE_END.finditer(text):
+        if _ABBREVIATION.search(text[start : end.start()]):
+            continue
+        if sentence := text[start : end.start()].strip():
+            sentences.append(sentence)
+        start = end.end()
+    if rest := text[start:].strip():
+        sentences.append(rest)
+    return sentences

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bot.markdown import Block, parse_blocks
+from bot.markdown import Block, parse_blocks, split_sentences
 from ingest.documents import SourceDocument
 
 CountPieces = Callable[[Sequence[str]], list[int]]
@@ -34,7 +34,6 @@ _TAG = re.compile(r"</?[A-Za-z][^>]*>")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:|\-]+\|?\s*$")
 _MARKUP = re.compile(r"[*_`#>|]+|~~")
 _SPACES = re.compile(r"[ \t]+")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 
 
 @dataclass(frozen=True)
@@ -176,7 +175,7 @@ def _split_block(block: _Block, budget: int, count: CountPieces) -> list[_Block]
     elif block.kind == "code":  # an indented code block: lines, nothing to re-open
         units, wrap = block.text.splitlines(), ("", "")
     else:
-        units = [u for u in _SENTENCE.split(block.text) if u.strip()]
+        units = split_sentences(block.text)
         if len(units) <= 1:
             units = block.text.split()
         wrap = ("", "")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from bot.answers.evaluation import fragment_lines, reads_the_hint
-from bot.answers.excerpts import grow, leads_in, parse, read_on, split_sentences, tidy
+from bot.answers.excerpts import grow, leads_in, parse, read_on, tidy
 from bot.config import Settings
+from bot.markdown import split_sentences
 from bot.wiring import Services
 from tests.conftest import ROOT, TODAY
 
@@ -98,6 +99,16 @@ def test_sentences_are_not_split_after_abbreviations() -> None:
     assert split_sentences("Use a tag, e.g. Skip it. Then stop.") == [
         "Use a tag, e.g. Skip it.",
         "Then stop.",
+    ]
+
+
+def test_sentences_keep_their_own_line_breaks() -> None:
+    """Chunking cuts long paragraphs with the same splitter: a wrapped sentence keeps its break, and
+    `i.e.` ends no sentence there either."""
+    assert split_sentences("One line\nwraps here. Next, i.e. Then this.\nLast.") == [
+        "One line\nwraps here.",
+        "Next, i.e. Then this.",
+        "Last.",
     ]
 
 

@@ -20,11 +20,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.index.lexical import terms
-from bot.markdown import Block, parse_blocks
+from bot.markdown import Block, parse_blocks, split_sentences
 
 UnitKind = Literal["sentence", "item", "row", "code", "heading"]
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`\[*_])")
-_ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs|cf|approx|incl|no|fig)\.$", re.IGNORECASE)
 _LEAD_IN = re.compile(r"[:：]\s*$")
 _SEPARATOR_ROW = re.compile(r"^\s*\|?\s*:?-")
 
@@ -50,24 +48,13 @@ class Parsed:
     sentences: dict[int, list[str]] = field(default_factory=dict)  # of each paragraph or quote
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a paragraph (not split after `e.g.` and the like)."""
-    pieces: list[str] = []
-    for piece in _SENTENCE.split(" ".join(text.split())):
-        if pieces and _ABBREVIATION.search(pieces[-1]):
-            pieces[-1] += " " + piece
-        elif piece.strip():
-            pieces.append(piece.strip())
-    return pieces
-
-
 _ENDS_SENTENCE = re.compile(r"""[.!?:;)"'`*_]\s*$""")
 
 
 def _whole_sentences(source: str, last: bool) -> list[str]:
     """A paragraph's sentences without the pieces a cut left: a first sentence that starts in lower
     case (the rest of one before the chunk, or before a code block), a last one that does not end."""
-    sentences = split_sentences(source)
+    sentences = split_sentences(" ".join(source.split()))
     if sentences and sentences[0][:1].islower():  # the rest of a sentence begun before a chunk or block
         sentences = sentences[1:]
     if last and sentences and not _ENDS_SENTENCE.search(sentences[-1]):
