@@ -17,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bot.answers.compose import DEFAULT_METHOD
+from bot.answers.excerpts import model_texts, unit_key
 from bot.index.embedding import Embedder
 from bot.index.lexical import terms
 from bot.index.vectors import VectorIndex
 from bot.redaction import findings, redact
-from bot.store.catalog import Catalog, ChunkRecord, DocumentRecord
+from bot.store.catalog import UNIT_VECTORS_META, Catalog, ChunkRecord, DocumentRecord, UnitVectors
 from ingest.chunking import chunk_document
 from ingest.documents import Skipped, SourceDocument, decode, discover, format_of, parse
 
@@ -130,6 +132,7 @@ class Ingestor:
         self.catalog.ensure_schema()
         self._check_model()
         report.repaired = self._reconcile()
+        self._add_unit_vectors()
 
         pending: list[_Pending] = []
         for root in roots:
@@ -145,6 +148,7 @@ class Ingestor:
             progress.close()
         if report.accepted_guidance and self.close_gaps is not None:
             report.closed_gaps = self.close_gaps(report.accepted_guidance)
+        self.catalog.set_meta(UNIT_VECTORS_META, "1")
         self.catalog.set_meta("last_ingest_at", str(time.time()))
         report.seconds = self.clock() - started
         return report
@@ -179,6 +183,11 @@ class Ingestor:
         if recorded is None:
             self.catalog.set_meta("embedding_model", identity)
         self.vectors.collection(identity)
+
+    def _add_unit_vectors(self) -> None:
+        """An index built before unit vectors were stored has every document embedded again, once."""
+        if self.catalog.get_meta(UNIT_VECTORS_META) is None:
+            self.catalog.forget_hashes([document.doc_id for document in self.catalog.documents()])
 
     def _reconcile(self) -> int:
         """Repair a catalog and a vector index that disagree (an interrupted run, a lost volume)."""
@@ -295,13 +304,28 @@ class Ingestor:
 
     def _write(self, batch: Sequence[_Pending], report: IngestReport) -> None:
         texts = [text for item in batch for text in item.embed_texts]
+        # Each chunk's answer units too, so that choosing an excerpt needs no model at answer time.
+        units = {
+            chunk.chunk_id: model_texts(chunk.text, DEFAULT_METHOD.semantic_characters)
+            for item in batch
+            for chunk in item.chunks
+        }
         # Identical passages (boilerplate repeated across documents) are embedded once.
-        unique = list(dict.fromkeys(texts))
+        unique = list(dict.fromkeys([*texts, *(text for found in units.values() for text in found)]))
         before = self.embedder.embedded_word_pieces
         vectors = self.embedder.embed(unique)
         embedded = self.embedder.embedded_word_pieces - before
         position = {text: row for row, text in enumerate(unique)}
         matrix = vectors[[position[text] for text in texts]] if texts else np.zeros((0, vectors.shape[1]))
+        unit_vectors = [
+            UnitVectors(
+                chunk_id,
+                tuple(unit_key(text) for text in found),
+                vectors[[position[text] for text in found]].astype(np.float16),
+            )
+            for chunk_id, found in units.items()
+            if found
+        ]
         ids = [chunk.chunk_id for item in batch for chunk in item.chunks]
         metadatas = [
             {"doc_id": item.record.doc_id, "kind": item.record.kind or "", "status": item.record.status or ""}
@@ -314,7 +338,7 @@ class Ingestor:
             chunk_id for item in batch for chunk_id in item.previous_chunk_ids if chunk_id not in new_ids
         ]
         self.vectors.delete(stale)
-        self.catalog.replace_documents([(item.record, item.chunks) for item in batch])
+        self.catalog.replace_documents([(item.record, item.chunks) for item in batch], unit_vectors)
         for item in batch:
             (report.added if item.is_new else report.updated).append(item.record.path)
         report.chunks += len(ids)

@@ -225,3 +225,70 @@ def test_an_emptied_document_is_removed(small_kb: Path, make_services: Callable[
     assert report.removed == ["runbooks/gpu-node-drain.md"]
     assert "runbooks/gpu-node-drain.md" not in _paths(services)
     assert services.catalog.count()[1] == services.vectors.count()
+
+
+def _unit_vector_rows(services: Services) -> dict[str, str]:
+    """chunk_id -> doc_id of every stored unit-vector row."""
+    import sqlalchemy as sa
+
+    from bot.store.catalog import kb_unit_vectors
+
+    with services.catalog.engine.connect() as connection:
+        return dict(connection.execute(sa.select(kb_unit_vectors.c.chunk_id, kb_unit_vectors.c.doc_id)).all())
+
+
+def test_answer_units_are_embedded_at_ingest_so_answering_embeds_only_the_question(
+    small_kb: Path, make_services: Callable[..., Services]
+) -> None:
+    """Every chunk's units are stored with the chunk; an answer then asks the model for one text (the
+    question), and scores its units with the stored vectors, which match a fresh embedding."""
+    import numpy as np
+
+    from bot.answers.excerpts import model_texts, unit_key
+
+    services = make_services()
+    services.ingestor.run([small_kb])
+    assert set(_unit_vector_rows(services)) == services.catalog.all_chunk_ids()
+
+    embedded: list[str] = []
+    real_embed = services.embedder.embed
+
+    def counting(texts: list[str]) -> np.ndarray:
+        embedded.extend(texts)
+        return real_embed(texts)
+
+    services.embedder.embed = counting  # type: ignore[method-assign]
+    answer = services.answers.ask("How do I roll back the fraud-scorer model in production?")
+    assert not answer.abstained
+    assert embedded == ["How do I roll back the fraud-scorer model in production?"]
+
+    chunk = next(c for c in services.retriever.lexicon().chunks if "alias" in c.text)
+    texts = model_texts(chunk.text, services.answers.method.semantic_characters)
+    stored = services.retriever.unit_vectors([chunk.chunk_id], 384)
+    fresh = real_embed(texts)
+    for text, row in zip(texts, fresh, strict=True):
+        assert float(stored[unit_key(text)] @ row) > 0.999  # float16 storage, same vector
+
+
+def test_an_index_without_unit_vectors_gets_them_on_the_next_ingest(
+    small_kb: Path, make_services: Callable[..., Services]
+) -> None:
+    """An index built before unit vectors were stored is embedded again once, then answers as fast;
+    a removed document's unit vectors go with it."""
+    import sqlalchemy as sa
+
+    from bot.store.catalog import UNIT_VECTORS_META, kb_meta, kb_unit_vectors
+
+    services = make_services()
+    services.ingestor.run([small_kb])
+    with services.catalog.engine.begin() as connection:
+        connection.execute(sa.delete(kb_unit_vectors))
+        connection.execute(sa.delete(kb_meta).where(kb_meta.c.key == UNIT_VECTORS_META))
+    report = services.ingestor.run([small_kb])
+    assert sorted(report.updated) == _paths(services)
+    assert set(_unit_vector_rows(services)) == services.catalog.all_chunk_ids()
+    assert services.ingestor.run([small_kb]).unchanged == 5
+
+    (small_kb / "runbooks/gpu-node-drain.md").unlink()
+    services.ingestor.run([small_kb])
+    assert set(_unit_vector_rows(services)) == services.catalog.all_chunk_ids()

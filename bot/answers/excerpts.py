@@ -14,6 +14,7 @@ Excerpts keep the document's own Markdown, so tables stay tables and code stays 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -290,6 +291,16 @@ def _starts_mid_sentence(line: str) -> bool:
 
 
 Scorer = Callable[[Sequence[Unit]], Sequence[float]]
+
+
+def unit_key(text: str) -> str:
+    """The key a unit's vector is stored under at ingest: a digest of the text the model reads."""
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def model_texts(passage: str, characters: int) -> list[str]:
+    """What the model reads of each unit of a passage (its first `characters`), each text once."""
+    return list(dict.fromkeys(unit.text[:characters] for unit in parse(passage).units))
 
 
 def unit_terms(unit: Unit) -> set[str]:

@@ -304,6 +304,10 @@ class Retriever:
                 for row in sorted(own, key=lambda row: -fused[row])
             ]
 
+    def unit_vectors(self, chunk_ids: Sequence[str], dimensions: int) -> dict[str, NDArray[np.float32]]:
+        """The unit vectors stored at ingest for these chunks, by unit key."""
+        return self.catalog.unit_vectors(chunk_ids, dimensions)
+
     def chunk_terms(self, chunk_id: str) -> frozenset[str]:
         """The index terms of a chunk."""
         lexicon = self.lexicon()

@@ -16,6 +16,7 @@ from bot.answers.compose import (
     warnings_for,
 )
 from bot.answers.conversation import standalone_question
+from bot.answers.excerpts import unit_key
 from bot.answers.llm import LLMResult, LLMWriter
 from bot.answers.models import Answer, Passage
 from bot.answers.retrieval import PASSAGE_CHUNKS, Filters, Retrieval, RetrievedDocument, Retriever
@@ -56,14 +57,30 @@ class AnswerService:
         self.today = today
         self.method = method
 
-    def _similarity(self, retrieval: Retrieval) -> Similarity | None:
-        """Cosine similarity of texts to the question, with the model that embedded it."""
+    def _similarity(self, retrieval: Retrieval, cited: Sequence[RetrievedDocument]) -> Similarity | None:
+        """Cosine similarity of units to the question: from the unit vectors stored at ingest for the
+        chunks excerpts come from, the model embedding only what is not stored (a unit that spans
+        two chunks, an index built before unit vectors were stored)."""
         vector = retrieval.vector
         if vector is None:
             return None
+        chunk_ids = [
+            scored.chunk.chunk_id
+            for item in cited[: self.method.documents]
+            for scored in item.chunks[: self.method.chunks]
+        ]
+        known = self.retriever.unit_vectors(chunk_ids, len(vector))
         embed = self.retriever.embedder.embed
         limit = self.method.semantic_characters
-        return lambda texts: [float(row @ vector) for row in embed([text[:limit] for text in texts])]
+
+        def similarity(texts: Sequence[str]) -> list[float]:
+            keys = [unit_key(text[:limit]) for text in texts]
+            missing = {key: text[:limit] for key, text in zip(keys, texts, strict=True) if key not in known}
+            if missing:
+                known.update(zip(missing, embed(list(missing.values())), strict=True))
+            return [float(known[key] @ vector) for key in keys]
+
+        return similarity
 
     def ask(
         self,
@@ -116,7 +133,7 @@ class AnswerService:
                 successor = self.retriever.document_by_path(citation.superseded_by)
                 if successor is not None:
                     titles[successor.path] = successor.title
-        composed = extractive_answer(retrieval, cited, self.method, self._similarity(retrieval))
+        composed = extractive_answer(retrieval, cited, self.method, self._similarity(retrieval, cited))
         for number, section in composed.sections.items():
             # the section the excerpt really came from, not only the document's best-matching one
             citations[number - 1] = citations[number - 1].model_copy(update={"section": section})

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
+from numpy.typing import NDArray
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, OperationalError
 
@@ -61,6 +63,21 @@ kb_chunks = sa.Table(
     sa.Column("terms", sa.Text, nullable=False),
 )
 
+# The vectors of a chunk's answer units (sentences, list items, rows), embedded at ingest so that
+# choosing an excerpt costs no model work at answer time: `unit_keys` is a JSON list of unit keys
+# (`bot.answers.excerpts.unit_key`), `vectors` the float16 rows in the same order.
+kb_unit_vectors = sa.Table(
+    "kb_unit_vectors",
+    metadata,
+    sa.Column("chunk_id", sa.String(64), primary_key=True),
+    sa.Column("doc_id", sa.String(40), nullable=False, index=True),
+    sa.Column("unit_keys", sa.Text, nullable=False),
+    sa.Column("vectors", sa.LargeBinary, nullable=False),
+)
+# Catalog meta key: set once every chunk has its unit vectors (an older index gets them on the next
+# ingest, which re-embeds every document once).
+UNIT_VECTORS_META = "unit_vectors"
+
 
 class CatalogError(Exception):
     """The catalog cannot be read; the message says how to repair it."""
@@ -96,6 +113,15 @@ class ChunkRecord:
     section: str
     text: str
     terms: str = ""
+
+
+@dataclass(frozen=True)
+class UnitVectors:
+    """The answer units' vectors of one chunk: keys and float16 rows, in the same order."""
+
+    chunk_id: str
+    keys: tuple[str, ...]
+    vectors: NDArray[np.float16]
 
 
 @dataclass
@@ -256,13 +282,20 @@ class Catalog:
             chunks = connection.execute(sa.select(sa.func.count()).select_from(kb_chunks)).scalar()
             return int(documents or 0), int(chunks or 0)
 
-    def replace_documents(self, items: Sequence[tuple[DocumentRecord, Sequence[ChunkRecord]]]) -> None:
-        """Write documents and their chunks in one transaction, replacing earlier versions."""
+    def replace_documents(
+        self,
+        items: Sequence[tuple[DocumentRecord, Sequence[ChunkRecord]]],
+        units: Sequence[UnitVectors] = (),
+    ) -> None:
+        """Write documents, their chunks and their chunks' unit vectors in one transaction, replacing
+        earlier versions."""
         if not items:
             return
         now = time.time()
+        doc_of = {c.chunk_id: c.doc_id for _, chunks in items for c in chunks}
         with self._connect() as connection:
             doc_ids = [document.doc_id for document, _ in items]
+            connection.execute(sa.delete(kb_unit_vectors).where(kb_unit_vectors.c.doc_id.in_(doc_ids)))
             connection.execute(sa.delete(kb_chunks).where(kb_chunks.c.doc_id.in_(doc_ids)))
             connection.execute(sa.delete(kb_documents).where(kb_documents.c.doc_id.in_(doc_ids)))
             connection.execute(
@@ -302,6 +335,18 @@ class Catalog:
             ]
             if rows:
                 connection.execute(sa.insert(kb_chunks), rows)
+            unit_rows = [
+                {
+                    "chunk_id": u.chunk_id,
+                    "doc_id": doc_of[u.chunk_id],
+                    "unit_keys": json.dumps(list(u.keys)),
+                    "vectors": u.vectors.astype(np.float16).tobytes(),
+                }
+                for u in units
+                if u.keys
+            ]
+            if unit_rows:
+                connection.execute(sa.insert(kb_unit_vectors), unit_rows)
             self._bump_generation(connection)
 
     def remove_documents(self, doc_ids: Sequence[str]) -> None:
@@ -311,9 +356,27 @@ class Catalog:
         with self._connect() as connection:
             for start in range(0, len(doc_ids), 500):
                 part = list(doc_ids[start : start + 500])
+                connection.execute(sa.delete(kb_unit_vectors).where(kb_unit_vectors.c.doc_id.in_(part)))
                 connection.execute(sa.delete(kb_chunks).where(kb_chunks.c.doc_id.in_(part)))
                 connection.execute(sa.delete(kb_documents).where(kb_documents.c.doc_id.in_(part)))
             self._bump_generation(connection)
+
+    def unit_vectors(self, chunk_ids: Sequence[str], dimensions: int) -> dict[str, NDArray[np.float32]]:
+        """The stored unit vectors of these chunks, by unit key (none for chunks ingested before unit
+        vectors were stored)."""
+        if not chunk_ids:
+            return {}
+        with self._connect() as connection:
+            rows = connection.execute(
+                sa.select(kb_unit_vectors.c.unit_keys, kb_unit_vectors.c.vectors).where(
+                    kb_unit_vectors.c.chunk_id.in_(list(chunk_ids))
+                )
+            ).all()
+        found: dict[str, NDArray[np.float32]] = {}
+        for keys, blob in rows:
+            matrix = np.frombuffer(blob, dtype=np.float16).reshape(-1, dimensions).astype(np.float32)
+            found.update(zip(json.loads(keys), matrix, strict=True))
+        return found
 
     def forget_hashes(self, doc_ids: Sequence[str]) -> None:
         """Mark documents as needing a re-ingest (their vectors were found missing)."""
