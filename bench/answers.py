@@ -112,7 +112,7 @@ def grid() -> list[ExcerptMethod]:
     read_on = [
         ExcerptMethod(semantic, budget, second, ratio, read_on=True, semantic_candidates=candidates)
         for semantic, budget, second, ratio, candidates in itertools.product(
-            (1.0, 2.0), (500, 600, 700, 850), (300, 400), (0.0, 0.6), (5, 8)
+            (1.0, 2.0), (500, 600, 700, 850), (300, 400), (0.0, 0.6), (8, 16)
         )
     ]
     alone = [

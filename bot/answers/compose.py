@@ -130,8 +130,8 @@ class ExcerptMethod:
     second_budget: int = 400  # characters of a second excerpt
     second_ratio: float = 0.0  # a second excerpt only when it scores this close to the first
     documents: int = 2  # excerpts may come from this many of the top documents
-    semantic_candidates: int = 8  # the units, best by their words, that the model also reads
-    semantic_characters: int = 240  # of each of those units (about 48 word pieces: keeps answers fast)
+    semantic_candidates: int = 16  # the units, best by their words, whose stored vectors are also read
+    semantic_characters: int = 240  # of each unit, embedded at ingest (about 48 word pieces)
     chunks: int = PASSAGE_CHUNKS  # the best chunks of each document that excerpts may come from
     read_on: bool = True  # the first excerpt goes on into the blocks after it while its budget lasts
 
