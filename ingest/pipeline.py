@@ -132,7 +132,11 @@ class Ingestor:
         self.catalog.ensure_schema()
         self._check_model()
         report.repaired = self._reconcile()
-        self._add_unit_vectors()
+        if self._add_unit_vectors():
+            report.warnings.append(
+                "this index was built before answer units were embedded at ingest: every document is "
+                "embedded once more (answers no longer need the model for their excerpts)"
+            )
 
         pending: list[_Pending] = []
         for root in roots:
@@ -184,10 +188,14 @@ class Ingestor:
             self.catalog.set_meta("embedding_model", identity)
         self.vectors.collection(identity)
 
-    def _add_unit_vectors(self) -> None:
-        """An index built before unit vectors were stored has every document embedded again, once."""
-        if self.catalog.get_meta(UNIT_VECTORS_META) is None:
-            self.catalog.forget_hashes([document.doc_id for document in self.catalog.documents()])
+    def _add_unit_vectors(self) -> bool:
+        """An index built before unit vectors were stored has every document embedded again, once.
+        Whether that is so."""
+        if self.catalog.get_meta(UNIT_VECTORS_META) is not None:
+            return False
+        documents = [document.doc_id for document in self.catalog.documents()]
+        self.catalog.forget_hashes(documents)
+        return bool(documents)
 
     def _reconcile(self) -> int:
         """Repair a catalog and a vector index that disagree (an interrupted run, a lost volume)."""
