@@ -44,6 +44,7 @@ action_requests = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("claimed_at", sa.Float, nullable=True),
+    sa.Column("heartbeat_at", sa.Float, nullable=True),  # renewed by the process running it
     sa.Column("result_summary", sa.Text, nullable=True),
     sa.Column("result_output", sa.Text, nullable=True),
     sa.Column("duration_seconds", sa.Float, nullable=True),
