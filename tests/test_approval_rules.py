@@ -186,7 +186,7 @@ class ApprovalRules(RuleBasedStateMachine):
     @rule(request_id=requests)
     def run(self, request_id: str) -> None:
         model = self.expected[request_id]
-        claimed = self.service.claim(request_id)
+        claimed = self.service.claim(request_id).claimed
         assert claimed == (model.status == APPROVED)
         if claimed:
             model.runs += 1

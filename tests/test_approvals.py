@@ -97,8 +97,8 @@ def test_staging_is_self_service_and_runs_once(service: ApprovalService) -> None
     )
     view, decision = service.submit(staging, Actor(user_id=OUTSIDER))
     assert decision.outcome == "allow" and view.status == APPROVED
-    assert service.claim(view.request_id) is True
-    assert service.claim(view.request_id) is False
+    assert service.claim(view.request_id).claimed is True
+    assert service.claim(view.request_id).claimed is False
 
 
 SECRET_ACTION = """
@@ -212,7 +212,7 @@ def test_a_rejection_stops_the_request(service: ApprovalService) -> None:
     assert service.reject(request_id, MLP1, "wrong version").changed
     assert service.get(request_id).status == REJECTED  # type: ignore[union-attr]
     assert not service.approve(request_id, SRE1).changed
-    assert service.claim(request_id) is False
+    assert service.claim(request_id).claimed is False
 
 
 def test_only_the_requester_can_cancel(service: ApprovalService) -> None:
@@ -232,7 +232,7 @@ def test_an_approval_can_be_revoked_before_the_run(service: ApprovalService) -> 
     assert service.revoke(request_id, SRE1).changed
     view = service.get(request_id)
     assert view is not None and view.status == PENDING and view.approvers == (MLP1,)
-    assert service.claim(request_id) is False
+    assert service.claim(request_id).claimed is False
 
 
 def test_a_request_past_its_deadline_expires_and_nothing_runs(service: ApprovalService, clock: Clock) -> None:
@@ -317,7 +317,7 @@ def test_an_interrupted_run_is_never_repeated_unless_idempotent(
         service.approve(request_id, approver)
     assert service.claim(request_id)
     clock.now += 3600
-    assert service.recover_interrupted(older_than_seconds=600) == [(request_id, after)]
+    assert service.recover_interrupted(lease_seconds=600) == [(request_id, after)]
     assert service.get(request_id).status == after  # type: ignore[union-attr]
 
 
@@ -402,7 +402,7 @@ def test_a_run_killed_after_its_claim_is_not_repeated(tmp_path: Path, policies: 
             child.wait(timeout=30)
         assert service.get(request_id).status == RUNNING  # type: ignore[union-attr]
         clock.now += 3600  # the child claimed on a clock that started at this one's time
-        assert service.recover_interrupted(older_than_seconds=600) == [(request_id, NEEDS_ATTENTION)]
+        assert service.recover_interrupted(lease_seconds=600) == [(request_id, NEEDS_ATTENTION)]
         assert execute_once(service, PolicyFolder(policies)(), request_id) is None
         assert len(receiver.requests) == 1
     engine.dispose()

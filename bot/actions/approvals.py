@@ -50,6 +50,7 @@ from bot.actions.request_state import (
     secret_values,
     utc,
 )
+from bot.actions.standing import decide_now, quorum_met, reassess
 from bot.store.actions import action_requests, append_audit, approvals, lock_audit, policy_versions
 from bot.store.schema import upgrade
 
@@ -68,11 +69,24 @@ __all__ = [
     "STATUS_OF",
     "SUCCEEDED",
     "ApprovalService",
+    "Claim",
     "ClickResult",
     "Gate",
     "RequestView",
     "secret_values",
 ]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of a run claim: this caller runs it, or not; `blocked` says why the policy or the
+    approvers stopped it (empty when another caller has it or it is not approved)."""
+
+    claimed: bool
+    blocked: str = ""
+
+    def __bool__(self) -> bool:
+        return self.claimed
 
 
 @dataclass
@@ -213,6 +227,13 @@ class ApprovalService:
                 return redecide(connection, view, gate, now)
             if user in view.approvers:
                 return ClickResult(False, "You have already approved this request.", view)
+            # Decided again now: a freeze that began since the request holds it; a rule that denies ends it.
+            standing = reassess(connection, view, gate, now, "approval")
+            if standing.verdict != "proceed":
+                return ClickResult(
+                    standing.verdict == "denied", standing.message, read_view(connection, request_id)
+                )
+            note = f" ({standing.lapsed}.)" if standing.lapsed else ""
             # An approval given, revoked and given again is the same row, live again.
             renewed = connection.execute(
                 sa.update(approvals)
@@ -230,14 +251,20 @@ class ApprovalService:
                         request_id=request_id, approver=user, fingerprint=fingerprint, decided_at=now
                     )
                 )
+            # The audit entry first: the quorum check below may withdraw approvals, after this one.
+            append_audit(connection, at=now, kind="approval", request_id=request_id, actor=user, data={})
             view = read_view(connection, request_id)
             assert view is not None
+            if quorum_met(view):
+                # Everyone counted is checked again: an approver who left the group no longer counts.
+                standing = reassess(connection, view, gate, now, "quorum")
+                note += "" if standing.verdict == "proceed" else f" {standing.message}"
+                view = read_view(connection, request_id)
+                assert view is not None
             missing = view.required_count - len(view.approvers)
             moved = missing <= 0 and move(connection, request_id, PENDING, APPROVED, now)
-            # The audit entries last: every click in every replica waits for the audit head's lock.
-            append_audit(connection, at=now, kind="approval", request_id=request_id, actor=user, data={})
             if not moved:
-                return ClickResult(True, f"Approved. {missing} more approval(s) needed.", view)
+                return ClickResult(True, f"Approved. {max(missing, 1)} more approval(s) needed.{note}", view)
             append_audit(
                 connection,
                 at=now,
@@ -401,20 +428,86 @@ class ApprovalService:
                     expired.append(str(request_id))
         return expired
 
-    def claim(self, request_id: str) -> bool:
-        """Take the right to run an approved request; exactly one caller (anywhere) gets True."""
+    def claim(self, request_id: str) -> Claim:
+        """Take the right to run an approved request; exactly one caller (anywhere) gets it.
+
+        The policy decides again at this moment and every counted approver is checked again: a request
+        a freeze now holds, a rule now denies or whose approvers no longer suffice does not run, and
+        the claim says why.
+        """
         now = self.clock()
+        gate = self.current_gate()
         with self._begin() as connection:
+            view = read_view(connection, request_id, lock=True)
+            if view is None or view.status != APPROVED:
+                return Claim(False)
+            if gate.version != view.policy_version:
+                # Approved under an earlier policy: decided again, and earlier approvals no longer count.
+                move(connection, request_id, APPROVED, PENDING, now)
+                view = dataclasses.replace(view, status=PENDING)
+                return Claim(False, redecide(connection, view, gate, now).message)
+            standing = reassess(connection, view, gate, now, "run")
+            if standing.verdict != "proceed":
+                return Claim(False, standing.message)
             claimed = connection.execute(
                 sa.update(action_requests)
                 .where(action_requests.c.request_id == request_id, action_requests.c.status == APPROVED)
-                .values(status=RUNNING, claimed_at=now, updated_at=now)
+                .values(status=RUNNING, claimed_at=now, heartbeat_at=now, updated_at=now)
             ).rowcount
             if claimed:
                 append_audit(
                     connection, at=now, kind="execution_started", request_id=request_id, actor=None, data={}
                 )
-        return bool(claimed)
+        return Claim(bool(claimed))
+
+    def renew(self, request_id: str) -> bool:
+        """Renew the lease on a run this process is doing; False once the run is no longer running."""
+        now = self.clock()
+        with self._begin() as connection:
+            return bool(
+                connection.execute(
+                    sa.update(action_requests)
+                    .where(action_requests.c.request_id == request_id, action_requests.c.status == RUNNING)
+                    .values(heartbeat_at=now)
+                ).rowcount
+            )
+
+    def release_held(self) -> list[str]:
+        """Held requests whose approvals are all in and that the policy now lets run: approved again."""
+        now = self.clock()
+        released: list[str] = []
+        with self._begin() as connection:
+            waiting = (
+                connection.execute(
+                    sa.select(action_requests.c.request_id).where(
+                        action_requests.c.status == PENDING,
+                        sa.or_(action_requests.c.deadline.is_(None), action_requests.c.deadline >= now),
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if not waiting:
+                return released
+            gate = self.current_gate()
+            for request_id in waiting:
+                view = read_view(connection, request_id, lock=True)
+                if view is None or not quorum_met(view) or gate.version != view.policy_version:
+                    continue
+                if decide_now(view, gate, now).outcome == "deny":
+                    continue  # still held: nothing to record until it changes
+                standing = reassess(connection, view, gate, now, "release")
+                if standing.verdict == "proceed" and move(connection, request_id, PENDING, APPROVED, now):
+                    append_audit(
+                        connection,
+                        at=now,
+                        kind="released",
+                        request_id=request_id,
+                        actor="policy",
+                        data={"approvers": list(view.approvers)},
+                    )
+                    released.append(str(request_id))
+        return released
 
     def finish(self, request_id: str, ok: bool, summary: str, output: str, duration_seconds: float) -> None:
         """Record the result of a run this process claimed."""
@@ -440,15 +533,17 @@ class ApprovalService:
                 data={"ok": ok, "summary": summary, "duration_seconds": round(duration_seconds, 3)},
             )
 
-    def recover_interrupted(self, older_than_seconds: float) -> list[tuple[str, str]]:
-        """Runs claimed long ago and never finished: idempotent ones run again, others wait for a person."""
+    def recover_interrupted(self, lease_seconds: float) -> list[tuple[str, str]]:
+        """Runs whose lease lapsed (no heartbeat for `lease_seconds`: the process running them died):
+        idempotent ones run again, others wait for a person. A live process renews its lease however
+        long the run takes, so its run is never started twice."""
         now = self.clock()
         recovered = []
         with self._begin() as connection:
+            last_sign = sa.func.coalesce(action_requests.c.heartbeat_at, action_requests.c.claimed_at)
             stuck = connection.execute(
                 sa.select(action_requests.c.request_id, action_requests.c.action).where(
-                    action_requests.c.status == RUNNING,
-                    action_requests.c.claimed_at < now - older_than_seconds,
+                    action_requests.c.status == RUNNING, last_sign < now - lease_seconds
                 )
             ).all()
             gate = self.gate() if stuck else None  # the policy is read only when something is stuck

@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -99,6 +100,17 @@ def run_action(
         attempts=outcome.attempts,
         details=dict(outcome.details),
     )
+
+
+def allow_listed(
+    allowed_programs: Collection[str] | None,
+) -> Callable[[ActionSpec, Mapping[str, Any], str], ExecutionResult]:
+    """`run_action` with the deployment's allow-list (STEWARD_ALLOWED_PROGRAMS; None: the policy alone)."""
+
+    def run(action: ActionSpec, params: Mapping[str, Any], request_id: str) -> ExecutionResult:
+        return run_action(action, params, request_id, allowed_programs=allowed_programs)
+
+    return run
 
 
 def truncate(text: str, limit: int) -> str:
@@ -249,6 +261,7 @@ def _fill(action: ActionSpec, params: Mapping[str, Any], template: str, where: s
     return _PLACEHOLDER.sub(lambda match: str(_param(action, params, match.group(1), where)), template)
 
 
+_GUARD = Path(__file__).with_name("run_guard.py")
 CHILD_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
 
@@ -262,7 +275,8 @@ def _prepare_command(
     """Check the program against the allow-list and build argv, then return the run."""
     argv = build_argv(action, params)
     program = argv[0]
-    # None trusts the policy file alone; a deployment passes its own allow-list as a second key.
+    # None trusts the policy file alone; a deployment passes its own allow-list (STEWARD_ALLOWED_PROGRAMS)
+    # as a second key, so a policy edit alone cannot make Steward run a new program.
     if allowed_programs is not None and not program_is_allowed(program, allowed_programs):
         raise ExecutionError(
             f"action {action.name!r}: executor.program {program!r} is not in the allowed programs; "
@@ -282,11 +296,17 @@ def _prepare_command(
 
 def _run_program(name: str, argv: list[str], env: dict[str, str], timeout: float) -> _Outcome:
     """Run argv without a shell, capture its output, and kill its whole process group on timeout."""
+    found = shutil.which(argv[0], path=env.get("PATH", os.defpath))
+    if found is None:
+        exists = os.sep in argv[0] and Path(argv[0]).is_file()
+        problem = "is not executable" if exists else "was not found"
+        return _Outcome(False, f"{name}: program {argv[0]!r} {problem}")
     try:
-        # A new session lets a timeout kill grandchildren too; subprocess.run kills only the child and
-        # then waits for pipes a grandchild may hold open forever.
+        # The guard runs the command in a session of its own, so a timeout kills grandchildren too
+        # (subprocess.run kills only the child, then waits for pipes a grandchild may hold open), and
+        # kills them all when this server dies, even by SIGKILL.
         process = subprocess.Popen(
-            argv,
+            [sys.executable, "-I", "-S", str(_GUARD), str(os.getpid()), "--", found, *argv[1:]],
             shell=False,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision
+from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision, Waiting
 from bot.actions.policy import Policy, SlackGroupResolver, counts_as_approval, evaluate, load_policy
 
 
@@ -45,6 +45,11 @@ class PolicyGate:
     def action(self, name: str) -> ActionSpec | None:
         """An action of the catalog."""
         return self.policy.actions.get(name)
+
+    def waiting(self, rule: str | None) -> Waiting:
+        """What a waiting request gets when `rule` denies it later (the default deny ends it)."""
+        found = self.policy.rule(rule) if rule else None
+        return found.waiting if found is not None else "deny"
 
 
 class PolicyFolder:

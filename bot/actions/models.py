@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 RiskTier = Literal["low", "medium", "high", "critical"]
 Outcome = Literal["deny", "allow", "require_approval"]
+Waiting = Literal["hold", "deny"]
 ParamType = Literal["string", "integer", "number", "boolean"]
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bot.actions.executors import substitute_env
+from bot.actions.command_checks import command_warnings
+from bot.actions.executors import program_is_allowed, substitute_env
 from bot.actions.models import ActionSpec
 from bot.actions.policy_schema import (
     FieldError,
@@ -65,6 +66,7 @@ __all__ = [
 NAME = re.compile(r"[a-z][a-z0-9-]*")
 CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 _TOP_LEVEL = ("groups", "actions", "rules")
+POLICY_SUFFIXES = (".yaml", ".yml")  # every file with one of these is read, in file-name order
 
 
 def expand_env(text: str, environ: Mapping[str, str]) -> str:
@@ -89,7 +91,8 @@ def policy_version(files: Iterable[tuple[str, bytes]]) -> str:
 
 
 def load_policy(folder: Path, *, knowledge_dir: Path | None = None) -> Policy:
-    """Load and check every `*.yaml` in `folder` (file-name order); raise `PolicyError` listing all problems.
+    """Load and check every `*.yaml` and `*.yml` in `folder` (file-name order); raise `PolicyError` listing
+    all problems.
 
     Runbook paths are checked against `knowledge_dir` (default: `knowledge/` beside the folder, when it
     exists); a missing runbook is a warning in `Policy.warnings`, not an error.
@@ -99,8 +102,13 @@ def load_policy(folder: Path, *, knowledge_dir: Path | None = None) -> Policy:
     return _Loader(folder, knowledge_dir).load()
 
 
-def check_report(folder: Path, *, knowledge_dir: Path | None = None) -> tuple[int, str]:
-    """What `steward policy check` prints and its exit code: 0 with a summary, 1 with every problem."""
+def check_report(
+    folder: Path, *, knowledge_dir: Path | None = None, allowed_programs: Collection[str] | None = None
+) -> tuple[int, str]:
+    """What `steward policy check` prints and its exit code: 0 with a summary, 1 with every problem.
+
+    `allowed_programs` is STEWARD_ALLOWED_PROGRAMS (None: unset); command actions are checked against it.
+    """
     try:
         policy = load_policy(folder, knowledge_dir=knowledge_dir)
     except PolicyError as error:
@@ -109,7 +117,30 @@ def check_report(folder: Path, *, knowledge_dir: Path | None = None) -> tuple[in
         f"policies OK: {len(policy.actions)} actions, {len(policy.rules)} rules, {len(policy.groups)} groups "
         f"in {len(policy.files)} files, version {policy.version[:12]}…"
     )
-    return 0, "\n".join([summary, *(f"warning: {warning}" for warning in policy.warnings)])
+    warnings = [*policy.warnings, *_program_warnings(policy, allowed_programs)]
+    return 0, "\n".join([summary, *(f"warning: {warning}" for warning in warnings)])
+
+
+def _program_warnings(policy: Policy, allowed: Collection[str] | None) -> list[str]:
+    """Command actions whose program the deployment's allow-list does not vouch for."""
+    found = []
+    for name, action in policy.actions.items():
+        program = action.executor.program
+        if action.executor.kind != "command" or not program:
+            continue
+        source = policy.action_sources[name]
+        where = f"{source.file}, line {source.line}: actions.{name}.executor.program"
+        if allowed is None:
+            found.append(
+                f"{where}: STEWARD_ALLOWED_PROGRAMS is not set, so {program!r} runs on this file's word "
+                "alone; set it to the programs command actions may run (comma-separated)"
+            )
+        elif not program_is_allowed(program, allowed):
+            found.append(
+                f"{where}: {program!r} is not in STEWARD_ALLOWED_PROGRAMS, so the action fails when it "
+                "runs; add it there or change the program"
+            )
+    return found
 
 
 class _Loader:
@@ -131,16 +162,16 @@ class _Loader:
             raise PolicyError(
                 self.folder, [f"{self.folder} is not a folder; pass the folder of *.yaml policy files"]
             )
-        paths = sorted(self.folder.glob("*.yaml"), key=lambda path: path.name)
+        # *.yml too: a deny rule saved as .yml must deny, not be skipped with a warning nobody reads.
+        paths = sorted(
+            (path for path in self.folder.iterdir() if path.suffix in POLICY_SUFFIXES and path.is_file()),
+            key=lambda path: path.name,
+        )
         if not paths:
             raise PolicyError(
-                self.folder, [f"{self.folder} has no *.yaml policy files; see policies/README.md"]
+                self.folder, [f"{self.folder} has no *.yaml or *.yml policy files; see policies/README.md"]
             )
         files = [(path.name, path.read_bytes()) for path in paths]
-        for stray in sorted(self.folder.glob("*.yml")):
-            self.warnings.add(
-                Document(f"{self.folder.name}/{stray.name}"), (), "ignored: rename it to *.yaml"
-            )
         for name, data in files:
             self._read_file(Document(f"{self.folder.name}/{name}"), data)
         self._check_groups()
@@ -313,6 +344,8 @@ class _Loader:
         for spec in action.params:
             check_param(doc, (*path, "params", spec.name), spec, self.problems)
         check_executor(doc, (*path, "executor"), action, self.problems)
+        for warning in command_warnings(action):
+            self.warnings.add(doc, (*path, "executor", *warning.field), warning.message)
         if action.runbook is not None and self.knowledge_dir is not None:
             runbook = Path(action.runbook)
             if runbook.is_absolute() or ".." in runbook.parts:
@@ -412,6 +445,9 @@ class _Loader:
                     reason=written.reason.strip(),
                     approval=approval,
                     source=source,
+                    # A freeze ends by itself, so by default it holds a waiting request rather than
+                    # ending it; other rules describe the request, so they end it.
+                    waiting=written.waiting or ("hold" if windows else "deny"),
                 )
             )
 

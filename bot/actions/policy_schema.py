@@ -15,7 +15,15 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.actions.models import ActionSpec, ApprovalRequirement, ExecutorSpec, Outcome, ParamSpec, RiskTier
+from bot.actions.models import (
+    ActionSpec,
+    ApprovalRequirement,
+    ExecutorSpec,
+    Outcome,
+    ParamSpec,
+    RiskTier,
+    Waiting,
+)
 from bot.actions.policy_types import (
     DAYS,
     OPERATORS,
@@ -96,6 +104,7 @@ class _RuleFile(_Written):
     outcome: Outcome
     reason: str
     approval: ApprovalRequirement | None = None
+    waiting: Waiting | None = None
 
     _as_list = field_validator("actions", mode="before")(listed)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
-from bot.actions.models import ActionSpec, ApprovalRequirement, Outcome, ParamSpec
+from bot.actions.models import ActionSpec, ApprovalRequirement, Outcome, ParamSpec, Waiting
 
 Operator = Literal["eq", "ne", "in", "not_in", "gt", "ge", "lt", "le", "matches"]
 OPERATORS: tuple[Operator, ...] = get_args(Operator)
@@ -137,6 +137,9 @@ class Rule:
     reason: str
     approval: ApprovalRequirement | None
     source: Source
+    # What a request already waiting gets when this rule denies it later (at an approval or at the run):
+    # "hold" keeps it waiting (nothing runs while the rule holds), "deny" ends it.
+    waiting: Waiting = "deny"
 
     def covers(self, action: str) -> bool:
         """Whether the rule is about this action at all."""

@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision
+from bot.actions.executors import ExecutionError, ExecutionResult, run_action
+from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision, Waiting
+from bot.redaction import mask_secrets
 from bot.store.actions import action_requests, append_audit, approvals
 
 PENDING, APPROVED, RUNNING = "pending", "approved", "running"
@@ -20,6 +22,8 @@ DENIED, REJECTED, CANCELLED, EXPIRED = "denied", "rejected", "cancelled", "expir
 SUCCEEDED, FAILED, NEEDS_ATTENTION = "succeeded", "failed", "needs_attention"
 FINISHED = frozenset({DENIED, REJECTED, CANCELLED, EXPIRED, SUCCEEDED, FAILED, NEEDS_ATTENTION})
 REDACTED = "[redacted]"
+
+Execute = Callable[[ActionSpec, Mapping[str, Any], str], ExecutionResult]
 
 
 class Gate(Protocol):
@@ -45,6 +49,10 @@ class Gate(Protocol):
 
     def action(self, name: str) -> ActionSpec | None:
         """An action of the catalog."""
+        ...
+
+    def waiting(self, rule: str | None) -> Waiting:
+        """What a waiting request gets when `rule` denies it later: `hold` (keep waiting) or `deny`."""
         ...
 
 
@@ -168,9 +176,25 @@ def move(connection: Connection, request_id: str, source: str, target: str, now:
     )
 
 
+def _declared(spec: ActionSpec | None) -> set[str]:
+    return {param.name for param in spec.params if param.secret} if spec else set()
+
+
+def detected_secrets(request: ActionRequest, spec: ActionSpec | None) -> dict[str, tuple[str, ...]]:
+    """The parameters not declared secret whose values hold a credential anyway, with its kinds."""
+    declared = _declared(spec)
+    found = {
+        key: mask_secrets(value).kinds
+        for key, value in request.params.items()
+        if key not in declared and isinstance(value, str)
+    }
+    return {key: kinds for key, kinds in found.items() if kinds}
+
+
 def secret_values(request: ActionRequest, spec: ActionSpec | None) -> dict[str, Any]:
-    """The request's secret parameters: never stored, so only a run right now can use them."""
-    secret = {param.name for param in spec.params if param.secret} if spec else set()
+    """The request's secret parameters, declared or holding a credential: never stored, so only a run
+    right now can use them."""
+    secret = _declared(spec) | set(detected_secrets(request, spec))
     return {key: value for key, value in request.params.items() if key in secret}
 
 
@@ -178,18 +202,46 @@ def no_waiting_with_secrets(decision: Decision, secrets: Mapping[str, Any]) -> D
     """A request that must wait for approval cannot carry a secret (it is not stored): deny it, saying so."""
     if decision.outcome != "require_approval" or not secrets:
         return decision
-    names = ", ".join(f"`{name}`" for name in sorted(secrets))
+    found = {
+        name: mask_secrets(value).kinds if isinstance(value, str) else () for name, value in secrets.items()
+    }
+    declared = ", ".join(f"`{name}`" for name in sorted(found) if not found[name])
+    carried = [f"the secret parameter {declared}"] if declared else []
+    carried += [
+        f"what looks like a secret ({', '.join(kinds)}) in `{name}`"
+        for name, kinds in sorted(found.items())
+        if kinds
+    ]
     reason = (
-        f"{decision.reason} But it carries the secret parameter {names}, which Steward never stores, so "
-        "it cannot wait for approval. Pass a reference instead (the secret's name in your secret manager)."
+        f"{decision.reason} But it carries {' and '.join(carried)}, which Steward never stores, so it cannot "
+        "wait for approval. Pass a reference instead (the secret's name in your secret manager)."
     )
     return decision.model_copy(update={"outcome": "deny", "approval": None, "reason": reason})
 
 
 def redacted(request: ActionRequest, spec: ActionSpec | None) -> dict[str, Any]:
-    """The parameters with secret ones masked, as they are stored and audited."""
-    secret = {param.name for param in spec.params if param.secret} if spec else set()
-    return {key: (REDACTED if key in secret else value) for key, value in request.params.items()}
+    """The parameters as they are stored and audited: secret ones masked, credentials in the others too."""
+    declared = _declared(spec)
+    return {
+        key: REDACTED if key in declared else mask_secrets(value).text if isinstance(value, str) else value
+        for key, value in request.params.items()
+    }
+
+
+def with_masked_results(execute: Execute | None) -> Execute:
+    """The executor, its results masked before they are stored and posted: an action may print back a
+    credential it was given (a webhook echoing its body, a program its arguments)."""
+    run: Execute = execute or run_action
+
+    def masked(action: ActionSpec, params: Mapping[str, Any], request_id: str) -> ExecutionResult:
+        try:
+            result = run(action, params, request_id)
+        except ExecutionError as exc:
+            raise ExecutionError(mask_secrets(str(exc)).text) from None
+        summary, output = mask_secrets(result.summary).text, mask_secrets(result.output).text
+        return dataclasses.replace(result, summary=summary, output=output)
+
+    return masked
 
 
 def refuse_finished(connection: Connection, view: RequestView | None, now: float) -> ClickResult | None:

@@ -27,6 +27,7 @@ from bot.actions.approvals import (
 from bot.actions.executors import ExecutionResult
 from bot.actions.models import ActionSpec, ParamSpec
 from bot.actions.policy import Policy, usage
+from bot.redaction import mask_secrets
 from bot.slack.blocks import RenderedMessage, button
 from bot.slack.mrkdwn import escape, link, to_plain
 from bot.slack.payloads import (
@@ -85,10 +86,11 @@ def secret_params(spec: ActionSpec | None) -> frozenset[str]:
 
 
 def request_line(action: str, params: Mapping[str, Any], secret: Iterable[str] = ()) -> str:
-    """`retrain-model model=fraud-scorer env=prod` (secret values masked), as inline code."""
+    """`retrain-model model=fraud-scorer env=prod` (secret values masked, and credentials in any value),
+    as inline code."""
     hidden = set(secret)
     shown = " ".join(
-        f"{key}={MASK if key in hidden else shlex.quote(_text(value))}" for key, value in params.items()
+        f"{key}={MASK if key in hidden else shlex.quote(_masked(value))}" for key, value in params.items()
     )
     return "`" + escape((action + " " + shown).strip().replace("`", "'")) + "`"
 
@@ -145,6 +147,14 @@ def expired_text(view: RequestView) -> str:
         f":hourglass: The request {request_line(view.action, view.params)} expired at {when} "
         f"with {len(view.approvers)} of {view.required_count} approvals; nothing ran. "
         "Ask again if it is still needed."
+    )
+
+
+def released_text(view: RequestView) -> str:
+    """Posted in the thread when a held request (a freeze) may run: its approvals are in."""
+    return (
+        f":arrow_forward: {request_line(view.action, view.params)} is no longer held by the policy and its "
+        "approvals still count, so it runs now."
     )
 
 
@@ -387,7 +397,7 @@ def catalog_text(policy: Policy) -> str:
 
 def problems_text(problems: Iterable[str], spec: ActionSpec | None, understood: str = "") -> str:
     """What is wrong with a request's parameters, and the usage that would work."""
-    lines = [f"• {escape(problem)}" for problem in problems]
+    lines = [f"• {escape(_masked(problem))}" for problem in problems]
     text = "\n".join(lines)
     if understood:
         text += f"\nI understood: {understood}"
@@ -398,7 +408,7 @@ def problems_text(problems: Iterable[str], spec: ActionSpec | None, understood: 
 
 def misread_text(action: str, problems: Iterable[str], spec: ActionSpec, raw: Mapping[str, str]) -> str:
     """A request read from plain words (or proposed by the LLM) that does not validate: what is wrong."""
-    understood = " ".join(f"`{escape(k)}={escape(v)}`" for k, v in raw.items())
+    understood = " ".join(f"`{escape(k)}={escape(_masked(v))}`" for k, v in raw.items())
     return (
         f"I read this as a request to run `{action}`, but:\n"
         + problems_text(problems, spec, understood)
@@ -413,6 +423,11 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
+
+
+def _masked(value: Any) -> str:
+    """A value as shown, with any credential in it masked (it may be in a parameter not declared secret)."""
+    return mask_secrets(_text(value)).text
 
 
 def _clip(text: str, limit: int) -> str:

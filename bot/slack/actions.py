@@ -23,9 +23,18 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import DBAPIError
 
-from bot.actions.approvals import APPROVED, FINISHED, ApprovalService, ClickResult, RequestView, secret_values
+from bot.actions.approvals import (
+    APPROVED,
+    FINISHED,
+    PENDING,
+    ApprovalService,
+    ClickResult,
+    RequestView,
+    secret_values,
+)
+from bot.actions.executors import allow_listed
 from bot.actions.gate import PolicyGate
-from bot.actions.models import ActionRequest, Actor, ApprovalRequirement, Decision
+from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision
 from bot.actions.phrases import read_request, starts_like_request
 from bot.actions.policy import (
     ParamError,
@@ -33,10 +42,11 @@ from bot.actions.policy import (
     build_request,
     parse_key_values,
 )
-from bot.actions.request_state import stranded
+from bot.actions.request_state import detected_secrets, stranded, with_masked_results
 from bot.actions.runner import Execute, execute_once
 from bot.answers.service import AnswerService
 from bot.config import Settings
+from bot.redaction import mask_secrets, masked_notice
 from bot.slack.action_cards import (
     POLICY_BROKEN,
     CardFacts,
@@ -49,6 +59,7 @@ from bot.slack.action_cards import (
     misread_text,
     problems_text,
     reject_modal,
+    released_text,
     request_line,
     result_message,
     secret_params,
@@ -105,7 +116,8 @@ class ActionFlows:
         self.proposals: ProposalFlows | None = None  # set by build_app when an LLM is configured
         self.forms = RequestForms(policy, poster, self.submit, self.tell)
         self.poster = poster
-        self.execute = execute
+        # A run's output is stored and posted masked; commands run only the deployment's allowed programs.
+        self.execute = with_masked_results(execute or allow_listed(settings.allowed_programs))
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -199,9 +211,9 @@ class ActionFlows:
         self.sweep(client)
         try:
             view, decision = self.service.submit(request, Actor(user_id=user, channel=channel), thread_ts)
-            self._decided(
-                client, view, decision, secret_values(request, self.policy().action(request.action))
-            )
+            spec = self.policy().action(request.action)
+            self._decided(client, view, decision, secret_values(request, spec))
+            self._masked_notice(client, request, spec, user, channel, thread_ts)
         except Exception as exc:
             ref = reference or uuid.uuid4().hex[:12]
             if isinstance(exc, PolicyError):
@@ -213,6 +225,22 @@ class ActionFlows:
                 )
                 text = f"Something went wrong with this request (reference `{ref}`). It is logged."
             self.tell(client, channel, text, thread_ts)
+
+    def _masked_notice(
+        self,
+        client: WebClient,
+        request: ActionRequest,
+        spec: ActionSpec | None,
+        user: str,
+        channel: str,
+        thread_ts: str,
+    ) -> None:
+        """Tell the requester privately that a credential in an ordinary parameter was masked."""
+        detected = detected_secrets(request, spec)
+        if detected:
+            kinds = sorted({kind for found in detected.values() for kind in found})
+            where = "the parameter " + ", ".join(f"`{name}`" for name in detected)
+            self.poster.whisper(client, channel, user, masked_notice(kinds, where), thread_ts)
 
     def _decided(
         self, client: WebClient, view: RequestView, decision: Decision, secrets: Mapping[str, Any]
@@ -243,7 +271,14 @@ class ActionFlows:
         secrets: Mapping[str, Any] | None = None,
     ) -> None:
         """Run an approved request (exactly once, wherever the click landed) and post its result."""
-        result = execute_once(self.service, self.policy(), request_id, self.execute, secrets)
+        result = execute_once(
+            self.service,
+            self.policy(),
+            request_id,
+            self.execute,
+            secrets,
+            lambda _, why: self._blocked(client, request_id, why),
+        )
         view = self.service.get(request_id)
         if view is None:
             return
@@ -251,6 +286,18 @@ class ActionFlows:
             self.poster.post(client, view.channel, [result_message(view, result)], view.thread_ts)
         if card is not None:
             self._update_card(client, card[0], card[1], view)
+
+    def _blocked(self, client: WebClient, request_id: str, why: str) -> None:
+        """The policy or the approvers stopped a run at the last moment: say why in the thread; a
+        request that now waits for approvals it never had gets its approval card."""
+        view = self.service.get(request_id)
+        if view is None or not view.channel or not view.thread_ts:
+            return
+        self.tell(client, view.channel, why, view.thread_ts)
+        if view.status == PENDING and not view.approvers and view.required_count > 0:
+            self.poster.post(
+                client, view.channel, [approval_card(self.shown(view), self.facts(view))], view.thread_ts
+            )
 
     # -- the card ------------------------------------------------------------------------------
 
@@ -340,7 +387,8 @@ class ActionFlows:
         click = _Click(user, metadata.request_id, metadata.channel, metadata.ts, "", has_buttons=True)
         with self._reported(client, click):
             result = self.service.reject(metadata.request_id, user, _reason(view))
-            self._clicked(client, click, result, decided_by=f"<@{user}>: {escape(_reason(view))}")
+            reason = mask_secrets(_reason(view)).text
+            self._clicked(client, click, result, decided_by=f"<@{user}>: {escape(reason)}")
 
     def on_cancel(self, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         """Cancel: only the requester, before the action runs."""
@@ -454,6 +502,17 @@ class ActionFlows:
             if state == APPROVED:
                 self._run(client, request_id, card=None)
         return recovered
+
+    def release_held(self, client: WebClient) -> list[str]:
+        """Requests a rule held (a freeze) whose approvals are in and that may run now: run them."""
+        released = self.service.release_held()
+        for request_id in released:
+            log.info("held request released request=%s", request_id)
+            view = self.service.get(request_id)
+            if view is not None and view.channel and view.thread_ts:
+                self.tell(client, view.channel, released_text(self.shown(view)), view.thread_ts)
+            self._run(client, request_id, card=None)
+        return released
 
     def run_stranded(self, client: WebClient, older_than_seconds: float) -> list[str]:
         """Approved requests whose replica died before running them: run them now (exactly once)."""

@@ -23,6 +23,7 @@ from wsgiref.types import StartResponse
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from bot.actions.runner import LEASE_SECONDS
 from bot.answers.retrieval import IndexMissingError
 from bot.digests.alertmanager import MAX_BODY_BYTES, AlertReceiver
 from bot.digests.config import load_digests
@@ -203,12 +204,8 @@ def warm_up(services: Services) -> None:
     services.conversations.ensure_schema()
     try:
         services.answers.ask("how do I roll back a model")
-    except IndexMissingError:
-        log.warning("the knowledge base is empty: answers will say so until `steward ingest` runs")
-
-
-# A claimed run with no result after this long was interrupted (the executors' timeouts are far shorter).
-INTERRUPTED_AFTER_SECONDS = 900.0
+    except IndexMissingError as exc:
+        log.warning("%s (until then, answers say the knowledge base is empty)", exc)
 
 
 def start_housekeeping(slack: SlackApp, services: Services) -> threading.Thread:
@@ -225,7 +222,9 @@ def start_housekeeping(slack: SlackApp, services: Services) -> threading.Thread:
     def requests() -> None:
         if slack.actions is not None:
             slack.actions.sweep(slack.bolt.client)
-            slack.actions.recover(slack.bolt.client, INTERRUPTED_AFTER_SECONDS)
+            # A run whose process stopped renewing its lease was interrupted; a live one renews it.
+            slack.actions.recover(slack.bolt.client, LEASE_SECONDS)
+            slack.actions.release_held(slack.bolt.client)
             slack.actions.run_stranded(slack.bolt.client, 3 * period)
             services.approvals.note_policy()  # an edited policy is audited even before it decides
 
@@ -250,9 +249,9 @@ def start_digests(slack: SlackApp, services: Services) -> object | None:
     settings = services.settings
     digests = DigestPoster(
         config=lambda: load_digests(settings.digests_file),
-        runs=DigestRuns(services.catalog.engine),
+        runs=DigestRuns(services.records),
         poster=slack.conversations.poster,
-        history=DriftHistory(services.catalog.engine),
+        history=DriftHistory(services.records),
         policy=services.policy,
         catalog=lambda: services.catalog,
         incident_runbooks=incident_runbooks(lambda: services.retriever),
@@ -292,8 +291,8 @@ def serve(services: Services, port: int | None = None, host: str | None = None) 
     start_housekeeping(slack, services)
     start_digests(slack, services)
     token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
-    alerts = AlertReceiver(IncidentStore(services.catalog.engine), token)
-    watch_action_requests(lambda: count_by_state(services.catalog.engine))
+    alerts = AlertReceiver(IncidentStore(services.records), token)
+    watch_action_requests(lambda: count_by_state(services.records))
     readiness = Readiness(services, slack.bolt.client)
     server = HttpServer(
         slack,
