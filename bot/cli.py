@@ -316,7 +316,7 @@ def format_answer(answer: Answer) -> str:
 def _policy(services: Services, args: argparse.Namespace) -> int:
     folder = services.settings.policies_dir
     if args.policy_command == "check":
-        code, report = check_report(folder)
+        code, report = check_report(folder, allowed_programs=services.settings.allowed_programs)
         print(report, file=sys.stdout if code == 0 else sys.stderr)
         return code
     policy = load_policy(folder)

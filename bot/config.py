@@ -122,7 +122,13 @@ class Settings(BaseSettings):
 
     policies_dir: Path = Field(
         default=Path("policies"),
-        description="Folder of the policy files (`*.yaml`) that decide guarded actions.",
+        description="Folder of the policy files (`*.yaml`, `*.yml`) that decide guarded actions.",
+    )
+    allowed_programs: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        default=None,
+        description="Comma-separated programs that `command` actions may run (names found on PATH, or full "
+        "paths): the deployment's second key beside the policy files. A program not listed fails its action "
+        "without running. Unset: the policy files alone decide, and `steward policy check` warns.",
     )
     alertmanager_token: SecretStr | None = Field(
         default=None,
@@ -232,7 +238,7 @@ class Settings(BaseSettings):
         description="How long delivered event ids are kept to drop Slack's retries and duplicates.",
     )
 
-    @field_validator("answer_bots", "link_hosts", mode="before")
+    @field_validator("answer_bots", "link_hosts", "allowed_programs", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -139,12 +139,33 @@ def test_starter_sources_point_at_the_definitions(starter: Policy) -> None:
 
 
 def test_check_report_summarises_the_starter_policies(starter: Policy) -> None:
-    """`steward policy check` exits 0 and names counts and the version."""
-    code, text = check_report(POLICIES)
+    """`steward policy check` exits 0 and names counts and the version (lumenctl allowed to run)."""
+    code, text = check_report(POLICIES, allowed_programs=["lumenctl"])
     rules, version = len(starter.rules), starter.version[:12]
     assert (code, text) == (
         0,
         f"policies OK: 7 actions, {rules} rules, 4 groups in 5 files, version {version}…",
+    )
+
+
+def test_check_report_warns_when_no_program_allow_list_is_set() -> None:
+    """Without STEWARD_ALLOWED_PROGRAMS, each command action is named: its program runs on the file's word."""
+    code, text = check_report(POLICIES)
+    assert code == 0
+    (warning,) = text.splitlines()[1:]
+    assert warning.startswith(
+        "warning: policies/10-actions.yaml, line 57: actions.pause-agent.executor.program: "
+        "STEWARD_ALLOWED_PROGRAMS is not set, so 'lumenctl' runs on this file's word alone"
+    )
+
+
+def test_check_report_warns_about_a_program_the_allow_list_leaves_out() -> None:
+    """A command action whose program is not allowed would fail when it runs: check says so beforehand."""
+    code, text = check_report(POLICIES, allowed_programs=["kubectl"])
+    assert code == 0
+    assert (
+        "warning: policies/10-actions.yaml, line 57: actions.pause-agent.executor.program: 'lumenctl' is "
+        "not in STEWARD_ALLOWED_PROGRAMS, so the action fails when it runs" in text
     )
 
 
@@ -377,7 +398,10 @@ def test_every_problem_in_every_file_is_reported_at_once(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     ("make", "expected"),
-    [(lambda folder: None, "is not a folder"), (lambda folder: folder.mkdir(), "has no *.yaml policy files")],
+    [
+        (lambda folder: None, "is not a folder"),
+        (lambda folder: folder.mkdir(), "has no *.yaml or *.yml policy files"),
+    ],
 )
 def test_a_missing_or_empty_folder_is_an_error(
     tmp_path: Path, make: Callable[[Path], None], expected: str
@@ -402,6 +426,116 @@ def test_check_report_lists_problems_and_fails(tmp_path: Path) -> None:
     code, text = check_report(write_tree(tmp_path / "policies", {"a.yaml": "rules: [{name: x}]\n"}))
     assert code == 1
     assert "  policies/a.yaml, line 1: rules[0]: missing required field 'actions'" in text.splitlines()
+
+
+# ---- .yml files and risky commands
+
+
+def test_a_deny_rule_in_a_yml_file_denies(tmp_path: Path) -> None:
+    """A rule saved as `.yml` is read in file-name order like a `.yaml` one: its deny beats a later allow."""
+    policy = policy_with(
+        tmp_path,
+        one_rule("name: allow-all, actions: deploy, outcome: allow, reason: fine"),
+        extra={"05-freeze.yml": one_rule("name: no-deploys, actions: deploy, outcome: deny, reason: frozen")},
+    )
+    assert policy.files == ("policies/00-catalog.yaml", "policies/05-freeze.yml", "policies/10-rules.yaml")
+    assert decide(policy, "deploy", {"service": "api"}) == "deny no-deploys"
+    assert policy.warnings == ()
+
+
+def test_a_yml_file_is_checked_like_any_other(tmp_path: Path) -> None:
+    """A problem in a `.yml` file fails the load with its file and line, rather than being skipped."""
+    problems = problems_of(tmp_path, {"00-catalog.yaml": CATALOG, "10-rules.yml": "rules: [{name: x}]\n"})
+    assert "policies/10-rules.yml, line 1: rules[0]: missing required field 'actions'" in problems
+
+
+def test_a_policy_folder_of_only_yml_files_loads(tmp_path: Path) -> None:
+    """`.yml` alone is a policy too: nothing is left to deny by default because of the file's extension."""
+    folder = write_tree(tmp_path / "policies", {"00-catalog.yml": CATALOG, "10-rules.yml": "rules: []\n"})
+    assert set(load_policy(folder, knowledge_dir=tmp_path).actions) == {"deploy", "restart"}
+
+
+def _command_warnings(tmp_path: Path, executor: str, params: str = "msg: {}") -> list[str]:
+    """The warnings for one command action written with this executor and these parameters."""
+    catalog = f"""
+        actions:
+          notify:
+            description: Notify someone.
+            executor: {executor}
+            params: {{{params}}}
+    """
+    return list(policy_with(tmp_path, "rules: []", catalog=catalog).warnings)
+
+
+@pytest.mark.parametrize(
+    ("executor", "argv"),
+    [
+        ('{kind: command, program: sh, args: [-c, "echo {msg}"]}', "argv[1] '-c' makes sh run argv[2]"),
+        ('{kind: command, program: /bin/bash, args: [-o, pipefail, -lc, "x {msg}"]}', "argv[3] '-lc'"),
+        ('{kind: command, program: /usr/bin/env, args: [-i, A=1, python3.12, -c, "{msg}"]}', "argv[4] '-c'"),
+        ("{kind: command, program: env, args: [-S, \"sh -c 'echo {msg}'\"]}", "argv[2] (split by env -S)"),
+        ('{kind: command, program: sudo, args: [-u, root, busybox, sh, -c, "{msg}"]}', "argv[5] '-c'"),
+        ('{kind: command, program: timeout, args: ["10", perl, -ne, "{msg}"]}', "argv[3] '-ne'"),
+        ('{kind: command, program: perl, args: ["-eprint {msg}"]}', "makes perl run argv[1]"),
+        ('{kind: command, program: ruby, args: [-e, "{msg}"]}', "argv[1] '-e' makes ruby"),
+        ('{kind: command, program: node, args: ["--eval={msg}"]}', "argv[1] '--eval={msg}' makes node"),
+        ('{kind: command, program: pwsh, args: [-Command, "{msg}"]}', "argv[1] '-Command' makes pwsh"),
+        ("{kind: command, program: 'C:\\Tools\\PowerShell.exe', args: [-enc, '{msg}']}", "makes powershell"),
+        ('{kind: command, program: zsh, args: [-c, "echo fixed"]}', "a parameter added to that code later"),
+    ],
+)
+def test_a_shell_or_interpreter_given_inline_code_is_a_warning(
+    tmp_path: Path, executor: str, argv: str
+) -> None:
+    """`sh -c`, `python -c`, `perl -e` … (also behind env, sudo, timeout or a full path) are named with
+    their file, action and argv position."""
+    (warning,) = [warning for warning in _command_warnings(tmp_path, executor) if " as code; " in warning]
+    assert warning.startswith("policies/00-catalog.yaml, line 4: actions.notify.executor.args[")
+    assert argv in warning
+
+
+def test_a_parameter_chosen_program_behind_a_wrapper_is_a_warning(tmp_path: Path) -> None:
+    """`env {tool}` lets the parameter pick the program that runs."""
+    (warning,) = _command_warnings(
+        tmp_path, '{kind: command, program: env, args: ["{tool}"]}', 'tool: {enum: [ls, "rm"]}'
+    )
+    assert "argv[1] '{tool}' is the program env runs: a parameter chooses which program runs" in warning
+
+
+@pytest.mark.parametrize(
+    ("args", "params", "why"),
+    [
+        ('["{msg}"]', "msg: {}", "argv[1] '{msg}' starts with msg, a free-text parameter"),
+        ('[--to, "{msg}"]', "msg: {}", "argv[2] '{msg}' starts with msg"),
+        ('["{msg}.txt"]', "msg: {}", "argv[1] '{msg}.txt' starts with msg"),
+        ('["{msg}"]', "msg: {pattern: '\\S+'}", "whose pattern admits '-x'"),
+        ('["{msg}"]', 'msg: {pattern: ".*"}', "whose pattern admits '-x'"),
+    ],
+)
+def test_a_free_text_parameter_where_an_option_could_go_is_a_warning(
+    tmp_path: Path, args: str, params: str, why: str
+) -> None:
+    """A value such as `--output=/etc/passwd` would be read as an option: the slot is named."""
+    (warning,) = _command_warnings(tmp_path, f"{{kind: command, program: notify-send, args: {args}}}", params)
+    assert why in warning and "a value starting with '-' would be read as an option" in warning
+
+
+@pytest.mark.parametrize(
+    ("args", "params"),
+    [
+        ('[--, "{msg}"]', "msg: {}"),  # after --, nothing is an option
+        ('["--text={msg}"]', "msg: {}"),  # the value is glued to its flag
+        ('["to:{msg}"]', "msg: {}"),  # the argument starts with fixed text
+        ('["{msg}"]', 'msg: {pattern: "[a-z][a-z0-9-]*"}'),  # cannot start with -
+        ('["{msg}"]', "msg: {enum: [a, b]}"),
+        ('["{msg}"]', "msg: {type: integer, minimum: 0}"),
+        ('[script.sh, "{msg}"]', 'msg: {pattern: "[a-z]+"}'),  # a script, not inline code
+    ],
+)
+def test_safe_command_shapes_are_not_warned_about(tmp_path: Path, args: str, params: str) -> None:
+    """Each shape that cannot turn a value into an option or code loads without a warning."""
+    program = "bash" if "script.sh" in args else "notify-send"
+    assert _command_warnings(tmp_path, f"{{kind: command, program: {program}, args: {args}}}", params) == []
 
 
 # ---- evaluation
