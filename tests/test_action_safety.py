@@ -28,6 +28,7 @@ from bot.actions.approvals import APPROVED, DENIED, EXPIRED, PENDING, SUCCEEDED,
 from bot.actions.executors import ExecutionResult
 from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, ActionSpec, Actor
+from bot.actions.policy import PolicyError, load_policy
 from bot.actions.runner import LEASE_SECONDS, execute_once
 from bot.store.actions import action_requests, iter_audit
 from tests.conftest import ROOT
@@ -395,3 +396,13 @@ def test_the_commands_of_a_killed_server_die_with_it(tmp_path: Path) -> None:
         server.send_signal(signal.SIGKILL)
         server.wait(20)
     _wait_for(lambda: not _alive(grandchild), "the killed server's command to die")
+
+
+def test_an_executor_timeout_above_the_cap_is_refused_naming_the_field(policies: Path) -> None:
+    """Every run ends: a timeout above 15 minutes is a policy error naming file, line and field."""
+    catalog = policies / "10-actions.yaml"
+    catalog.write_text(catalog.read_text().replace("timeout_seconds: 10", "timeout_seconds: 100000", 1))
+    with pytest.raises(PolicyError) as error:
+        load_policy(policies)
+    assert "10-actions.yaml, line" in str(error.value)
+    assert "executor.timeout_seconds" in str(error.value) and "900" in str(error.value)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 RiskTier = Literal["low", "medium", "high", "critical"]
 Outcome = Literal["deny", "allow", "require_approval"]
 Waiting = Literal["hold", "deny"]
+MAX_TIMEOUT_SECONDS = 900.0  # an executor attempt's longest timeout (15 minutes)
 ParamType = Literal["string", "integer", "number", "boolean"]
 
 
@@ -57,9 +58,10 @@ class ExecutorSpec(BaseModel):
     model_param: str = "model"
     version_param: str = "version"
     alias: str | None = None  # a fixed alias, or taken from the `alias` parameter when unset
-    # all
-    timeout_seconds: float = 30.0
-    retries: int = 2
+    # all: a run always ends. A run's lease is renewed while it runs, and capping each attempt means no
+    # executor keeps a request `running` (and its lease renewed) for longer than an operator would wait.
+    timeout_seconds: float = Field(default=30.0, gt=0, le=MAX_TIMEOUT_SECONDS)
+    retries: int = Field(default=2, ge=0, le=10)
 
 
 class ActionSpec(BaseModel):
