@@ -3,24 +3,37 @@
 The tables are created and changed by the migrations in `bot/store/migrations` (see `schema.py`);
 the definitions here are what queries use, and a test checks that both agree.
 
-Every state change and its audit entry are written in one transaction. The audit log is a hash
-chain: each entry carries the hash of the one before, and `audit_head` holds the newest hash. The
-head row is updated first in every append, so concurrent appends queue behind each other's lock
-(SQLite and PostgreSQL alike) instead of forking the chain.
+Every state change and its audit entry are written in one transaction. The audit log is a MAC chain:
+each entry carries an HMAC of its content and of the entry before it, keyed with the audit key, which
+is never in the database (`audit_anchor.py`), and `audit_head` holds the newest MAC. The head row is
+updated first in every append, so concurrent appends queue behind each other's lock (SQLite and
+PostgreSQL alike) instead of forking the chain. At least every N entries, the first append of a
+transaction signs a checkpoint of the committed log into a file outside the database.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
+import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from bot.redaction import redact_data
+from bot.store.audit_anchor import AuditAnchor, anchor_for
+from bot.store.audit_chain import (
+    ANCHORED,
+    AuditProblem,
+    ChainWalker,
+    entry_mac,
+    sealed_by,
+)
+from bot.store.audit_checkpoints import Checkpoint, CheckpointError, Signer
+
+log = logging.getLogger("steward.audit")
 
 metadata = sa.MetaData()
 
@@ -93,28 +106,6 @@ audit_head = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
 )
 
-GENESIS = "0" * 64
-
-
-def entry_hash(
-    prev_hash: str, seq: int, at: float, kind: str, request_id: str | None, actor: str | None, data: str
-) -> str:
-    """The hash of one audit entry, chained to the previous one."""
-    canonical = json.dumps(
-        {
-            "prev": prev_hash,
-            "seq": seq,
-            "at": repr(at),
-            "kind": kind,
-            "request": request_id,
-            "actor": actor,
-            "data": data,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
 
 def lock_audit(connection: Connection) -> None:
     """Take the audit head's lock until the transaction ends (appends from elsewhere wait for it)."""
@@ -130,16 +121,50 @@ def append_audit(
     actor: str | None,
     data: dict[str, Any],
 ) -> int:
-    """Append one entry inside the caller's transaction; returns its sequence number."""
+    """Append one entry inside the caller's transaction, sealed with the audit key; returns its number."""
+    anchor = anchor_for(connection)
     # Lock the head first: a concurrent append waits here and then sees our entry as its predecessor.
     connection.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq + 1))
     head = connection.execute(
         sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
     ).one()
     seq, prev_hash = int(head.seq), str(head.hash)
+    if _first_append(connection):
+        # What the head says now was committed by others (we hold its lock): a state worth signing.
+        anchor.saw(seq - 1, prev_hash)
+        _checkpoint_if_due(connection, anchor, seq - 1, prev_hash)
+        if not anchor.keyed_head and _unkeyed_head(connection, anchor, seq - 1):
+            prev_hash = _write_entry(
+                connection,
+                anchor,
+                seq,
+                prev_hash,
+                at,
+                ANCHORED,
+                None,
+                "steward",
+                {"unkeyed_entries": seq - 1, "key": anchor.key.key_id},
+            )
+            seq += 1
     # secrets and personal data in free text (reasons, outputs) are masked before they are chained
-    payload = json.dumps(redact_data(data), sort_keys=True, separators=(",", ":"), default=str)
-    digest = entry_hash(prev_hash, seq, at, kind, request_id, actor, payload)
+    digest = _write_entry(connection, anchor, seq, prev_hash, at, kind, request_id, actor, redact_data(data))
+    connection.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=digest))
+    return seq
+
+
+def _write_entry(
+    connection: Connection,
+    anchor: AuditAnchor,
+    seq: int,
+    prev_hash: str,
+    at: float,
+    kind: str,
+    request_id: str | None,
+    actor: str | None,
+    data: dict[str, Any],
+) -> str:
+    payload = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    digest = entry_mac(anchor.key, prev_hash, seq, at, kind, request_id, actor, payload)
     connection.execute(
         sa.insert(audit_log).values(
             seq=seq,
@@ -152,51 +177,129 @@ def append_audit(
             hash=digest,
         )
     )
-    connection.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(hash=digest))
-    return seq
+    return digest
 
 
-@dataclass(frozen=True)
-class AuditProblem:
-    """Where the chain breaks, and how."""
+_TRANSACTION = "steward_audit_transaction"
 
-    seq: int
-    problem: str
 
-    def __str__(self) -> str:
-        return f"entry {self.seq}: {self.problem}"
+def _first_append(connection: Connection) -> bool:
+    """True at the first append of the caller's transaction (later ones see its own uncommitted entries)."""
+    transaction = connection.get_transaction()
+    noted = connection.info.get(_TRANSACTION)
+    if transaction is not None and noted is not None and noted() is transaction:
+        return False
+    connection.info[_TRANSACTION] = weakref.ref(transaction) if transaction is not None else None
+    return True
+
+
+def appended_here(connection: Connection) -> bool:
+    """Whether the caller's transaction has appended audit entries (the head it reads is not committed)."""
+    transaction = connection.get_transaction()
+    noted = connection.info.get(_TRANSACTION)
+    return transaction is not None and noted is not None and noted() is transaction
+
+
+def _unkeyed_head(connection: Connection, anchor: AuditAnchor, seq: int) -> bool:
+    """Whether the newest entry carries a plain hash (written before the key): the keyed chain starts
+    with an `audit_anchored` entry then. Checked once per process, when the head is keyed."""
+    row = connection.execute(sa.select(audit_log).where(audit_log.c.seq == seq)).first() if seq else None
+    sealed = sealed_by(anchor.key, row) if row is not None else "keyed"
+    if sealed == "plain":
+        return True
+    if sealed is None:
+        log.error(
+            "the newest audit entry (%s) is not sealed with the audit key %s (id %s): another key, or an "
+            "edit. Run `steward audit verify`",
+            seq,
+            anchor.key.source,
+            anchor.key.key_id,
+        )
+    anchor.keyed_head = True
+    return False
+
+
+def _checkpoint_if_due(connection: Connection, anchor: AuditAnchor, count: int, head: str) -> None:
+    with anchor.lock:
+        due = anchor.checkpoints is not None and count > 0
+        due = due and (anchor.checkpointed is None or count >= anchor.checkpointed + anchor.every)
+    if due:
+        sign_checkpoint(connection, anchor, count, head)
+
+
+def sign_checkpoint(connection: Connection, anchor: AuditAnchor, count: int, head: str) -> Checkpoint | None:
+    """Append a signed checkpoint of the committed log (`count` entries ending in `head`) to the anchor's
+    file, if the log still extends the file's latest checkpoint; else log why and sign nothing (a
+    tampered log is never signed). Never raises: the caller's work goes on."""
+    checkpoints = anchor.checkpoints
+    if checkpoints is None:
+        return None
+    try:
+        latest = checkpoints.latest(anchor.key)
+        problems = extension_problems(connection, anchor.key, latest, count, head)
+        if problems:
+            log.error("no audit checkpoint signed: %s. Run `steward audit verify`", problems[0])
+            return None
+        checkpoint = anchor.checkpoint(count, head)
+        checkpoints.append(checkpoint)
+    except CheckpointError as exc:
+        log.error("no audit checkpoint signed: %s", exc)
+        return None
+    with anchor.lock:
+        anchor.checkpointed, anchor.checkpointed_at = count, checkpoint.at
+    return checkpoint
+
+
+def extension_problems(
+    connection: Connection, key: Signer, since: Checkpoint | None, count: int, head: str
+) -> list[AuditProblem]:
+    """Whether the log's first `count` entries, ending in `head`, extend the checkpoint `since`."""
+    if since is None:
+        return []
+    if count < since.count:
+        return [
+            AuditProblem(
+                count, f"the log has {count} entries, fewer than the checkpoint of {since.describe()}"
+            )
+        ]
+    rows = iter(
+        connection.execute(
+            sa.select(audit_log)
+            .where(audit_log.c.seq >= since.count, audit_log.c.seq <= count)
+            .order_by(audit_log.c.seq)
+        )
+    )
+    walker, problems = ChainWalker(key), list[AuditProblem]()
+    if since.count:
+        first = next(rows, None)
+        if first is None or first.seq != since.count or first.hash != since.head:
+            return [
+                AuditProblem(since.count, f"is not the entry the checkpoint of {since.describe()} recorded")
+            ]
+        walker, problems = ChainWalker.resume(key, first)
+    for row in rows:
+        problems += walker.step(row)
+    if (walker.seq, walker.head) != (count, head):
+        problems.append(AuditProblem(count, "the head does not name the log's last entry"))
+    return problems
 
 
 def verify_chain(connection: Connection) -> tuple[int, list[AuditProblem]]:
-    """Check every entry and the head; returns (entries checked, problems found)."""
-    problems: list[AuditProblem] = []
-    expected_seq, prev_hash, count = 1, GENESIS, 0
-    rows = connection.execute(sa.select(audit_log).order_by(audit_log.c.seq)).all()
-    for row in rows:
-        count += 1
-        if row.seq != expected_seq:
-            kind = "missing (deleted)" if row.seq > expected_seq else "duplicated or reordered"
-            problems.append(AuditProblem(expected_seq, f"entry {kind}; found entry {row.seq} next"))
-        if row.prev_hash != prev_hash:
-            problems.append(
-                AuditProblem(row.seq, "does not follow the entry before it (inserted, deleted or reordered)")
-            )
-        recomputed = entry_hash(row.prev_hash, row.seq, row.at, row.kind, row.request_id, row.actor, row.data)
-        if recomputed != row.hash:
-            problems.append(
-                AuditProblem(row.seq, "was edited after it was written (its hash does not match)")
-            )
-        expected_seq, prev_hash = row.seq + 1, row.hash
-    head = connection.execute(
-        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-    ).first()
-    if head is not None and (head.seq != expected_seq - 1 or head.hash != prev_hash):
-        problems.append(
-            AuditProblem(
-                int(head.seq), f"the log ends at entry {expected_seq - 1} but {head.seq} entries were written"
-            )
-        )
-    return count, problems
+    """Check every entry, the head, the checkpoints and the requests that ran; (entries, problems).
+
+    `bot/store/audit_verify.py` holds the checks; it reads this module's tables, hence the late import.
+    """
+    from bot.store.audit_verify import verify_log
+
+    report = verify_log(connection)
+    return report.entries, report.problems
+
+
+def authorised_in_log(connection: Connection, request_id: str) -> tuple[bool, str]:
+    """Whether the audit log lets the request run now, and why (see `audit_verify.authorised_in_log`)."""
+    from bot.store.audit_verify import authorised_in_log as authorised
+
+    return authorised(connection, request_id)
 
 
 def iter_audit(connection: Connection, since: float | None = None) -> Iterator[dict[str, Any]]:
