@@ -80,7 +80,7 @@ def services(make_services: Callable[..., Services], kb: Path, tmp_path: Path, c
     policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
     built = make_services(policies_dir=policies)
     built.ingestor.run([kb])
-    built.__dict__["approvals"] = ApprovalService(built.catalog.engine, built.policy, clock=clock)
+    built.__dict__["approvals"] = ApprovalService(built.records, built.policy, clock=clock)
     return built
 
 
@@ -266,7 +266,7 @@ def test_an_approved_request_its_replica_never_ran_is_run_once_by_housekeeping(
     """The deciding approval was recorded and the replica died before claiming the run: a live replica's
     housekeeping runs it, once, and posts the result in its thread."""
     thread = _run(bot, PROD_RETRAIN)
-    with services.catalog.engine.connect() as connection:
+    with services.records.connect() as connection:
         (request_id,) = connection.execute(sa.text("SELECT request_id FROM action_requests")).scalars()
     assert services.approvals.approve(request_id, MLP2).changed  # recorded; nothing ran it
     assert receiver.requests == []
@@ -278,6 +278,31 @@ def test_an_approved_request_its_replica_never_ran_is_run_once_by_housekeeping(
     assert flows.run_stranded(bot.app.bolt.client, older_than_seconds=90) == []
     assert len(receiver.requests) == 1
     assert any("retrain-model succeeded" in blocks_text(m) for m in bot.bot_posts(CHANNEL, thread))
+
+
+def test_a_freeze_that_began_after_the_quorum_stops_the_run_and_says_why_in_the_thread(
+    bot: RunningBot, receiver: WebhookReceiver, services: Services, clock: Clock
+) -> None:
+    """Requested and approved on Friday at 16:59, run claimed after 17:00 (Berlin): held, not run."""
+    clock.now = dt.datetime(2026, 11, 27, 15, 59, tzinfo=dt.UTC).timestamp()  # 16:59 in Berlin
+    thread = _run(bot, PROD_RETRAIN)
+    with services.records.connect() as connection:
+        (request_id,) = connection.execute(sa.text("SELECT request_id FROM action_requests")).scalars()
+    assert services.approvals.approve(request_id, MLP2).ready_to_run  # recorded; its replica died
+    clock.now += 120  # 17:01: the weekend freeze has begun
+    flows = bot.app.actions
+    assert flows is not None
+    assert flows.run_stranded(bot.app.bolt.client, older_than_seconds=90) == [request_id]
+    bot.settle()
+    assert receiver.requests == []
+    told = [blocks_text(m) for m in bot.bot_posts(CHANNEL, thread)]
+    assert any("Held at the moment of running by `prod-weekend-freeze`" in text for text in told), told
+    view = services.approvals.get(request_id)
+    assert view is not None and view.status == "pending"
+    card = _card(bot, thread)
+    bot.click(card, ACTION_APPROVE, user=SRE1)
+    bot.settle()
+    assert receiver.requests == []
 
 
 def test_an_eligible_approval_runs_the_action_once_and_updates_the_card(
