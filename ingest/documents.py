@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -69,18 +70,6 @@ _FRONT_MATTER_ALIASES = {
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
 _ERB = re.compile(r"<%.*?%>", re.S)
-_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
-# Text a reader does not see is not indexed: it is where injected instructions hide.
-_HIDING_STYLE = re.compile(
-    r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?![.\d]*[1-9])|opacity\s*:\s*0(?![.\d]*[1-9])",
-    re.I,
-)
-_HIDDEN_INLINE = re.compile(
-    r"<(?P<tag>[a-z][a-z0-9]*)\b(?P<attrs>[^>]*?(?:\bhidden\b|aria-hidden\s*=\s*[\"']?true|style\s*=\s*[\"'][^\"']*"
-    r"(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|opacity\s*:\s*0)[^\"']*[\"'])[^>]*)>"
-    r".*?</(?P=tag)\s*>",
-    re.I | re.S,
-)
 # Zero-width and bidirectional control characters: they hide or reorder text without showing.
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 _STATUS_LINE = re.compile(
@@ -166,8 +155,9 @@ def parse(
     meta: dict[str, Any] = {}
     meta_lines: dict[str, int] = {}
     body = text
+    hidden: Counter[str] = Counter()
     if fmt == "html":
-        title, body = _html_to_markdown(text)
+        title, body, hidden = _html_to_markdown(text)
         if title:
             meta["title"] = title
     elif text.startswith("---\n"):
@@ -175,12 +165,19 @@ def parse(
         if isinstance(front, Skipped):
             return front
         meta, meta_lines, body = front
-    body = _HTML_COMMENT.sub("", _ERB.sub("", body)) if fmt != "text" else body
+    # Text a reader does not see is not indexed: it is where injected instructions hide.
     if fmt == "markdown":
-        body = _HIDDEN_INLINE.sub("", body)
+        from ingest.visible_markdown import visible_markdown  # bs4 and soupsieve: 0.1 s to import
+
+        body, hidden = visible_markdown(_ERB.sub("", body))
+    elif fmt == "html":
+        body = _ERB.sub("", body)
     body = _INVISIBLE.sub("", body)
 
     document = SourceDocument(path=path, title="", body=body)
+    if hidden:
+        reasons = ", ".join(f"{reason} ({count})" for reason, count in sorted(hidden.items()))
+        document.warnings.append(f"{path}: hidden text not indexed (a reader would not see it): {reasons}")
     _apply_front_matter(document, meta, meta_lines, known_paths)
     if not document.title:
         document.title = _infer_title(path, body, fmt)
@@ -414,29 +411,14 @@ def _infer_adr_status(document: SourceDocument, known_paths: frozenset[str]) -> 
             document.superseded_by = _resolve_reference(document.path, link.group(2), known_paths)
 
 
-def _html_to_markdown(text: str) -> tuple[str | None, str]:
-    """HTML -> (title, Markdown-ish text keeping headings, paragraphs, lists and code)."""
+def _html_to_markdown(text: str) -> tuple[str | None, str, Counter[str]]:
+    """HTML -> (title, Markdown-ish text keeping headings, paragraphs, lists and code, the hidden
+    passages removed by reason). Parsed by html5lib, as a browser parses it."""
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(text, "html.parser")
-    for tag in soup(["script", "style", "nav", "noscript", "template"]):
-        tag.decompose()
-    for tag in soup.find_all(True):
-        if tag.decomposed:
-            continue
-        hidden = tag.has_attr("hidden") or str(tag.get("aria-hidden", "")).lower() == "true"
-        if hidden or _HIDING_STYLE.search(str(tag.get("style", ""))):
-            tag.decompose()
+    from ingest.visible import remove_hidden, to_markdown
+
+    soup = BeautifulSoup(text, "html5lib")
     title = soup.title.get_text(" ", strip=True) if soup.title else None
-    for level in range(1, 7):
-        for heading in soup.find_all(f"h{level}"):
-            heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
-    for pre in soup.find_all("pre"):
-        pre.replace_with(f"\n\n```\n{pre.get_text()}\n```\n\n")
-    for item in soup.find_all("li"):
-        item.replace_with(f"\n- {item.get_text(' ', strip=True)}\n")
-    for block in soup.find_all(["p", "div", "tr", "br", "table"]):
-        block.insert_after("\n\n")
-    body = soup.body if soup.body else soup
-    markdown = re.sub(r"\n{3,}", "\n\n", body.get_text())
-    return title, markdown.strip() + "\n"
+    hidden = remove_hidden(soup).reasons
+    return title, to_markdown(soup), hidden
