@@ -33,7 +33,10 @@ from bot.answers.service import EmptyQuestionError
 from bot.config import SettingsError, load_settings
 from bot.digests.config import DigestConfigError
 from bot.index.vectors import VectorStoreError
-from bot.store.actions import iter_audit, verify_chain
+from bot.redaction import mask_secrets, masked_notice
+from bot.store.actions import iter_audit
+from bot.store.audit_checkpoints import CheckpointFile
+from bot.store.audit_verify import AuditReport, verify_log
 from bot.store.catalog import CatalogError
 from bot.store.conversations import StateStoreError
 from bot.wiring import Services
@@ -128,7 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="verify|export")
     audit_commands.required = True
     audit_commands.add_parser(
-        "verify", help="check every entry of the hash chain; exit 1 and say where it breaks"
+        "verify",
+        help="check every entry's MAC, the signed checkpoints and the approvals of every request that ran; "
+        "exit 1 and say where it breaks",
     )
     export = audit_commands.add_parser("export", help="write the audit log as JSON lines")
     export.add_argument(
@@ -276,6 +281,10 @@ def _ask(services: Services, args: argparse.Namespace) -> int:
         statuses=tuple(args.status or ()),
         tags=tuple(t.lower() for t in args.tag or ()),
     )
+    masked = mask_secrets(args.question)  # searched without it; `ask` stores nothing
+    if masked.kinds:
+        notice = masked_notice(masked.kinds, "the question", exposed="it is in your shell history")
+        print(f"steward: note: {notice}", file=sys.stderr)
     answer = services.answers.ask(args.question, filters)
     if args.json:
         print(json.dumps(answer.public_json(), indent=2, ensure_ascii=False))
@@ -339,14 +348,7 @@ def _policy(services: Services, args: argparse.Namespace) -> int:
 def _audit(services: Services, args: argparse.Namespace) -> int:
     with services.actions_connection() as connection:
         if args.audit_command == "verify":
-            count, problems = verify_chain(connection)
-            if problems:
-                print(f"audit log BROKEN: {len(problems)} problem(s) in {count} entries", file=sys.stderr)
-                for problem in problems:
-                    print(f"  {problem}", file=sys.stderr)
-                return EXIT_FAILURE
-            print(f"audit log OK: {count} entries, every hash chains to the one before")
-            return 0
+            return _verify(verify_log(connection), services.audit_anchor.checkpoints)
         out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
         try:
             written = 0
@@ -359,6 +361,43 @@ def _audit(services: Services, args: argparse.Namespace) -> int:
         if args.output:
             print(f"{written} entries written to {args.output}")
         return 0
+
+
+def _verify(report: AuditReport, checkpoints: CheckpointFile | None) -> int:
+    """`steward audit verify`'s report: OK with what was checked, or each problem (exit 1)."""
+    where = f" in {checkpoints.path}" if checkpoints is not None else ""
+    latest = report.checkpoints[-1].describe() if report.checkpoints else None
+    lines = [
+        f"every entry's MAC checked with the audit key from {report.key.source} (id {report.key.key_id})",
+        f"latest checkpoint{where}: {latest} ({len(report.checkpoints)} checked)"
+        if latest
+        else f"no checkpoint yet{where}: entries deleted from the end cannot be told apart",
+        f"{report.requests} approved or run request(s) checked against their approvals in the log",
+    ]
+    if report.unkeyed:
+        lines.append(
+            f"not anchored: entries 1-{report.unkeyed} were written before the log was keyed "
+            "(plain SHA-256); "
+            + (
+                f"entry {report.anchored_at} fixed them, but they could have been changed before it"
+                if report.anchored_at
+                else "the next entry written fixes them"
+            )
+        )
+    if report.key.created and report.entries:
+        lines.append(f"the key {report.key.source} was generated just now: it cannot be the writers' key")
+    if report.problems:
+        print(
+            f"audit log BROKEN: {len(report.problems)} problem(s) in {report.entries} entries",
+            file=sys.stderr,
+        )
+        for line in [*map(str, report.problems), *lines]:
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"audit log OK: {report.entries} entries")
+    for line in lines:
+        print(f"  {line}")
+    return 0
 
 
 def _eval(services: Services, args: argparse.Namespace) -> int:

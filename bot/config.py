@@ -9,8 +9,11 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.store.audit_anchor import KEY_ADVICE, KEY_MIN_CHARACTERS
+from bot.store.engine import same_file, sqlite_file
 
 
 class SettingsError(Exception):
@@ -26,13 +29,26 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         default=Path("./.steward"),
-        description="Folder for Steward's state: the embedded Chroma index and the SQLite database.",
+        description=(
+            "Folder for Steward's state: the records database `steward.db` and, derived from the knowledge "
+            "base, the catalog `catalog.db` and the embedded Chroma index `chroma/`."
+        ),
     )
     database_url: str | None = Field(
         default=None,
         description=(
-            "SQLAlchemy URL of the state database (knowledge catalog and manifest). Unset: SQLite file "
-            "`steward.db` in the data dir. Example: `postgresql+psycopg://steward@db/steward`."
+            "SQLAlchemy URL of the records database: conversations, action requests, approvals, the audit "
+            "log, digest runs and incidents. Back it up; no command deletes or recreates it. Unset: SQLite "
+            "file `steward.db` in the data dir. Example: `postgresql+psycopg://steward@db/steward`."
+        ),
+    )
+    catalog_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the knowledge catalog (documents, passages, the ingest manifest), an index "
+            "derived from the knowledge base that `steward ingest --rebuild` recreates. Unset: SQLite file "
+            "`catalog.db` in the data dir when the records database is SQLite, else the records database "
+            "itself (its own `kb_*` tables, which replicas share). Never the records database's SQLite file."
         ),
     )
     chroma_url: str | None = Field(
@@ -148,6 +164,35 @@ class Settings(BaseSettings):
         "interrupted runs, and answering the questions of a replica that died (one not seen for three "
         "rounds).",
     )
+    audit_key: SecretStr | None = Field(
+        default=None,
+        description="The key (at least 32 characters) the audit log's MACs and checkpoints are signed with. "
+        "A secret: never stored in the database, logged or shown. Unset: a random key generated once into "
+        "`<data dir>/audit.key` (mode 0600), fine on one machine; in production set it, the same on every "
+        "replica and wherever `steward audit verify` runs.",
+    )
+    audit_checkpoint_path: Path | None = Field(
+        default=None,
+        description="The append-only file the signed audit checkpoints (entry count and head) are added to. "
+        "In production, a path the database's writers cannot rewrite (an append-only file, another "
+        "volume). Unset: `<data dir>/audit-checkpoints.jsonl`.",
+    )
+    audit_checkpoint_every: int = Field(
+        default=100,
+        ge=1,
+        description="A checkpoint of the audit log is signed at least every this many entries.",
+    )
+    audit_checkpoint_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="While `steward serve` runs, each replica signs a checkpoint this often when the audit "
+        "log has grown (checked at each housekeeping round).",
+    )
+    audit_channel: str | None = Field(
+        default=None,
+        description="Channel id (`C…`) where `steward serve` also posts each periodic audit checkpoint, "
+        "a copy out of the database writers' reach. Unset: the checkpoint file only.",
+    )
     digest_misfire_grace_seconds: int = Field(
         default=600,
         ge=1,
@@ -256,6 +301,13 @@ class Settings(BaseSettings):
                 )
         return hosts
 
+    @field_validator("audit_key")
+    @classmethod
+    def _long_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value().strip()) < KEY_MIN_CHARACTERS:
+            raise ValueError(f"the audit key needs at least {KEY_MIN_CHARACTERS} characters: {KEY_ADVICE}")
+        return key
+
     @field_validator("llm_base_url")
     @classmethod
     def _http_url(cls, url: str | None) -> str | None:
@@ -272,12 +324,16 @@ class Settings(BaseSettings):
         "llm_api_key",
         "llm_temperature",
         "database_url",
+        "catalog_url",
         "slack_bot_token",
         "slack_signing_secret",
         "slack_app_token",
         "slack_api_url",
         "experts_channel",
         "docs_base_url",
+        "audit_key",
+        "audit_checkpoint_path",
+        "audit_channel",
         mode="before",
     )
     @classmethod
@@ -287,12 +343,50 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @model_validator(mode="after")
+    def _records_apart_from_derived_files(self) -> Settings:
+        # `--rebuild` may delete a damaged catalog file and the embedded Chroma folder: neither may be
+        # (or hold) the records database.
+        records = sqlite_file(self.resolved_database_url)
+        catalog = sqlite_file(self.resolved_catalog_url)
+        if records is not None and catalog is not None and same_file(records, catalog):
+            raise ValueError(
+                f"STEWARD_CATALOG_URL and STEWARD_DATABASE_URL name the same SQLite file {records}: the "
+                "catalog is rebuilt by `steward ingest --rebuild`, the records never are, so they need "
+                "two files. Point STEWARD_CATALOG_URL at another file (or unset it for catalog.db)."
+            )
+        chroma = self.chroma_path.resolve()
+        for name, path in (("STEWARD_DATABASE_URL", records), ("STEWARD_CATALOG_URL", catalog)):
+            if self.chroma_url is None and path is not None and path.is_relative_to(chroma):
+                raise ValueError(
+                    f"{name} puts a database inside {chroma}, the embedded Chroma folder that "
+                    "`steward ingest --rebuild` may remove. Put the database file elsewhere."
+                )
+        return self
+
     @property
     def resolved_database_url(self) -> str:
-        """The state database URL, defaulting to SQLite in the data dir."""
+        """The records database URL, defaulting to SQLite in the data dir."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'steward.db').resolve()}"
+
+    @property
+    def resolved_catalog_url(self) -> str:
+        """The knowledge catalog's URL: its own SQLite file beside SQLite records, else the records
+        database (its own tables there)."""
+        if self.catalog_url:
+            return self.catalog_url
+        if self.database_url and sqlite_file(self.database_url) is None:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
+
+    @property
+    def catalog_setting(self) -> str:
+        """The variable that decides where the catalog is, for messages."""
+        if self.catalog_url:
+            return "STEWARD_CATALOG_URL"
+        return "STEWARD_DATA_DIR" if sqlite_file(self.resolved_catalog_url) else "STEWARD_DATABASE_URL"
 
     @property
     def chroma_path(self) -> Path:
@@ -316,6 +410,8 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = variable_name(str(error["loc"][0])) if error["loc"] else "settings"
-            problems.append(f"{name}: {error['msg']}")
+            if not error["loc"]:  # a check across settings: its message names them
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
+            problems.append(f"{variable_name(str(error['loc'][0]))}: {error['msg']}")
         raise SettingsError("invalid setting(s): " + "; ".join(problems)) from None

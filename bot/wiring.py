@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from bot.actions.approvals import ApprovalService
 from bot.actions.gate import PolicyFolder
@@ -20,9 +20,13 @@ from bot.answers.service import AnswerService
 from bot.config import Settings, SettingsError
 from bot.index.embedding import Embedder
 from bot.index.vectors import VectorIndex
+from bot.store.audit_anchor import AuditAnchor, AuditKey, AuditKeyError, key_from_file, register_anchor
+from bot.store.audit_checkpoints import CheckpointFile
 from bot.store.catalog import Catalog
-from bot.store.conversations import ConversationStore, StateStoreError
-from bot.store.schema import upgrade
+from bot.store.conversations import ConversationStore
+from bot.store.engine import create_engine
+from bot.store.events import replica_name
+from bot.store.schema import StateStoreError, upgrade
 from ingest.pipeline import Ingestor
 
 
@@ -38,10 +42,51 @@ class Services:
 
     @cached_property
     def catalog(self) -> Catalog:
-        """The knowledge catalog in the state database."""
+        """The knowledge catalog: derived from the documents, kept apart from the records."""
+        settings = self.settings
+        if settings.catalog_url is None:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        records = settings.resolved_database_url
+        return Catalog(settings.resolved_catalog_url, settings.catalog_setting, records_url=records)
+
+    @cached_property
+    def records(self) -> Engine:
+        """The records database: conversations, action requests, approvals, the audit log, digests and
+        incidents. Nothing deletes or recreates it."""
         if self.settings.database_url is None:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return Catalog(self.settings.resolved_database_url)
+        try:
+            engine = create_engine(self.settings.resolved_database_url)
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            raise SettingsError(
+                f"STEWARD_DATABASE_URL is not a usable SQLAlchemy URL ({exc}); use for example "
+                "sqlite:///path/steward.db or postgresql+psycopg://user@host/db"
+            ) from None
+        register_anchor(engine, self.audit_anchor)  # every audit entry it holds is sealed with the key
+        return engine
+
+    @cached_property
+    def audit_anchor(self) -> AuditAnchor:
+        """The audit log's key (STEWARD_AUDIT_KEY or `<data dir>/audit.key`) and checkpoint file."""
+        settings = self.settings
+        try:
+            secret = settings.audit_key
+            key = (
+                AuditKey.from_text(secret.get_secret_value(), "STEWARD_AUDIT_KEY")
+                if secret is not None
+                else key_from_file(settings.data_dir / "audit.key")
+            )
+        except AuditKeyError as exc:
+            raise SettingsError(str(exc)) from None
+        path = settings.audit_checkpoint_path or settings.data_dir / "audit-checkpoints.jsonl"
+        return AuditAnchor(
+            key,
+            CheckpointFile(path),
+            every=settings.audit_checkpoint_every,
+            every_seconds=settings.audit_checkpoint_seconds,
+            replica=replica_name(),
+            clock=self.clock,
+        )
 
     @cached_property
     def vectors(self) -> VectorIndex:
@@ -60,8 +105,8 @@ class Services:
 
     @cached_property
     def conversations(self) -> ConversationStore:
-        """Delivered events, sticky threads, answers, feedback and knowledge gaps (same database)."""
-        return ConversationStore(self.catalog.engine)
+        """Delivered events, sticky threads, answers, feedback and knowledge gaps (records)."""
+        return ConversationStore(self.records)
 
     @cached_property
     def policy(self) -> PolicyFolder:
@@ -70,24 +115,20 @@ class Services:
 
     @cached_property
     def approvals(self) -> ApprovalService:
-        """Action requests, approvals and execution claims, audited, in the state database."""
-        if self.settings.database_url is None:
-            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return ApprovalService(self.catalog.engine, self.policy, clock=self.clock)
+        """Action requests, approvals and execution claims, audited, in the records database."""
+        return ApprovalService(self.records, self.policy, clock=self.clock)
 
     @contextmanager
     def actions_connection(self) -> Iterator[Connection]:
-        """A transaction on the action tables (created when missing), in the state database."""
-        if self.settings.database_url is None:
-            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        """A transaction on the action tables (created when missing), in the records database."""
         try:
-            upgrade(self.catalog.engine)
-            with self.catalog.engine.begin() as connection:
+            upgrade(self.records)
+            with self.records.begin() as connection:
                 yield connection
-        except OperationalError as exc:
+        except OperationalError as exc:  # a damaged file is reported by `upgrade`
+            where = self.records.url.render_as_string(hide_password=True)
             raise StateStoreError(
-                f"cannot use the state database {self.catalog.where()} ({str(exc.orig).strip()}); "
-                "check STEWARD_DATABASE_URL"
+                f"cannot use the state database {where} ({str(exc.orig).strip()}); check STEWARD_DATABASE_URL"
             ) from None
 
     @cached_property
@@ -110,6 +151,8 @@ class Services:
         """Release the database pools and the vector store's client (those that were opened)."""
         if "catalog" in self.__dict__:
             self.catalog.dispose()
+        if "records" in self.__dict__:
+            self.records.dispose()
         if "vectors" in self.__dict__:
             self.vectors.close()
 

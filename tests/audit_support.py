@@ -75,6 +75,33 @@ def rechain(engine: Engine, start: int, seal: Sealer) -> None:
         connection.execute(sa.update(audit_head).values(seq=rows[-1].seq, hash=prev))
 
 
+def forge(
+    engine: Engine, entries: list[tuple[str, str | None, str | None, str]], seal: Sealer, at: float = 1.0
+) -> None:
+    """Append (kind, request id, actor, data) entries after the head, sealed with `seal`, and move the
+    head to the last one, as a forger would."""
+    with engine.begin() as connection:
+        head = connection.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).one()
+        seq, prev = int(head.seq), str(head.hash)
+        for kind, request_id, actor, data in entries:
+            seq += 1
+            digest = seal(prev, seq, at, kind, request_id, actor, data)
+            connection.execute(
+                sa.insert(audit_log).values(
+                    seq=seq,
+                    at=at,
+                    kind=kind,
+                    request_id=request_id,
+                    actor=actor,
+                    data=data,
+                    prev_hash=prev,
+                    hash=digest,
+                )
+            )
+            prev = digest
+        connection.execute(sa.update(audit_head).values(seq=seq, hash=prev))
+
+
 def truncate(engine: Engine, keep: int) -> None:
     """Delete the entries after `keep` and move the head back to entry `keep`, as a forger would."""
     with engine.begin() as connection:

@@ -14,7 +14,6 @@ from sqlalchemy.engine import Engine
 
 from bot.store.actions import append_audit, audit_head, audit_log, iter_audit, verify_chain
 from bot.store.audit_anchor import AuditAnchor
-from bot.store.audit_chain import entry_hash
 from bot.store.audit_checkpoints import Checkpoint
 from bot.store.audit_verify import sign_due_checkpoint, verify_log
 from bot.store.schema import upgrade
@@ -22,6 +21,7 @@ from tests.audit_support import (
     KEY_TEXT,
     WRONG_KEY,
     SettableClock,
+    forge,
     keyed,
     plain_sha,
     rechain,
@@ -335,24 +335,7 @@ def test_the_periodic_checkpoint_waits_for_its_time_and_for_new_entries(
 
 def _unkeyed(engine: Engine, count: int) -> None:
     """Entries as the old code wrote them: plain SHA-256."""
-    with engine.begin() as connection:
-        prev = "0" * 64
-        for seq in range(1, count + 1):
-            digest = entry_hash(prev, seq, float(seq), "requested", f"old{seq}", "U1", "{}")
-            connection.execute(
-                sa.insert(audit_log).values(
-                    seq=seq,
-                    at=float(seq),
-                    kind="requested",
-                    request_id=f"old{seq}",
-                    actor="U1",
-                    data="{}",
-                    prev_hash=prev,
-                    hash=digest,
-                )
-            )
-            prev = digest
-        connection.execute(sa.update(audit_head).values(seq=count, hash=prev))
+    forge(engine, [("requested", f"old{seq}", "U1", "{}") for seq in range(1, count + 1)], plain_sha)
 
 
 def test_an_unkeyed_log_is_anchored_by_the_next_entry(engine: Engine, anchor: AuditAnchor) -> None:
@@ -399,22 +382,7 @@ def test_plain_entries_after_keyed_ones_are_not_an_unkeyed_prefix(
 ) -> None:
     """A forged entry appended with a plain hash after keyed ones is not taken for an old one."""
     _write(engine, 2)
-    with engine.begin() as connection:
-        last = connection.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == 2)).scalar_one()
-        digest = plain_sha(last, 3, 3.0, "approved", "r1", None, '{"approvers":["UEVIL"]}')
-        connection.execute(
-            sa.insert(audit_log).values(
-                seq=3,
-                at=3.0,
-                kind="approved",
-                request_id="r1",
-                actor=None,
-                data='{"approvers":["UEVIL"]}',
-                prev_hash=last,
-                hash=digest,
-            )
-        )
-        connection.execute(sa.update(audit_head).values(seq=3, hash=digest))
+    forge(engine, [("approved", "r1", None, '{"approvers":["UEVIL"]}')], plain_sha)
     assert _problems(engine) == [
         "entry 3: carries a plain SHA-256 hash, not its MAC: it was rewritten without the audit key"
     ]

@@ -34,6 +34,7 @@ from bot.logs import configure as configure_logs
 from bot.metrics import ACK_SECONDS, SLACK_REQUESTS, exposition, watch_action_requests
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.slack.app import SlackApp, SlackSetupError, build_app, credentials_message, missing_credentials
+from bot.slack.audit import checkpoint_round
 from bot.slack.digests import DigestPoster, start_scheduler
 from bot.store.actions import count_by_state
 from bot.store.digests import DigestRuns, DriftHistory
@@ -210,7 +211,8 @@ def warm_up(services: Services) -> None:
 
 def start_housekeeping(slack: SlackApp, services: Services) -> threading.Thread:
     """Every STEWARD_HOUSEKEEPING_SECONDS: expire overdue requests (fail closed), report runs a dead process
-    left behind, audit policy edits, and answer the questions a dead replica acknowledged."""
+    left behind, audit policy edits, answer the questions a dead replica acknowledged, and sign an audit
+    checkpoint when one is due."""
     period = services.settings.housekeeping_seconds
     if slack.recovery is not None:
         slack.recovery.heartbeat()  # alive from the start: its first events are never taken over
@@ -228,12 +230,16 @@ def start_housekeeping(slack: SlackApp, services: Services) -> threading.Thread:
             slack.actions.run_stranded(slack.bolt.client, 3 * period)
             services.approvals.note_policy()  # an edited policy is audited even before it decides
 
+    def audit() -> None:
+        if slack.actions is not None:  # the audit log records guarded actions: signed every few minutes
+            checkpoint_round(services.records, slack.bolt.client, services.settings.audit_channel)
+
     def loop() -> None:
         while True:
             time.sleep(period)
             # Each part on its own: a failure in one (Slack unreachable while taking over a question)
             # must not keep overdue requests from expiring.
-            for part in (questions, requests):
+            for part in (questions, requests, audit):
                 try:
                     part()
                 except Exception:

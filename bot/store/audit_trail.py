@@ -161,7 +161,8 @@ class RequestTrail:
         elif self.stated is not None and len(names) < self.stated:
             self._withhold(f"entry {seq} names {len(names)} approver(s) where {self.stated} are needed")
         else:
-            self.authority, self.since = f"approved by {', '.join(names)} (entry {seq})", seq
+            done = "approved" if entry.kind == "approved" else f"{entry.kind}, approved"
+            self.authority, self.since = f"{done} by {', '.join(names)} (entry {seq})", seq
             self.granted = frozenset(names)
             self.needed = self.stated if self.stated is not None else len(names)
 
