@@ -1,5 +1,5 @@
-"""Readiness of one Steward process (`GET /readyz`): the state database, the knowledge index and the Slack
-token, each with a short reason. Liveness (`GET /healthz`) needs none of them.
+"""Readiness of one Steward process (`GET /readyz`): the records database, the knowledge index (catalog and
+vectors) and the Slack token, each with a short reason. Liveness (`GET /healthz`) needs none of them.
 
 An index that is simply empty is ready (answers say "run steward ingest"); an index that cannot be
 read (a Chroma server that is down) is not. The token check calls Slack's auth.test at most once a
@@ -59,11 +59,12 @@ class Readiness:
         return ready, checks
 
     def _database(self) -> str:
+        records = self.services.records
         try:
-            with self.services.catalog.engine.connect() as connection:
+            with records.connect() as connection:
                 connection.execute(sa.text("SELECT 1"))
         except Exception as exc:
-            return f"failed: {self.services.catalog.where()}: {_reason(exc)}"
+            return f"failed: {records.url.render_as_string(hide_password=True)}: {_reason(exc)}"
         return "ok"
 
     def _index(self) -> str:

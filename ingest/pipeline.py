@@ -141,6 +141,10 @@ class Ingestor:
         pending: list[_Pending] = []
         for root in roots:
             pending.extend(self._scan(root, report))
+        if report.accepted_guidance and self.close_gaps is not None:
+            # The gaps are records: fail before the index changes, not after (a published guidance
+            # document is "unchanged" on the next run and would never close its gap).
+            self.close_gaps([])
 
         total = sum(len(item.chunks) for item in pending)
         progress.start(total)

@@ -55,7 +55,7 @@ def test_a_chroma_server_that_is_down_is_named_where_the_runbook_would_be(
     assert "fraud-scorer: DRIFT" in text
     assert "what to do: no runbook named: the knowledge base could not be searched (" in text
 
-    IncidentStore(services.catalog.engine).declare(
+    IncidentStore(services.records).declare(
         "Checkout latency above SLO",
         "2",
         "checkout",
@@ -65,7 +65,12 @@ def test_a_chroma_server_that_is_down_is_named_where_the_runbook_would_be(
     )
     digest = load_digests(ROOT / "digests.yaml").digests["incidents"]
     text, failed = build_report(
-        "incidents", digest, services.catalog, AT, runbook_for=incident_runbooks(lambda: services.retriever)
+        "incidents",
+        digest,
+        services.catalog,
+        services.records,
+        AT,
+        runbook_for=incident_runbooks(lambda: services.retriever),
     )
     assert failed is None  # the digest is made; only its runbooks are missing
     assert "Checkout latency above SLO" in text

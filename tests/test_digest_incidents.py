@@ -189,7 +189,7 @@ def test_an_incident_declared_in_slack_is_acknowledged_and_resolved(bot: Running
     bot.settle()
     (root,) = bot.bot_posts(CHANNEL)
     assert "Incident #1" in root["text"] and "(sev 2, service checkout)" in root["text"]
-    store = IncidentStore(bot.services.catalog.engine)
+    store = IncidentStore(bot.services.records)
     bot.say("looking at the dashboards", user=USER, thread_ts=root["ts"], mention=False)  # the declarer
     bot.settle()
     assert store.in_period(0, float("inf"))[0].acknowledged_at is None

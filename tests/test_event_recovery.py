@@ -50,7 +50,7 @@ def test_a_question_in_a_thread_is_answered_in_that_thread(bot: RunningBot) -> N
 
 
 def test_a_slow_replica_that_is_alive_keeps_its_question(bot: RunningBot) -> None:
-    alive = EventLedger(bot.services.catalog.engine, "slow-host:7:feedface")
+    alive = EventLedger(bot.services.records, "slow-host:7:feedface")
     alive.heartbeat()
     ts = _orphan(bot, "EvSlow", alive.name)
     assert bot.app.recovery is not None and bot.app.recovery.recover(_client(bot), dead_after=60.0) == 0
@@ -59,8 +59,8 @@ def test_a_slow_replica_that_is_alive_keeps_its_question(bot: RunningBot) -> Non
 
 def test_two_live_replicas_take_over_an_orphan_once(bot: RunningBot) -> None:
     _orphan(bot, "EvRace", DEAD)
-    first = EventLedger(bot.services.catalog.engine, "live-a:1:aaaa")
-    second = EventLedger(bot.services.catalog.engine, "live-b:2:bbbb")
+    first = EventLedger(bot.services.records, "live-a:1:aaaa")
+    second = EventLedger(bot.services.records, "live-b:2:bbbb")
     (orphan,) = [o for o in first.orphans(dead_after=0.0, younger_than=600) if o.event_id == "EvRace"]
     assert [first.take_over(orphan), second.take_over(orphan)] == [True, False]
 

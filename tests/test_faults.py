@@ -119,7 +119,7 @@ def test_postgresql_restarted_during_an_approval_storm(
                 bot.click(card, ACTION_APPROVE, user=APPROVER)
             bot.settle()
             executed = Counter(r.headers.get("Idempotency-Key") for r in list(hook.requests))
-            with services.catalog.engine.connect() as connection:
+            with services.records.connect() as connection:
                 states = Counter(
                     row[0] for row in connection.execute(sa.text("SELECT status FROM action_requests"))
                 )

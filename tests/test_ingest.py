@@ -147,11 +147,11 @@ def test_vectors_lost_from_chroma_are_detected_and_re_embedded(
 def test_a_corrupt_catalog_is_reported_and_the_named_repair_works(
     small_kb: Path, make_services: Callable[..., Services], tmp_path: Path
 ) -> None:
-    """A damaged database file gives a message naming `--rebuild`, and `--rebuild` repairs it."""
+    """A damaged catalog file gives a message naming `--rebuild`, and `--rebuild` repairs it."""
     services = make_services()
     services.ingestor.run([small_kb])
     services.catalog.dispose()
-    (tmp_path / "data" / "steward.db").write_bytes(b"this is not a database" * 100)
+    (tmp_path / "data" / "catalog.db").write_bytes(b"this is not a database" * 100)
     broken = make_services()
     with pytest.raises(CatalogError, match="--rebuild"):
         broken.ingestor.run([small_kb])
@@ -170,13 +170,18 @@ def test_a_missing_path_is_an_error_and_nothing_is_written(
     with pytest.raises(IngestError, match="no such file or folder"):
         services.ingestor.run([small_kb, tmp_path / "nope"])
     assert not (tmp_path / "data" / "steward.db").exists()
+    assert not (tmp_path / "data" / "catalog.db").exists()
 
 
 def test_unusable_database_url_is_named(small_kb: Path, make_services: Callable[..., Services]) -> None:
     """A database URL SQLAlchemy cannot use names the setting."""
+    from bot.config import SettingsError
+
     services = make_services(database_url="nosuchdb://x")
-    with pytest.raises(CatalogError, match="STEWARD_DATABASE_URL"):
+    with pytest.raises(SettingsError, match="STEWARD_DATABASE_URL"):
         services.ingestor.run([small_kb])
+    with pytest.raises(CatalogError, match="STEWARD_DATABASE_URL"):  # the catalog shares it by default
+        services.catalog.count()
 
 
 def test_unreachable_postgres_is_named(small_kb: Path, make_services: Callable[..., Services]) -> None:

@@ -111,7 +111,7 @@ def test_poisoned_documents_request_nothing_and_link_nowhere(bot: RunningBot, se
         post for thread in bot.slack.messages("CGENERAL") for post in bot.bot_posts(thread_ts=thread["ts"])
     ]
     prompts = "\n".join(str(message.content) for prompt in model.prompts for message in prompt)
-    with services.catalog.engine.connect() as connection:
+    with services.records.connect() as connection:
         requests = connection.execute(sa.text("SELECT count(*) FROM action_requests")).scalar_one()
         audited = connection.execute(sa.text("SELECT count(*) FROM audit_log")).scalar_one()
     counts = {

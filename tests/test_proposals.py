@@ -44,13 +44,13 @@ def services(
     policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
     built = make_services(chat_model=model, policies_dir=policies)
     built.ingestor.run([small_kb])
-    built.__dict__["approvals"] = ApprovalService(built.catalog.engine, built.policy, clock=lambda: TUESDAY)
+    built.__dict__["approvals"] = ApprovalService(built.records, built.policy, clock=lambda: TUESDAY)
     return built
 
 
 def _requests(services: Services) -> int:
     """How many action requests exist (proposals are not requests)."""
-    with services.catalog.engine.connect() as connection:
+    with services.records.connect() as connection:
         return int(connection.execute(sa.select(sa.func.count()).select_from(action_requests)).scalar_one())
 
 

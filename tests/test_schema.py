@@ -6,10 +6,13 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from bot.store import actions, conversations, digests, incidents
-from bot.store.schema import upgrade
+from bot.store import actions, catalog, conversations, digests, incidents
+from bot.store.schema import MIGRATIONS, upgrade
 from tests.databases import StateDatabase
 
 TABLES = [
@@ -18,6 +21,17 @@ TABLES = [
     *digests.metadata.sorted_tables,
     *incidents.metadata.sorted_tables,
 ]
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def _head() -> str | None:
+    """The newest migration's revision."""
+    return ScriptDirectory.from_config(_config()).get_current_head()
 
 
 @pytest.fixture
@@ -47,9 +61,8 @@ def test_upgrading_again_changes_nothing(opener: Callable[[], Engine]) -> None:
     upgrade(second)
     with second.begin() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM slack_events")).scalar() == 1
-        assert (
-            connection.execute(sa.text("SELECT version_num FROM steward_schema_version")).scalar() == "0005"
-        )
+        version = connection.execute(sa.text("SELECT version_num FROM steward_schema_version")).scalar()
+    assert version == _head()
 
 
 def test_tables_made_before_migrations_existed_are_kept(opener: Callable[[], Engine]) -> None:
@@ -62,3 +75,29 @@ def test_tables_made_before_migrations_existed_are_kept(opener: Callable[[], Eng
     with engine.begin() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM slack_events")).scalar() == 1
         assert connection.execute(sa.text("SELECT seq FROM audit_head")).scalar() == 0
+
+
+def test_old_catalog_tables_leave_a_sqlite_records_database_only(state_db: StateDatabase) -> None:
+    """The catalog's tables of the old layout are dropped from SQLite records (the catalog is catalog.db
+    now) and kept in PostgreSQL (where the catalog shares the database in those very tables); the
+    records stay either way."""
+    engine = state_db.engine()
+    config = _config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0006")
+    catalog.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.insert(catalog.kb_meta).values(key="generation", value="3"))
+        connection.execute(sa.text("INSERT INTO slack_events (event_id, received_at) VALUES ('Ev1', 1.0)"))
+    upgrade(engine)
+    names = set(sa.inspect(engine).get_table_names())
+    old = {table.name for table in catalog.metadata.sorted_tables}
+    if state_db.schema is None:
+        assert not names & old
+    else:
+        assert old <= names
+        with engine.connect() as connection:
+            assert connection.execute(sa.select(catalog.kb_meta.c.value)).scalar() == "3"
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM slack_events")).scalar() == 1

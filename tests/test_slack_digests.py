@@ -157,7 +157,7 @@ def test_retrain_opens_the_request_form_with_the_model_filled_in(demo: Path, bot
     """The drifting model's thread offers Retrain… / Roll back…: a pre-filled form the person submits."""
     digests = DigestPoster(
         config=lambda: load_digests(demo / "digests.yaml"),
-        runs=DigestRuns(bot.services.catalog.engine),
+        runs=DigestRuns(bot.services.records),
         poster=Poster(ChannelPacer(50.0)),
         policy=bot.services.policy,
     )
@@ -179,7 +179,7 @@ def test_the_governance_digest_is_posted_to_its_channel(services: Services, slac
     """The starter governance digest (Mondays) posts its report; long ones continue in the thread."""
     digests = DigestPoster(
         config=lambda: load_digests(ROOT / "digests.yaml"),
-        runs=DigestRuns(services.catalog.engine),
+        runs=DigestRuns(services.records),
         poster=Poster(ChannelPacer(50.0)),
         catalog=lambda: services.catalog,
     )

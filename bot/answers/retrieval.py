@@ -181,7 +181,9 @@ class Retriever:
                 if not lexicon.chunks:
                     raise IndexMissingError(
                         "the knowledge base is empty: run `steward ingest PATH...` first "
-                        "(e.g. `steward ingest knowledge/`)"
+                        f"(e.g. `steward ingest knowledge/`) to build the knowledge index in "
+                        f"{self.catalog.where()}. After an upgrade from a Steward that kept the index "
+                        "in steward.db this is needed once; the records there are kept."
                     )
                 vectors = self.vectors.count()
                 if vectors != len(lexicon.chunks):

@@ -28,6 +28,7 @@ def run_digest(services: Services, name: str, at: dt.date | None, since: dt.date
             name,
             digest,
             services.catalog,
+            services.records,
             at or today_for(services, name),
             since,
             incident_runbooks(lambda: services.retriever),
@@ -47,7 +48,7 @@ def run_digest(services: Services, name: str, at: dt.date | None, since: dt.date
         )
         digest = digest.model_copy(update={"monitors": monitors})
 
-    history = DriftHistory(services.catalog.engine)  # read only: a trial in the terminal is not recorded
+    history = DriftHistory(services.records)  # read only: a trial in the terminal is not recorded
     results = run_drift(
         digest,
         today,

@@ -1,7 +1,8 @@
 """The governance and incident digests as text, for the terminal and for Slack alike.
 
-Both read the state database. When it fails, the digest is still produced: one line that names the
-source that failed and why, so a scheduled digest never crashes and never silently goes missing.
+Both read the records database (the governance digest also the catalog's documents). When one fails,
+the digest is still produced: one line that names the source that failed and why, so a scheduled
+digest never crashes and never silently goes missing.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import datetime as dt
 import logging
 from typing import NamedTuple
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.digests.config import Digest
@@ -20,6 +22,7 @@ from bot.digests.incidents import gather as gather_incidents
 from bot.digests.incidents import render_text as render_incidents
 from bot.store.catalog import Catalog, CatalogError
 from bot.store.incidents import IncidentStore
+from bot.store.schema import StateStoreError
 
 log = logging.getLogger("steward.digests")
 
@@ -42,26 +45,28 @@ def build_report(
     name: str,
     digest: Digest,
     catalog: Catalog,
+    records: Engine,
     today: dt.date,
     since: dt.date | None = None,
     runbook_for: RunbookFor | None = None,
 ) -> Report:
-    """A governance or incident digest: its text ("" when quiet and set to skip), and the reason when its
-    source failed."""
+    """A governance or incident digest (from the catalog's documents and the records): its text ("" when
+    quiet and set to skip), and the reason when its source failed."""
     start, until = period(today, digest.period_days, since)
     try:
         catalog.ensure_schema()
         if digest.kind == "governance":
-            report = gather_governance(catalog.engine, catalog.documents(), start, until)
+            report = gather_governance(records, catalog.documents(), start, until)
             return Report(render_governance(name, report, digest.when_quiet))
-        incidents = gather_incidents(IncidentStore(catalog.engine), start, until, runbook_for)
+        incidents = gather_incidents(IncidentStore(records), start, until, runbook_for)
         return Report(render_incidents(name, incidents, digest.when_quiet))
-    except CatalogError as exc:
+    except (CatalogError, StateStoreError) as exc:  # a damaged records file says what to do
         why = str(exc)
     except SQLAlchemyError as exc:
         reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0][:300]
         why = (
-            f"the state database {catalog.where()} failed: {reason or type(exc).__name__}. "
+            f"the state database {records.url.render_as_string(hide_password=True)} failed: "
+            f"{reason or type(exc).__name__}. "
             "Check STEWARD_DATABASE_URL and that the database is up."
         )
     log.error("digest source failed digest=%s source=state-database", name)

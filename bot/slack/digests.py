@@ -123,7 +123,7 @@ class DigestPoster:
     poster: Poster
     history: DriftHistory | None = None  # results are stored here after posting (the next trend)
     policy: Callable[[], PolicyGate] | None = None  # offers Retrain… / Roll back… when its catalog has them
-    catalog: Callable[[], Catalog] | None = None  # the governance digest reads documents and state
+    catalog: Callable[[], Catalog] | None = None  # the governance digest reads documents (records: `runs`)
     incident_runbooks: RunbookFor | None = None  # an incident without a runbook_url: the best match
     find_runbook: RunbookFinder | None = None
     clock: Callable[[], float] = time.time
@@ -160,7 +160,9 @@ class DigestPoster:
         """A governance or incident digest: its text, split into a parent message and thread replies."""
         if self.catalog is None:
             raise DigestConfigError(f"a {digest.kind} digest needs the state database (steward serve has it)")
-        text = build_report(name, digest, self.catalog(), today, runbook_for=self.incident_runbooks).text
+        text = build_report(
+            name, digest, self.catalog(), self.runs.engine, today, runbook_for=self.incident_runbooks
+        ).text
         if not text:
             return None
         parent, *replies = text_messages(text)
@@ -281,9 +283,9 @@ def post_now(services: Services, name: str, today: dt.date) -> str | None:
     check_token(client)
     poster = DigestPoster(
         config=lambda: load_digests(settings.digests_file),
-        runs=DigestRuns(services.catalog.engine),
+        runs=DigestRuns(services.records),
         poster=Poster(ChannelPacer(settings.channel_posts_per_second)),
-        history=DriftHistory(services.catalog.engine),
+        history=DriftHistory(services.records),
         policy=services.policy,
         catalog=lambda: services.catalog,
         incident_runbooks=incident_runbooks(lambda: services.retriever),

@@ -3,6 +3,11 @@
 The catalog is the source of truth for what the index holds. A document's row (with its content
 hash) is written only after its vectors are in Chroma, so an interrupted ingest leaves the old row
 and the next ingest redoes that document.
+
+It is derived from the knowledge base, so it lives apart from the records (bot/store/schema.py): in
+its own SQLite file, or in its own `kb_*` tables of a shared PostgreSQL database. `--rebuild` drops
+those tables, and deletes the catalog's SQLite file only when that file is damaged and is not the
+records database's.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from numpy.typing import NDArray
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from bot.store.engine import create_engine
+from bot.store.engine import create_engine, damaged_file, same_file, sqlite_file
 
 metadata = sa.MetaData()
 
@@ -155,8 +160,12 @@ def _document_from_row(row: Any) -> DocumentRecord:
 class Catalog:
     """Repository over the catalog tables."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, setting: str = "STEWARD_CATALOG_URL", records_url: str | None = None
+    ) -> None:
         self.url = url
+        self.setting = setting  # the variable that decides where the catalog is, for messages
+        self.records_url = records_url  # never deleted, whatever state this catalog is in
         self._engine: Engine | None = None
 
     @property
@@ -167,8 +176,8 @@ class Catalog:
                 self._engine = create_engine(self.url)
             except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
                 raise CatalogError(
-                    f"STEWARD_DATABASE_URL is not a usable SQLAlchemy URL ({exc}); use for example "
-                    "sqlite:///path/steward.db or postgresql+psycopg://user@host/db"
+                    f"{self.setting} is not a usable SQLAlchemy URL ({exc}); use for example "
+                    "sqlite:///path/catalog.db or postgresql+psycopg://user@host/db"
                 ) from None
         return self._engine
 
@@ -182,21 +191,26 @@ class Catalog:
             with self.engine.begin() as connection:
                 yield connection
         except DatabaseError as exc:
-            message = str(exc.orig).lower()
-            if isinstance(exc, OperationalError) and ("connect" in message or "connection" in message):
-                raise CatalogError(
-                    f"cannot reach the state database {self.where()}: {str(exc.orig).strip()}. "
-                    "Check STEWARD_DATABASE_URL and that the database is running."
-                ) from None
-            if isinstance(exc, OperationalError) and "unable to open" in message:
-                raise CatalogError(
-                    f"cannot open the state database {self.where()}: check that STEWARD_DATA_DIR "
-                    "is a writable folder."
-                ) from None
-            raise CatalogError(
-                f"the knowledge catalog in {self.where()} cannot be read ({str(exc.orig).strip()}). "
-                "Repair it with `steward ingest PATH... --rebuild`."
-            ) from None
+            raise self._problem(exc) from None
+
+    def _problem(self, exc: DatabaseError) -> CatalogError:
+        """What a database error means for the catalog, and what to do about it."""
+        message = str(exc.orig).lower()
+        if isinstance(exc, OperationalError) and ("connect" in message or "connection" in message):
+            return CatalogError(
+                f"cannot reach the state database {self.where()}: {str(exc.orig).strip()}. "
+                f"Check {self.setting} and that the database is running."
+            )
+        if isinstance(exc, OperationalError) and "unable to open" in message:
+            return CatalogError(
+                f"cannot open the knowledge catalog {self.where()}: check that its folder "
+                f"({self.setting}) is writable."
+            )
+        return CatalogError(
+            f"the knowledge catalog in {self.where()} cannot be read ({str(exc.orig).strip()}). "
+            "It is derived from your documents: rebuild it with `steward ingest PATH... --rebuild` "
+            "(this touches only the knowledge index, never the records)."
+        )
 
     def ensure_schema(self) -> None:
         """Create the tables that do not exist yet."""
@@ -204,18 +218,27 @@ class Catalog:
             metadata.create_all(connection)
 
     def drop(self) -> None:
-        """Remove every catalog table (used by `--rebuild`); a damaged SQLite file is deleted."""
+        """Remove the catalog's tables and nothing else (used by `--rebuild`); a damaged catalog file
+        is deleted, unless it is the records database's."""
         try:
-            with self._connect() as connection:
+            with self.engine.begin() as connection:
                 metadata.drop_all(connection)
-        except CatalogError:
-            url = sa.engine.make_url(self.url)
-            if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-                raise
-            self.dispose()
-            self._engine = None
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(url.database + suffix).unlink(missing_ok=True)
+            return
+        except DatabaseError as exc:
+            problem, damaged = self._problem(exc), damaged_file(exc)
+        file = sqlite_file(self.url)
+        if not damaged or file is None:  # a server, a lock, a permission: nothing to delete
+            raise problem
+        records = sqlite_file(self.records_url) if self.records_url else None
+        if records is not None and same_file(file, records):
+            raise CatalogError(
+                f"{file} is the records database, not a catalog of its own: nothing was deleted. "
+                "Give the catalog its own file (STEWARD_CATALOG_URL) and restore the records from a backup."
+            )
+        self.dispose()
+        self._engine = None
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{file}{suffix}").unlink(missing_ok=True)
 
     # -- meta -------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """What Steward remembers about conversations: delivered events, sticky threads, answers, feedback, gaps.
 
-These tables live in the same state database as the knowledge catalog (SQLite or PostgreSQL) so that
-several replicas share them: an event id claimed by one replica is skipped by the others.
+These tables are records: they live in the records database (SQLite or PostgreSQL; never the derived
+knowledge catalog's file) so that several replicas share them: an event id claimed by one replica is
+skipped by the others.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, IntegrityError
 
-from bot.store.schema import upgrade
+from bot.store.schema import StateStoreError as StateStoreError  # its old home; importers keep working
+from bot.store.schema import damaged_records, upgrade
 
 metadata = sa.MetaData()
 
@@ -105,10 +107,6 @@ GAP_DRAFTED = "drafted"
 GAP_CLOSED = "closed"
 
 
-class StateStoreError(Exception):
-    """The state database cannot be used; the message says what to check."""
-
-
 @dataclass(frozen=True)
 class EventWork:
     """Where an event's message is, and which replica handles it (no text is stored)."""
@@ -189,7 +187,7 @@ class ConversationStore:
             raise
         except DatabaseError as exc:
             where = self.engine.url.render_as_string(hide_password=True)
-            raise StateStoreError(
+            raise damaged_records(self.engine, exc) or StateStoreError(
                 f"the state database {where} cannot be used ({str(exc.orig).strip()}); "
                 "check STEWARD_DATABASE_URL and that the database is running"
             ) from None

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DatabaseError
+
+# What SQLite says about a file that is not (or no longer) a sound database.
+_DAMAGE_SIGNS = ("file is not a database", "malformed", "file is encrypted", "unsupported file format")
 
 
 def create_engine(url: str) -> Engine:
@@ -21,6 +26,32 @@ def create_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL, resolved (None: not SQLite, in memory, or not a URL)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser().resolve()
+
+
+def damaged_file(exc: DatabaseError) -> bool:
+    """Whether SQLite's error says the database file itself is damaged (not locked, not unreachable)."""
+    return any(sign in str(exc.orig).lower() for sign in _DAMAGE_SIGNS)
+
+
+def same_file(first: Path, second: Path) -> bool:
+    """Whether two paths name one file (the same path, or links to one file)."""
+    if first == second:
+        return True
+    try:
+        return first.samefile(second)
+    except OSError:  # one of them does not exist yet
+        return False
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

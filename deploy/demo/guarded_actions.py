@@ -129,10 +129,10 @@ def main() -> int:
         print()
         _show("Steward", _text(bot.bot_posts(CHANNEL, thread)[-1]))
     print(f"\nMLflow registry: fraud-scorer `production` -> version {_production(uri)}")
-    with services.catalog.engine.connect() as connection:
+    with services.records.connect() as connection:
         checked, problems = verify_chain(connection)
     print(f"$ steward audit verify\n  {checked} entries, {problems if problems else 'intact'}")
-    services.catalog.dispose()
+    services.close()
     return 0 if _production(uri) == "2" and not problems else 1
 
 
