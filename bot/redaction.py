@@ -9,8 +9,12 @@ specific, so that dates, versions, IP addresses and Slack ids are left alone.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+# Token edges: not inside a longer word, but `_` may touch them (Slack's italics: `_AKIA…_`), unlike `\b`.
+_START, _END = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"
 
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern, flags))
@@ -22,19 +26,19 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"(?:-----END [A-Z0-9 ]*PRIVATE KEY-----)?",
             0,
         ),
-        ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}", 0),
-        ("slack-token", r"\bx(?:ox[abprseo]|app)-[A-Za-z0-9-]{10,}", 0),
+        ("jwt", _START + r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}", 0),
+        ("slack-token", _START + r"x(?:ox[abprseo]|app)-[A-Za-z0-9-]{10,}", 0),
         ("slack-webhook", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]+", 0),
-        ("aws-access-key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b", 0),
+        ("aws-access-key", _START + r"(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}" + _END, 0),
         (
             "aws-secret-key",
             r"(?i)(?<=aws_secret_access_key)(\s*[:=]\s*['\"]?)[A-Za-z0-9/+]{40}",
             0,
         ),
-        ("gcp-api-key", r"\bAIza[0-9A-Za-z_-]{35}\b", 0),
-        ("github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b", 0),
-        ("llm-api-key", r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}", 0),
-        ("stripe-key", r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}\b", 0),
+        ("gcp-api-key", _START + r"AIza[0-9A-Za-z_-]{35}" + _END, 0),
+        ("github-token", _START + r"(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})" + _END, 0),
+        ("llm-api-key", _START + r"sk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}", 0),
+        ("stripe-key", _START + r"[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}" + _END, 0),
         ("azure-connection-string", r"(?i)AccountKey=[A-Za-z0-9+/=]{20,}", 0),
         ("url-password", r"(?<=://)([^/\s:@]+):[^/\s@]+(?=@)", 0),
         (
@@ -66,8 +70,15 @@ def _replacement(kind: str, marker: str) -> Any:
     return marker
 
 
+PERSONAL_KINDS = frozenset({"email", "phone"})  # personal data; every other kind is a credential
+
 _MARKED = tuple((pattern, _replacement(kind, f"[redacted:{kind}]")) for kind, pattern in _PATTERNS)
 _REMOVED = tuple((pattern, _replacement(kind, " ")) for kind, pattern in _PATTERNS)
+_CREDENTIALS = tuple(
+    (kind, pattern, _replacement(kind, f"[redacted:{kind}]"))
+    for kind, pattern in _PATTERNS
+    if kind not in PERSONAL_KINDS
+)
 
 
 def _apply(text: str, table: tuple[tuple[re.Pattern[str], Any], ...]) -> str:
@@ -100,3 +111,35 @@ def redact_data(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [redact_data(item) for item in value]
     return value
+
+
+@dataclass(frozen=True)
+class Masked:
+    """Text with its credentials masked, and the kinds that were (none: the text is unchanged)."""
+
+    text: str
+    kinds: tuple[str, ...] = ()
+
+
+def mask_secrets(text: str) -> Masked:
+    """`text` with every credential (not personal data) replaced by `[redacted:KIND]`.
+
+    For what people type that Steward stores or posts again: questions, reasons, replies, action
+    parameters. Personal data stays, since the person chose to write it there.
+    """
+    kinds: list[str] = []
+    for kind, pattern, replacement in _CREDENTIALS:
+        text, count = pattern.subn(replacement, text)
+        if count:
+            kinds.append(kind)
+    return Masked(text, tuple(kinds))
+
+
+def masked_notice(
+    kinds: Sequence[str], where: str = "your message", exposed: str = "it was sent to Slack"
+) -> str:
+    """What to tell the person whose text carried a credential: it was masked, and it must be rotated."""
+    return (
+        f"I masked what looks like a secret ({', '.join(kinds)}) in {where} before storing or posting "
+        f"anything. But {exposed}, so treat it as leaked: rotate it."
+    )

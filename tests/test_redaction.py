@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from langchain_core.messages import AIMessage
 
 from bot.logs import CORRELATION, JsonFormatter, RedactingFilter
-from bot.redaction import findings, redact, redact_data, without_secrets
+from bot.redaction import Masked, findings, mask_secrets, masked_notice, redact, redact_data, without_secrets
 from bot.store.actions import append_audit, audit_log, verify_chain
 from bot.store.engine import create_engine
 from bot.store.schema import upgrade
@@ -201,3 +201,38 @@ def test_nothing_planted_reaches_the_llm_that_proposes_actions(
     )
     sent = " ".join(str(message.content) for prompt in model.prompts for message in prompt)
     assert "[redacted:github-token]" in sent and leaks(sent) == []
+
+
+@pytest.mark.parametrize("kind", sorted(PLANTED))
+def test_what_people_type_is_stored_with_credentials_masked_and_personal_data_kept(kind: str) -> None:
+    """`mask_secrets` (questions, replies, parameters): credentials masked and named, personal data kept."""
+    text = f"before {PLANTED[kind]} after"
+    masked = mask_secrets(text)
+    if kind.startswith(("email", "phone")):
+        assert masked == Masked(text)
+    else:
+        assert leaks(masked.text) == [] and masked.kinds
+        assert all(f"[redacted:{found}]" in masked.text for found in masked.kinds)
+
+
+@pytest.mark.parametrize("wrapping", ["_{}_", "*{}*", "~{}~", "`{}`", "({})", '"{}"', "<{}>"])
+@pytest.mark.parametrize(
+    "kind",
+    ["aws-access-key", "github-token", "gcp-api-key", "stripe-key", "slack-token", "openai-key", "jwt"],
+)
+def test_a_credential_in_slack_formatting_is_found(wrapping: str, kind: str) -> None:
+    """Italics, bold, strike-through, code and brackets around a token do not hide it."""
+    masked = mask_secrets(wrapping.format(PLANTED[kind]))
+    assert masked.kinds and leaks(masked.text) == []
+
+
+def test_a_token_inside_a_longer_word_is_not_a_credential() -> None:
+    """Letters or digits glued on both sides: an identifier or a hash, not an AWS key."""
+    assert mask_secrets(f"x{PLANTED['aws-access-key']}9").kinds == ()
+
+
+def test_the_notice_names_the_kinds_and_says_to_rotate() -> None:
+    """What the person is told: what was masked, and that it is leaked all the same."""
+    notice = masked_notice(["aws-access-key", "slack-token"], "the parameter `reason`")
+    assert "(aws-access-key, slack-token) in the parameter `reason`" in notice
+    assert "treat it as leaked: rotate it" in notice

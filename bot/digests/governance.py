@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.redaction import mask_secrets
 from bot.store.actions import action_requests, audit_log
 from bot.store.catalog import DocumentRecord
 from bot.store.conversations import answer_log, feedback, knowledge_gaps
@@ -119,7 +120,8 @@ def gather(
         grouped: dict[str, list[str]] = defaultdict(list)
         for question, owners in gaps:
             names = json.loads(owners or "[]")
-            grouped[", ".join(sorted(names)) or "no owner named"].append(str(question))
+            # masked again: rows recorded before questions were stored masked are posted too
+            grouped[", ".join(sorted(names)) or "no owner named"].append(mask_secrets(str(question)).text)
         report.gaps_by_owners = dict(sorted(grouped.items(), key=lambda item: -len(item[1])))
         for helpful, reason in connection.execute(
             sa.select(feedback.c.helpful, feedback.c.reason).where(
@@ -131,7 +133,7 @@ def gather(
             else:
                 report.not_helpful += 1
                 if reason:
-                    report.not_helpful_reasons.append(str(reason))
+                    report.not_helpful_reasons.append(mask_secrets(str(reason)).text)
     today = until.date().isoformat()
     report.stale = sorted(
         (d for d in documents if d.review_by and d.review_by < today),

@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 from bot.answers.guidance import GuidanceDraft, GuidanceError, draft_filename, write_draft
 from bot.config import Settings
 from bot.metrics import FEEDBACK
+from bot.redaction import mask_secrets, masked_notice
 from bot.slack.mrkdwn import escape
 from bot.slack.payloads import (
     ACTION_SAVE_GUIDANCE,
@@ -117,7 +118,7 @@ class Expertise:
                 client, channel, user, "Thanks — recorded as not helpful.", thread_ts=thread_ts
             )
 
-    def on_reason(self, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def on_reason(self, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         """The optional reason of a "not helpful" vote."""
         try:
             metadata = FeedbackReasonMetadata.model_validate_json(str(view.get("private_metadata") or ""))
@@ -127,7 +128,11 @@ class Expertise:
         state = (view.get("state") or {}).get("values") or {}
         reason = str(((state.get(BLOCK_REASON) or {}).get(INPUT_REASON) or {}).get("value") or "").strip()
         if reason:
-            self.store.set_feedback_reason(metadata.feedback_id, str(body["user"]["id"]), reason[:2000])
+            user = str(body["user"]["id"])
+            self.store.set_feedback_reason(metadata.feedback_id, user, reason[:2000])  # stored masked
+            kinds = mask_secrets(reason).kinds
+            if kinds:
+                self.poster.whisper(client, metadata.channel, user, masked_notice(kinds, "your feedback"))
 
     # -- ask an expert -------------------------------------------------------------------------
 
@@ -182,9 +187,10 @@ class Expertise:
         link = self.poster.permalink(client, gap.channel, gap.thread_ts)
         thread = f"<{link}|this thread>" if link else f"<#{gap.channel}>"
         owners = ", ".join(escape(owner) for owner in gap.owners) or "nobody named"
+        question = mask_secrets(gap.question).text  # a gap recorded before questions were stored masked
         text = (
             f"*A question Steward could not answer*, from <@{gap.asker}> in {thread}:\n"
-            f">{escape(gap.question)}\n"
+            f">{escape(question)}\n"
             f"Owners of the nearest documents: {owners}.\n"
             "Reply in the thread; the reply can then be saved with *Save as guidance* "
             "(button, or the message shortcut) as a draft for the knowledge base."
@@ -308,7 +314,8 @@ class Expertise:
     ) -> None:
         """Write the reply as a draft guidance document, once, and say where it is."""
         author = str(message.get("user") or "")
-        text = str(message.get("text") or "").strip()
+        reply = mask_secrets(str(message.get("text") or "").strip())
+        text, question = reply.text, mask_secrets(gap.question).text
         thread_ts = gap.thread_ts if channel == gap.channel else gap.expert_ts
         if not author or message.get("bot_id") or not text:
             self.poster.whisper(
@@ -322,13 +329,13 @@ class Expertise:
         inbox = Path(self.settings.guidance_inbox)
         draft = GuidanceDraft(
             gap_id=gap.gap_id,
-            question=gap.question,
+            question=question,
             answer=text,
             expert=f"<@{author}>",
             thread_url=self.poster.permalink(client, channel, str(message.get("ts") or "")),
             asked_on=self.today(),
         )
-        path = inbox / draft_filename(gap.gap_id, gap.question)
+        path = inbox / draft_filename(gap.gap_id, question)
         if not self.store.claim_draft(gap.gap_id, author, str(path)):
             current = self.store.gap(gap.gap_id) or gap
             self.poster.whisper(client, channel, clicked_by, _already(current), thread_ts)
@@ -341,6 +348,9 @@ class Expertise:
             self.poster.whisper(client, channel, clicked_by, f"I could not save the draft: {exc}.", thread_ts)
             return
         log.info("guidance drafted gap=%s chars=%d", gap.gap_id, len(text))
+        if reply.kinds:
+            notice = masked_notice(reply.kinds, f"<@{author}>'s reply")
+            self.poster.whisper(client, channel, clicked_by, notice, thread_ts)
         self.poster.say(
             client,
             gap.channel,

@@ -28,6 +28,7 @@ from bot.answers.service import AnswerService, EmptyQuestionError
 from bot.config import Settings
 from bot.index.vectors import VectorStoreError
 from bot.metrics import ANSWERS
+from bot.redaction import mask_secrets, masked_notice
 from bot.slack.actions import ActionFlows
 from bot.slack.blocks import RenderedMessage, answer_messages
 from bot.slack.experts import offer_to_save
@@ -285,7 +286,8 @@ class Conversations:
             self.poster.say(client, channel, REQUEST_IN_A_CHANNEL, thread_ts=answer_thread)
             return
         if assistant and thread.in_pane and not thread.earlier and words:  # the pane's first question
-            self.poster.set_title(client, channel, answer_thread, _clip(words, MAX_THREAD_TITLE))
+            title = mask_secrets(words).text
+            self.poster.set_title(client, channel, answer_thread, _clip(title, MAX_THREAD_TITLE))
         self.answer(
             client,
             Question(
@@ -368,6 +370,10 @@ class Conversations:
             if not question.text:
                 self.poster.say(client, question.channel, HELP, thread_ts=question.thread_ts)
                 return
+            masked = mask_secrets(question.text)  # the conversation store keeps it masked
+            if masked.kinds:
+                notice = masked_notice(masked.kinds)
+                self.poster.whisper(client, question.channel, question.user, notice, question.thread_ts)
             messages, answer = self.render(question, on_text=live.write)
             live.finish(messages)
             self.store.mark_thread_answered(question.channel, question.thread_ts)
@@ -499,7 +505,8 @@ class Conversations:
             )
             return
         try:
-            root = self.poster.say(client, channel, f"<@{user}> asked: {words}")
+            # the command's text was private; a credential in it must not be posted for the channel to see
+            root = self.poster.say(client, channel, f"<@{user}> asked: {mask_secrets(words).text}")
         except SlackApiError as exc:
             # Not a member of the channel (or a DM with someone else): answer privately instead.
             log.info(
@@ -516,6 +523,9 @@ class Conversations:
         self.answer(client, question)
 
     def _answer_privately(self, words: str, channel: str, user: str, respond: Respond) -> None:
+        masked = mask_secrets(words)
+        if masked.kinds:
+            respond(text=masked_notice(masked.kinds), response_type="ephemeral")
         try:
             messages, _answer = self.render(
                 Question(text=words, channel=channel, thread_ts="", message_ts=None, user=user)

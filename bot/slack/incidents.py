@@ -17,6 +17,7 @@ from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.redaction import mask_secrets, masked_notice
 from bot.slack.mrkdwn import escape
 from bot.slack.posting import Poster
 from bot.store.incidents import IncidentStore
@@ -71,7 +72,10 @@ class IncidentFlows:
         if problems:
             respond(text=f"Not declared: {'; '.join(problems)}. {USAGE}", response_type="ephemeral")
             return
-        service = fields.get("service") or None
+        masked = mask_secrets(title)  # posted for the channel to see, stored
+        title, service = masked.text, mask_secrets(fields.get("service") or "").text or None
+        if masked.kinds:
+            respond(text=masked_notice(masked.kinds, "the incident's title"), response_type="ephemeral")
         number = self.store.declare(title, fields["sev"], service, user, channel, self.clock())
         where = f", service {escape(service)}" if service else ""
         text = (

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, IntegrityError
 
+from bot.redaction import mask_secrets
 from bot.store.schema import StateStoreError as StateStoreError  # its old home; importers keep working
 from bot.store.schema import damaged_records, upgrade
 
@@ -307,13 +308,13 @@ class ConversationStore:
         confidence: float,
         abstained: bool,
     ) -> int:
-        """Log a posted answer; returns the id its feedback buttons carry."""
+        """Log a posted answer, credentials in the question masked; returns the id its buttons carry."""
         return self._insert(
             answer_log,
             channel=channel,
             thread_ts=thread_ts,
             asker=asker,
-            question=question,
+            question=mask_secrets(question).text,
             cited=json.dumps(list(cited)),
             confidence=confidence,
             abstained=abstained,
@@ -359,12 +360,12 @@ class ConversationStore:
         raise StateStoreError(f"feedback on answer {answer_id} by {user} could not be stored")
 
     def set_feedback_reason(self, feedback_id: int, user: str, reason: str) -> bool:
-        """Attach the optional reason to a vote (only its author can)."""
+        """Attach the optional reason to a vote (only its author can), credentials masked."""
         with self._begin() as connection:
             updated = connection.execute(
                 sa.update(feedback)
                 .where(feedback.c.feedback_id == feedback_id, feedback.c.user_id == user)
-                .values(reason=reason)
+                .values(reason=mask_secrets(reason).text)
             )
         return bool(updated.rowcount)
 
@@ -395,10 +396,10 @@ class ConversationStore:
         owners: Sequence[str],
         source: str = "abstention",
     ) -> int:
-        """Record a question Steward could not answer."""
+        """Record a question Steward could not answer (credentials in it masked)."""
         return self._insert(
             knowledge_gaps,
-            question=question,
+            question=mask_secrets(question).text,
             channel=channel,
             thread_ts=thread_ts,
             asker=asker,

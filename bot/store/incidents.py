@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.redaction import mask_secrets
 from bot.store.schema import upgrade
 
 metadata = sa.MetaData()
@@ -77,6 +78,10 @@ class AlertUpdate:
     description: str | None
 
 
+def _masked(text: str | None) -> str | None:
+    return None if text is None else mask_secrets(text).text
+
+
 class IncidentStore:
     """Incidents and alert notifications in the state database."""
 
@@ -106,14 +111,15 @@ class IncidentStore:
                         sa.insert(incidents).values(
                             source="alertmanager",
                             key=key,
-                            title=update.title,
+                            # alert texts are written by people too: credentials in them are masked
+                            title=mask_secrets(update.title).text,
                             severity=update.severity,
                             service=update.service,
                             status="resolved" if resolved else "open",
                             started_at=update.starts_at,
                             resolved_at=(update.ends_at or now) if resolved else None,
-                            runbook_url=update.runbook_url,
-                            description=update.description,
+                            runbook_url=_masked(update.runbook_url),
+                            description=_masked(update.description),
                         )
                     )
                 elif resolved and found.status == "open":
@@ -133,9 +139,9 @@ class IncidentStore:
                 sa.insert(incidents).values(
                     source="slack",
                     key=f"slack:{uuid.uuid4().hex}",
-                    title=title,
+                    title=mask_secrets(title).text,
                     severity=severity,
-                    service=service,
+                    service=_masked(service),
                     status="open",
                     started_at=now,
                     channel=channel,
