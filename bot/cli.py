@@ -346,7 +346,8 @@ def _policy(services: Services, args: argparse.Namespace) -> int:
 
 
 def _audit(services: Services, args: argparse.Namespace) -> int:
-    with services.actions_connection() as connection:
+    # verify reads the log, its head and the requests as of one moment, while replicas append
+    with services.actions_connection(snapshot=args.audit_command == "verify") as connection:
         if args.audit_command == "verify":
             return _verify(verify_log(connection), services.audit_anchor.checkpoints)
         out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout

@@ -119,12 +119,16 @@ class Services:
         return ApprovalService(self.records, self.policy, clock=self.clock)
 
     @contextmanager
-    def actions_connection(self) -> Iterator[Connection]:
-        """A transaction on the action tables (created when missing), in the records database."""
+    def actions_connection(self, snapshot: bool = False) -> Iterator[Connection]:
+        """A transaction on the action tables (created when missing), in the records database;
+        `snapshot`: everything it reads is as of one moment (PostgreSQL's REPEATABLE READ)."""
         try:
             upgrade(self.records)
-            with self.records.begin() as connection:
-                yield connection
+            with self.records.connect() as connection:
+                if snapshot and connection.dialect.name == "postgresql":
+                    connection.execution_options(isolation_level="REPEATABLE READ")
+                with connection.begin():
+                    yield connection
         except OperationalError as exc:  # a damaged file is reported by `upgrade`
             where = self.records.url.render_as_string(hide_password=True)
             raise StateStoreError(

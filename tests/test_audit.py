@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bot.store.actions import append_audit, audit_head, audit_log, iter_audit, verify_chain
+from bot.store.actions import append_audit, audit_head, audit_log, iter_audit, sign_checkpoint, verify_chain
 from bot.store.audit_anchor import AuditAnchor
 from bot.store.audit_checkpoints import Checkpoint
 from bot.store.audit_verify import sign_due_checkpoint, verify_log
@@ -406,3 +406,54 @@ def test_the_key_is_never_in_the_database(engine: Engine, anchor: AuditAnchor, c
     text = "\n".join(dump)
     assert len(dump) > 7
     assert secret not in text and secret.encode().hex() not in text
+
+
+def test_a_checkpoint_another_replica_signed_meanwhile_is_no_error(
+    engine: Engine, anchor: AuditAnchor, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two replicas sharing the checkpoint file: a state older than the other's latest is not signed,
+    and that is no error."""
+    _write(engine, 4)
+    with engine.begin() as connection:
+        older = connection.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == 3)).scalar_one()
+    _write(engine, 2, start=4)
+    with engine.connect() as connection:
+        assert sign_checkpoint(connection, anchor, 6, _head(engine)) is not None
+        other = keyed(engine, tmp_path)  # another replica: same key and file, nothing in memory
+        assert sign_checkpoint(connection, other, 3, older) is None
+    assert "no audit checkpoint signed" not in caplog.text
+
+
+def _head(engine: Engine) -> str:
+    with engine.connect() as connection:
+        return str(connection.execute(sa.select(audit_head.c.hash)).scalar_one())
+
+
+def test_verify_reads_one_snapshot_while_replicas_append(
+    engine: Engine, anchor: AuditAnchor, state_db: StateDatabase, tmp_path: Path
+) -> None:
+    """An append committed while `steward audit verify` reads is not taken for a broken head
+    (PostgreSQL, REPEATABLE READ); SQLite's reader holds the write lock, so nothing lands there."""
+    if state_db.schema is None:
+        pytest.skip("SQLite's transaction is a snapshot already")
+    _write(engine, 3)
+    other = state_db.engine()
+    keyed(other, tmp_path)
+    landed: list[int] = []
+
+    def append_meanwhile(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if not landed and "FROM audit_log ORDER BY" in statement:
+            with other.begin() as connection:
+                landed.append(
+                    append_audit(connection, at=9.0, kind="requested", request_id="x", actor="U", data={})
+                )
+
+    sa.event.listen(engine, "after_cursor_execute", append_meanwhile)
+    try:
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="REPEATABLE READ")
+            with connection.begin():
+                report = verify_log(connection)
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", append_meanwhile)
+    assert landed and report.problems == [] and report.entries == 3

@@ -458,3 +458,49 @@ def test_appending_reads_no_more_as_the_log_grows(engine: Engine) -> None:
     sa.event.remove(engine, "before_cursor_execute", count)
     assert len(statements) == len(small) <= 6
     assert not any("FROM audit_log" in s and "WHERE" not in s for s in statements)
+
+
+def test_a_head_moved_back_is_refused(service: ApprovalService, engine: Engine) -> None:
+    """The head moved back over entries left in place: the log does not hold together, nothing runs."""
+    request_id = _submit(service)
+    service.approve(request_id, MLP1)
+    service.approve(request_id, SRE1)
+    _submit(service)
+    with engine.begin() as connection:
+        head = connection.execute(sa.select(audit_head.c.seq)).scalar_one()
+        previous = connection.execute(
+            sa.select(audit_log.c.hash).where(audit_log.c.seq == head - 1)
+        ).scalar_one()
+        connection.execute(sa.update(audit_head).values(seq=head - 1, hash=previous))
+    allowed, why = _authorised(engine, request_id)
+    assert not allowed and "the head does not name the log's last entry" in why
+
+
+def test_entries_committed_while_the_log_is_read_are_walked(
+    service: ApprovalService, engine: Engine, state_db: StateDatabase, tmp_path: Path
+) -> None:
+    """Another replica's append landing between the check's reads is walked, not taken for tampering."""
+    if state_db.schema is None:
+        pytest.skip("SQLite's writers queue behind the reader's transaction: nothing lands in between")
+    request_id = _submit(service)
+    service.approve(request_id, MLP1)
+    service.approve(request_id, SRE1)
+    other = state_db.engine()
+    keyed(other, tmp_path)  # another replica: the same key and checkpoint file
+    landed: list[int] = []
+
+    def append_meanwhile(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if not landed and "FROM audit_log" in statement and "audit_log.seq >" in statement:
+            with other.begin() as connection:
+                landed.append(
+                    append_audit(
+                        connection, at=TUESDAY_NOON, kind="requested", request_id="other", actor="U", data={}
+                    )
+                )
+
+    sa.event.listen(engine, "after_cursor_execute", append_meanwhile)
+    try:
+        allowed, why = _authorised(engine, request_id)
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", append_meanwhile)
+    assert landed and allowed, why

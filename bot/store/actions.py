@@ -236,6 +236,8 @@ def sign_checkpoint(connection: Connection, anchor: AuditAnchor, count: int, hea
         return None
     try:
         latest = checkpoints.latest(anchor.key)
+        if latest is not None and latest.count > count and _holds(connection, latest):
+            return None  # another replica signed a later state meanwhile: nothing to add
         problems = extension_problems(connection, anchor.key, latest, count, head)
         if problems:
             log.error("no audit checkpoint signed: %s. Run `steward audit verify`", problems[0])
@@ -248,6 +250,12 @@ def sign_checkpoint(connection: Connection, anchor: AuditAnchor, count: int, hea
     with anchor.lock:
         anchor.checkpointed, anchor.checkpointed_at = count, checkpoint.at
     return checkpoint
+
+
+def _holds(connection: Connection, checkpoint: Checkpoint) -> bool:
+    """Whether the log's entry at the checkpoint's count is the one it signed."""
+    query = sa.select(audit_log.c.hash).where(audit_log.c.seq == checkpoint.count)
+    return connection.execute(query).scalar() == checkpoint.head
 
 
 def extension_problems(

@@ -49,7 +49,12 @@ class AuditReport:
 
 
 def verify_log(connection: Connection) -> AuditReport:
-    """Check the whole log, its head, its checkpoints and the requests that are approved or ran."""
+    """Check the whole log, its head, its checkpoints and the requests that are approved or ran.
+
+    Run it in one snapshot of the database (a SQLite transaction is one; on PostgreSQL, REPEATABLE READ,
+    as `steward audit verify` does): the log, the head and the requests must be read as of one moment.
+    The checkpoint file is read first, so it never names more than the snapshot holds.
+    """
     anchor = anchor_for(connection)
     report = AuditReport(anchor.key)
     if anchor.checkpoints is not None:
@@ -79,10 +84,6 @@ def verify_log(connection: Connection) -> AuditReport:
         if walker.trusted and row.request_id is not None:
             trails.setdefault(row.request_id, RequestTrail()).add(_logged(row))
     report.unkeyed, report.anchored_at = walker.unkeyed, walker.anchored_at
-    if walker.unkeyed and walker.anchored_at is None and walker.scheme == "keyed":
-        report.problems.append(
-            AuditProblem(walker.unkeyed, "unkeyed entries are not followed by the anchoring entry")
-        )
     report.problems += _missing_tail(walker, expected)
     report.problems += _head_problems(connection, walker)
     report.requests, problems = _cross_check(connection, trails)
@@ -172,83 +173,133 @@ def _logged(row: Row) -> Logged:
 def authorised_in_log(connection: Connection, request_id: str) -> tuple[bool, str]:
     """Whether the audit log lets `request_id` run now, and why (or why not), for the run claim.
 
-    True only when: every entry of the request is sealed (MAC, or the plain hash of an entry written
-    before the log was keyed); read in order, they give it the right to run now (an allowing decision,
-    or an `approved`/`released` entry backed by live approvals meeting the requirement, none revoked
-    below it since, no new decision, not started, not ended; see `audit_trail.py`); and the log from
-    the entry that gave the right up to the head is whole: every link and MAC, the head, and no shorter
-    than the latest checkpoint or than the log this process last saw.
+    True only when: every entry of the request is sealed (its MAC, or the plain hash of an entry
+    written before the log was keyed); read in order, they give it the right to run now (an allowing
+    decision, or an `approved`/`released` entry backed by live approvals meeting the requirement, none
+    revoked below it since, no new decision, not started, not ended: see `audit_trail.py`); and the log
+    from the entry that gave the right up to the head is whole (every link and MAC, the head names its
+    last entry) and no shorter than the latest checkpoint or the longest log this process has seen.
+    Takes no lock and writes nothing; entries committed meanwhile by others are walked too.
     """
     anchor = anchor_for(connection)
+    try:  # before the log is read: a checkpoint never names more than what is read after it
+        latest = anchor.checkpoints.latest(anchor.key) if anchor.checkpoints is not None else None
+    except CheckpointError as exc:
+        return False, str(exc)
     rows = connection.execute(
         sa.select(audit_log).where(audit_log.c.request_id == request_id).order_by(audit_log.c.seq)
     ).all()
     trail = RequestTrail()
-    for row in rows:
-        if sealed_by(anchor.key, row) is None:
-            return False, (
-                f"its audit entry {row.seq} was edited or forged (its MAC does not match); "
-                "run `steward audit verify`"
-            )
-        trail.add(_logged(row))
+    refused = _read_entries(anchor.key, trail, rows)
+    if refused:
+        return False, refused
     allowed, why = trail.may_run()
     if not allowed:
         return False, why
     assert trail.since is not None  # an authority always names its entry
-    problems = _since_problems(connection, anchor, trail.since)
+    walk = _Walk(connection, anchor, trail.since)
+    problems = walk.to_head()
+    refused = _read_entries(
+        anchor.key,
+        trail,
+        [row for row in walk.rows if row.request_id == request_id and row.seq > rows[-1].seq],
+    )
+    if refused:
+        return False, refused
+    marks = [anchor.seen] if anchor.seen[0] else []
+    if latest is not None and latest.count:
+        marks.append((latest.count, latest.head))
+    for count, mac in marks:
+        problems += walk.position_problems(count, mac)
     if problems:
         return False, (
             f"the audit log after entry {trail.since} does not hold together ({problems[0]}); "
             "run `steward audit verify`"
         )
-    return True, why
+    if not appended_here(connection):
+        anchor.saw(walk.walker.seq, walk.walker.head)
+    return trail.may_run()
 
 
-def _since_problems(connection: Connection, anchor: AuditAnchor, since: int) -> list[AuditProblem]:
-    """The log from entry `since` to the head: whole, keyed, and as long as it was seen and signed."""
-    walked: Sequence[Row] = connection.execute(
-        sa.select(audit_log).where(audit_log.c.seq >= since).order_by(audit_log.c.seq)
-    ).all()
-    walker, problems = ChainWalker.resume(anchor.key, walked[0])
-    for row in walked[1:]:
-        problems += walker.step(row)
-    if walker.unkeyed and walker.anchored_at is None:
-        problems.append(
-            AuditProblem(since, "was written before the log was keyed, and no keyed entry fixes it yet")
-        )
-    head = connection.execute(
-        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-    ).first()
-    if head is None or (head.seq, head.hash) != (walker.seq, walker.head):
-        problems.append(AuditProblem(walker.seq, "the head does not name the log's last entry"))
-    marks = [anchor.seen] if anchor.seen[0] else []
-    try:
-        latest = anchor.checkpoints.latest(anchor.key) if anchor.checkpoints is not None else None
-    except CheckpointError as exc:
-        return [*problems, AuditProblem(0, str(exc), where="checkpoints")]
-    if latest is not None and latest.count:
-        marks.append((latest.count, latest.head))
-    for count, mac in marks:
-        problems += _position_problems(connection, walked, count, mac)
-    if not problems and not appended_here(connection):
-        anchor.saw(walker.seq, walker.head)
-    return problems
+def _read_entries(key: AuditKey, trail: RequestTrail, rows: Sequence[Row]) -> str:
+    """Feed the request's rows to its trail; why not, if one of them is not sealed ('' when all are)."""
+    for row in rows:
+        if sealed_by(key, row) is None:
+            return (
+                f"its audit entry {row.seq} was edited or forged (its MAC does not match); "
+                "run `steward audit verify`"
+            )
+        trail.add(_logged(row))
+    return ""
 
 
-def _position_problems(
-    connection: Connection, walked: Sequence[Row], count: int, mac: str
-) -> list[AuditProblem]:
-    """Entry `count` must exist and carry `mac` (what a checkpoint or this process saw there)."""
-    if walked and count > walked[-1].seq:
-        return [
-            AuditProblem(count, f"the log ends at entry {walked[-1].seq}, but {count} entries were written")
-        ]
-    at = [row.hash for row in walked if row.seq == count]
-    if not at:
-        at = list(connection.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == count)).scalars())
-    if at != [mac]:
-        return [AuditProblem(count, "is not the entry that was signed or seen there (re-chained or deleted)")]
-    return []
+class _Walk:
+    """The log from entry `since` to the head, read without a lock: rows first, then the head, and the
+    rows committed meanwhile (a head behind the rows read was moved back)."""
+
+    ROUNDS = 5
+
+    def __init__(self, connection: Connection, anchor: AuditAnchor, since: int) -> None:
+        self.connection = connection
+        self.rows: list[Row] = list(self._after(since - 1))
+        self.walker, self.problems = ChainWalker.resume(anchor.key, self.rows[0])
+
+    def _after(self, seq: int) -> Sequence[Row]:
+        query = sa.select(audit_log).where(audit_log.c.seq > seq).order_by(audit_log.c.seq)
+        return self.connection.execute(query).all()
+
+    def to_head(self) -> list[AuditProblem]:
+        """Walk every row up to the head; the problems found."""
+        for row in self.rows[1:]:
+            self.problems += self.walker.step(row)
+        for _round in range(self.ROUNDS):
+            head = self.connection.execute(
+                sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+            ).first()
+            if head is None or head.seq <= self.walker.seq:
+                if head is None or (head.seq, head.hash) != (self.walker.seq, self.walker.head):
+                    self.problems.append(
+                        AuditProblem(self.walker.seq, "the head does not name the log's last entry")
+                    )
+                break
+            more = self._after(self.walker.seq)
+            if not more:
+                self.problems.append(
+                    AuditProblem(int(head.seq), f"the head names entry {head.seq}, past the log's end")
+                )
+                break
+            for row in more:
+                self.problems += self.walker.step(row)
+            self.rows += more
+        else:
+            self.problems.append(
+                AuditProblem(self.walker.seq, "the log kept growing while it was read; try again")
+            )
+        if self.walker.unkeyed and self.walker.anchored_at is None:
+            self.problems.append(
+                AuditProblem(
+                    self.rows[0].seq, "was written before the log was keyed, and no keyed entry fixes it yet"
+                )
+            )
+        return self.problems
+
+    def position_problems(self, count: int, mac: str) -> list[AuditProblem]:
+        """Entry `count` must exist and carry `mac` (what a checkpoint or this process saw there)."""
+        if count > self.walker.seq:
+            return [
+                AuditProblem(
+                    count, f"the log ends at entry {self.walker.seq}, but {count} entries were written"
+                )
+            ]
+        at = [row.hash for row in self.rows if row.seq == count]
+        if not at:
+            query = sa.select(audit_log.c.hash).where(audit_log.c.seq == count)
+            at = list(self.connection.execute(query).scalars())
+        if at != [mac]:
+            return [
+                AuditProblem(count, "is not the entry that was signed or seen there (re-chained or deleted)")
+            ]
+        return []
 
 
 def sign_due_checkpoint(engine: Engine) -> Checkpoint | None:
