@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,10 +25,12 @@ from bot.store.audit_anchor import AuditAnchor, AuditKey, AuditKeyError, key_fro
 from bot.store.audit_checkpoints import CheckpointFile
 from bot.store.catalog import Catalog
 from bot.store.conversations import ConversationStore
-from bot.store.engine import create_engine
+from bot.store.engine import create_engine, sqlite_file
 from bot.store.events import replica_name
 from bot.store.schema import StateStoreError, upgrade
 from ingest.pipeline import Ingestor
+
+log = logging.getLogger("steward.audit")
 
 
 class Services:
@@ -78,6 +81,12 @@ class Services:
             )
         except AuditKeyError as exc:
             raise SettingsError(str(exc)) from None
+        if secret is None and sqlite_file(settings.resolved_database_url) is None:
+            log.warning(
+                "STEWARD_AUDIT_KEY is unset: this replica signs the shared audit log with %s, its own key "
+                "unless every replica shares that file; set STEWARD_AUDIT_KEY, the same everywhere",
+                key.source,
+            )
         path = settings.audit_checkpoint_path or settings.data_dir / "audit-checkpoints.jsonl"
         return AuditAnchor(
             key,

@@ -236,3 +236,22 @@ def test_appending_with_no_registered_key_still_seals_entries(tmp_path: Path) ->
         report = verify_log(connection)
     assert report.problems == [] and report.unkeyed == 0 and report.entries == 1
     engine.dispose()
+
+
+def test_a_shared_database_without_the_key_setting_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Replicas on PostgreSQL each generating a key would sign one log with several keys: said at start."""
+    services = _services(tmp_path / "data", database_url="postgresql+psycopg://steward@127.0.0.1:1/steward")
+    assert services.audit_anchor.key.created
+    assert "STEWARD_AUDIT_KEY is unset: this replica signs the shared audit log" in caplog.text
+    keyed = _services(
+        tmp_path / "other",
+        database_url="postgresql+psycopg://steward@127.0.0.1:1/steward",
+        audit_key=KEY_TEXT,
+    )
+    caplog.clear()
+    assert (
+        keyed.audit_anchor.key.source == "STEWARD_AUDIT_KEY"
+        and "STEWARD_AUDIT_KEY is unset" not in caplog.text
+    )
