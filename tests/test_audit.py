@@ -457,3 +457,15 @@ def test_verify_reads_one_snapshot_while_replicas_append(
     finally:
         sa.event.remove(engine, "after_cursor_execute", append_meanwhile)
     assert landed and report.problems == [] and report.entries == 3
+
+
+def test_a_tampered_log_is_reported_once_per_checkpoint_interval(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The refusal to sign is logged when a checkpoint is due, not at every append."""
+    anchor = keyed(engine, tmp_path, every=4)
+    _write(engine, 6)
+    truncate(engine, keep=2)  # below the checkpoint the appends signed at 5
+    _write(engine, 12, start=20)
+    refusals = [r for r in caplog.records if r.getMessage().startswith("no audit checkpoint signed")]
+    assert anchor.checkpoints is not None and 1 <= len(refusals) <= 12 // anchor.every + 1

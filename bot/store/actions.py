@@ -234,21 +234,21 @@ def sign_checkpoint(connection: Connection, anchor: AuditAnchor, count: int, hea
     checkpoints = anchor.checkpoints
     if checkpoints is None:
         return None
+    checkpoint = None
     try:
         latest = checkpoints.latest(anchor.key)
-        if latest is not None and latest.count > count and _holds(connection, latest):
-            return None  # another replica signed a later state meanwhile: nothing to add
         problems = extension_problems(connection, anchor.key, latest, count, head)
-        if problems:
+        if latest is not None and latest.count > count and _holds(connection, latest):
+            problems = []  # another replica signed a later state meanwhile: nothing to add
+        elif problems:
             log.error("no audit checkpoint signed: %s. Run `steward audit verify`", problems[0])
-            return None
-        checkpoint = anchor.checkpoint(count, head)
-        checkpoints.append(checkpoint)
+        else:
+            checkpoint = anchor.checkpoint(count, head)
+            checkpoints.append(checkpoint)
     except CheckpointError as exc:
         log.error("no audit checkpoint signed: %s", exc)
-        return None
-    with anchor.lock:
-        anchor.checkpointed, anchor.checkpointed_at = count, checkpoint.at
+    with anchor.lock:  # signed or not, the next try comes `every` entries or seconds later
+        anchor.checkpointed, anchor.checkpointed_at = count, anchor.clock()
     return checkpoint
 
 

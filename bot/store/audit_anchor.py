@@ -141,7 +141,7 @@ class AuditAnchor:
     replica: str = "steward"
     clock: Callable[[], float] = time.time
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    checkpointed: int | None = None  # the count this process last signed
+    checkpointed: int | None = None  # the count this process last signed (or found it could not)
     checkpointed_at: float | None = None
     keyed_head: bool = False  # the head entry was seen keyed: no legacy prefix left to anchor
     seen: tuple[int, str] = (0, "")  # the longest committed log this process has seen (count, head)
