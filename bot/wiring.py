@@ -47,8 +47,8 @@ class Services:
     def catalog(self) -> Catalog:
         """The knowledge catalog: derived from the documents, kept apart from the records."""
         settings = self.settings
-        if settings.catalog_url is None:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.catalog_url is None and sqlite_file(settings.resolved_catalog_url) is not None:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)  # catalog.db goes there
         records = settings.resolved_database_url
         return Catalog(settings.resolved_catalog_url, settings.catalog_setting, records_url=records)
 
