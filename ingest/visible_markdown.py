@@ -89,6 +89,17 @@ def _parser() -> MarkdownIt:
     return md
 
 
+@dataclass(frozen=True, order=True)
+class _Raw:
+    """Raw HTML: its place in the file, its text as markdown-it read it, and the quote or list marks
+    that begin its lines after the first."""
+
+    start: int
+    end: int
+    html: str
+    prefix: str = ""
+
+
 class _Source:
     """The Markdown text with its lines, and the changes to make to it."""
 
@@ -97,7 +108,7 @@ class _Source:
         self.lines = text.split("\n")
         self.starts = list(accumulate((len(line) + 1 for line in self.lines[:-1]), initial=0))
         self.edits: list[tuple[int, int, str]] = []  # Markdown [start, end) -> replacement
-        self.raw: list[tuple[int, int]] = []  # raw HTML [start, end)
+        self.raw: list[_Raw] = []
 
     def end_of(self, number: int) -> int:
         return self.starts[number] + len(self.lines[number])
@@ -112,15 +123,19 @@ class _Source:
         return "".join([*parts, self.text[at:end]])
 
     def html_block(self, token: Token) -> None:
-        """An HTML block's lines are raw HTML, less the quote or list marks before them."""
+        """An HTML block is raw HTML, read as markdown-it gives it: without the quote or list marks
+        before its lines, which go back on its lines afterwards."""
         assert token.map is not None
-        pieces = token.content.split("\n")
-        for index, number in enumerate(range(*token.map)):
-            line = self.lines[number]
-            piece = pieces[index].lstrip(" \t") if index < len(pieces) else ""
-            at = len(line) - len(piece) if line.endswith(piece) else 0
-            last = number == token.map[1] - 1
-            self.raw.append((self.starts[number] + at, self.end_of(number) + (0 if last else 1)))
+        first, last = token.map[0], token.map[1] - 1
+        piece = token.content.split("\n", 1)[0].lstrip(" \t")
+        line = self.lines[first]
+        at = len(line) - len(piece) if line.endswith(piece) else 0
+        html = token.content.removesuffix("\n").lstrip(" \t")
+        prefix = ""
+        if last > first:
+            second, content = self.lines[first + 1], html.split("\n")[1]
+            prefix = second[: len(second) - len(content)] if second.endswith(content) and content else ""
+        self.raw.append(_Raw(self.starts[first] + at, self.end_of(last), html, prefix))
 
     def inline(self, token: Token, cursor: dict[int, int], env: dict[str, Any]) -> None:
         """Raw HTML tags and link destinations inside a paragraph, heading or table cell."""
@@ -130,18 +145,19 @@ class _Source:
         md.inline.parse(token.content, md, {**env, _RECORDER: recorder}, recorder.tokens)
         where = self._locate(token.content, token.map[0], cursor)
         spans = [(start, end, None) for start, end in recorder.html] + list(recorder.destinations)
-        found: list[tuple[int, int, str | None]] = []
+        found: list[tuple[int, int, str | None, str]] = []
         for start, end, replacement in spans:
             begin, finish = (where(start), where(end)) if where else (0, 0)
             written = token.content[start:end]
             if where is None or ("\n" not in written and self.text[begin:finish] != written):
                 if recorder.html:  # the text is not where its lines are: read the whole block as HTML
-                    self.raw.append((self.starts[token.map[0]], self.end_of(token.map[1] - 1)))
+                    start, end = self.starts[token.map[0]], self.end_of(token.map[1] - 1)
+                    self.raw.append(_Raw(start, end, self.text[start:end]))
                 return
-            found.append((begin, finish, replacement))
-        for begin, finish, replacement in found:
-            if replacement is None:
-                self.raw.append((begin, finish))
+            found.append((begin, finish, replacement, written))
+        for begin, finish, replacement, written in found:
+            if replacement is None:  # a tag across lines is read without the quote marks between
+                self.raw.append(_Raw(begin, finish, written))
             else:
                 self.edits.append((begin, finish, replacement))
 
@@ -223,13 +239,25 @@ def _read_as_html(source: _Source) -> tuple[str, Counter[str]]:
     texts: list[str] = []
     parts: list[str] = []
     markers = Markers(f"steward-{secrets.token_hex(6)}-", texts)
+    prefixed: list[tuple[int, str]] = []  # (the marker before a block whose lines get marks back, the marks)
+
+    def marker(text: str) -> None:
+        parts.append(markers.tag(len(texts)))
+        texts.append(text)
+
     at = 0
-    for start, end in [*sorted(source.raw), (len(source.text), len(source.text))]:
-        if at < start:
-            parts.append(markers.tag(len(texts)))
-            texts.append(source.edited(at, start))
-        parts.append(source.text[max(at, start) : end])
-        at = max(at, end)
+    for raw in sorted(source.raw):
+        if raw.start < at:
+            continue
+        if at < raw.start or raw.prefix:
+            marker(source.edited(at, raw.start))
+        if raw.prefix:
+            prefixed.append((len(texts) - 1, raw.prefix))
+        parts.append(raw.html)
+        if raw.prefix:
+            marker("")
+        at = raw.end
+    marker(source.edited(at, len(source.text)))
     soup = BeautifulSoup("".join(parts), "html5lib")
     removal = remove_hidden(soup, markers)
     if removal.stylesheet:
@@ -240,6 +268,10 @@ def _read_as_html(source: _Source) -> tuple[str, Counter[str]]:
         return "", removal.reasons
     _keep_what_shows(soup.body, markers)
     body = soup.body.decode_contents()
+    for number, prefix in prefixed:
+        before, after = body.find(markers.tag(number)), body.find(markers.tag(number + 1))
+        if 0 <= before < after:
+            body = body[:before] + body[before:after].replace("\n", "\n" + prefix) + body[after:]
     pattern = re.compile(rf"<{re.escape(markers.prefix)}(\d+)></{re.escape(markers.prefix)}\d+>")
     return pattern.sub(lambda match: texts[int(match.group(1))], body), removal.reasons
 

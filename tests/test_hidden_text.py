@@ -168,6 +168,9 @@ ATTACKS = {
     ),
     "a definition in a quote": _md(f"> Quoted.\n>\n> [//]: # ({EVIL})"),
     "a definition in a list": _md(f"- one\n- [//]: # ({EVIL})"),
+    "a tag split across quoted lines": _md(f"> Quoted <span\n> hidden>{EVIL}</span> text."),
+    "a hidden block in a quote": _md(f"> <div\n> hidden>\n> {EVIL}\n> </div>"),
+    "a hidden block in a list item": _md(f"- one\n  <div hidden>\n  {EVIL}\n  </div>\n- two"),
     "a table cell": _md(f"| a | b |\n|---|---|\n| x <span hidden>{EVIL}</span> | y |"),
     "a heading": _md(f'## Steps <span style="display:none">{EVIL}</span>'),
     "an .md.erb page": (
@@ -196,6 +199,14 @@ KEPT = {
     "inline code": (
         "Write `<span hidden>` or `<!-- c -->` to hide.",
         ["`<span hidden>` or `<!-- c -->` to hide."],
+    ),
+    "HTML in a list item and a quote": (
+        "- item\n  <details>\n  <summary>Sum</summary>\n  Body text\n  </details>\n\n"
+        "> <kbd>Ctrl</kbd>\n> <b>C</b>",
+        [
+            "- item\n  <details>\n  <summary>Sum</summary>\n  Body text\n  </details>",
+            "> <kbd>Ctrl</kbd>\n> <b>C</b>",
+        ],
     ),
     "a table": (
         "| Step | Command |\n|---|---|\n| 1 | `make deploy` |",
