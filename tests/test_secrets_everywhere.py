@@ -232,6 +232,28 @@ def test_an_aws_key_in_a_mention_request_is_treated_the_same(
     _assert_no_raw(_everything(action_bot, caplog), "[redacted:aws-access-key]")
 
 
+def test_a_key_in_a_mention_request_that_does_not_validate_is_masked_in_the_reply(
+    action_bot: RunningBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reply says what was misread, in the channel's thread: the key in it is masked."""
+    ts = action_bot.say(f"run rollback-model model=fraud-scorer version={AWS_KEY} env=prod")
+    action_bot.settle()
+    (reply,) = action_bot.bot_posts(CHANNEL, ts)
+    assert "version" in reply["text"] and "[redacted:aws-access-key]" in reply["text"]
+    _assert_no_raw(_everything(action_bot, caplog), "[redacted:aws-access-key]")
+
+
+def test_a_key_written_as_a_parameter_name_is_masked_in_the_private_reply(
+    action_bot: RunningBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`/steward run` with the key where a name goes: the list of problems has it masked."""
+    action_bot.command(f"run retrain-model model=fraud-scorer env=staging {AWS_KEY}=1")
+    action_bot.settle()
+    (reply,) = _private(action_bot)
+    assert "[redacted:aws-access-key]" in reply
+    _assert_no_raw(_everything(action_bot, caplog), "[redacted:aws-access-key]")
+
+
 def test_a_program_that_prints_the_key_back_has_its_output_stored_and_posted_masked(
     action_bot: RunningBot, caplog: pytest.LogCaptureFixture
 ) -> None:
