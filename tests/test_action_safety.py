@@ -406,3 +406,39 @@ def test_an_executor_timeout_above_the_cap_is_refused_naming_the_field(policies:
         load_policy(policies)
     assert "10-actions.yaml, line" in str(error.value)
     assert "executor.timeout_seconds" in str(error.value) and "900" in str(error.value)
+
+
+NOTE_ACTION = """
+actions:
+  annotate-model:
+    description: Attach a note to a registered model.
+    risk: low
+    idempotent: true
+    executor: {kind: webhook, url: "${NOTE_WEBHOOK_URL}", secret_env: ACTIONS_WEBHOOK_SECRET}
+    params:
+      model: {pattern: "[a-z][a-z0-9-]{1,62}"}
+      note: {description: Free text}
+rules:
+  - name: notes-self-service
+    actions: annotate-model
+    outcome: allow
+    reason: Notes are self-service.
+"""
+
+
+def test_an_interrupted_run_that_carried_a_secret_is_not_run_again_with_the_mask(
+    engine: Engine, policies: Path
+) -> None:
+    """The secret went with the process that died: an idempotent action waits for a person instead."""
+    (policies / "50-notes.yaml").write_text(NOTE_ACTION)
+    clock = Clock(TUESDAY)
+    service = _service(engine, policies, clock)
+    leaked = ActionRequest(
+        action="annotate-model", params={"model": "fraud-scorer", "note": "AKIAIOSFODNN7EXAMPLE"}
+    )
+    request_id = _submit(service, leaked)
+    view = service.get(request_id)
+    assert view is not None and view.status == APPROVED and "AKIA" not in str(view.params)
+    assert service.claim(request_id).claimed  # ... and then the process died
+    clock.now += LEASE_SECONDS + 1
+    assert service.recover_interrupted(LEASE_SECONDS) == [(request_id, "needs_attention")]

@@ -40,6 +40,7 @@ from bot.actions.request_state import (
     ClickResult,
     Gate,
     RequestView,
+    carries_secrets,
     decided_columns,
     move,
     no_waiting_with_secrets,
@@ -542,14 +543,16 @@ class ApprovalService:
         with self._begin() as connection:
             last_sign = sa.func.coalesce(action_requests.c.heartbeat_at, action_requests.c.claimed_at)
             stuck = connection.execute(
-                sa.select(action_requests.c.request_id, action_requests.c.action).where(
-                    action_requests.c.status == RUNNING, last_sign < now - lease_seconds
-                )
+                sa.select(
+                    action_requests.c.request_id, action_requests.c.action, action_requests.c.params
+                ).where(action_requests.c.status == RUNNING, last_sign < now - lease_seconds)
             ).all()
             gate = self.gate() if stuck else None  # the policy is read only when something is stuck
-            for request_id, action_name in stuck:
+            for request_id, action_name, params in stuck:
                 spec = gate.action(action_name) if gate is not None else None
-                target = APPROVED if spec is not None and spec.idempotent else NEEDS_ATTENTION
+                # A secret went with the process that died: running again would pass the masked value.
+                again = spec is not None and spec.idempotent and not carries_secrets(json.loads(params))
+                target = APPROVED if again else NEEDS_ATTENTION
                 if move(connection, request_id, RUNNING, target, now):
                     append_audit(
                         connection,

@@ -219,6 +219,14 @@ def no_waiting_with_secrets(decision: Decision, secrets: Mapping[str, Any]) -> D
     return decision.model_copy(update={"outcome": "deny", "approval": None, "reason": reason})
 
 
+def carries_secrets(stored: Mapping[str, Any]) -> bool:
+    """Whether stored parameters lost a value to masking (a secret parameter, or a credential in
+    another): such a request can only run with its submitter, right after it was asked."""
+    return any(
+        isinstance(value, str) and (value == REDACTED or "[redacted:" in value) for value in stored.values()
+    )
+
+
 def redacted(request: ActionRequest, spec: ActionSpec | None) -> dict[str, Any]:
     """The parameters as they are stored and audited: secret ones masked, credentials in the others too."""
     declared = _declared(spec)

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bot.actions.models import ActionRequest, Actor, ApprovalRequirement, Decision
-from bot.actions.request_state import APPROVED, DENIED, PENDING, REDACTED, Gate, RequestView, move, utc
+from bot.actions.request_state import APPROVED, DENIED, PENDING, Gate, RequestView, carries_secrets, move, utc
 from bot.store.actions import action_requests, append_audit, approvals
 
 Stage = Literal["approval", "quorum", "run", "release"]
@@ -64,7 +64,7 @@ def reassess(connection: Connection, view: RequestView, gate: Gate, now: float, 
     was decided with (a policy edit resets approvals elsewhere, see `redecide`).
     """
     decision = decide_now(view, gate, now)
-    carries_secret = REDACTED in view.params.values()
+    carries_secret = carries_secrets(view.params)
     if decision.outcome == "deny":
         if gate.waiting(decision.rule) == "hold" and not carries_secret:
             return _hold(connection, view, decision, now, stage)
