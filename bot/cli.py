@@ -286,6 +286,8 @@ def _ask(services: Services, args: argparse.Namespace) -> int:
         notice = masked_notice(masked.kinds, "the question", exposed="it is in your shell history")
         print(f"steward: note: {notice}", file=sys.stderr)
     answer = services.answers.ask(args.question, filters)
+    for problem in services.retriever.sources().problems:  # the trust settings name no such source
+        print(f"steward: warning: {problem}", file=sys.stderr)
     if args.json:
         print(json.dumps(answer.public_json(), indent=2, ensure_ascii=False))
     else:
@@ -308,6 +310,7 @@ def format_answer(answer: Answer) -> str:
                 for part in (
                     c.status and f"status: {c.status}",
                     c.owner and f"owner: {c.owner}",
+                    c.source and f"source: {c.source}" + (" (untrusted)" if c.untrusted else ""),
                 )
                 if part
             )
@@ -385,6 +388,7 @@ def _verify(report: AuditReport, checkpoints: CheckpointFile | None) -> int:
                 else "the next entry written fixes them"
             )
         )
+    lines += [f"the run check refused a request: {refusal}" for refusal in report.refused]
     if report.key.created and report.entries:
         lines.append(f"the key {report.key.source} was generated just now: it cannot be the writers' key")
     if report.problems:

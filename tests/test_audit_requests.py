@@ -504,3 +504,26 @@ def test_entries_committed_while_the_log_is_read_are_walked(
     finally:
         sa.event.remove(engine, "after_cursor_execute", append_meanwhile)
     assert landed and allowed, why
+
+
+def test_a_refused_run_is_reported_but_is_no_damage(service: ApprovalService, engine: Engine) -> None:
+    """The claim refusing a request the log does not authorise (`run_refused`, then needs_attention):
+    verify lists the refusal, and does not count the request as run without a run."""
+    request_id = _submit(service)
+    with engine.begin() as connection:
+        connection.execute(sa.update(action_requests).values(status="needs_attention"))
+        seq = append_audit(
+            connection,
+            at=TUESDAY_NOON,
+            kind="run_refused",
+            request_id=request_id,
+            actor="audit",
+            data={"why": "no"},
+        )
+    with engine.begin() as connection:
+        report = verify_log(connection)
+    assert report.problems == []
+    assert [str(refusal) for refusal in report.refused] == [
+        f"request {request_id}, entry {seq}: its run was refused: no"
+    ]
+    assert _authorised(engine, request_id) == (False, f"run_refused at entry {seq}")

@@ -9,7 +9,8 @@ The right is lost by a `revoked` or `approval_lapsed` approval that leaves fewer
 requirement is the one the log last stated: `decided` or `requirement_changed`; else as many as the
 `approved` entry named), by `quorum_lost` or `held`, by a new decision, by the run starting
 (`execution_started`; `interrupted` with `now: approved` gives it back), and for good by `cancelled`,
-`rejected`, `expired`, a denial, `execution_finished` or an interruption that needs a person.
+`rejected`, `expired`, a denial, `execution_finished`, an interruption that needs a person, or
+`run_refused` (the run claim found no authority in the log).
 
 An entry kind not listed here blocks the request: what it means must be taught here first.
 """
@@ -24,7 +25,7 @@ DECISIONS = frozenset({"decided", "amended", "redecided"})
 GRANTS = frozenset({"approved", "released"})
 WITHDRAWALS = frozenset({"revoked", "approval_lapsed"})
 SUSPENSIONS = frozenset({"quorum_lost", "held"})
-ENDINGS = frozenset({"cancelled", "rejected", "expired"})
+ENDINGS = frozenset({"cancelled", "rejected", "expired", "run_refused"})
 RUNS = frozenset({"execution_started", "interrupted", "execution_finished"})
 KNOWN_KINDS = (
     DECISIONS
@@ -70,6 +71,7 @@ class RequestTrail:
         self.started: int | None = None  # the run in progress (or done)
         self.ended = ""
         self.runs: list[Run] = []
+        self.refused: list[tuple[int, str]] = []  # runs the claim refused for want of the log's authority
         for entry in entries:
             self.add(entry)
 
@@ -111,6 +113,8 @@ class RequestTrail:
             )
         elif kind in ENDINGS:
             self.ended = f"{kind} at entry {seq}"
+            if kind == "run_refused":
+                self.refused.append((seq, str(entry.data.get("why", ""))))
         elif kind == "execution_started":
             allowed, why = self.may_run()
             self.runs.append(Run(seq, allowed, why))

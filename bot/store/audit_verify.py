@@ -46,6 +46,7 @@ class AuditReport:
     anchored_at: int | None = None  # the entry that fixed them
     checkpoints: list[Checkpoint] = field(default_factory=list)  # the valid ones, in file order
     requests: int = 0  # requests checked against their approvals
+    refused: list[AuditProblem] = field(default_factory=list)  # runs the claim refused (not log damage)
 
 
 def verify_log(connection: Connection) -> AuditReport:
@@ -88,6 +89,11 @@ def verify_log(connection: Connection) -> AuditReport:
     report.problems += _head_problems(connection, walker)
     report.requests, problems = _cross_check(connection, trails)
     report.problems += problems
+    report.refused = [
+        AuditProblem(seq, f"its run was refused: {why}", request_id)
+        for request_id, trail in trails.items()
+        for seq, why in trail.refused
+    ]
     if report.entries and not walker.sealed:
         report.problems.insert(
             0,
@@ -151,7 +157,7 @@ def _cross_check(connection: Connection, trails: dict[str, RequestTrail]) -> tup
                 problems.append(
                     AuditProblem(0, f"is approved but the audit log does not let it run: {why}", request_id)
                 )
-        elif not trail.runs:
+        elif not trail.runs and not trail.refused:  # a refused run needs a person, and ran nowhere
             problems.append(AuditProblem(0, f"is {status} but the audit log records no run", request_id))
     for request_id, trail in trails.items():
         for run in trail.runs:
