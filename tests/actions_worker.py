@@ -12,6 +12,7 @@ from bot.actions.approvals import ApprovalService
 from bot.actions.gate import PolicyFolder
 from bot.actions.runner import execute_once
 from bot.store.engine import create_engine
+from tests.audit_support import shared_key
 from tests.clock import TUESDAY_NOON, RunningClock
 
 
@@ -29,7 +30,7 @@ def click_storm(
 
     The policy reads a clock that starts at `start` (never the machine's weekday: the weekend freeze)."""
     os.environ.update(env)
-    engine = (
+    engine = shared_key(
         create_engine(url)
         if schema is None
         else sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
@@ -53,7 +54,7 @@ def claim_and_run(
     """Claim and run one request (the kill test kills this process while the executor waits); the
     policy reads a clock that starts at `start`."""
     os.environ.update(env)
-    engine = create_engine(url)
+    engine = shared_key(create_engine(url))
     folder = PolicyFolder(Path(policies))
     execute_once(ApprovalService(engine, folder, clock=RunningClock(start)), folder(), request_id)
 

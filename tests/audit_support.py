@@ -44,6 +44,13 @@ def keyed(
     return anchor
 
 
+def shared_key(engine: Engine) -> Engine:
+    """Seal `engine`'s audit entries with the test key and no checkpoints, as every replica of one
+    deployment shares STEWARD_AUDIT_KEY: engines in other processes then verify each other's entries."""
+    register_anchor(engine, AuditAnchor(AuditKey.from_text(KEY_TEXT, "the test key")))
+    return engine
+
+
 Sealer = Callable[[str, int, float, str, str | None, str | None, str], str]
 
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.store.engine import create_engine
+from tests.audit_support import shared_key
 
 POSTGRES = os.environ.get("STEWARD_TEST_POSTGRES_URL")
 
@@ -32,6 +33,7 @@ class StateDatabase:
             built = create_engine(self.url)
         else:
             built = sa.create_engine(self.url, connect_args={"options": f"-csearch_path={self.schema}"})
+        shared_key(built)  # another replica: the same audit key
         self.opened.append(built)
         return built
 

@@ -30,7 +30,7 @@ from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, ActionSpec, Actor
 from bot.actions.policy import PolicyError, load_policy
 from bot.actions.runner import LEASE_SECONDS, execute_once
-from bot.store.actions import action_requests, iter_audit
+from bot.store.actions import action_requests, approvals, iter_audit
 from tests.conftest import ROOT
 from tests.databases import StateDatabase
 
@@ -186,7 +186,8 @@ def test_a_held_request_runs_when_the_freeze_ends_before_its_deadline(engine: En
     assert service.release_held() == []
     clock.now = FRIDAY_1700 + 31 * 60  # 17:31: the window has closed
     assert service.release_held() == [request_id]
-    assert _run(service, request_id, runs) is not None and runs.calls == [request_id]
+    told: list[str] = []
+    assert _run(service, request_id, runs, told) is not None and runs.calls == [request_id], told
     view = service.get(request_id)
     assert view is not None and view.status == SUCCEEDED
     kinds = _kinds(engine, request_id)
@@ -442,3 +443,55 @@ def test_an_interrupted_run_that_carried_a_secret_is_not_run_again_with_the_mask
     assert service.claim(request_id).claimed  # ... and then the process died
     clock.now += LEASE_SECONDS + 1
     assert service.recover_interrupted(LEASE_SECONDS) == [(request_id, "needs_attention")]
+
+
+# -- item 5: only what the audit log authorises runs ------------------------------------------------
+
+
+def test_a_request_set_to_approved_in_the_database_is_not_run(engine: Engine, policies: Path) -> None:
+    """Someone with write access sets `status='approved'` directly: the run claim counts the approvals
+    again (none), runs nothing, and the request waits for approval."""
+    clock = Clock(TUESDAY)
+    service = _service(engine, policies, clock)
+    request_id = _submit(service)
+    with engine.begin() as connection:
+        connection.execute(
+            action_requests.update()
+            .where(action_requests.c.request_id == request_id)
+            .values(status=APPROVED, required_count=0)
+        )
+    runs, told = Runs(), []
+    assert _run(service, request_id, runs, told) is None and runs.calls == []
+    assert "0 of the 2 approval(s)" in told[0]
+    view = service.get(request_id)
+    assert view is not None and view.status == PENDING
+
+
+def test_approvals_forged_in_the_database_are_not_enough_to_run(engine: Engine, policies: Path) -> None:
+    """Approval rows and `approved` written straight into the tables: the audit log holds no such
+    approvals, so the claim runs nothing and hands the request to a person."""
+    clock = Clock(TUESDAY)
+    service = _service(engine, policies, clock)
+    request_id = _submit(service)
+    with engine.begin() as connection:
+        row = connection.execute(
+            action_requests.select().where(action_requests.c.request_id == request_id)
+        ).one()
+        for approver in (MLP2, SRE1):
+            connection.execute(
+                approvals.insert().values(
+                    request_id=request_id,
+                    approver=approver,
+                    fingerprint=row._mapping["fingerprint"],
+                    decided_at=clock.now,
+                )
+            )
+        connection.execute(
+            action_requests.update().where(action_requests.c.request_id == request_id).values(status=APPROVED)
+        )
+    runs, told = Runs(), []
+    assert _run(service, request_id, runs, told) is None and runs.calls == []
+    assert "audit log does not authorise" in told[0]
+    view = service.get(request_id)
+    assert view is not None and view.status == "needs_attention"
+    assert _kinds(engine, request_id)[-1] == "run_refused"

@@ -39,6 +39,7 @@ from bot.store.actions import approvals, iter_audit, verify_chain
 from bot.store.engine import create_engine
 from bot.store.schema import upgrade
 from tests.actions_worker import click_storm
+from tests.audit_support import shared_key
 from tests.conftest import ROOT
 from tests.databases import StateDatabase
 from tests.fakes.webhook import WebhookReceiver
@@ -376,7 +377,7 @@ def test_click_storms_from_threads_and_two_processes_execute_each_request_once(
 def test_a_run_killed_after_its_claim_is_not_repeated(tmp_path: Path, policies: Path) -> None:
     """Kill the process while the webhook is in flight: the request needs attention and never runs again."""
     url = f"sqlite:///{tmp_path}/state.db"
-    engine = create_engine(url)
+    engine = shared_key(create_engine(url))  # the child process seals with the same key
     clock = Clock()
     service = ApprovalService(engine, PolicyFolder(policies), clock=clock)
     retrain = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})

@@ -52,7 +52,14 @@ from bot.actions.request_state import (
     utc,
 )
 from bot.actions.standing import decide_now, quorum_met, reassess
-from bot.store.actions import action_requests, append_audit, approvals, lock_audit, policy_versions
+from bot.store.actions import (
+    action_requests,
+    append_audit,
+    approvals,
+    authorised_in_log,
+    lock_audit,
+    policy_versions,
+)
 from bot.store.schema import upgrade
 
 __all__ = [
@@ -450,6 +457,24 @@ class ApprovalService:
             standing = reassess(connection, view, gate, now, "run")
             if standing.verdict != "proceed":
                 return Claim(False, standing.message)
+            # The state row alone is not enough: someone who can write the database could set
+            # `approved` directly. Only a request the verified audit log authorises runs.
+            authorised, why = authorised_in_log(connection, request_id)
+            if not authorised:
+                move(connection, request_id, APPROVED, NEEDS_ATTENTION, now)
+                append_audit(
+                    connection,
+                    at=now,
+                    kind="run_refused",
+                    request_id=request_id,
+                    actor="audit",
+                    data={"why": why},
+                )
+                return Claim(
+                    False,
+                    f"Not run: the audit log does not authorise this request ({why}). It needs a "
+                    "person's attention: run `steward audit verify`.",
+                )
             claimed = connection.execute(
                 sa.update(action_requests)
                 .where(action_requests.c.request_id == request_id, action_requests.c.status == APPROVED)

@@ -158,7 +158,7 @@ class AuditAnchor:
 
 
 _anchors: weakref.WeakKeyDictionary[Engine, AuditAnchor] = weakref.WeakKeyDictionary()
-_fallback: list[AuditAnchor] = []
+_fallback: list[AuditKey] = []  # one random key per process, for engines not built through wiring
 _registry_lock = threading.Lock()
 
 
@@ -175,11 +175,11 @@ def anchor_for(connection: Connection) -> AuditAnchor:
         return anchor
     with _registry_lock:
         if not _fallback:
-            key = AuditKey(secrets.token_bytes(32), "a random key of this process", created=True)
-            _fallback.append(AuditAnchor(key))
+            _fallback.append(AuditKey(secrets.token_bytes(32), "a random key of this process", created=True))
             log.warning(
                 "the audit log of %s is keyed with a random key of this process: only this process can "
                 "verify it (build the database through bot.wiring to use STEWARD_AUDIT_KEY)",
                 connection.engine.url.render_as_string(hide_password=True),
             )
-        return _fallback[0]
+        # An anchor of its own per engine: what this process saw of one database says nothing of another.
+        return _anchors.setdefault(connection.engine, AuditAnchor(_fallback[0]))
