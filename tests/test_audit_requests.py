@@ -151,13 +151,16 @@ def test_a_status_set_to_approved_in_the_database_is_named(service: ApprovalServ
 
 
 def test_a_run_on_forged_approvals_is_named(service: ApprovalService, engine: Engine) -> None:
-    """Approval rows and the status forged in the database let today's claim run the request; the log
-    refuses it beforehand, and verify names the run afterwards."""
+    """Approval rows and the status forged in the database let a claim that asks only the database run
+    the request; the log refuses it beforehand, and verify names the run afterwards."""
     request_id = _submit(service)
     _forge_approvals(engine, request_id, MLP1, SRE1)
     assert _authorised(engine, request_id)[0] is False
-    assert service.claim(request_id)  # what housekeeping did: the database alone said approved
-    started = _entry(engine, request_id, "execution_started")
+    with engine.begin() as connection:  # what the claim did while it asked only the database
+        connection.execute(sa.update(action_requests).values(status="running"))
+        started = append_audit(
+            connection, at=TUESDAY_NOON, kind="execution_started", request_id=request_id, actor=None, data={}
+        )
     decided = _entry(engine, request_id, "decided")
     assert _problems(engine) == [
         f"request {request_id}, entry {started}: ran without the audit log's authority: waiting for "
