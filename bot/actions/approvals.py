@@ -385,7 +385,12 @@ class ApprovalService:
                 kind="amended",
                 request_id=request_id,
                 actor=user,
-                data={"params": stored, "outcome": decision.outcome, "rule": decision.rule},
+                data={
+                    "params": stored,
+                    "outcome": decision.outcome,
+                    "rule": decision.rule,
+                    "approval": decision.approval.model_dump() if decision.approval else None,
+                },
             )
             view = read_view(connection, request_id)
         return ClickResult(

@@ -304,6 +304,7 @@ def redecide(connection: Connection, view: RequestView, gate: Gate, now: float) 
             "outcome": decision.outcome,
             "rule": decision.rule,
             "policy_version": decision.policy_version,
+            "approval": requirement.model_dump() if requirement else None,
         },
     )
     return ClickResult(
