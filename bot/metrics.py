@@ -55,6 +55,12 @@ DIGEST_RUNS = Counter(
     ["digest", "outcome"],
     registry=REGISTRY,
 )
+SLACK_OTHER_TEAM = Counter(
+    "steward_slack_other_team",
+    "Commands and interactions refused because they came from another workspace or organization, by kind",
+    ["kind"],
+    registry=REGISTRY,
+)
 SLACK_API_ERRORS = Counter(
     "steward_slack_api_errors",
     "Slack Web API calls that failed, by method and error (Slack's error code or the HTTP status)",

@@ -906,6 +906,7 @@ def test_build_request_rejects_an_unknown_action(catalog_only: Policy) -> None:
         ('note="two words" empty=', {"note": "two words", "empty": ""}),
         ("url=https://x.example/a=b", {"url": "https://x.example/a=b"}),
         ("", {}),
+        ("env=prod version=3 env=prod", {"env": "prod", "version": "3"}),  # the same value twice is fine
     ],
 )
 def test_parse_key_values(text: str, expected: dict[str, str]) -> None:
@@ -918,7 +919,8 @@ def test_parse_key_values(text: str, expected: dict[str, str]) -> None:
     [
         ("model=x prod", "'prod' is not key=value; write it as name=prod"),
         ("=x", "'=x' has no name before '='"),
-        ("a=1 a=2", "a is given twice; give it once"),
+        ("a=1 a=2", "I read a as both `1` and `2`; say which one"),
+        ("env=prod env=staging env=stg env=prod", "I read env as `prod`, `staging` and `stg`; say which one"),
         ('note="open', "cannot read 'note=\"open': No closing quotation; close the quote"),
     ],
 )

@@ -207,3 +207,36 @@ def test_a_question_is_answered_when_the_llm_calls_no_tool(bot: RunningBot, mode
     bot.settle()
     (answer,) = bot.bot_posts(CHANNEL, ts)
     assert ACTION_HELPFUL in blocks_text(answer) and "I read this as a request" not in blocks_text(answer)
+
+
+def test_words_naming_two_environments_get_the_reading_not_a_proposal(
+    bot: RunningBot, model: ToolCallingFake
+) -> None:
+    """The model picks one environment; the person named two: no proposal, the reading instead."""
+    model.responses = [ROLLBACK]
+    ts = bot.say("could we get fraud-scorer back on v12 in staging, or was it prod")
+    bot.settle()
+    (reply,) = bot.bot_posts(CHANNEL, ts)
+    assert "I read env as both `staging` and `prod`; say which one" in reply["text"]
+    assert ACTION_CONFIRM_PROPOSAL not in blocks_text(reply) and _requests(bot.services) == 0
+
+
+def test_a_proposal_in_a_group_dm_is_not_offered(bot: RunningBot, model: ToolCallingFake) -> None:
+    """In a group DM the approvers cannot see the request: Steward says where to ask, and offers nothing."""
+    model.responses = [ROLLBACK]
+    text = f"<@{bot.slack.bot_user_id}> {FREE_WORDS}"
+    ts = bot.slack.add_message("G0GROUPDM", text, USER)
+    bot.event(
+        {
+            "type": "app_mention",
+            "channel": "G0GROUPDM",
+            "channel_type": "mpim",
+            "user": USER,
+            "text": text,
+            "ts": ts,
+        }
+    )
+    bot.settle()
+    (reply,) = bot.bot_posts("G0GROUPDM", ts)
+    assert "Requests are made in a channel" in reply["text"]
+    assert ACTION_CONFIRM_PROPOSAL not in blocks_text(reply) and _requests(bot.services) == 0

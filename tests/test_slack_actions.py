@@ -14,11 +14,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from slack_sdk import WebClient
+from slack_sdk.models.views import View
 
 from bot.actions.approvals import ApprovalService, RequestView
 from bot.actions.gate import PolicyFolder
+from bot.actions.models import ActionSpec, ExecutorSpec, ParamSpec
 from bot.actions.phrases import read_request
-from bot.slack.action_cards import CardFacts, RunbookExcerpt, approval_card
+from bot.metrics import REGISTRY
+from bot.slack.action_cards import CardFacts, RunbookExcerpt, approval_card, conflict_text
 from bot.slack.payloads import (
     ACTION_APPROVE,
     ACTION_CANCEL,
@@ -34,15 +37,18 @@ from bot.slack.payloads import (
     INPUT_PARAM,
     INPUT_REJECT_REASON,
     SHORTCUT_REQUEST_ACTION,
+    RejectMetadata,
     RequestValue,
 )
 from bot.slack.runbooks import RunbookExcerpts
 from bot.slack.usergroups import SlackUserGroups
+from bot.slack.workspace import Installation
+from bot.store.actions import action_requests
 from bot.wiring import Services
-from tests.conftest import ROOT
-from tests.fakes.slack_api import FakeSlack
+from tests.conftest import ROOT, write_tree
+from tests.fakes.slack_api import FakeSlack, command_body
 from tests.fakes.webhook import WebhookReceiver
-from tests.slackbot import CHANNEL, USER, RunningBot, blocks_text, running_bot
+from tests.slackbot import CHANNEL, USER, Reply, RunningBot, blocks_text, running_bot
 
 TUESDAY = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC).timestamp()
 FRIDAY_EVENING = dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.UTC).timestamp()  # 19:00 in Berlin: frozen
@@ -747,3 +753,377 @@ def test_plain_requests_are_read_into_parameters(
 def test_questions_are_not_read_as_requests(starter_policy: Any, text: str) -> None:
     """Without an action verb at the start (or as an incomplete question), a mention is a question."""
     assert read_request(text, starter_policy) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "conflicts"),
+    [
+        # the issue's two examples
+        ("roll back fraud-scorer staging to version 2 in prod", {"env": ("staging", "prod")}),
+        ("rollback-model model=fraud-scorer version=2 env=prod env=staging", {"env": ("prod", "staging")}),
+        # three values, an alias beside key=value, full-width letters, numbers, names, booleans, reasons
+        ("rollback-model model=a model=b model=c version=2 env=prod", {"model": ("a", "b", "c")}),
+        ("roll back fraud-scorer to version 2 in production env=staging", {"env": ("staging", "prod")}),
+        ("roll back fraud-scorer staging to version 2 in ｐｒｏｄ", {"env": ("staging", "prod")}),
+        ("roll back fraud-scorer to version 2 in staging ｅｎｖ＝ｐｒｏｄ", {"env": ("prod", "staging")}),
+        ("roll back fraud-scorer from version 13 to version 12 in prod", {"version": ("13", "12")}),
+        ("roll back fraud-scorer churn-model to version 2", {"model": ("fraud-scorer", "churn-model")}),
+        ("enable flag support_canary off in prod", {"enabled": ("yes", "no")}),
+        ("retrain fraud-scorer in prod reason=drift because new labels", {"reason": ("drift", "new labels")}),
+        ("scale ranking-api to 8 replicas in prod replicas=9", {"replicas": ("9", "8")}),
+        # the same value twice, however written, is no conflict
+        ("roll back fraud-scorer to version 2 in PROD, yes prod", {}),
+        ("roll back fraud-scorer to version 2 in production env=prod", {}),
+        ("roll back fraud-scorer to version 12 in prod version=012", {}),
+        ("run promote-model model=fraud-scorer version=3 env=staging env=staging", {}),
+        ("scale fraud-scorer to 8 replicas in prod", {}),
+        ("roll back fraud-scorer-v2 to version 12 in prod", {}),
+        ("roll back fraud-scorer quickly to version 2 in prod", {}),
+        ("retrain fraud-scorer in prod because staging drifted", {}),
+    ],
+)
+def test_a_parameter_read_with_two_values_is_a_conflict(
+    starter_policy: Any, text: str, conflicts: dict[str, tuple[str, ...]]
+) -> None:
+    """Every value the words give a parameter is read; two different ones are a conflict, in order."""
+    request = read_request(text, starter_policy)
+    assert request is not None and request.conflicts == conflicts
+
+
+def test_plain_words_do_not_take_an_environment_for_a_name(starter_policy: Any) -> None:
+    """ "roll back prod fraud-scorer": prod is the environment, not the model (once read as both)."""
+    request = read_request("roll back prod fraud-scorer to version 2", starter_policy)
+    assert request is not None and request.raw == {"model": "fraud-scorer", "version": "2", "env": "prod"}
+
+
+def _requests(services: Services) -> int:
+    """How many action requests exist (none before the first: its tables are made on first use)."""
+    if not sa.inspect(services.approvals.engine).has_table(action_requests.name):
+        return 0
+    with services.approvals.engine.connect() as connection:
+        return int(connection.execute(sa.select(sa.func.count()).select_from(action_requests)).scalar_one())
+
+
+@pytest.mark.parametrize(
+    ("text", "reading"),
+    [
+        ("roll back fraud-scorer staging to version 2 in prod", "I read env as both `staging` and `prod`"),
+        (
+            "rollback-model model=fraud-scorer version=2 env=prod env=staging",
+            "I read env as both `prod` and `staging`",
+        ),
+        ("retrain fraud-scorer in staging and in prod", "I read env as both `staging` and `prod`"),
+    ],
+)
+def test_a_mention_with_conflicting_words_is_refused_with_the_reading(
+    bot: RunningBot, services: Services, receiver: WebhookReceiver, text: str, reading: str
+) -> None:
+    """Nothing is requested or run; the thread shows what was read and asks which one."""
+    ts = bot.say(text)
+    bot.settle()
+    (reply,) = bot.bot_posts(CHANNEL, ts)
+    assert f"{reading}; say which one" in reply["text"] and "Nothing was requested" in reply["text"]
+    assert _requests(services) == 0 and receiver.requests == []
+
+
+def test_conflicting_values_are_shown_as_text_never_as_mentions(bot: RunningBot, services: Services) -> None:
+    """A value such as <!channel> is escaped in the reading: it notifies nobody."""
+    ts = bot.say("retrain fraud-scorer in prod reason=<!channel> because <@U0BOSS> said so")
+    bot.settle()
+    (reply,) = bot.bot_posts(CHANNEL, ts)
+    assert "`&lt;!channel&gt;` and `&lt;@U0BOSS&gt; said so`" in reply["text"]
+    assert "<!channel>" not in reply["text"] and "<@U0BOSS>" not in reply["text"]
+    assert _requests(services) == 0
+
+
+def test_a_secret_parameter_read_twice_is_not_repeated() -> None:
+    """The reading of a secret parameter says that it differs, not what the values are."""
+    spec = ActionSpec(
+        name="set-token",
+        description="Set a token.",
+        params=(ParamSpec(name="token", secret=True), ParamSpec(name="env", enum=("staging", "prod"))),
+        executor=ExecutorSpec(kind="webhook", url="https://hooks.example/t"),
+    )
+    text = conflict_text("set-token", {"token": ("hunter2", "hunter3"), "env": ("staging", "prod")}, spec)
+    assert "hunter" not in text
+    assert "I read token 2 times, with different values; say which one" in text
+    assert "I read env as both `staging` and `prod`; say which one" in text
+
+
+def test_run_with_a_parameter_given_twice_differently_is_refused_privately(
+    bot: RunningBot, services: Services
+) -> None:
+    """`/steward run … env=prod env=staging`: the private reply shows the reading; nothing is posted."""
+    bot.command("run rollback-model model=fraud-scorer version=2 env=prod env=staging")
+    bot.settle()
+    (reply,) = _private(bot)
+    assert reply["response_type"] == "ephemeral"
+    assert "I read env as both `prod` and `staging`; say which one" in reply["text"]
+    assert bot.bot_posts(CHANNEL) == [] and _requests(services) == 0
+
+
+def test_run_with_the_same_value_twice_is_one_request(bot: RunningBot, services: Services) -> None:
+    """`env=prod env=prod` says one thing: the request is made, once."""
+    thread = _run(bot, "run retrain-model model=fraud-scorer env=prod env=prod")
+    assert "`retrain-model model=fraud-scorer env=prod`" in bot.message(CHANNEL, thread)["text"]
+    assert _requests(services) == 1
+
+
+# ---- requests are made in channels only
+
+
+def _command_in(bot: RunningBot, text: str, channel: str, channel_name: str) -> Reply:
+    """`/steward TEXT` typed in a conversation Slack names `channel_name` (a DM is `directmessage`)."""
+    body = command_body(
+        text=text,
+        user_id=USER,
+        channel_id=channel,
+        channel_name=channel_name,
+        response_url=bot.slack.response_url("cmd"),
+    )
+    return bot.send(body, "application/x-www-form-urlencoded")
+
+
+@pytest.mark.parametrize(
+    ("channel", "channel_name"),
+    [("D0DIRECT", "directmessage"), ("G0GROUPDM", "mpdm-asker--dana--lee-1"), ("C0ODDNAME", "mpdm-x--y-1")],
+)
+def test_run_in_a_direct_message_or_group_dm_is_refused_and_nothing_is_recorded(
+    bot: RunningBot, services: Services, channel: str, channel_name: str
+) -> None:
+    """Approvers cannot see a DM or group DM: the private reply says to use a channel; nothing is posted."""
+    assert _command_in(bot, PROD_RETRAIN, channel, channel_name).status == 200
+    bot.settle()
+    (reply,) = _private(bot)
+    assert reply["response_type"] == "ephemeral"
+    assert "not made in direct messages or group DMs" in reply["text"] and "in a channel" in reply["text"]
+    assert bot.slack.calls("chat.postMessage") == [] and _requests(services) == 0
+
+
+def test_run_in_a_private_channel_is_a_request(bot: RunningBot, services: Services) -> None:
+    """A private channel with an old G… id is a channel (conversations.info says so): the request is made."""
+    bot.slack.set_conversation("G0PRIVATE", "private")
+    assert _command_in(bot, PROD_RETRAIN, "G0PRIVATE", "privategroup").status == 200
+    bot.settle()
+    (root,) = bot.bot_posts("G0PRIVATE")
+    assert "Approval needed" in blocks_text(bot.bot_posts("G0PRIVATE", root["ts"])[0])
+    assert _requests(services) == 1
+
+
+def test_a_conversation_slack_will_not_name_gets_no_request(bot: RunningBot, services: Services) -> None:
+    """When conversations.info fails (a missing scope), nothing is requested, and the reply says why."""
+    bot.slack.fail("conversations.info", status=200, error="missing_scope")
+    assert _command_in(bot, PROD_RETRAIN, "G0UNKNOWN", "privategroup").status == 200
+    bot.settle()
+    (reply,) = _private(bot)
+    assert "Slack said `missing_scope`" in reply["text"] and "`mpim:read`" in reply["text"]
+    assert _requests(services) == 0
+
+
+@pytest.mark.parametrize("channel_type", ["mpim", None])
+def test_a_mention_in_a_group_dm_is_not_a_request(
+    bot: RunningBot, services: Services, channel_type: str | None
+) -> None:
+    """A mention that reads as a request in a group DM (told by the event, or by conversations.info for a
+    G… id) is answered with where to ask; nothing is recorded."""
+    bot.slack.set_conversation("G0GROUPDM", "mpim")
+    text = f"<@{bot.slack.bot_user_id}> retrain fraud-scorer in prod"
+    ts = bot.slack.add_message("G0GROUPDM", text, USER)
+    event = {"type": "app_mention", "channel": "G0GROUPDM", "user": USER, "text": text, "ts": ts}
+    bot.event({**event, "channel_type": channel_type} if channel_type else event)
+    bot.settle()
+    (reply,) = bot.bot_posts("G0GROUPDM", ts)
+    assert "Requests are made in a channel" in reply["text"]
+    assert _requests(services) == 0
+    assert len(bot.slack.calls("conversations.info")) == (0 if channel_type else 1)
+
+
+def test_a_request_in_a_group_dm_thread_is_sent_to_a_channel(bot: RunningBot, services: Services) -> None:
+    """A follow-up in a group DM's thread that reads as a request is not answered as a question either."""
+    ts = bot.say("How do I roll back a model?", channel="G0GROUPDM")  # Steward answers: a sticky thread
+    bot.settle()
+    text = "retrain fraud-scorer in prod"
+    reply_ts = bot.slack.add_message("G0GROUPDM", text, USER, thread_ts=ts)
+    event = {"type": "message", "channel": "G0GROUPDM", "channel_type": "mpim", "user": USER}
+    bot.event({**event, "text": text, "ts": reply_ts, "thread_ts": ts})
+    bot.settle()
+    assert "Requests are made in a channel" in bot.bot_posts("G0GROUPDM", ts)[-1]["text"]
+    assert _requests(services) == 0
+
+
+# ---- only the workspace Steward is installed in
+
+
+def _refused(kind: str) -> float:
+    """How many payloads of this kind were refused as another workspace's, so far."""
+    return REGISTRY.get_sample_value("steward_slack_other_team_total", {"kind": kind}) or 0.0
+
+
+@pytest.mark.parametrize(
+    "who",
+    [
+        {"team": {"id": "T0OTHER"}},  # another workspace that installed the app
+        {"user_team": "T0OTHER"},  # a person of another organization, in a Slack Connect channel
+        {"team": None, "user_team": None},  # no team at all
+        {"enterprise": {"id": "E0ELSEWHERE"}},  # our team id, but an organization we are not in
+    ],
+)
+def test_a_click_from_another_workspace_is_not_counted(
+    bot: RunningBot, services: Services, who: dict[str, Any]
+) -> None:
+    """An eligible approver's click that carries another team id changes nothing; it is counted as refused."""
+    card = _card(bot, _run(bot, PROD_RETRAIN))
+    button = next(e for b in card["blocks"] if b["type"] == "actions" for e in b["elements"])
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": {"id": MLP1, "username": "mlp1", "team_id": who.get("user_team", bot.slack.team_id)},
+        "team": who.get("team", {"id": bot.slack.team_id}),
+        "api_app_id": "A0FAKE",
+        "trigger_id": "t",
+        "channel": {"id": CHANNEL},
+        "container": {"type": "message", "message_ts": card["ts"], "channel_id": CHANNEL},
+        "message": card,
+        "actions": [
+            {"type": "button", "action_id": ACTION_APPROVE, "block_id": "b", "value": button["value"]}
+        ],
+    }
+    if "enterprise" in who:
+        payload["enterprise"] = who["enterprise"]
+    before = _refused("block_actions")
+    reply = bot.interact(payload)
+    bot.settle()
+    request_id = RequestValue.model_validate_json(button["value"]).request_id
+    view = services.approvals.get(request_id)
+    assert view is not None and view.status == "pending" and view.approvers == ()
+    assert bot.slack.calls("chat.update") == [] and bot.slack.calls("chat.postEphemeral") == []
+    assert (reply.status, reply.body) == (200, "")
+    assert _refused("block_actions") == before + 1
+
+
+def test_the_same_click_from_this_workspace_counts(bot: RunningBot, receiver: WebhookReceiver) -> None:
+    """The control: the click with this workspace's ids is the approval that runs the retrain."""
+    card = _card(bot, _run(bot, PROD_RETRAIN))
+    assert bot.click(card, ACTION_APPROVE, user=MLP1).status == 200
+    bot.settle()
+    assert len(receiver.requests) == 1
+
+
+def test_a_command_from_another_workspace_is_refused_privately(bot: RunningBot, services: Services) -> None:
+    """`/steward run` with another team id: a private line in the acknowledgement; nothing else happens."""
+    body = command_body(text=PROD_RETRAIN, team_id="T0OTHER", response_url=bot.slack.response_url("cmd"))
+    before = _refused("command")
+    reply = bot.send(body, "application/x-www-form-urlencoded")
+    bot.settle()
+    assert reply.status == 200
+    assert json.loads(reply.body) == {
+        "response_type": "ephemeral",
+        "text": "This Steward serves another Slack workspace, so nothing was done here.",
+    }
+    assert _refused("command") == before + 1
+    assert bot.slack.calls("chat.postMessage") == [] and _private(bot) == [] and _requests(services) == 0
+
+
+def test_a_form_from_another_workspace_is_not_recorded(bot: RunningBot, services: Services) -> None:
+    """A rejection submitted with another team id rejects nothing; Slack is shown a valid modal instead."""
+    card = _card(bot, _run(bot, PROD_RETRAIN))
+    bot.click(card, ACTION_REJECT, user=MLP1)
+    bot.settle()
+    view = bot.slack.calls("views.open")[-1].args["view"]
+    values = {BLOCK_REJECT_REASON: {INPUT_REJECT_REASON: {"type": "plain_text_input", "value": "no"}}}
+    payload = {
+        "type": "view_submission",
+        "user": {"id": MLP1, "team_id": "T0OTHER"},
+        "team": {"id": "T0OTHER"},
+        "api_app_id": "A0FAKE",
+        "view": {**view, "id": "V1", "state": {"values": values}},
+    }
+    reply = bot.interact(payload)
+    bot.settle()
+    answer = json.loads(reply.body)
+    assert answer["response_action"] == "update"
+    assert View(**answer["view"]).to_dict() == answer["view"]  # what slack_sdk accepts, unchanged
+    request = services.approvals.get(RejectMetadata.model_validate_json(view["private_metadata"]).request_id)
+    assert request is not None and request.status == "pending"
+
+
+def test_a_shortcut_from_another_workspace_opens_nothing(bot: RunningBot) -> None:
+    """The "Request an action" shortcut with another team id opens no form."""
+    shortcut = {
+        "type": "shortcut",
+        "callback_id": SHORTCUT_REQUEST_ACTION,
+        "trigger_id": "trigger-3",
+        "user": {"id": USER, "team_id": "T0OTHER"},
+        "team": {"id": "T0OTHER"},
+        "api_app_id": "A0FAKE",
+    }
+    before = _refused("shortcut")
+    assert bot.interact(shortcut).status == 200
+    bot.settle()
+    assert bot.slack.calls("views.open") == [] and _refused("shortcut") == before + 1
+
+
+@pytest.mark.parametrize(
+    ("installation", "ids", "refused"),
+    [
+        # a workspace of an Enterprise Grid: that workspace only
+        (Installation("T1", "E1"), {"team": {"id": "T1"}, "enterprise": {"id": "E1"}}, False),
+        (Installation("T1", "E1"), {"team": {"id": "T2"}, "enterprise": {"id": "E1"}}, True),
+        (Installation("T1", "E1"), {"team": {"id": "T1"}, "user": {"team_id": "T2"}}, True),
+        (Installation("T1", None), {"team": {"id": "T1"}, "enterprise": {"id": "E9"}}, True),
+        (Installation("T1", None), {"team_id": "T1"}, False),
+        (Installation("T1", None), {}, True),
+        # installed for the whole organization: every workspace of it, no other organization
+        (Installation("", "E1", org_wide=True), {"team": {"id": "T7"}, "enterprise": {"id": "E1"}}, False),
+        (Installation("", "E1", org_wide=True), {"team_id": "T7", "enterprise_id": "E1"}, False),
+        (Installation("", "E1", org_wide=True), {"team": {"id": "T7"}, "enterprise": {"id": "E2"}}, True),
+        (Installation("", "E1", org_wide=True), {"team": {"id": "T7"}}, True),
+    ],
+)
+def test_which_payloads_belong_to_the_installation(
+    installation: Installation, ids: dict[str, Any], refused: bool
+) -> None:
+    """Enterprise Grid: a workspace install takes its workspace; an organization install, its organization."""
+    assert (installation.refuses(ids) is not None) == refused
+
+
+def test_the_installation_is_read_from_auth_test() -> None:
+    """Team, organization and an organization-wide install, as auth.test reports them."""
+    with FakeSlack(team_id="T0ONE", enterprise_id="E0ORG", enterprise_install=True) as slack:
+        reply = WebClient(token="xoxb-test", base_url=slack.api_url).auth_test().data
+        assert isinstance(reply, dict)
+        assert Installation.from_auth_test(reply) == Installation("T0ONE", "E0ORG", org_wide=True)
+
+
+# ---- the deployment's allow-list of programs
+
+
+@pytest.fixture
+def marker_action(services: Services, tmp_path: Path) -> Path:
+    """A command action `touch-marker` the policy allows; returns the file its program creates."""
+    marker = tmp_path / "ran"
+    script = tmp_path / "touch-marker.sh"
+    script.write_text(f'#!/bin/sh\ntouch "{marker}"\necho touched\n', encoding="utf-8")
+    script.chmod(0o755)
+    policy = f"""
+        actions:
+          touch-marker:
+            description: Touch a file.
+            executor: {{kind: command, program: "{script}"}}
+        rules:
+          - {{name: touch-allowed, actions: touch-marker, outcome: allow, reason: harmless}}
+    """
+    write_tree(services.settings.policies_dir, {"50-marker.yaml": policy})
+    return marker
+
+
+@pytest.mark.parametrize(("allowed", "runs"), [(None, True), (("true",), False)])
+def test_commands_run_only_programs_the_deployment_allows(
+    services: Services, marker_action: Path, allowed: tuple[str, ...] | None, runs: bool
+) -> None:
+    """STEWARD_ALLOWED_PROGRAMS is the second key: a program it leaves out fails without running."""
+    with running_bot(services, allowed_programs=allowed) as bot:
+        thread = _run(bot, "run touch-marker")
+        result = bot.bot_posts(CHANNEL, thread)[-1]
+    assert marker_action.exists() == runs
+    if not runs:
+        assert "is not in the allowed programs" in blocks_text(result)

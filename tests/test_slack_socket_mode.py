@@ -127,6 +127,24 @@ def test_slash_help_is_answered_in_the_acknowledgement(socket_bot: SocketModeBot
     assert socket_bot.slack.calls("chat.postMessage") == []
 
 
+def test_a_command_from_another_workspace_is_refused_in_the_acknowledgement(
+    socket_bot: SocketModeBot,
+) -> None:
+    """Over Socket Mode too, `/steward` with another team id gets the refusal as the ack's payload only."""
+    socket_bot.slack.socket_send(
+        slash_commands_envelope(
+            "env-other",
+            text="ask how do I roll back?",
+            team_id="T0OTHER",
+            response_url="http://127.0.0.1:9/x",
+        )
+    )
+    ack = socket_bot.slack.wait_for_socket_ack("env-other")
+    assert ack["payload"]["text"] == "This Steward serves another Slack workspace, so nothing was done here."
+    socket_bot.settle()
+    assert socket_bot.slack.calls("chat.postMessage") == []
+
+
 def test_a_redelivered_envelope_is_answered_once(socket_bot: SocketModeBot) -> None:
     """The same event delivered again (retry_attempt 1) is acknowledged but not answered twice."""
     ts = socket_bot.mention("env-first", "EvRETRY")

@@ -14,7 +14,7 @@ import datetime as dt
 import math
 import re
 import shlex
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,7 @@ __all__ = [
     "Trace",
     "build_request",
     "check_report",
+    "conflict_problem",
     "counted_approvers",
     "counts_as_approval",
     "eligible_approvers",
@@ -108,12 +109,16 @@ def usage(action: ActionSpec) -> str:
 
 
 def parse_key_values(text: str) -> dict[str, str]:
-    """`model=fraud-scorer note="two words"` -> {"model": "fraud-scorer", "note": "two words"} (shlex)."""
+    """`model=fraud-scorer note="two words"` -> {"model": "fraud-scorer", "note": "two words"} (shlex).
+
+    A name given twice with the same value is read once; with different values it is refused, with the
+    reading shown, since either choice could run the wrong thing.
+    """
     try:
         tokens = shlex.split(text)
     except ValueError as error:
         raise ParamError([f"cannot read {text!r}: {error}; close the quote"]) from error
-    values: dict[str, str] = {}
+    values: dict[str, list[str]] = {}
     problems: list[str] = []
     for token in tokens:
         key, equals, value = token.partition("=")
@@ -121,13 +126,24 @@ def parse_key_values(text: str) -> dict[str, str]:
             problems.append(f"{token!r} is not key=value; write it as name={token}")
         elif not key:
             problems.append(f"{token!r} has no name before '='")
-        elif key in values:
-            problems.append(f"{key} is given twice; give it once")
-        else:
-            values[key] = value
+        elif value not in values.setdefault(key, []):  # the same value twice says the same thing
+            values[key].append(value)
+    problems += [conflict_problem(key, given) for key, given in values.items() if len(given) > 1]
     if problems:
         raise ParamError(problems)
-    return values
+    return {key: given[0] for key, given in values.items()}
+
+
+def conflict_problem(name: str, values: Sequence[str], secret: bool = False) -> str:
+    """A parameter read with two or more values: "I read env as both `staging` and `prod`; say which one".
+
+    A secret parameter's values are not repeated (the message may be posted where others read it).
+    """
+    if secret:
+        return f"I read {name} {len(values)} times, with different values; say which one"
+    shown = ["`" + (value.replace("`", "'") or '""') + "`" for value in values]
+    listing = " and ".join(shown) if len(shown) == 2 else ", ".join(shown[:-1]) + f" and {shown[-1]}"
+    return f"I read {name} as {'both ' if len(shown) == 2 else ''}{listing}; say which one"
 
 
 def parse_params(action: ActionSpec, raw: Mapping[str, str]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from bot.actions.approvals import (
 )
 from bot.actions.executors import ExecutionResult
 from bot.actions.models import ActionSpec, ParamSpec
-from bot.actions.policy import Policy, usage
+from bot.actions.policy import Policy, conflict_problem, usage
 from bot.redaction import mask_secrets
 from bot.slack.blocks import RenderedMessage, button
 from bot.slack.mrkdwn import escape, link, to_plain
@@ -62,13 +62,16 @@ POLICY_BROKEN = (
 
 @dataclass(frozen=True)
 class RunbookExcerpt:
-    """The passage of an action's runbook shown on its card; no `title`: not in the knowledge base."""
+    """The passage of an action's runbook shown on its card; no `title`: not quoted (`problem` says why,
+    else it is not in the knowledge base)."""
 
     path: str
     title: str | None = None
     section: str = ""
     text: str = ""
     url: str | None = None
+    source: str | None = None  # the quoted document's source, named when the catalog holds several
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -208,12 +211,13 @@ def _runbook(excerpt: RunbookExcerpt | None) -> Block:
     if excerpt is None:
         return _context("No runbook is named for this action in the policy.")
     if excerpt.title is None:
-        return _context(
-            f":warning: The governing runbook `{escape(excerpt.path)}` is not in the knowledge base, "
-            "so I cannot quote it."
-        )
+        named = f":warning: The governing runbook `{escape(excerpt.path)}`"
+        if excerpt.problem:
+            return _context(f"{named} is not quoted: {escape(excerpt.problem)}.")
+        return _context(f"{named} is not in the knowledge base, so I cannot quote it.")
     name = link(excerpt.url, excerpt.title) if excerpt.url else escape(excerpt.title)
     where = f" · {escape(excerpt.section)}" if excerpt.section and excerpt.section != excerpt.title else ""
+    where += f" · source `{escape(excerpt.source)}`" if excerpt.source else ""
     quote = escape(_clip(" ".join(to_plain(excerpt.text).split()), EXCERPT_CHARS))
     return _section(f"*Runbook* {name}{where}\n>{quote}")
 
@@ -413,6 +417,20 @@ def misread_text(action: str, problems: Iterable[str], spec: ActionSpec, raw: Ma
         f"I read this as a request to run `{action}`, but:\n"
         + problems_text(problems, spec, understood)
         + "\nSay it again with what is missing, or use the command."
+    )
+
+
+def conflict_text(action: str, conflicts: Mapping[str, Sequence[str]], spec: ActionSpec | None) -> str:
+    """A request whose words give a parameter two values: the reading, and that nothing was requested."""
+    hidden = secret_params(spec)
+    lines = [
+        f"• {escape(_masked(conflict_problem(name, values, secret=name in hidden)))}"
+        for name, values in conflicts.items()
+    ]
+    usage_line = f"\nOr use `/steward run {usage(spec)}`." if spec is not None else ""
+    return (
+        f"I read this as a request to run `{action}`, but:\n" + "\n".join(lines) + "\n"
+        "Nothing was requested. Say it again with one value for each." + usage_line
     )
 
 

@@ -53,6 +53,7 @@ from bot.slack.action_cards import (
     allowed_text,
     approval_card,
     catalog_text,
+    conflict_text,
     denied_text,
     expired_text,
     interrupted_text,
@@ -72,6 +73,7 @@ from bot.slack.payloads import (
     RejectMetadata,
     RequestValue,
 )
+from bot.slack.places import REQUEST_IN_A_CHANNEL, RUN_IN_A_CHANNEL, Places, command_hint, unknown_place_text
 from bot.slack.posting import Poster
 from bot.slack.proposals import ProposalFlows
 from bot.slack.request_forms import RequestForms
@@ -116,6 +118,7 @@ class ActionFlows:
         self.proposals: ProposalFlows | None = None  # set by build_app when an LLM is configured
         self.forms = RequestForms(policy, poster, self.submit, self.tell)
         self.poster = poster
+        self.places = Places()  # channels, or direct messages where no request is made
         # A run's output is stored and posted masked; commands run only the deployment's allowed programs.
         self.execute = with_masked_results(execute or allow_listed(settings.allowed_programs))
 
@@ -133,6 +136,10 @@ class ActionFlows:
             return
         if not words:
             respond(text=catalog_text(policy), response_type="ephemeral")
+            return
+        refusal = self.not_a_channel(client, channel, command_hint(command), RUN_IN_A_CHANNEL)
+        if refusal is not None:  # approvers cannot see a DM: nothing is requested or recorded
+            respond(text=refusal, response_type="ephemeral")
             return
         name, _, args = words.partition(" ")
         spec = policy.actions.get(name)
@@ -173,9 +180,19 @@ class ActionFlows:
             return starts_like_request(text)
 
     def take_mention(
-        self, client: WebClient, text: str, channel: str, thread_ts: str, user: str, reference: str = ""
+        self,
+        client: WebClient,
+        text: str,
+        channel: str,
+        thread_ts: str,
+        user: str,
+        reference: str = "",
+        channel_type: str | None = None,
     ) -> bool:
-        """Handle a mention that starts with an action request; False when it is a question to answer."""
+        """Handle a mention that starts with an action request; False when it is a question to answer.
+
+        `channel_type` is the event's, when Slack sent one (a mention does not always carry it).
+        """
         try:
             policy = self.policy().policy
         except PolicyError as exc:
@@ -185,11 +202,23 @@ class ActionFlows:
             self.tell(client, channel, POLICY_BROKEN, thread_ts)
             return True
         plain = read_request(text, policy)
+
+        def not_here() -> str | None:
+            return self.not_a_channel(client, channel, channel_type)
+
         if plain is None:  # free phrasing: with an LLM configured, it may propose a request
             return self.proposals is not None and self.proposals.take(
-                client, text, channel, thread_ts, user, policy
+                client, text, channel, thread_ts, user, policy, not_here
             )
+        refusal = not_here()
+        if refusal is not None:
+            self.tell(client, channel, refusal, thread_ts)
+            return True
         spec = policy.actions[plain.action]
+        if plain.conflicts:  # "staging … in prod": either reading could run the wrong thing
+            log.info("request refused: parameters read twice action=%s ref=%s", plain.action, reference)
+            self.tell(client, channel, conflict_text(plain.action, plain.conflicts, spec), thread_ts)
+            return True
         try:
             request = build_request(policy, plain.action, plain.raw)
         except ParamError as exc:
@@ -197,6 +226,20 @@ class ActionFlows:
             return True
         self.submit(client, request, user, channel, thread_ts, reference)
         return True
+
+    def not_a_channel(
+        self,
+        client: WebClient,
+        channel: str,
+        channel_type: str | None = None,
+        direct_text: str = REQUEST_IN_A_CHANNEL,
+    ) -> str | None:
+        """Why no request is made in this conversation (a DM or group DM, or one Slack will not name)."""
+        place = self.places.place(client, channel, channel_type)
+        if place.direct or place.unknown:
+            log.info("request refused: not in a channel channel=%s kind=%s", channel, place.kind)
+            return direct_text if place.direct else unknown_place_text(place)
+        return None
 
     def submit(
         self,
@@ -207,7 +250,14 @@ class ActionFlows:
         thread_ts: str,
         reference: str = "",
     ) -> None:
-        """Let the policy decide, then post the denial, run the allowed request or post the approval card."""
+        """Let the policy decide, then post the denial, run the allowed request or post the approval card.
+
+        Every way of asking ends here, so a request bound for a DM is refused here too, unrecorded.
+        """
+        refusal = self.not_a_channel(client, channel)
+        if refusal is not None:
+            self.tell(client, channel, refusal, thread_ts)
+            return
         self.sweep(client)
         try:
             view, decision = self.service.submit(request, Actor(user_id=user, channel=channel), thread_ts)

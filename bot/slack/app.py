@@ -38,6 +38,7 @@ from bot.slack.posting import Poster
 from bot.slack.proposals import PROPOSAL_SECONDS, ProposalFlows
 from bot.slack.recovery import EventRecovery
 from bot.slack.usergroups import SlackUserGroups
+from bot.slack.workspace import Installation, other_teams_refused
 from bot.store.catalog import Catalog
 from bot.store.conversations import ConversationStore
 from bot.store.events import EventLedger, replica_name
@@ -119,10 +120,11 @@ def web_client(settings: Settings) -> WebClient:
     )
 
 
-def check_token(client: WebClient) -> None:
-    """auth.test: a rejected or missing token is a SlackSetupError naming what to fix."""
+def check_token(client: WebClient) -> Installation:
+    """auth.test: where Steward is installed; a rejected or missing token is a SlackSetupError."""
     try:
-        client.auth_test()
+        reply = client.auth_test().data
+        return Installation.from_auth_test(reply if isinstance(reply, dict) else {})
     except SlackApiError as exc:
         raise SlackSetupError(
             f"Slack rejected SLACK_BOT_TOKEN (auth.test: {exc.response.get('error')}); copy the Bot User "
@@ -154,7 +156,7 @@ def build_app(
         raise SlackSetupError(credentials_message(missing))
     socket_mode = settings.slack_app_token is not None
     client = web_client(settings)
-    check_token(client)
+    installation = check_token(client)
     if executor is None:
         executor = ContextExecutor(
             max_workers=settings.slack_workers,
@@ -203,6 +205,7 @@ def build_app(
     )
     expertise = Expertise(settings, store, poster)
     bolt.middleware(correlate)
+    bolt.middleware(other_teams_refused(installation))  # after Bolt's signature check, before listeners
     pane = AssistantPane(conversations, catalog, poster)
     register(bolt, conversations, expertise, actions, pane)
     recovery = EventRecovery(conversations, ledger)

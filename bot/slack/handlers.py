@@ -35,6 +35,7 @@ from bot.slack.experts import offer_to_save
 from bot.slack.home import HELP, KnowledgeState, home_view
 from bot.slack.incidents import IncidentFlows
 from bot.slack.links import LinkPolicy
+from bot.slack.places import DIRECT, REQUEST_IN_A_CHANNEL
 from bot.slack.posting import FAILED, WORKING, Poster
 from bot.slack.runbooks import document_url
 from bot.slack.streaming import LiveAnswer
@@ -93,12 +94,6 @@ class _Thread:
 
     earlier: tuple[str, ...] = ()  # earlier human messages, oldest first
     in_pane: bool = False  # the thread is one of the assistant pane's
-
-
-REQUEST_IN_A_CHANNEL = (
-    "That reads as an action request. Requests are made in a channel, where the approvers can see "
-    "them: mention me there, use `/steward run ACTION key=value …`, or the *Request an action* shortcut."
-)
 
 
 class Conversations:
@@ -214,7 +209,9 @@ class Conversations:
         if (
             self.actions is not None
             and not event.get("bot_id")
-            and self.actions.take_mention(client, words, str(event["channel"]), thread_ts, user, ref)
+            and self.actions.take_mention(
+                client, words, str(event["channel"]), thread_ts, user, ref, event.get("channel_type")
+            )
         ):
             return
         earlier = self._thread(client, event, thread_ts, context).earlier if event.get("thread_ts") else ()
@@ -282,7 +279,8 @@ class Conversations:
         if is_dm and words.lower() in ("help", "?", "hi", "hello"):
             self.poster.say(client, channel, HELP, thread_ts=answer_thread)
             return
-        if is_dm and self.actions is not None and self.actions.reads_as_request(words):
+        direct = is_dm or event.get("channel_type") in DIRECT  # a group DM: approvers cannot see it either
+        if direct and self.actions is not None and self.actions.reads_as_request(words):
             self.poster.say(client, channel, REQUEST_IN_A_CHANNEL, thread_ts=answer_thread)
             return
         if assistant and thread.in_pane and not thread.earlier and words:  # the pane's first question

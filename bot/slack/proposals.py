@@ -18,9 +18,10 @@ from slack_sdk.errors import SlackApiError
 
 from bot.actions.gate import PolicyGate
 from bot.actions.models import ActionRequest
+from bot.actions.phrases import stated_conflicts
 from bot.actions.policy import ParamError, Policy, PolicyError, build_request
 from bot.actions.proposals import Proposer, param_text
-from bot.slack.action_cards import misread_text, request_line, secret_params
+from bot.slack.action_cards import conflict_text, misread_text, request_line, secret_params
 from bot.slack.blocks import MAX_BUTTON_VALUE, Block, button
 from bot.slack.mrkdwn import escape
 from bot.slack.payloads import ACTION_CONFIRM_PROPOSAL, ACTION_DISMISS_PROPOSAL, ProposalValue
@@ -59,14 +60,32 @@ class ProposalFlows:
         self.clock = clock
 
     def take(
-        self, client: WebClient, text: str, channel: str, thread_ts: str, user: str, policy: Policy
+        self,
+        client: WebClient,
+        text: str,
+        channel: str,
+        thread_ts: str,
+        user: str,
+        policy: Policy,
+        not_here: Callable[[], str | None] = lambda: None,
     ) -> bool:
-        """Ask the LLM whether the mention requests an action; False: it did not (answer the question)."""
+        """Ask the LLM whether the mention requests an action; False: it did not (answer the question).
+
+        `not_here` says why no request may be made in this conversation (a group DM), or None.
+        """
         proposal = self.proposer.propose(text, policy)
         if proposal is None:
             return False
+        refusal = not_here()
+        if refusal is not None:
+            self._say(client, channel, refusal, thread_ts)
+            return True
         log.info("the LLM proposed a request action=%s user=%s", proposal.action, user)
         spec = policy.actions[proposal.action]
+        conflicts = stated_conflicts(spec, text)
+        if conflicts:  # the person's own words name two values: no proposal picks one for them
+            self._say(client, channel, conflict_text(proposal.action, conflicts, spec), thread_ts)
+            return True
         try:
             request = build_request(policy, proposal.action, proposal.raw)
         except ParamError as exc:

@@ -150,11 +150,16 @@ class FakeSlack(AISurface):
         bot_id: str = "BBOT",
         team_id: str = "T0FAKE",
         host: str = "127.0.0.1",
+        enterprise_id: str | None = None,
+        enterprise_install: bool = False,
     ) -> None:
         self.host = host  # where it listens: loopback, or e.g. 0.0.0.0 for containers on a bridge network
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.team_id = team_id
+        self.enterprise_id = enterprise_id  # an Enterprise Grid organization, as auth.test reports it
+        self.enterprise_install = enterprise_install  # installed for the whole organization
+        self._conversations: dict[str, str] = {}  # channel id -> "channel", "private", "im" or "mpim"
         self._condition = threading.Condition(threading.Lock())
         self._calls: list[Call] = []
         self._messages: dict[str, list[dict[str, Any]]] = {}
@@ -277,6 +282,11 @@ class FakeSlack(AISurface):
         """Create or change a Slack user group (S…) for usergroups.users.list."""
         with self._condition:
             self._user_groups[group_id] = list(members)
+
+    def set_conversation(self, channel: str, kind: str) -> None:
+        """Declare what a conversation is for conversations.info: channel, private, im or mpim."""
+        with self._condition:
+            self._conversations[channel] = kind
 
     def add_user(self, user_id: str, name: str, real_name: str | None = None) -> None:
         """Register a user for users.info and users.list."""
@@ -465,6 +475,7 @@ class FakeSlack(AISurface):
             "conversations.replies": self._conversations_replies,
             "conversations.history": self._conversations_history,
             "conversations.open": self._conversations_open,
+            "conversations.info": self._conversations_info,
             "views.publish": self._views,
             "views.open": self._views,
             "views.update": self._views,
@@ -478,8 +489,8 @@ class FakeSlack(AISurface):
         }
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
-        """auth.test: who the bot is."""
-        return {
+        """auth.test: who the bot is (and its organization, in an Enterprise Grid)."""
+        reply: dict[str, Any] = {
             "ok": True,
             "url": "https://fake.slack.com/",
             "team": "Fake",
@@ -487,7 +498,11 @@ class FakeSlack(AISurface):
             "team_id": self.team_id,
             "user_id": self.bot_user_id,
             "bot_id": self.bot_id,
+            "is_enterprise_install": self.enterprise_install,
         }
+        if self.enterprise_id is not None:
+            reply["enterprise_id"] = self.enterprise_id
+        return reply
 
     def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
         """chat.postMessage: store the bot's message under a new ts."""
@@ -616,6 +631,22 @@ class FakeSlack(AISurface):
         if not users:
             return {"ok": False, "error": "users_list_not_supplied"}
         return {"ok": True, "channel": {"id": "D" + str(users).split(",")[0].strip()}}
+
+    def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        """conversations.info: what a conversation is (D… is a DM, C… a channel, others as declared)."""
+        channel = str(args.get("channel") or "")
+        kind = self._conversations.get(channel) or {"D": "im", "C": "channel"}.get(channel[:1])
+        if kind is None:
+            return {"ok": False, "error": "channel_not_found"}
+        found = {
+            "id": channel,
+            "is_channel": kind in ("channel", "private"),
+            "is_group": kind == "private",
+            "is_im": kind == "im",
+            "is_mpim": kind == "mpim",
+            "is_private": kind != "channel",
+        }
+        return {"ok": True, "channel": found}
 
     def _views(self, args: dict[str, Any]) -> dict[str, Any]:
         """views.publish, views.open, views.update: echo the view with an id."""
