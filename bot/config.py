@@ -254,6 +254,17 @@ class Settings(BaseSettings):
         "(`grafana.example.com`, or `.example.com` for a domain and its subdomains); links to any other "
         "host, in documents or in an LLM's answer, are shown as text.",
     )
+    runbook_sources: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        default=None,
+        description="Comma-separated sources (an ingested folder's name, e.g. `knowledge`, or its path) "
+        "whose documents approval cards may quote as an action's runbook. Unset: the one source, when only "
+        "one folder is ingested; with several, none until this names it.",
+    )
+    untrusted_sources: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated sources (names or folders) whose documents are answered from with a "
+        "warning, ranked below the others and never quoted as a runbook.",
+    )
     experts_channel: str | None = Field(
         default=None,
         description=(
@@ -283,11 +294,19 @@ class Settings(BaseSettings):
         description="How long delivered event ids are kept to drop Slack's retries and duplicates.",
     )
 
-    @field_validator("answer_bots", "link_hosts", "allowed_programs", mode="before")
+    @field_validator("answer_bots", "link_hosts", "allowed_programs", "untrusted_sources", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("runbook_sources", mode="before")
+    @classmethod
+    def _comma_separated_or_unset(cls, value: object) -> object:
+        # blank is unset (the one-source default), as for every other setting
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip()) or None
         return value
 
     @field_validator("link_hosts")

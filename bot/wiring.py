@@ -18,6 +18,7 @@ from bot.actions.proposals import Proposer
 from bot.answers.llm import LLMSetupError, LLMWriter, build_chat_model
 from bot.answers.retrieval import Retriever
 from bot.answers.service import AnswerService
+from bot.answers.sources import SourceTrust
 from bot.config import Settings, SettingsError
 from bot.index.embedding import Embedder
 from bot.index.vectors import VectorIndex
@@ -158,7 +159,8 @@ class Services:
     @cached_property
     def retriever(self) -> Retriever:
         """Hybrid retrieval over the catalog and the vectors."""
-        return Retriever(self.catalog, self.vectors, self.embedder)
+        trust = SourceTrust(self.settings.runbook_sources, self.settings.untrusted_sources)
+        return Retriever(self.catalog, self.vectors, self.embedder, trust=trust)
 
     def close(self) -> None:
         """Release the database pools and the vector store's client (those that were opened)."""

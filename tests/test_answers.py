@@ -105,12 +105,13 @@ def test_asking_before_any_ingest_says_what_to_run(make_services: Callable[..., 
 
 
 def test_json_shape_is_the_documented_one(services: Services) -> None:
-    """`--json` carries answer, abstained, confidence and citations with their six fields."""
+    """`--json` carries answer, abstained, confidence and citations with their eight fields."""
     data = services.answers.ask("How do I roll back a model?").public_json()
     assert {"answer", "abstained", "confidence", "citations"} <= set(data)
     citations = data["citations"]
     assert isinstance(citations, list) and citations
-    assert set(citations[0]) == {"path", "title", "section", "url", "status", "owner"}
+    assert set(citations[0]) == {"path", "title", "section", "url", "status", "owner", "source", "untrusted"}
+    assert citations[0]["source"] is None  # one source: nothing to tell apart
 
 
 def test_a_vector_index_out_of_step_with_the_catalog_is_reported(
@@ -134,10 +135,18 @@ def test_a_superseded_document_ranked_above_its_successor_is_moved_just_below_it
         record = DocumentRecord(path, "/kb", path, "h", path, superseded_by=superseded_by)
         return RetrievedDocument(record, score)
 
+    def successor(document: DocumentRecord) -> DocumentRecord | None:
+        return next((d.document for d in ranked if d.document.path == document.superseded_by), None)
+
     ranked = [item("old.md", 0.9, "new.md"), item("a.md", 0.8), item("new.md", 0.7), item("b.md", 0.6)]
-    assert [d.document.path for d in successors_first(ranked)] == ["a.md", "new.md", "old.md", "b.md"]
-    unrelated = [item("old.md", 0.9, "missing.md"), item("a.md", 0.8)]
-    assert [d.document.path for d in successors_first(unrelated)] == ["old.md", "a.md"]
+    assert [d.document.path for d in successors_first(ranked, successor)] == [
+        "a.md",
+        "new.md",
+        "old.md",
+        "b.md",
+    ]
+    ranked = [item("old.md", 0.9, "missing.md"), item("a.md", 0.8)]
+    assert [d.document.path for d in successors_first(ranked, successor)] == ["old.md", "a.md"]
 
 
 def test_reranker_reads_where_the_rare_words_fall(services: Services) -> None:

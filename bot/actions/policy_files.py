@@ -47,6 +47,7 @@ from bot.actions.policy_types import (
     suggest,
 )
 from bot.actions.policy_yaml import Document, FieldPath, Problems, read_yaml, validate
+from bot.store.sources import document_ref
 
 # What other modules import from here. `OPERATORS`, `suggest` and the written schema live in policy_types
 # and policy_schema; they stay importable here because bot/slack and the tests import them from here.
@@ -100,6 +101,12 @@ def load_policy(folder: Path, *, knowledge_dir: Path | None = None) -> Policy:
     if knowledge_dir is None and (folder.parent / "knowledge").is_dir():
         knowledge_dir = folder.parent / "knowledge"
     return _Loader(folder, knowledge_dir).load()
+
+
+def _names_folder(source: str, folder: Path) -> bool:
+    """Whether a source name (`knowledge`, `team-a/docs`) can be this folder's: the end of its path."""
+    wanted = Path(source).parts
+    return Path(folder).resolve().parts[-len(wanted) :] == wanted
 
 
 def check_report(
@@ -346,16 +353,27 @@ class _Loader:
         check_executor(doc, (*path, "executor"), action, self.problems)
         for warning in command_warnings(action):
             self.warnings.add(doc, (*path, "executor", *warning.field), warning.message)
-        if action.runbook is not None and self.knowledge_dir is not None:
-            runbook = Path(action.runbook)
-            if runbook.is_absolute() or ".." in runbook.parts:
-                message = "write a path inside the knowledge base, like runbooks/model-rollback.md"
+        if action.runbook is not None:
+            message = self._runbook_problem(action.runbook)
+            if message is not None:
                 self.warnings.add(doc, (*path, "runbook"), message)
-            elif not (self.knowledge_dir / runbook).is_file():
-                message = (
-                    f"{action.runbook} is not in {self.knowledge_dir}; fix the path or write the runbook"
-                )
-                self.warnings.add(doc, (*path, "runbook"), message)
+
+    def _runbook_problem(self, written: str) -> str | None:
+        """What is wrong with a `runbook:` reference (`PATH` or `SOURCE:PATH`), as far as the knowledge
+        folder beside the policies can tell; a runbook in another source is looked up when a card shows it."""
+        ref = document_ref(written)
+        runbook = Path(ref.path)
+        if not ref.path or ref.source == "" or runbook.is_absolute() or ".." in runbook.parts:
+            return (
+                "write a path inside the knowledge base, like runbooks/model-rollback.md, or a source's name "
+                "and a path in it, like knowledge:runbooks/model-rollback.md"
+            )
+        folder = self.knowledge_dir
+        if folder is None or (ref.source is not None and not _names_folder(ref.source, folder)):
+            return None
+        if not (folder / runbook).is_file():
+            return f"{ref.path} is not in {folder}; fix the path or write the runbook"
+        return None
 
     def _compile_rule(self, doc: Document, path: FieldPath, written: _RuleFile) -> None:
         ok = True

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from bot.answers.excerpts import Parsed, Unit, grow, leads_in, parse, read_on
 from bot.answers.models import Citation
 from bot.answers.retrieval import PASSAGE_CHUNKS, Retrieval, RetrievedDocument
+from bot.answers.sources import SourceLevels, untrusted_warning
 from bot.index.lexical import terms
 
 # The cosine similarity of each text to the question (the packaged model), for choosing excerpts.
@@ -81,9 +82,11 @@ def confidence(retrieval: Retrieval, chunk_terms: dict[str, frozenset[str]]) -> 
     return Confidence(value, features["similarity"], features["coverage"])
 
 
-def citation_for(item: RetrievedDocument) -> Citation:
-    """The source-list entry of a retrieved document (section of its best passage)."""
+def citation_for(item: RetrievedDocument, sources: SourceLevels) -> Citation:
+    """The source-list entry of a retrieved document (section of its best passage), naming its source
+    when there is more than one or it is untrusted."""
     document = item.document
+    untrusted = sources.untrusted(document)
     return Citation(
         path=document.path,
         title=document.title,
@@ -94,17 +97,24 @@ def citation_for(item: RetrievedDocument) -> Citation:
         kind=document.kind,
         review_by=document.review_by,
         superseded_by=document.superseded_by,
+        source=document.source if sources.several or untrusted else None,
+        untrusted=untrusted,
     )
 
 
-def warnings_for(citations: Sequence[Citation], titles: dict[str, str], today: dt.date) -> list[str]:
-    """Stale and superseded warnings for the cited documents, numbered as cited."""
+def warnings_for(
+    citations: Sequence[Citation], successors: Sequence[str | None], today: dt.date
+) -> list[str]:
+    """Untrusted, stale and superseded warnings for the cited documents, numbered as cited;
+    `successors` holds the title of each one's successor, when it was found."""
     warnings: list[str] = []
-    for number, citation in enumerate(citations, start=1):
+    for number, (citation, successor_title) in enumerate(zip(citations, successors, strict=True), start=1):
+        if citation.untrusted and citation.source:
+            warnings.append(f"[{number}] {citation.title} is {untrusted_warning(citation.source)}.")
         if citation.status in ("superseded", "deprecated"):
             successor = citation.superseded_by
             if successor:
-                name = titles.get(successor, successor)
+                name = successor_title or successor
                 warnings.append(f"[{number}] {citation.title} is superseded by {name} ({successor}).")
             else:
                 warnings.append(f"[{number}] {citation.title} is {citation.status}.")

@@ -17,6 +17,12 @@ class Citation(BaseModel):
     kind: str | None = None
     review_by: str | None = None
     superseded_by: str | None = None
+    source: str | None = Field(
+        default=None,
+        description="The document's source (ingested folder), named when the catalog holds several or it is "
+        "untrusted; None for the one source of a catalog.",
+    )
+    untrusted: bool = False  # from a source in STEWARD_UNTRUSTED_SOURCES
 
 
 class Passage(BaseModel):
@@ -56,6 +62,8 @@ class Answer(BaseModel):
                     "url": c.url,
                     "status": c.status,
                     "owner": c.owner,
+                    "source": c.source,
+                    "untrusted": c.untrusted,
                 }
                 for c in self.citations
             ],

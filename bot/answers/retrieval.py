@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
+from bot.answers.sources import SourceLevels, SourceTrust
 from bot.index.embedding import Embedder
 from bot.index.lexical import BM25Index, identifiers, terms
 from bot.index.vectors import VectorIndex
 from bot.store.catalog import Catalog, ChunkRecord, DocumentRecord
+from bot.store.sources import DocumentRef
 
 # Reciprocal-rank fusion constant and candidate depth of each retriever. A small k trusts each
 # retriever's first hits; with the customary 60, many middling chunks of long documents outvote the
@@ -25,6 +27,11 @@ _LEXICAL_WEIGHT = 1.0
 # Superseded and deprecated documents stay findable but rank below current ones.
 _RETIRED_PENALTY = 0.75
 _RETIRED = ("superseded", "deprecated")
+# Documents from untrusted sources (STEWARD_UNTRUSTED_SOURCES) rank below others of similar relevance:
+# their fused score is scaled down, and the re-ranker's score lowered, before each sort. With no
+# untrusted source nothing changes (the figures in docs/benchmarks.md stand).
+_UNTRUSTED_FACTOR = 0.5
+_UNTRUSTED_RERANK_PENALTY = 2.0
 # Documents whose chunks are all re-ranked against the question (the source list's length).
 _REFINED_DOCUMENTS = 5
 # The documents that the second stage orders again by what the fused rank cannot see: where the
@@ -117,10 +124,14 @@ class Retrieval:
 class _Lexicon:
     """BM25 and lookup tables for one catalog generation."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, trust: SourceTrust) -> None:
         snapshot = catalog.snapshot()
         self.generation = snapshot.generation
         self.documents = snapshot.documents
+        self.sources: SourceLevels = trust.levels(d.root for d in self.documents.values())
+        self._at_path: dict[str, list[DocumentRecord]] = {}
+        for document in sorted(self.documents.values(), key=lambda d: d.source):
+            self._at_path.setdefault(document.path, []).append(document)
         self.chunks = snapshot.chunks
         self.row_of = {chunk.chunk_id: row for row, chunk in enumerate(self.chunks)}
         self.rows_of_document: dict[str, list[int]] = {}
@@ -145,6 +156,20 @@ class _Lexicon:
             self._names[document.doc_id] = found
         return found
 
+    def documents_at(self, ref: DocumentRef) -> list[DocumentRecord]:
+        """The documents at a path (in the reference's source, when it names one), by source name."""
+        found = self._at_path.get(ref.path, [])
+        return found if ref.source is None else [d for d in found if d.source == ref.source]
+
+    def successor(self, document: DocumentRecord) -> DocumentRecord | None:
+        """The document that supersedes this one: at its `superseded_by` path in the same source, else
+        the only document at that path; None when there is none, or several and none in its source."""
+        found = self._at_path.get(document.superseded_by or "", [])
+        same = [d for d in found if d.root == document.root]
+        if same:
+            return same[0]
+        return found[0] if len(found) == 1 else None
+
     def allowed(self, filters: Filters) -> NDArray[np.bool_] | None:
         if filters == Filters():
             return None
@@ -161,11 +186,13 @@ class Retriever:
         vectors: VectorIndex,
         embedder: Embedder,
         rerank: dict[str, float] | None = RERANK_WEIGHTS,
+        trust: SourceTrust | None = None,
     ) -> None:
         self.catalog = catalog
         self.vectors = vectors
         self.embedder = embedder
         self.rerank = rerank  # None: the fused rank alone (bench/ranking.py fits the weights on it)
+        self.trust = trust or SourceTrust()
         self._lexicon: _Lexicon | None = None
         self._lock = threading.Lock()
 
@@ -177,7 +204,7 @@ class Retriever:
         generation = self.catalog.generation()
         with self._lock:
             if self._lexicon is None or self._lexicon.generation != generation:
-                lexicon = _Lexicon(self.catalog)
+                lexicon = _Lexicon(self.catalog, self.trust)
                 if not lexicon.chunks:
                     raise IndexMissingError(
                         "the knowledge base is empty: run `steward ingest PATH...` first "
@@ -230,11 +257,12 @@ class Retriever:
             found = by_document.get(document.doc_id)
             if found is None:
                 score = entry.fused * (_RETIRED_PENALTY if document.status in _RETIRED else 1.0)
+                score *= _UNTRUSTED_FACTOR if lexicon.sources.untrusted(document) else 1.0
                 by_document[document.doc_id] = RetrievedDocument(document, score, [entry])
             else:
                 found.chunks.append(entry)
 
-        ranked = successors_first(sorted(by_document.values(), key=lambda d: -d.score))
+        ranked = successors_first(sorted(by_document.values(), key=lambda d: -d.score), lexicon.successor)
         idf = {term: lexicon.bm25.idf_of(term) for term in query_terms}
         refined = ranked[:_REFINED_DOCUMENTS]
         self._rank_within(refined, lexicon, vector, query_terms)
@@ -246,7 +274,7 @@ class Retriever:
                 vector,
                 query_terms,
             )
-            ranked = successors_first(ranked)
+            ranked = successors_first(ranked, lexicon.successor)
         ranked = ranked[:limit]
         unknown = [t for t in identifiers(question) if t not in lexicon.identifiers]
         return Retrieval(query_terms, ranked, idf, unknown, lexicon.problem, vector)
@@ -262,7 +290,11 @@ class Retriever:
         weights = self.rerank or {}
         head = ranked[:RERANK_DEPTH]
         features = document_features(head, query_terms, idf, lexicon)
-        scores = [sum(weight * row[name] for name, weight in weights.items()) for row in features]
+        scores = [
+            sum(weight * row[name] for name, weight in weights.items())
+            - (_UNTRUSTED_RERANK_PENALTY if lexicon.sources.untrusted(item.document) else 0.0)
+            for item, row in zip(head, features, strict=True)
+        ]
         order = sorted(range(len(head)), key=lambda i: -scores[i])
         return [head[i] for i in order] + ranked[RERANK_DEPTH:]
 
@@ -316,23 +348,26 @@ class Retriever:
         row = lexicon.row_of.get(chunk_id)
         return lexicon.terms_of_row[row] if row is not None else frozenset()
 
-    def document_by_path(self, path: str) -> DocumentRecord | None:
-        """A document by its cited path."""
-        return _by_path(self.lexicon(), path)
+    def sources(self) -> SourceLevels:
+        """The catalog's sources: names, trust levels, and problems with the trust settings."""
+        return self.lexicon().sources
 
-    def best_passage(self, path: str, query: str) -> tuple[DocumentRecord, ChunkRecord] | None:
-        """The document at `path` and its chunk closest to `query` (BM25 within that document only).
+    def successor(self, document: DocumentRecord) -> DocumentRecord | None:
+        """The document that supersedes `document` (see `_Lexicon.successor`)."""
+        return self.lexicon().successor(document)
 
-        None when the document is not in the knowledge base (or has no chunks).
-        """
+    def documents_at(self, ref: DocumentRef) -> list[DocumentRecord]:
+        """The documents at a path (in the reference's source, when it names one)."""
+        return self.lexicon().documents_at(ref)
+
+    def best_chunk(self, document: DocumentRecord, query: str) -> ChunkRecord | None:
+        """The document's chunk closest to `query` (BM25 within that document only); None without chunks."""
         lexicon = self.lexicon()
-        document = _by_path(lexicon, path)
-        rows = lexicon.rows_of_document.get(document.doc_id, []) if document is not None else []
-        if document is None or not rows:
+        rows = lexicon.rows_of_document.get(document.doc_id, [])
+        if not rows:
             return None
         scores = lexicon.bm25.scores(terms(query))
-        best = max(rows, key=lambda row: (float(scores[row]), -row))
-        return document, lexicon.chunks[best]
+        return lexicon.chunks[max(rows, key=lambda row: (float(scores[row]), -row))]
 
 
 def document_features(
@@ -378,20 +413,19 @@ def document_features(
     return rows
 
 
-def _by_path(lexicon: _Lexicon, path: str) -> DocumentRecord | None:
-    return next((document for document in lexicon.documents.values() if document.path == path), None)
-
-
-def successors_first(ranked: Sequence[RetrievedDocument]) -> list[RetrievedDocument]:
+def successors_first(
+    ranked: Sequence[RetrievedDocument],
+    successor: Callable[[DocumentRecord], DocumentRecord | None],
+) -> list[RetrievedDocument]:
     """Move each superseded document just below its successor when both were found."""
     order = list(ranked)
-    position = {item.document.path: index for index, item in enumerate(order)}
     for item in list(order):
-        successor = item.document.superseded_by
-        if not successor or successor not in position:
+        found = successor(item.document)
+        if found is None:
             continue
-        mine, theirs = order.index(item), order.index(next(o for o in order if o.document.path == successor))
-        if mine < theirs:
+        theirs = next((i for i, other in enumerate(order) if other.document.doc_id == found.doc_id), None)
+        mine = order.index(item)
+        if theirs is not None and mine < theirs:
             order.pop(mine)
             order.insert(theirs, item)  # the successor moved up by one, so this lands right after it
     return order

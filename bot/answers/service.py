@@ -126,13 +126,9 @@ class AnswerService:
                 retrieved=passages,
             )
 
-        citations = [citation_for(item) for item in cited]
-        titles = {item.document.path: item.document.title for item in retrieval.documents}
-        for citation in citations:
-            if citation.superseded_by and citation.superseded_by not in titles:
-                successor = self.retriever.document_by_path(citation.superseded_by)
-                if successor is not None:
-                    titles[successor.path] = successor.title
+        sources = self.retriever.sources()
+        citations = [citation_for(item, sources) for item in cited]
+        successors = [self.retriever.successor(item.document) for item in cited]
         composed = extractive_answer(retrieval, cited, self.method, self._similarity(retrieval, cited))
         for number, section in composed.sections.items():
             # the section the excerpt really came from, not only the document's best-matching one
@@ -152,7 +148,8 @@ class AnswerService:
             abstained=False,
             confidence=sure.value,
             citations=citations,
-            warnings=index_warnings + warnings_for(citations, titles, self.today()),
+            warnings=index_warnings
+            + warnings_for(citations, [s.title if s else None for s in successors], self.today()),
             written_by=written_by,
             fallback_reason=fallback_reason,
             retrieved=passages,

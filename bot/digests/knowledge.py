@@ -11,9 +11,15 @@ import logging
 from collections.abc import Callable
 
 from bot.answers.retrieval import IndexMissingError, Retriever
+from bot.answers.sources import RUNBOOKS, STANDARD, UNTRUSTED
 from bot.store.catalog import DocumentRecord
+from bot.store.sources import document_ref
 
 log = logging.getLogger("steward.digests")
+
+# The best match is the first of this many search results in the most trusted source among them.
+_CANDIDATES = 5
+_PREFERENCE = {RUNBOOKS: 0, STANDARD: 1, UNTRUSTED: 2}
 
 
 class RunbookLookupError(Exception):
@@ -27,21 +33,33 @@ def _failed(exc: Exception) -> RunbookLookupError:
 
 
 def best_match(retriever: Callable[[], Retriever], query: str) -> DocumentRecord | None:
-    """The knowledge base's best document for `query`; None without an index or without a match."""
+    """The knowledge base's best document for `query`, preferring sources trusted for runbooks and never
+    an untrusted source's; None without an index or without a match."""
     try:
-        found = retriever().search(query, limit=1)
+        found = retriever().search(query, limit=_CANDIDATES)
+        sources = retriever().sources()
     except IndexMissingError:
         return None
     except Exception as exc:
         raise _failed(exc) from None
-    return found.documents[0].document if found.documents else None
+    ranked = sorted(found.documents, key=lambda item: _PREFERENCE[sources.level(item.document)])
+    usable = [item.document for item in ranked if not sources.untrusted(item.document)]
+    return usable[0] if usable else None
 
 
-def by_path(retriever: Callable[[], Retriever], path: str) -> DocumentRecord | None:
-    """The document ingested from `path`; None without an index or when it is not there."""
+def by_path(retriever: Callable[[], Retriever], reference: str) -> DocumentRecord | None:
+    """The document a reference (`PATH` or `SOURCE:PATH`) names: the one in a source trusted for
+    runbooks, else the one in another source that is not untrusted; None without an index, or when no
+    document or several fit."""
     try:
-        return retriever().document_by_path(path)
+        found = retriever().documents_at(document_ref(reference))
+        sources = retriever().sources()
     except IndexMissingError:
         return None
     except Exception as exc:
         raise _failed(exc) from None
+    for level in (RUNBOOKS, STANDARD):
+        fitting = [document for document in found if sources.level(document) == level]
+        if fitting:
+            return fitting[0] if len(fitting) == 1 else None
+    return None

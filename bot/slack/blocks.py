@@ -202,6 +202,9 @@ def _source_line(number: int, citation: Citation, url: str | None) -> str:
     parts = [escape(_clip(citation.section, 200))] if citation.section else []
     parts += [_owner(_clip(citation.owner, 200))] if citation.owner else []
     parts += [escape(_clip(citation.status, 200))] if citation.status else []
+    if citation.source:  # two documents with the same path are told apart by their source
+        trust = " :warning: untrusted" if citation.untrusted else ""
+        parts.append(f"source `{escape(_clip(citation.source, 200))}`{trust}")
     if citation.superseded_by:
         parts.append(f"superseded by {escape(_clip(citation.superseded_by, 200))}")
     details = " · ".join(parts)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bot.actions.models import ActionSpec
 from bot.answers.service import AnswerService
+from bot.answers.sources import RUNBOOK_SETTING, RUNBOOKS, SourceLevels
 from bot.slack.action_cards import RunbookExcerpt
 from bot.slack.kept import Kept
+from bot.store.catalog import DocumentRecord
+from bot.store.sources import DocumentRef, document_ref
 
 log = logging.getLogger("steward.slack")
 
@@ -56,17 +59,56 @@ class RunbookExcerpts:
         return self._kept.put(key, excerpt)
 
     def _look_up(self, spec: ActionSpec) -> RunbookExcerpt | None:
-        """The excerpt, or None when the knowledge base could not be read (then not kept)."""
-        path = str(spec.runbook)
+        """The excerpt, or None when the knowledge base could not be read (then not kept).
+
+        Only a document in a source trusted for runbooks is quoted, and only when it is the one such
+        document the reference names: a copy of the runbook in another folder is never quoted.
+        """
+        ref = document_ref(str(spec.runbook))
         try:
-            found = self._answers().retriever.best_passage(
-                path, f"{spec.name.replace('-', ' ')} {spec.description}"
-            )
+            retriever = self._answers().retriever
+            sources = retriever.sources()
+            found = retriever.documents_at(ref)
+            trusted = [document for document in found if sources.level(document) == RUNBOOKS]
+            query = f"{spec.name.replace('-', ' ')} {spec.description}"
+            chunk = retriever.best_chunk(trusted[0], query) if len(trusted) == 1 else None
         except Exception as exc:  # the card still works without its excerpt
-            log.warning("runbook excerpt unavailable path=%s error=%s", path, type(exc).__name__)
+            log.warning("runbook excerpt unavailable path=%s error=%s", ref, type(exc).__name__)
             return None
-        if found is None:
-            return RunbookExcerpt(path)
-        document, chunk = found
-        url = document_url(document.url, path, self._base, self._allowed)
-        return RunbookExcerpt(path, document.title, chunk.section, chunk.text, url)
+        if len(trusted) != 1 or chunk is None:
+            return RunbookExcerpt(str(ref), problem=unquoted_because(ref, found, trusted, sources))
+        document = trusted[0]
+        url = document_url(document.url, document.path, self._base, self._allowed)
+        source = document.source if sources.several else None
+        return RunbookExcerpt(document.path, document.title, chunk.section, chunk.text, url, source)
+
+
+def unquoted_because(
+    ref: DocumentRef,
+    found: Sequence[DocumentRecord],
+    trusted: Sequence[DocumentRecord],
+    sources: SourceLevels,
+) -> str | None:
+    """Why the card quotes no runbook; None when no document is at the reference's path at all."""
+    if len(trusted) > 1:
+        names = " and ".join(f"`{document.source}`" for document in trusted)
+        return (
+            f"{len(trusted)} documents match, in {names}; name one as `SOURCE:PATH` in the action's "
+            "`runbook` field"
+        )
+    known = ", ".join(f"`{name}`" for name in sorted(sources.names.values()))
+    if not found:
+        if ref.source is not None and sources.root_of(ref.source) is None:
+            return f"no ingested source is named `{ref.source}` (the sources are: {known or 'none'})"
+        return None
+    holders = " and ".join(f"`{document.source}`" for document in found)
+    if not sources.runbooks_set:
+        why = f"{RUNBOOK_SETTING} is unset and {len(sources.names)} sources are ingested ({known})"
+    else:
+        chosen = ", ".join(f"`{name}`" for name in sources.named(RUNBOOKS)) or "none that is ingested"
+        why = f"the sources trusted for runbooks are {chosen}"
+    problems = "".join(f"; {problem}" for problem in sources.problems)
+    return (
+        f"it is in {holders}, not in a source trusted for runbooks: {why}. Set {RUNBOOK_SETTING} to "
+        f"the source that holds your runbooks{problems}"
+    )

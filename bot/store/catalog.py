@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from bot.store.engine import create_engine, damaged_file, same_file, sqlite_file
+from bot.store.sources import source_names
 
 metadata = sa.MetaData()
 
@@ -106,6 +107,7 @@ class DocumentRecord:
     review_by: str | None = None
     superseded_by: str | None = None
     url: str | None = None
+    source: str = ""  # the name of its ingested folder (bot/store/sources.py), set when it is read
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,12 @@ def _document_from_row(row: Any) -> DocumentRecord:
         superseded_by=row.superseded_by,
         url=row.url,
     )
+
+
+def _named(documents: list[DocumentRecord]) -> list[DocumentRecord]:
+    """The documents with their source names, which depend on every folder the catalog holds."""
+    names = source_names(document.root for document in documents)
+    return [replace(document, source=names[document.root]) for document in documents]
 
 
 class Catalog:
@@ -298,6 +306,11 @@ class Catalog:
         with self._connect() as connection:
             return set(connection.execute(sa.select(kb_chunks.c.chunk_id)).scalars())
 
+    def roots(self) -> list[str]:
+        """The ingested folders (resolved paths) that hold documents."""
+        with self._connect() as connection:
+            return sorted(connection.execute(sa.select(kb_documents.c.root).distinct()).scalars())
+
     def count(self) -> tuple[int, int]:
         """(documents, chunks) in the catalog."""
         with self._connect() as connection:
@@ -416,7 +429,7 @@ class Catalog:
         """Every document in the catalog."""
         with self._connect() as connection:
             rows = connection.execute(sa.select(kb_documents).order_by(kb_documents.c.path))
-            return [_document_from_row(row) for row in rows]
+            return _named([_document_from_row(row) for row in rows])
 
     def snapshot(self) -> CatalogSnapshot:
         """Documents and chunks as of one generation (read in one transaction)."""
@@ -425,9 +438,8 @@ class Catalog:
                 connection.execute(sa.select(kb_meta.c.value).where(kb_meta.c.key == "generation")).scalar()
                 or 0
             )
-            documents = {
-                row.doc_id: _document_from_row(row) for row in connection.execute(sa.select(kb_documents))
-            }
+            named = _named([_document_from_row(row) for row in connection.execute(sa.select(kb_documents))])
+            documents = {document.doc_id: document for document in named}
             chunks = [
                 ChunkRecord(
                     chunk_id=row.chunk_id,
