@@ -16,7 +16,9 @@ import pytest
 from bot.actions import demo_flags
 from bot.actions.executors import ExecutionError, run_action
 from bot.actions.models import ActionSpec, ExecutorSpec, ParamSpec
+from bot.actions.policy import load_policy, parse_key_values, parse_params
 from bot.actions.webhook_executor import canonical_body
+from tests.conftest import ROOT
 from tests.fakes.webhook import WebhookReceiver
 
 KEY = "shared-webhook-key"
@@ -320,20 +322,52 @@ def test_demo_flag_toggle_end_to_end_and_idempotent(monkeypatch: pytest.MonkeyPa
     """Toggle writes the store; the same request id again changes nothing and answers the same."""
     store = tmp_path / "flags" / "flags.json"
     monkeypatch.setenv("STEWARD_DEMO_FLAGS", str(store))
-    first = run_action(TOGGLE, {"flag": "new-checkout", "traffic": 25}, "req-1")
+    first = run_action(TOGGLE, {"flag": "new-checkout", "traffic_percent": 25}, "req-1")
     assert first.ok and first.summary == "flag new-checkout: traffic 0% -> 25% in prod"
     written = store.read_bytes()
 
-    again = run_action(TOGGLE, {"flag": "new-checkout", "traffic": 25}, "req-1")
+    again = run_action(TOGGLE, {"flag": "new-checkout", "traffic_percent": 25}, "req-1")
     assert again.ok and again.summary == first.summary
     assert store.read_bytes() == written
 
-    second = run_action(TOGGLE, {"flag": "new-checkout", "traffic": 50, "environment": "staging"}, "req-2")
-    third = run_action(TOGGLE, {"flag": "new-checkout", "traffic": 50}, "req-3")
+    second = run_action(TOGGLE, {"flag": "new-checkout", "traffic_percent": 50, "env": "staging"}, "req-2")
+    third = run_action(TOGGLE, {"flag": "new-checkout", "traffic_percent": 50}, "req-3")
     assert second.summary == "flag new-checkout: traffic 0% -> 50% in staging"
     assert third.summary == "flag new-checkout: traffic 25% -> 50% in prod"
     assert demo_flags.read_flags(store) == {"prod": {"new-checkout": 50}, "staging": {"new-checkout": 50}}
     assert [p.name for p in store.parent.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_starter_toggle_feature_flag_runs_with_the_parameters_its_policy_declares(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """policies/10-actions.yaml's toggle-feature-flag, parsed from key=value as /steward run does and run by
+    its executor, sets the flag in the store; enabled=no turns it off; defaults fill what is left out."""
+    store = tmp_path / "flags.json"
+    monkeypatch.setenv("STEWARD_DEMO_FLAGS", str(store))
+    starter = load_policy(ROOT / "policies").actions["toggle-feature-flag"]
+
+    def run(words: str, request_id: str) -> str:
+        params = parse_params(starter, parse_key_values(words))
+        result = run_action(starter, params, request_id)
+        assert result.ok, result.summary
+        return result.summary
+
+    assert run("flag=support_canary traffic_percent=25 env=staging", "req-1") == (
+        "flag support_canary: traffic 0% -> 25% in staging"
+    )
+    assert run("flag=support_canary env=prod", "req-2") == "flag support_canary: traffic 0% -> 100% in prod"
+    assert run("flag=support_canary enabled=no env=staging", "req-3") == (
+        "flag support_canary: traffic 25% -> 0% in staging"
+    )
+    assert demo_flags.read_flags(store) == {"staging": {"support_canary": 0}, "prod": {"support_canary": 100}}
+
+
+def test_dict_style_entry_points_get_the_parameters_and_the_request_id() -> None:
+    """An entry point written `(params, request_id)` is still called with one dict and the id."""
+    quick = action("python", entry_point="tests.actions_worker:slow_action")
+    result = run_action(quick, {"seconds": 0}, REQUEST)
+    assert result.ok and result.summary == f"done {REQUEST}"
 
 
 def test_demo_flags_default_to_the_data_dir_then_the_working_directory(
@@ -343,19 +377,19 @@ def test_demo_flags_default_to_the_data_dir_then_the_working_directory(
     a read-only root), else ./.steward/flags.json."""
     monkeypatch.delenv("STEWARD_DEMO_FLAGS", raising=False)
     monkeypatch.delenv("STEWARD_DATA_DIR", raising=False)
-    run_action(TOGGLE, {"flag": "banner", "traffic": 100}, "req-1")
+    run_action(TOGGLE, {"flag": "banner", "traffic_percent": 100}, "req-1")
     assert demo_flags.read_flags(tmp_path / ".steward" / "flags.json") == {"prod": {"banner": 100}}
     monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "data"))
-    run_action(TOGGLE, {"flag": "banner", "traffic": 10}, "req-2")
+    run_action(TOGGLE, {"flag": "banner", "traffic_percent": 10}, "req-2")
     assert demo_flags.read_flags(tmp_path / "data" / "flags.json") == {"prod": {"banner": 10}}
 
 
 def test_python_entry_point_exception_is_a_failed_run() -> None:
     """The entry point raises: ok False with `Type: message`; nothing is stored."""
-    result = run_action(TOGGLE, {"flag": "banner", "traffic": 150}, REQUEST)
+    result = run_action(TOGGLE, {"flag": "banner", "traffic_percent": 150}, REQUEST)
     assert not result.ok
     assert result.summary == (
-        "demo-action: ValueError: parameter 'traffic' must be between 0 and 100, got 150"
+        "demo-action: ValueError: parameter 'traffic_percent' must be between 0 and 100, got 150"
     )
     assert not Path(".steward/flags.json").exists()
 

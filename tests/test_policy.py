@@ -138,9 +138,28 @@ def test_starter_sources_point_at_the_definitions(starter: Policy) -> None:
     assert str(starter.rules[0].source) == "policies/20-freeze.yaml:10"
 
 
-def test_check_report_summarises_the_starter_policies(starter: Policy) -> None:
-    """`steward policy check` exits 0 and names counts and the version (lumenctl allowed to run)."""
-    code, text = check_report(POLICIES, allowed_programs=["lumenctl"])
+STARTER_VARIABLES = (
+    "MLFLOW_TRACKING_URI",
+    "RETRAIN_WEBHOOK_URL",
+    "SCALE_WEBHOOK_URL",
+    "SECRETS_WEBHOOK_URL",
+    "ACTIONS_WEBHOOK_SECRET",
+)
+
+
+@pytest.fixture
+def deployed(tmp_path: Path) -> dict[str, str]:
+    """An environment where every starter executor finds what it needs: its variables and lumenctl on PATH."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "lumenctl").write_text("#!/bin/sh\n", encoding="utf-8")
+    (tools / "lumenctl").chmod(0o755)
+    return {"PATH": str(tools)} | dict.fromkeys(STARTER_VARIABLES, "https://example.test")
+
+
+def test_check_report_summarises_the_starter_policies(starter: Policy, deployed: dict[str, str]) -> None:
+    """`steward policy check` exits 0 and names counts and the version (everything set, lumenctl allowed)."""
+    code, text = check_report(POLICIES, allowed_programs=["lumenctl"], environ=deployed)
     rules, version = len(starter.rules), starter.version[:12]
     assert (code, text) == (
         0,
@@ -148,9 +167,9 @@ def test_check_report_summarises_the_starter_policies(starter: Policy) -> None:
     )
 
 
-def test_check_report_warns_when_no_program_allow_list_is_set() -> None:
+def test_check_report_warns_when_no_program_allow_list_is_set(deployed: dict[str, str]) -> None:
     """Without STEWARD_ALLOWED_PROGRAMS, each command action is named: its program runs on the file's word."""
-    code, text = check_report(POLICIES)
+    code, text = check_report(POLICIES, environ=deployed)
     assert code == 0
     (warning,) = text.splitlines()[1:]
     assert warning.startswith(
@@ -159,14 +178,38 @@ def test_check_report_warns_when_no_program_allow_list_is_set() -> None:
     )
 
 
-def test_check_report_warns_about_a_program_the_allow_list_leaves_out() -> None:
+def test_check_report_warns_about_a_program_the_allow_list_leaves_out(deployed: dict[str, str]) -> None:
     """A command action whose program is not allowed would fail when it runs: check says so beforehand."""
-    code, text = check_report(POLICIES, allowed_programs=["kubectl"])
+    code, text = check_report(POLICIES, allowed_programs=["kubectl"], environ=deployed)
     assert code == 0
     assert (
         "warning: policies/10-actions.yaml, line 57: actions.pause-agent.executor.program: 'lumenctl' is "
         "not in STEWARD_ALLOWED_PROGRAMS, so the action fails when it runs" in text
     )
+
+
+def test_check_report_on_a_fresh_machine_names_what_each_starter_executor_lacks() -> None:
+    """With nothing set and no lumenctl, the starter still passes, with a warning per missing piece, each
+    naming the file, line and field; toggle-feature-flag's entry point takes its parameters (no warning)."""
+    code, text = check_report(POLICIES, allowed_programs=["lumenctl"], environ={"PATH": "/nonexistent"})
+    assert code == 0
+    fields = [line.split(": ")[2] for line in text.splitlines()[1:]]
+    assert fields == [
+        "actions.rollback-model.executor.tracking_uri",
+        "actions.promote-model.executor.tracking_uri",
+        "actions.retrain-model.executor.url",
+        "actions.retrain-model.executor.secret_env",
+        "actions.pause-agent.executor.program",
+        "actions.scale-service.executor.url",
+        "actions.scale-service.executor.secret_env",
+        "actions.rotate-secret.executor.url",
+        "actions.rotate-secret.executor.secret_env",
+    ]
+    assert (
+        "warning: policies/10-actions.yaml, line 64: actions.pause-agent.executor.program: 'lumenctl' is "
+        "not on PATH here" in text
+    )
+    assert "warning: policies/10-actions.yaml, line 49: actions.retrain-model.executor.url: " in text
 
 
 STARTER_CASES = [
@@ -536,6 +579,116 @@ def test_safe_command_shapes_are_not_warned_about(tmp_path: Path, args: str, par
     """Each shape that cannot turn a value into an option or code loads without a warning."""
     program = "bash" if "script.sh" in args else "notify-send"
     assert _command_warnings(tmp_path, f"{{kind: command, program: {program}, args: {args}}}", params) == []
+
+
+# ---- what `steward policy check` finds on the machine it runs on
+
+
+def _executor_warnings(tmp_path: Path, executor: str, params: str, environ: dict[str, str]) -> list[str]:
+    """The warnings for one action (executor on line 4) checked against `environ`, as policy check does."""
+    catalog = f"""
+        actions:
+          flip:
+            description: Flip a flag.
+            executor: {executor}
+            params: {{{params}}}
+    """
+    folder = write_tree(tmp_path / "policies", {"00-catalog.yaml": catalog, "10-rules.yaml": "rules: []"})
+    return list(load_policy(folder, knowledge_dir=tmp_path, environ=environ).warnings)
+
+
+FLAG_PARAMS = "flag: {}, traffic_percent: {type: integer, default: 100}, env: {enum: [staging, prod]}"
+
+
+@pytest.mark.parametrize(
+    ("entry_point", "params", "expected"),
+    [
+        (
+            "toggle_with_other_names",
+            FLAG_PARAMS,
+            "does not accept 'traffic_percent', 'env'; requires 'traffic', which flip does not declare.",
+        ),
+        (
+            "toggle_with_reason",
+            "flag: {}, reason: {required: false}",
+            "requires 'reason', which a request may leave out (required: false, no default)",
+        ),
+        ("params_only", "flag: {}", "cannot be called as function(params, request_id)"),
+    ],
+)
+def test_an_entry_point_whose_signature_disagrees_with_the_catalog_is_a_warning(
+    tmp_path: Path, entry_point: str, params: str, expected: str
+) -> None:
+    """Policy check imports the entry point and compares its signature with the action's parameters."""
+    executor = f"{{kind: python, entry_point: 'tests.entry_point_examples:{entry_point}'}}"
+    (warning,) = _executor_warnings(tmp_path, executor, params, {})
+    assert warning.startswith("policies/00-catalog.yaml, line 4: actions.flip.executor.entry_point: ")
+    assert expected in warning
+
+
+@pytest.mark.parametrize("entry_point", ["toggle_by_name", "anything"])
+def test_an_entry_point_that_takes_the_catalog_parameters_is_not_warned_about(
+    tmp_path: Path, entry_point: str
+) -> None:
+    """Keyword-only parameters named after the catalog's (or **params) load without a warning."""
+    executor = f"{{kind: python, entry_point: 'tests.entry_point_examples:{entry_point}'}}"
+    assert _executor_warnings(tmp_path, executor, FLAG_PARAMS, {}) == []
+
+
+@pytest.mark.parametrize(
+    ("entry_point", "expected"),
+    [
+        ("tests.no_such_module:run", "module 'tests.no_such_module' cannot be imported (ModuleNotFoundError"),
+        (
+            "tests.entry_point_examples:missing",
+            "module 'tests.entry_point_examples' has no attribute 'missing'",
+        ),
+    ],
+)
+def test_an_entry_point_that_cannot_be_imported_is_a_warning(
+    tmp_path: Path, entry_point: str, expected: str
+) -> None:
+    """An import error names the module, at the entry point's line; the policy still loads."""
+    (warning,) = _executor_warnings(
+        tmp_path, f"{{kind: python, entry_point: '{entry_point}'}}", "flag: {}", {}
+    )
+    assert warning.startswith(
+        f"policies/00-catalog.yaml, line 4: actions.flip.executor.entry_point: {expected}"
+    )
+
+
+def test_a_command_program_not_on_path_is_a_warning(tmp_path: Path) -> None:
+    """A program PATH does not find is named, at its line; found on PATH (or by full path) it is not."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "flipctl").write_text("#!/bin/sh\n", encoding="utf-8")
+    (tools / "flipctl").chmod(0o755)
+    executor = "{kind: command, program: flipctl, args: ['{flag}']}"
+    (warning,) = _executor_warnings(tmp_path, executor, "flag: {enum: [a, b]}", {"PATH": "/nonexistent"})
+    assert warning == (
+        "policies/00-catalog.yaml, line 4: actions.flip.executor.program: 'flipctl' is not on PATH here, so "
+        "the action fails when it runs; install it on the server, write its full path, or change the program"
+    )
+    assert _executor_warnings(tmp_path, executor, "flag: {enum: [a, b]}", {"PATH": str(tools)}) == []
+    by_path = f"{{kind: command, program: {tools / 'flipctl'}, args: ['{{flag}}']}}"
+    assert _executor_warnings(tmp_path, by_path, "flag: {enum: [a, b]}", {"PATH": "/nonexistent"}) == []
+
+
+def test_an_unset_variable_in_a_url_is_a_warning(tmp_path: Path) -> None:
+    """${VAR} in a webhook url (and the secret_env variable) unset here: a warning each, gone once set."""
+    lines = ["", "kind: webhook", "url: ${FLIP_URL}/flags/${FLIP_TENANT}", "secret_env: FLIP_KEY"]
+    executor = f"\n{' ' * 14}".join(lines)  # a block mapping under the catalog's `executor:`
+    warnings = _executor_warnings(tmp_path, executor, "flag: {}", {"FLIP_TENANT": "acme"})
+    assert [warning.split(": ")[1] for warning in warnings] == [
+        "actions.flip.executor.url",
+        "actions.flip.executor.secret_env",
+    ]
+    assert warnings[0].startswith("policies/00-catalog.yaml, line 6: ")
+    assert "${FLIP_URL} is not set here, so the action fails when it runs unless" in warnings[0]
+    assert "FLIP_TENANT" not in warnings[0]
+    assert warnings[1].startswith("policies/00-catalog.yaml, line 7: ")
+    environ = {"FLIP_TENANT": "acme", "FLIP_URL": "https://flags.example", "FLIP_KEY": "k"}
+    assert _executor_warnings(tmp_path, executor, "flag: {}", environ) == []
 
 
 # ---- evaluation

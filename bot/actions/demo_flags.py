@@ -1,6 +1,8 @@
 """A tiny real feature-flag store for the demo: each flag's traffic share per environment, in one JSON file.
 
-The `python` executor calls `toggle`; the file lives at `$STEWARD_DEMO_FLAGS`, else in the data dir
+The `python` executor calls `toggle` with the parameters of `toggle-feature-flag` in policies/10-actions.yaml
+by name (its keyword-only parameters are that action's parameters, which `steward policy check` compares);
+the file lives at `$STEWARD_DEMO_FLAGS`, else in the data dir
 (`$STEWARD_DATA_DIR/flags.json`, which the container image sets to its one writable folder), else at
 `./.steward/flags.json`. Writes are atomic and locked, and a request id is applied at most once.
 """
@@ -30,13 +32,23 @@ def store_path() -> Path:
     return Path(data_dir) / DEFAULT_PATH.name if data_dir else DEFAULT_PATH
 
 
-def toggle(params: dict[str, Any], request_id: str) -> str:
-    """Set `flag`'s `traffic` percent in `environment` (default prod); a seen request id changes nothing."""
-    flag = str(params.get("flag", "")).strip()
+def toggle(
+    *,
+    flag: str,
+    enabled: bool = True,
+    traffic_percent: int = 100,
+    env: str = DEFAULT_ENVIRONMENT,
+    request_id: str,
+) -> str:
+    """Turn `flag` on for `traffic_percent` of traffic in `env`, or off (0%) when not `enabled`; a seen
+    request id changes nothing."""
+    flag = str(flag).strip()
     if not flag:
         raise ValueError("parameter 'flag' is required")
-    traffic = _percent(params.get("traffic"))
-    environment = str(params.get("environment") or DEFAULT_ENVIRONMENT)
+    if not isinstance(enabled, bool):
+        raise ValueError(f"parameter 'enabled' must be true or false, got {enabled!r}")
+    traffic = _percent(traffic_percent) if enabled else 0
+    environment = str(env or DEFAULT_ENVIRONMENT)
     path = store_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
@@ -64,13 +76,13 @@ def read_flags(path: Path | None = None) -> dict[str, dict[str, int]]:
 def _percent(value: Any) -> int:
     """A whole percentage from 0 to 100."""
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"parameter 'traffic' must be a whole percentage, got {value!r}")
+        raise ValueError(f"parameter 'traffic_percent' must be a whole percentage, got {value!r}")
     try:
         percent = int(value)
     except ValueError:
-        raise ValueError(f"parameter 'traffic' must be a whole percentage, got {value!r}") from None
+        raise ValueError(f"parameter 'traffic_percent' must be a whole percentage, got {value!r}") from None
     if not 0 <= percent <= 100:
-        raise ValueError(f"parameter 'traffic' must be between 0 and 100, got {percent}")
+        raise ValueError(f"parameter 'traffic_percent' must be between 0 and 100, got {percent}")
     return percent
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.actions import mlflow_executor
+from bot.actions import entry_points, mlflow_executor
 from bot.actions.models import ActionSpec, ExecutorSpec
 from bot.actions.webhook_executor import post_signed
 
@@ -359,7 +359,7 @@ def _combined(stdout: str, stderr: str) -> str:
 # --- python ----------------------------------------------------------------------------------------
 
 
-def load_entry_point(action: ActionSpec) -> Callable[[dict[str, Any], str], str | None]:
+def load_entry_point(action: ActionSpec) -> Callable[..., str | None]:
     """Import "package.module:function"; a missing module or attribute is an ExecutionError."""
     entry_point = _required(action, "entry_point")
     module_name, colon, attribute = entry_point.partition(":")
@@ -383,7 +383,7 @@ def load_entry_point(action: ActionSpec) -> Callable[[dict[str, Any], str], str 
         target = getattr(target, part)
     if not callable(target):
         raise ExecutionError(f"action {action.name!r}: executor.entry_point {entry_point!r} is not callable")
-    function: Callable[[dict[str, Any], str], str | None] = target
+    function: Callable[..., str | None] = target
     return function
 
 
@@ -395,7 +395,7 @@ def _prepare_python(action: ActionSpec, params: Mapping[str, Any], request_id: s
 
     def call() -> _Outcome:
         try:
-            returned = function(dict(params), request_id)
+            returned = entry_points.call(function, params, request_id)
         except Exception as error:  # the entry point is someone else's code; its failure is a result
             return _Outcome(False, f"{action.name}: {_error_text(error)}", _error_text(error))
         text = "" if returned is None else str(returned)

@@ -12,12 +12,14 @@ and the written schema with the checks of one part at a time in bot/actions/poli
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from bot.actions.command_checks import command_warnings
+from bot.actions.executor_checks import executor_warnings
 from bot.actions.executors import program_is_allowed, substitute_env
 from bot.actions.models import ActionSpec
 from bot.actions.policy_schema import (
@@ -91,16 +93,20 @@ def policy_version(files: Iterable[tuple[str, bytes]]) -> str:
 # ---- Loading: read every file, then check meaning and cross references, then build the Policy.
 
 
-def load_policy(folder: Path, *, knowledge_dir: Path | None = None) -> Policy:
+def load_policy(
+    folder: Path, *, knowledge_dir: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Policy:
     """Load and check every `*.yaml` and `*.yml` in `folder` (file-name order); raise `PolicyError` listing
     all problems.
 
     Runbook paths are checked against `knowledge_dir` (default: `knowledge/` beside the folder, when it
-    exists); a missing runbook is a warning in `Policy.warnings`, not an error.
+    exists); a missing runbook is a warning in `Policy.warnings`, not an error. With `environ`, executors
+    are also checked against it (entry points imported, programs looked up on its PATH, `${VAR}` looked
+    up), as warnings: `steward policy check` asks for this, the server does not.
     """
     if knowledge_dir is None and (folder.parent / "knowledge").is_dir():
         knowledge_dir = folder.parent / "knowledge"
-    return _Loader(folder, knowledge_dir).load()
+    return _Loader(folder, knowledge_dir, environ).load()
 
 
 def _names_folder(source: str, folder: Path) -> bool:
@@ -110,14 +116,21 @@ def _names_folder(source: str, folder: Path) -> bool:
 
 
 def check_report(
-    folder: Path, *, knowledge_dir: Path | None = None, allowed_programs: Collection[str] | None = None
+    folder: Path,
+    *,
+    knowledge_dir: Path | None = None,
+    allowed_programs: Collection[str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[int, str]:
     """What `steward policy check` prints and its exit code: 0 with a summary, 1 with every problem.
 
     `allowed_programs` is STEWARD_ALLOWED_PROGRAMS (None: unset); command actions are checked against it.
+    Executors are checked against `environ` (default: this process's environment, as executors read it).
     """
     try:
-        policy = load_policy(folder, knowledge_dir=knowledge_dir)
+        policy = load_policy(
+            folder, knowledge_dir=knowledge_dir, environ=os.environ if environ is None else environ
+        )
     except PolicyError as error:
         return 1, str(error)
     summary = (
@@ -151,9 +164,10 @@ def _program_warnings(policy: Policy, allowed: Collection[str] | None) -> list[s
 
 
 class _Loader:
-    def __init__(self, folder: Path, knowledge_dir: Path | None) -> None:
+    def __init__(self, folder: Path, knowledge_dir: Path | None, environ: Mapping[str, str] | None) -> None:
         self.folder = folder
         self.knowledge_dir = knowledge_dir
+        self.environ = environ
         self.problems = Problems()
         self.warnings = Problems()
         self.groups: dict[str, tuple[str, ...]] = {}
@@ -353,6 +367,9 @@ class _Loader:
         check_executor(doc, (*path, "executor"), action, self.problems)
         for warning in command_warnings(action):
             self.warnings.add(doc, (*path, "executor", *warning.field), warning.message)
+        if self.environ is not None:
+            for found in executor_warnings(action, self.environ):
+                self.warnings.add(doc, (*path, "executor", found.field), found.message)
         if action.runbook is not None:
             message = self._runbook_problem(action.runbook)
             if message is not None:
