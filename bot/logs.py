@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TextIO
 
 from bot.redaction import redact
 
@@ -89,10 +89,11 @@ class TextFormatter(logging.Formatter):
         return f"{text} [{correlation}]" if correlation else text
 
 
-def configure(log_format: str) -> None:
-    """Root logging at INFO in `json` or `text`; the Slack libraries only warn (their DEBUG logs carry
-    payloads), and waitress's queue-depth warnings (normal under a burst) are not logged."""
-    handler = logging.StreamHandler()
+def configure(log_format: str, stream: TextIO | None = None) -> None:
+    """Root logging at INFO in `json` or `text` (to stderr, or `stream`); the Slack libraries only warn
+    (their DEBUG logs carry payloads), and waitress's queue-depth warnings (normal under a burst) are not
+    logged."""
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()

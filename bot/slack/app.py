@@ -74,6 +74,7 @@ class SlackApp:
     actions: ActionFlows | None = None  # None when no approval service was given
     recovery: EventRecovery | None = None  # answers what a dead replica acknowledged (housekeeping)
     pane: AssistantPane | None = None  # Slack's assistant pane (the AI app split view)
+    signing_secret: str | None = None  # HTTP mode: requests are checked before Bolt (bot/slack/intake.py)
 
 
 def missing_credentials(settings: Settings) -> list[str]:
@@ -209,4 +210,4 @@ def build_app(
     pane = AssistantPane(conversations, catalog, poster)
     register(bolt, conversations, expertise, actions, pane)
     recovery = EventRecovery(conversations, ledger)
-    return SlackApp(bolt, executor, socket_mode, conversations, expertise, actions, recovery, pane)
+    return SlackApp(bolt, executor, socket_mode, conversations, expertise, actions, recovery, pane, secret)

@@ -36,6 +36,7 @@ from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.slack.app import SlackApp, SlackSetupError, build_app, credentials_message, missing_credentials
 from bot.slack.audit import checkpoint_round
 from bot.slack.digests import DigestPoster, start_scheduler
+from bot.slack.intake import guarded
 from bot.store.actions import count_by_state
 from bot.store.digests import DigestRuns, DriftHistory
 from bot.store.incidents import IncidentStore
@@ -75,8 +76,12 @@ def metered(handler: WSGIApp) -> WSGIApp:
             status.append(code.split(" ", 1)[0])
             return start_response(code, headers, exc_info) if exc_info else start_response(code, headers)
 
-        response = list(handler(environ, recording))
         kind = _kind(body)
+        try:
+            response = list(handler(environ, recording))
+        except Exception:  # the server answers 500 (and logs the traceback): counted all the same
+            SLACK_REQUESTS.labels(kind, "500").inc()
+            raise
         SLACK_REQUESTS.labels(kind, status[0] if status else "none").inc()
         ACK_SECONDS.labels(kind).observe(time.perf_counter() - started)
         return response
@@ -90,7 +95,7 @@ def wsgi_application(
     readiness: Callable[[], tuple[bool, dict[str, str]]] | None = None,
 ) -> WSGIApp:
     """Route Slack's requests to Bolt and Alertmanager's to the receiver; /healthz, /readyz, /metrics."""
-    bolt_handler = metered(SlackRequestHandler(slack.bolt, path=EVENTS_PATH))
+    bolt_handler = metered(guarded(SlackRequestHandler(slack.bolt, path=EVENTS_PATH), slack.signing_secret))
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
