@@ -10,7 +10,7 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 
 from bot.actions.approvals import ApprovalService
 from bot.actions.gate import PolicyFolder
@@ -28,7 +28,7 @@ from bot.store.catalog import Catalog
 from bot.store.conversations import ConversationStore
 from bot.store.engine import create_engine, sqlite_file
 from bot.store.events import replica_name
-from bot.store.schema import StateStoreError, upgrade
+from bot.store.schema import StateStoreError, damaged_records, upgrade
 from ingest.pipeline import Ingestor
 
 log = logging.getLogger("steward.audit")
@@ -139,7 +139,12 @@ class Services:
                     connection.execution_options(isolation_level="REPEATABLE READ")
                 with connection.begin():
                     yield connection
-        except OperationalError as exc:  # a damaged file is reported by `upgrade`
+        except DatabaseError as exc:  # a file damaged where `upgrade` does not read is found here
+            damaged = damaged_records(self.records, exc)
+            if damaged is not None:
+                raise damaged from None
+            if not isinstance(exc, OperationalError):
+                raise
             where = self.records.url.render_as_string(hide_password=True)
             raise StateStoreError(
                 f"cannot use the state database {where} ({str(exc.orig).strip()}); check STEWARD_DATABASE_URL"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -179,6 +180,66 @@ def test_steward_audit_verify_names_a_request_approved_in_the_database(
     assert (
         f"request {waiting}: is approved but the audit log does not let it run: waiting for approvals" in err
     )
+
+
+def _garble_a_page_of_the_log(database: Path) -> None:
+    """Overwrite one page of the audit log's rows, as a failing disk or a bad copy does."""
+    with sqlite3.connect(database) as connection:
+        pages = [row[0] for row in connection.execute("SELECT pageno FROM dbstat WHERE name = 'audit_log'")]
+        size = connection.execute("PRAGMA page_size").fetchone()[0]
+    connection.close()
+    with database.open("r+b") as file:
+        file.seek((pages[len(pages) // 2] - 1) * size + 8)
+        file.write(b"\x41" * (size - 8))
+
+
+def _set_columns(database: Path, sql: str) -> None:
+    """Change rows behind Steward's back (SQLite keeps a value of any type in any column)."""
+    with sqlite3.connect(database) as connection:
+        connection.execute(sql)
+    connection.close()
+
+
+def test_steward_audit_verify_names_a_damaged_database_file(tmp_path: Path) -> None:
+    """A page of the log overwritten: exit 1, the file and SQLite's finding named, no traceback."""
+    services = _services(tmp_path / "data", audit_key=KEY_TEXT)
+    _requests(services, 30)
+    services.close()
+    database = tmp_path / "data" / "steward.db"
+    assert not database.with_name("steward.db-wal").exists()  # closing checkpointed it: the file is all
+    _garble_a_page_of_the_log(database)
+    result = _verify(tmp_path, KEY_TEXT)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"the records database {database} is damaged (database disk image is malformed)" in result.stderr
+    assert "restore the file from your latest backup" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("sql", "finding"),
+    [
+        (
+            "UPDATE audit_log SET data = x'ff00' WHERE seq = 3",
+            "entry 3: was edited after it was written (its MAC does not match)",
+        ),
+        (
+            "UPDATE audit_head SET seq = 'zz'",
+            "the head record (audit_head) is damaged: seq is 'zz'",
+        ),
+    ],
+)
+def test_steward_audit_verify_reports_values_of_the_wrong_type(
+    tmp_path: Path, sql: str, finding: str
+) -> None:
+    """A row holding a value Steward never writes is a finding of the log (exit 1), not a crash."""
+    services = _services(tmp_path / "data", audit_key=KEY_TEXT)
+    _requests(services, 2)
+    services.close()
+    _set_columns(tmp_path / "data" / "steward.db", sql)
+    result = _verify(tmp_path, KEY_TEXT)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("audit log BROKEN") and finding in result.stderr
 
 
 def test_the_checkpoint_round_posts_to_the_audit_channel(tmp_path: Path) -> None:

@@ -180,6 +180,18 @@ def test_eval_names_the_bad_line(
     assert "q.jsonl, line 2: not JSON" in err
 
 
+def test_eval_names_a_question_file_that_is_not_utf8(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Latin-1 question file: exit 1 with the file, the line and the byte, no traceback."""
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
+    questions = tmp_path / "q.jsonl"
+    questions.write_bytes(b'{"question": "ok?"}\n{"question": "caf\xe9?"}\n')
+    code, _, err = _run(capsys, "eval", str(questions))
+    assert code == 1
+    assert f"{questions}, line 2: not UTF-8 text (byte 37 is 0xe9); save the question file as UTF-8" in err
+
+
 def test_console_script_and_unreachable_chroma(tmp_path: Path) -> None:
     """The installed `steward` script runs; an unreachable Chroma server is named, with exit 1."""
     url = f"http://127.0.0.1:{free_port()}"

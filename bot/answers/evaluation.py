@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import statistics
@@ -90,7 +91,7 @@ def read_questions(path: Path) -> list[LabelledQuestion]:
     if not path.is_file():
         raise EvalFileError(f"{path}: no such file")
     questions: list[LabelledQuestion] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -120,6 +121,24 @@ def read_questions(path: Path) -> list[LabelledQuestion]:
     if not questions:
         raise EvalFileError(f"{path}: no questions in the file")
     return questions
+
+
+def _text(path: Path) -> str:
+    """The question file's text; a file that cannot be read or is not UTF-8 is an EvalFileError."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EvalFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = bom + exc.start  # the offset in the file, as a hex viewer shows it
+        line = data[:at].count(b"\n") + 1
+        raise EvalFileError(
+            f"{path}, line {line}: not UTF-8 text (byte {at} is 0x{data[at]:02x}); "
+            "save the question file as UTF-8"
+        ) from None
 
 
 def _normalise(text: str) -> str:

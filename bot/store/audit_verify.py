@@ -129,10 +129,12 @@ def _head_problems(connection: Connection, walker: ChainWalker) -> list[AuditPro
     ).first()
     if head is None:
         return [AuditProblem(walker.seq, "the head record (audit_head) is missing: it was deleted")]
+    if not isinstance(head.seq, int):  # edited outside Steward (SQLite keeps any type in any column)
+        return [AuditProblem(walker.seq, f"the head record (audit_head) is damaged: seq is {head.seq!r}")]
     if head.seq != walker.seq or head.hash != walker.head:
         return [
             AuditProblem(
-                int(head.seq),
+                head.seq,
                 f"the log ends at entry {walker.seq} but the head says {head.seq} entries were written",
             )
         ]
