@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from bot.cli import main
 from bot.digests.cli import SOURCE_FAILED
-from bot.digests.config import DigestConfigError, Source, load_digests
+from bot.digests.config import DigestConfigError, Source, drift_limits, load_digests
+from bot.digests.drift import Thresholds, dataset_drift
 from bot.digests.drift_digest import render_text, run_drift
 from bot.digests.parquet import read_columns
 from bot.digests.sources import SourceError, load
@@ -223,3 +225,173 @@ def test_steward_digest_run_prints_the_digest(
     assert (
         "no digest named 'weekly' (configured: governance, incidents, model-drift)" in capsys.readouterr().err
     )
+
+
+# ---- issue 15: a BOM, unmeasurable columns, methods and thresholds in digests.yaml
+
+
+def test_a_csv_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with a BOM: the first column is still `amount`."""
+    (tmp_path / "p.csv").write_text("amount,country\n12.5,DE\n7,FR\n", encoding="utf-8-sig")
+    assert (tmp_path / "p.csv").read_bytes().startswith(b"\xef\xbb\xbfamount")
+    columns = load(
+        Source.model_validate({"csv": "p.csv"}),
+        {"amount": "numeric", "country": "categorical"},
+        None,
+        AT,
+        tmp_path,
+    )
+    assert list(columns["amount"]) == [12.5, 7.0] and list(columns["country"]) == ["DE", "FR"]
+
+
+def _monitor_yaml(drift: str = "", columns: str = "", categorical: str = "[country]") -> str:
+    return (
+        "digests:\n  d:\n    kind: drift\n    schedule: '0 8 * * *'\n    channel: C1\n"
+        f"{drift}"
+        "    monitors:\n      - model: m\n"
+        "        reference: {csv: ref.csv}\n        current: {csv: cur.csv}\n"
+        f"        numeric: [amount]\n        categorical: {categorical}\n{columns}"
+    )
+
+
+def test_a_column_without_values_makes_the_digest_say_not_checked(tmp_path: Path) -> None:
+    """A reference column all blank: "not checked: no values", never "all quiet"; the rest is measured."""
+    (tmp_path / "ref.csv").write_text("amount,country\n" + "".join(f"{i},\n" for i in range(100)))
+    (tmp_path / "cur.csv").write_text("amount,country\n" + "".join(f"{i},DE\n" for i in range(100)))
+    digest = load_digests(_write(tmp_path, _monitor_yaml())).digests["d"]
+    results = run_drift(digest, AT, tmp_path)
+    text = render_text("d", results, AT)
+    assert "all quiet" not in text
+    assert "m: not checked: 0% of 2 columns drifted, 1 not checked" in text
+    assert "- country: not checked: no values in the reference window" in text
+    assert results[0].history_rows() == [
+        {"feature": "amount", "method": "ks", "score": 1.0, "level": "ok", "missing_current": 0.0}
+    ]
+
+
+def test_the_starter_configuration_follows_adr_0012() -> None:
+    """PSI watch 0.1 / drift 0.2 from 1,000 reference rows, tests below at p < 0.05, and more than 30 %
+    of the columns for the model: the values of the ADR's own configuration block."""
+    import yaml
+
+    adr = (ROOT / "knowledge" / "decisions" / "0012-drift-thresholds-v2.md").read_text()
+    block = yaml.safe_load(adr.split("```yaml", 1)[1].split("```", 1)[0])
+    config = load_digests(ROOT / "digests.yaml")
+    digest = config.digests["model-drift"]
+    limits = drift_limits(digest, digest.monitors[0])
+    assert (limits.psi_watch, limits.psi_drift) == (
+        block["feature_status"]["psi"]["watch"],
+        block["feature_status"]["psi"]["drift"],
+    )
+    assert limits.p_value_drift == block["small_sample"]["p_value"]
+    assert limits.small_sample == block["small_sample"]["min_rows"] - 1  # "fewer than 1,000" are small
+    assert (limits.small_method, limits.large_method) == ("test", "psi")
+    assert (
+        limits.dataset_share == block["dataset_drift"]["drifted_feature_share"] and limits.dataset_more_than
+    )
+
+
+def test_method_and_thresholds_are_set_per_digest_and_per_column(tmp_path: Path) -> None:
+    """The digest's method and bands apply to every column; a column's own override them."""
+    rng = np.random.default_rng(1)
+    rows = zip(rng.normal(0, 1, 400), rng.choice(["DE", "FR"], 400), strict=True)
+    later = zip(rng.normal(0.4, 1, 400), rng.choice(["DE", "FR"], 400, p=[0.6, 0.4]), strict=True)
+    (tmp_path / "ref.csv").write_text("amount,country\n" + "".join(f"{a},{c}\n" for a, c in rows))
+    (tmp_path / "cur.csv").write_text("amount,country\n" + "".join(f"{a},{c}\n" for a, c in later))
+    text = _monitor_yaml(
+        drift="    drift:\n      method: psi\n      psi: {watch: 0.01, drift: 0.5}\n"
+        "      dataset_share: {more_than: 0.5}\n",
+        columns="        columns:\n          country: {method: chi2, p_value: {drift: 0.2, watch: 0.3}}\n",
+    )
+    digest = load_digests(_write(tmp_path, text)).digests["d"]
+    (result,) = run_drift(digest, AT, tmp_path)
+    assert result.drift is not None
+    amount, country = result.drift.features
+    assert (amount.method, amount.threshold, amount.level) == ("psi", 0.5, "watch")
+    assert (country.method, country.threshold) == ("chi2", 0.2)
+    assert result.drift.thresholds.dataset_more_than and result.drift.thresholds.dataset_share == 0.5
+
+
+def test_more_than_a_share_is_strict() -> None:
+    """{more_than: 0.3}: 3 of 10 drifting columns is not a model drift, 4 of 10 is; {at_least: 0.3}: 3 is."""
+    rng = np.random.default_rng(2)
+    base = rng.normal(0, 1, 500)
+    kinds = {f"c{i}": "numeric" for i in range(10)}
+    reference = dict.fromkeys(kinds, base)
+    for moved, strict, level in ((3, True, "watch"), (4, True, "drift"), (3, False, "drift")):
+        current = {name: base + (2.0 if i < moved else 0.0) for i, name in enumerate(kinds)}
+        limits = Thresholds(dataset_share=0.3, dataset_more_than=strict)
+        assert dataset_drift(kinds, reference, current, limits).level == level  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("drift", "columns", "message"),
+    [
+        (
+            "    drift: {method: kolmogorov}\n",
+            "",
+            "line 6: digests.d.drift.method: 'kolmogorov' is not allowed",
+        ),
+        (
+            "    drift: {method: ks}\n",
+            "",
+            "line 6: digests.d.drift.method: ks compares numbers, but column 'country' is categorical; "
+            "give it its own method under columns: chi2, jensen_shannon, psi, test or distance",
+        ),
+        (
+            "",
+            "        columns:\n          country: {method: wasserstein}\n",
+            "line 13: digests.d.monitors[0].columns.country.method: wasserstein compares numbers",
+        ),
+        (
+            "",
+            "        columns:\n          amout: {method: psi}\n",
+            "line 13: digests.d.monitors[0].columns.amout: not a column of this monitor; "
+            "name one of amount, country",
+        ),
+        (
+            "    drift:\n      psi: {drift: 0.05}\n",
+            "",
+            "line 7: digests.d.drift.psi: watch (0.1) must be below drift (0.05); set both",
+        ),
+        (
+            "    drift:\n      dataset_share: {more_than: 0.3, at_least: 0.5}\n",
+            "",
+            "line 7: digests.d.drift.dataset_share: give exactly one of at_least or more_than",
+        ),
+        ("    drift:\n      min_rows: 0\n", "", "line 7: digests.d.drift.min_rows"),
+    ],
+)
+def test_drift_settings_errors_name_the_file_line_and_field(
+    tmp_path: Path, drift: str, columns: str, message: str
+) -> None:
+    """A method that does not suit a column, an unknown column, watch past drift: file, line, field."""
+    with pytest.raises(DigestConfigError) as raised:
+        load_digests(_write(tmp_path, _monitor_yaml(drift, columns)))
+    assert message in str(raised.value) and str(tmp_path / "digests.yaml") in str(raised.value)
+
+
+def test_the_readme_states_the_code_defaults() -> None:
+    """Each row of the README's drift settings table gives the default that Thresholds has."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### How drift is measured", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| `([^`]+)` \|", section, re.MULTILINE))
+    defaults = Thresholds()
+    expected = {
+        "method": "{small: test, large: distance}",
+        "small_sample": str(defaults.small_sample),
+        "min_rows": str(defaults.min_rows),
+        "p_value": f"{{watch: {defaults.p_value_watch}, drift: {defaults.p_value_drift}}}",
+        "distance": f"{{watch: {defaults.distance_watch}, drift: {defaults.distance_drift}}}",
+        "psi": f"{{watch: {defaults.psi_watch}, drift: {defaults.psi_drift}}}",
+        "missing": f"{{watch: {defaults.missing_watch}, drift: {defaults.missing_drift}}}",
+        "dataset_share": f"{{at_least: {defaults.dataset_share}}}",
+    }
+    assert (defaults.small_method, defaults.large_method, defaults.dataset_more_than) == (
+        "test",
+        "distance",
+        False,
+    )
+    assert rows == expected

@@ -168,3 +168,116 @@ def test_a_chart_of_both_samples_is_a_png(feature: str, kind: str) -> None:
     found = feature_drift(feature, kind, reference, current)  # type: ignore[arg-type]
     png = distribution_png("fraud-scorer", found, reference, current)
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+
+
+# ---- never "ok" when it could not measure (issue 15, item 10)
+
+
+@pytest.mark.parametrize(("rows", "method"), [(800, "ks"), (3000, "wasserstein")])
+def test_infinities_are_left_out_with_a_note_and_a_shift_is_still_found(rows: int, method: str) -> None:
+    """A 1-std shift with a few infinities: scipy's statistic on the finite values, drift, and a note."""
+    rng = np.random.default_rng(11)
+    reference, current = rng.normal(0.0, 1.0, rows), rng.normal(1.0, 1.0, rows)
+    current[:5], reference[:2] = np.inf, -np.inf
+    found = feature_drift("amount", "numeric", reference, current)
+    ref, cur = reference[np.isfinite(reference)], current[np.isfinite(current)]
+    expected = (
+        stats.ks_2samp(ref, cur).pvalue
+        if method == "ks"
+        else stats.wasserstein_distance(ref, cur) / np.std(ref)
+    )
+    assert found.method == method and found.score == pytest.approx(expected, rel=1e-9)
+    assert found.level == "drift"
+    assert found.notes == ("infinite values left out: 2 reference, 5 current",)
+
+
+@pytest.mark.parametrize(
+    ("kind", "reference", "current", "reason"),
+    [
+        ("numeric", [math.nan] * 200, list(NORMAL), "no values in the reference window"),
+        ("categorical", [None] * 200, COLOURS, "no values in the reference window"),
+        ("numeric", [0.1], list(NORMAL + 3), "too few values (1 reference, 800 current; min_rows is 30)"),
+        ("categorical", COLOURS, ["teal"] * 12, "too few values (700 reference, 12 current; min_rows is 30)"),
+    ],
+)
+def test_a_column_with_no_or_too_few_values_is_not_checked(
+    kind: str, reference: list[object], current: list[object], reason: str
+) -> None:
+    """All null, or below min_rows, on either side: "unchecked" with the reason, never ok, never drift."""
+    found = feature_drift("f", kind, reference, current)  # type: ignore[arg-type]
+    assert found.level == "unchecked" and found.unchecked == reason
+    assert found.worst == "unchecked" and math.isnan(found.score)
+    verdict = dataset_drift(
+        {"f": kind, "g": "numeric"}, {"f": reference, "g": NORMAL}, {"f": current, "g": NORMAL}
+    )  # type: ignore[dict-item]
+    assert verdict.level == "unchecked" and [f.feature for f in verdict.unchecked] == ["f"]
+
+
+def test_min_rows_is_a_threshold() -> None:
+    """Twelve values each are measured when min_rows allows it."""
+    found = feature_drift("f", "numeric", NORMAL[:12], NORMAL[:12] + 5, Thresholds(min_rows=10))
+    assert found.level == "drift" and found.score == pytest.approx(
+        stats.ks_2samp(NORMAL[:12], NORMAL[:12] + 5).pvalue
+    )
+
+
+def test_a_statistic_that_is_not_a_number_is_never_ok() -> None:
+    """Values so large that the distance overflows to NaN: the column is not checked, not ok."""
+    huge = np.array([sign * 1e308 * (1 + step / 1000) for sign in (-1, 1) for step in range(6)] * 100)
+    found = feature_drift("f", "numeric", huge, huge)
+    assert (
+        found.level == "unchecked"
+        and found.unchecked == "the statistic could not be computed on these values"
+    )
+
+
+def test_a_rise_to_all_missing_is_still_reported_as_missing_values() -> None:
+    """A current window with no values: the distribution is not checked, the missing values drift."""
+    found = feature_drift("f", "numeric", NORMAL, [math.nan] * 300)
+    assert found.level == "unchecked" and found.unchecked == "no values in the current window"
+    assert found.missing_current == 1.0 and found.worst == "drift"
+
+
+# ---- few distinct values, many categories (issue 15, item 13)
+
+
+@pytest.mark.parametrize(("rows", "method"), [(600, "chi2"), (4000, "jensen_shannon")])
+def test_a_numeric_column_with_five_or_fewer_values_is_compared_as_categories(rows: int, method: str) -> None:
+    """Evidently's rule: at most 5 distinct values (both samples) -> chi-square or Jensen-Shannon."""
+    rng = np.random.default_rng(5)
+    reference = rng.choice([0.0, 1.0, 2.0, 3.0, 4.0], rows, p=[0.3, 0.3, 0.2, 0.1, 0.1])
+    current = rng.choice([0.0, 1.0, 2.0, 3.0, 4.0], rows, p=[0.2, 0.3, 0.2, 0.2, 0.1])
+    found = feature_drift("plan", "numeric", reference, current)
+    ref_counts = np.array([(reference == v).sum() for v in range(5)])
+    cur_counts = np.array([(current == v).sum() for v in range(5)])
+    expected = (
+        stats.chi2_contingency([ref_counts, cur_counts], correction=False).pvalue
+        if method == "chi2"
+        else distance.jensenshannon(ref_counts / rows, cur_counts / rows)
+    )
+    assert found.method == method and found.score == pytest.approx(expected, rel=1e-9)
+    assert found.notes == ("compared as categories (5 distinct values)",)
+    six = np.concatenate([reference, [5.0]])
+    assert feature_drift("plan", "numeric", six, current).method == ("ks" if rows <= 1000 else "wasserstein")
+
+
+def test_200_categories_without_drift_raise_no_false_alarm_and_a_shift_is_still_found() -> None:
+    """Jensen-Shannon at 200 categories and 2,000 rows: at most 1 false drift in 20 (20 before)."""
+    categories = np.array([f"c{i}" for i in range(200)], dtype=object)
+    alarms = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        found = feature_drift(
+            "merchant", "categorical", rng.choice(categories, 2000), rng.choice(categories, 2000)
+        )
+        assert found.method == "jensen_shannon"
+        alarms += found.level == "drift"
+    assert alarms <= 1
+    rng = np.random.default_rng(99)
+    tilted = np.linspace(1.0, 4.0, 200)
+    reference, shifted = rng.choice(categories, 2000), rng.choice(categories, 2000, p=tilted / tilted.sum())
+    found = feature_drift("merchant", "categorical", reference, shifted)
+    p = np.array([(reference == c).sum() for c in categories], dtype=float)
+    q = np.array([(shifted == c).sum() for c in categories], dtype=float)
+    assert found.score == pytest.approx(distance.jensenshannon(p / p.sum(), q / q.sum()), rel=1e-9)
+    assert found.level == "drift" and found.threshold > 0.1  # raised above the noise, and still passed

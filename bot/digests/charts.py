@@ -49,7 +49,7 @@ def distribution_png(
 
 
 def _histograms(axes: Any, reference: NDArray[np.float64], current: NDArray[np.float64]) -> None:
-    reference, current = reference[~np.isnan(reference)], current[~np.isnan(current)]
+    reference, current = reference[np.isfinite(reference)], current[np.isfinite(current)]
     both = np.concatenate([reference, current])
     low, high = np.quantile(both, [0.005, 0.995]) if both.size else (0.0, 1.0)
     bins = np.linspace(low, high if high > low else low + 1, 40)

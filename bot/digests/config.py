@@ -15,20 +15,28 @@
             numeric: [amount, account_age_days]
             categorical: [merchant_category, country, device]
             prediction: score
+            columns:                    # optional: a column's own method and thresholds
+              amount: {method: psi, psi: {watch: 0.1, drift: 0.2}}
+        drift:                          # optional: the digest's method and thresholds (README)
+          method: {small: test, large: psi}
+          psi: {watch: 0.1, drift: 0.2}
+          dataset_share: {more_than: 0.3}
 
 Errors name the file, line and field, like the policy files.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.actions.policy_yaml import Document, Problems, read_yaml, validate
+from bot.actions.policy_yaml import Document, FieldPath, Problems, read_yaml, validate
+from bot.digests.drift import NUMERIC_ONLY, Choice, Thresholds
 
 
 class DigestConfigError(Exception):
@@ -62,6 +70,85 @@ class Source(_Strict):
         return self
 
 
+MethodName = Literal["auto", "test", "distance", "ks", "chi2", "wasserstein", "jensen_shannon", "psi"]
+
+
+class Band(_Strict):
+    """Where watch and drift begin for one kind of statistic (either may be left at its default)."""
+
+    watch: float | None = Field(default=None, ge=0)
+    drift: float | None = Field(default=None, ge=0)
+
+
+class BySize(_Strict):
+    """The method for a small reference sample and for a large one (`small_sample` rows between)."""
+
+    small: Choice = "test"
+    large: Choice = "distance"
+
+
+class ColumnRule(_Strict):
+    """How a column is measured: the method and thresholds; what is not given is inherited."""
+
+    method: MethodName | BySize | None = None
+    p_value: Band | None = None
+    distance: Band | None = None
+    psi: Band | None = None
+    missing: Band | None = None
+    min_rows: int | None = Field(default=None, ge=1)
+    small_sample: int | None = Field(default=None, ge=0)
+
+    def apply(self, limits: Thresholds) -> Thresholds:
+        """`limits` with what this rule sets."""
+        changes: dict[str, object] = {}
+        if isinstance(self.method, BySize):
+            changes.update(small_method=self.method.small, large_method=self.method.large)
+        elif self.method == "auto":
+            changes.update(small_method="test", large_method="distance")
+        elif self.method is not None:
+            changes.update(small_method=self.method, large_method=self.method)
+        for name in ("p_value", "distance", "psi", "missing"):
+            band: Band | None = getattr(self, name)
+            for level in ("watch", "drift"):
+                if band is not None and getattr(band, level) is not None:
+                    changes[f"{name}_{level}"] = getattr(band, level)
+        for name in ("min_rows", "small_sample"):
+            if getattr(self, name) is not None:
+                changes[name] = getattr(self, name)
+        return dataclasses.replace(limits, **changes)  # type: ignore[arg-type]
+
+
+class DatasetShare(_Strict):
+    """The share of drifting columns at which a model drifts: at least, or more than, a fraction."""
+
+    at_least: float | None = Field(default=None, gt=0, le=1)
+    more_than: float | None = Field(default=None, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> DatasetShare:
+        if (self.at_least is None) == (self.more_than is None):
+            raise ValueError("give exactly one of at_least or more_than, e.g. {more_than: 0.3}")
+        return self
+
+
+class DriftRule(ColumnRule):
+    """A digest's or a monitor's method and thresholds, and when the whole model counts as drifting."""
+
+    dataset_share: Annotated[float, Field(gt=0, le=1)] | DatasetShare | None = None  # a number: at least
+
+    def apply(self, limits: Thresholds) -> Thresholds:
+        """`limits` with what this rule sets."""
+        limits = super().apply(limits)
+        share = self.dataset_share
+        if isinstance(share, DatasetShare):
+            more = share.more_than is not None
+            value = share.more_than if share.more_than is not None else share.at_least
+            return dataclasses.replace(limits, dataset_share=float(value or 0), dataset_more_than=more)
+        if share is not None:
+            return dataclasses.replace(limits, dataset_share=share, dataset_more_than=False)
+        return limits
+
+
 class Monitor(_Strict):
     """One model's drift watch: a reference data set, the current window, and the columns to compare."""
 
@@ -73,6 +160,16 @@ class Monitor(_Strict):
     categorical: tuple[str, ...] = ()
     prediction: str | None = None  # a numeric column, compared like a feature and reported apart
     runbook: str | None = None  # a path in the knowledge base; else the best match is looked up
+    drift: DriftRule | None = None  # this model's method and thresholds (over the digest's)
+    columns: dict[str, ColumnRule] = Field(default_factory=dict)  # a column's own (over the model's)
+
+    def kinds(self) -> dict[str, Literal["numeric", "categorical"]]:
+        """Each monitored column and its type (the prediction is numeric)."""
+        kinds: dict[str, Literal["numeric", "categorical"]] = dict.fromkeys(self.numeric, "numeric")
+        kinds.update(dict.fromkeys(self.categorical, "categorical"))
+        if self.prediction:
+            kinds[self.prediction] = "numeric"
+        return kinds
 
     @model_validator(mode="after")
     def _columns(self) -> Monitor:
@@ -94,6 +191,7 @@ class Digest(_Strict):
     when_quiet: Literal["say", "skip"] = "say"
     period_days: int = Field(default=7, ge=1)  # incidents and governance: the days before the digest
     monitors: tuple[Monitor, ...] = ()
+    drift: DriftRule | None = None  # the method and thresholds of every monitor (else the defaults)
 
     @field_validator("schedule")
     @classmethod
@@ -111,6 +209,64 @@ class Digest(_Strict):
         if self.kind == "drift" and not self.monitors:
             raise ValueError("a drift digest needs at least one monitor")
         return self
+
+
+def drift_limits(digest: Digest, monitor: Monitor, column: str | None = None) -> Thresholds:
+    """The thresholds for a monitor (or one of its columns): defaults, then digest, monitor, column."""
+    limits = Thresholds()
+    for rule in (digest.drift, monitor.drift, monitor.columns.get(column) if column else None):
+        if rule is not None:
+            limits = rule.apply(limits)
+    return limits
+
+
+def _check_drift(name: str, digest: Digest, doc: Document, problems: Problems) -> None:
+    """Columns that exist, methods that suit each column's type, watch before drift: at their lines."""
+    for index, monitor in enumerate(digest.monitors):
+        where: FieldPath = ("digests", name, "monitors", index)
+        kinds = monitor.kinds()
+        for column in monitor.columns:
+            if column not in kinds:
+                problems.add(
+                    doc,
+                    (*where, "columns", column),
+                    f"not a column of this monitor; name one of {', '.join(kinds)} "
+                    "(numeric, categorical or prediction)",
+                )
+        for column, kind in kinds.items():
+            rules: list[tuple[FieldPath, ColumnRule | None]] = [
+                (("digests", name, "drift"), digest.drift),
+                ((*where, "drift"), monitor.drift),
+                ((*where, "columns", column), monitor.columns.get(column)),
+            ]
+            limits = drift_limits(digest, monitor, column)
+            setters = [path for path, rule in rules if rule is not None]
+            at = setters[-1] if setters else ("digests", name)
+            method_at = next(
+                (path for path, rule in reversed(rules) if rule is not None and rule.method is not None), at
+            )
+            for method in sorted({limits.small_method, limits.large_method} & NUMERIC_ONLY):
+                if kind == "categorical":
+                    fix = "use" if "columns" in method_at else "give it its own method under columns:"
+                    problems.add(
+                        doc,
+                        (*method_at, "method"),
+                        f"{method} compares numbers, but column {column!r} is categorical; "
+                        f"{fix} chi2, jensen_shannon, psi, test or distance",
+                    )
+            for band in ("p_value", "distance", "psi", "missing"):
+                watch, drift = getattr(limits, f"{band}_watch"), getattr(limits, f"{band}_drift")
+                if (watch < drift) if band == "p_value" else (watch > drift):
+                    band_at = next(
+                        (path for path, rule in reversed(rules) if rule and getattr(rule, band)), at
+                    )
+                    order = "above" if band == "p_value" else "below"
+                    which = f"column {column!r}: " if "columns" in band_at else ""
+                    problems.add(
+                        doc,
+                        (*band_at, band),
+                        f"{which}watch ({watch:g}) must be {order} drift ({drift:g}); set both",
+                    )
 
 
 class DigestFile(_Strict):
@@ -155,6 +311,8 @@ def load_digests(path: Path) -> DigestConfig:
                 ZoneInfo(zone)
             except (ZoneInfoNotFoundError, ValueError):
                 problems.add(doc, key, f"unknown timezone {zone!r}; use an IANA name such as Europe/Berlin")
+        for name, digest in parsed.digests.items():
+            _check_drift(name, digest, doc, problems)
     if problems.items or parsed is None:
         raise DigestConfigError("\n".join(problems.texts()) or f"{path}: empty")
     return DigestConfig(path=path, timezone=parsed.timezone, digests=dict(parsed.digests))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from bot.answers.retrieval import Retriever
 from bot.digests.charts import distribution_png
-from bot.digests.config import Digest, Monitor
-from bot.digests.drift import DatasetDrift, FeatureDrift, Kind, Thresholds, dataset_drift
+from bot.digests.config import Digest, Monitor, drift_limits
+from bot.digests.drift import DatasetDrift, FeatureDrift, Thresholds, dataset_drift
 from bot.digests.knowledge import RunbookLookupError, best_match, by_path
 from bot.digests.sources import SourceError, describe, load
 from bot.store.digests import EarlierResult
@@ -61,6 +61,7 @@ class MonitorResult:
                 "missing_current": f.missing_current,
             }
             for f in self.drift.features
+            if f.level != "unchecked"  # nothing was measured, so there is no score to compare later
         ]
 
 
@@ -80,14 +81,6 @@ def knowledge_runbooks(retriever: Callable[[], Retriever]) -> RunbookFinder:
     return find
 
 
-def _kinds(monitor: Monitor) -> dict[str, Kind]:
-    kinds: dict[str, Kind] = dict.fromkeys(monitor.numeric, "numeric")
-    kinds.update(dict.fromkeys(monitor.categorical, "categorical"))
-    if monitor.prediction:
-        kinds[monitor.prediction] = "numeric"
-    return kinds
-
-
 def check_monitor(
     monitor: Monitor,
     today: dt.date,
@@ -96,10 +89,13 @@ def check_monitor(
     find_runbook: RunbookFinder | None = None,
     earlier: Earlier | None = None,
     charts: bool = False,
+    columns: Mapping[str, Thresholds] | None = None,
 ) -> MonitorResult:
-    """Compare the current window with the reference; a failing source is reported in the result."""
+    """Compare the current window with the reference; a failing source is reported in the result.
+
+    `limits` are the monitor's thresholds and `columns` a column's own (`config.drift_limits`)."""
     reference_name, current_name = describe(monitor.reference, today), describe(monitor.current, today)
-    kinds = _kinds(monitor)
+    kinds = monitor.kinds()
     try:
         reference = load(monitor.reference, kinds, monitor.date_column, today, base)
     except SourceError as exc:
@@ -115,15 +111,15 @@ def check_monitor(
             return MonitorResult(
                 monitor.model, reference_name, current_name, error=f"{side}: no rows in {source}"
             )
-    drift = dataset_drift(kinds, reference, current, limits)
+    drift = dataset_drift(kinds, reference, current, limits, columns)
     runbook, runbook_error = None, None
-    if find_runbook is not None and drift.level != "ok":
+    if find_runbook is not None and drift.level in ("watch", "drift"):
         try:
             runbook = find_runbook(monitor)
         except RunbookLookupError as exc:
             runbook_error = str(exc)
     chart, title = None, ""
-    moved = drift.drifted or tuple(f for f in drift.features if f.worst != "ok")
+    moved = drift.drifted or tuple(f for f in drift.features if f.worst == "watch")
     if charts and moved:
         most = moved[0]
         chart = distribution_png(monitor.model, most, reference[most.feature], current[most.feature])
@@ -152,15 +148,30 @@ def run_drift(
     earlier: Earlier | None = None,
     charts: bool = False,
 ) -> list[MonitorResult]:
-    """Every monitor of the digest, drifting models first; `earlier` gives the trend, `charts` PNGs."""
-    results = [check_monitor(m, today, base, limits, find_runbook, earlier, charts) for m in digest.monitors]
-    order = {"drift": 0, "watch": 1, "ok": 2}
+    """Every monitor of the digest, drifting models first; `earlier` gives the trend, `charts` PNGs.
+
+    Thresholds come from the digest's configuration (`drift:` and each monitor's `columns:`), unless
+    `limits` is given for all of them."""
+    results = [
+        check_monitor(
+            monitor,
+            today,
+            base,
+            limits or drift_limits(digest, monitor),
+            find_runbook,
+            earlier,
+            charts,
+            columns=None if limits else {c: drift_limits(digest, monitor, c) for c in monitor.columns},
+        )
+        for monitor in digest.monitors
+    ]
+    order = {"drift": 0, "watch": 1, "unchecked": 2, "ok": 3}
     return sorted(results, key=lambda r: (r.error is None, order[r.drift.level] if r.drift else 0))
 
 
 # ---- text (the terminal, and the fallback text of the Slack message)
 
-_MARK = {"drift": "DRIFT", "watch": "watch", "ok": "ok"}
+_MARK = {"drift": "DRIFT", "watch": "watch", "unchecked": "not checked", "ok": "ok"}
 _METHOD = {
     "ks": "KS p",
     "chi2": "chi-square p",
@@ -171,13 +182,18 @@ _METHOD = {
 
 
 def _feature_line(feature: FeatureDrift, before: EarlierResult | None) -> str:
-    text = f"{feature.feature}: {_MARK[feature.worst]}: {_METHOD[feature.method]} {feature.score:.3g}"
-    if feature.level != feature.worst:
-        text += f" ({_MARK[feature.level]})"
+    if feature.level == "unchecked":
+        reason = feature.unchecked if feature.worst == "unchecked" else f"not checked: {feature.unchecked}"
+        text = f"{feature.feature}: {_MARK[feature.worst]}: {reason}"
+    else:
+        text = f"{feature.feature}: {_MARK[feature.worst]}: {_METHOD[feature.method]} {feature.score:.3g}"
+        if feature.level != feature.worst:
+            text += f" ({_MARK[feature.level]})"
     if feature.missing_level != "ok":
         text += f"; missing values {feature.missing_reference:.0%} -> {feature.missing_current:.0%}"
     if feature.new_categories:
         text += f"; new: {', '.join(feature.new_categories[:5])}"
+    text += "".join(f"; {note}" for note in feature.notes)
     if before is not None and before.method == feature.method:
         text += f"; was {before.score:.3g} ({before.level}) on {before.day}"
     return text
@@ -198,9 +214,11 @@ def headline(result: MonitorResult) -> str:
     if result.error is not None or result.drift is None:
         return f"{result.model}: NOT CHECKED: {result.error}"
     drift = result.drift
+    unchecked = f", {len(drift.unchecked)} not checked" if drift.unchecked else ""
     return (
         f"{result.model}: {_MARK[drift.level]}: {drift.drifted_share:.0%} of {len(drift.features)} "
-        f"columns drifted ({result.current_rows:,} current rows vs {result.reference_rows:,} reference)"
+        f"columns drifted{unchecked} ({result.current_rows:,} current rows vs {result.reference_rows:,} "
+        "reference)"
     )
 
 
@@ -210,7 +228,7 @@ def details(result: MonitorResult) -> list[str]:
         return []
     lines = [f"current: {result.current}", f"reference: {result.reference}"]
     shown = [f for f in result.drift.features if f.worst != "ok"]
-    ordered = sorted(shown, key=lambda f: ("drift", "watch").index(f.worst))
+    ordered = sorted(shown, key=lambda f: ("drift", "watch", "unchecked").index(f.worst))
     lines += [f"- {_feature_line(f, result.earlier.get(f.feature))}" for f in ordered]
     if result.runbook is not None:
         lines.append(f"what to do: {result.runbook.title} ({result.runbook.path})")

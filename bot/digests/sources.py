@@ -134,7 +134,7 @@ def _csv_rows(
 ) -> Iterable[tuple[str, dict[str, str]]]:
     for path in _files(pattern, base, first, last):
         try:
-            with path.open(newline="", encoding="utf-8") as handle:
+            with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel writes a BOM
                 reader = csv.DictReader(handle)
                 for row in reader:
                     yield f"{path}, line {reader.line_num}", row

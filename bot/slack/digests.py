@@ -46,7 +46,12 @@ from bot.wiring import Services
 
 log = logging.getLogger("steward.digests")
 
-_ICON = {"drift": ":red_circle:", "watch": ":large_yellow_circle:", "ok": ":large_green_circle:"}
+_ICON = {
+    "drift": ":red_circle:",
+    "watch": ":large_yellow_circle:",
+    "unchecked": ":warning:",  # a column could not be measured: never shown green
+    "ok": ":large_green_circle:",
+}
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -107,7 +112,11 @@ def drift_messages(
     for result in results:
         body = "\n".join([f"*{escape(headline(result))}*", *(escape(line) for line in details(result))])
         blocks = [_section(part) for part in split_mrkdwn(body, MAX_SECTION_TEXT)][:49]
-        buttons = _action_buttons(result.model, policy) if result.drift and result.drift.level != "ok" else []
+        buttons = (
+            _action_buttons(result.model, policy)
+            if result.drift and result.drift.level in ("watch", "drift")
+            else []
+        )
         if buttons:
             blocks.append({"type": "actions", "elements": buttons})
         replies.append(RenderedMessage(text=headline(result)[:300], blocks=blocks))
