@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import re
+import unicodedata
+from pathlib import Path
 
-from bot.cli import COMMANDS
+import pytest
+import yaml
+
+from bot.cli import COMMANDS, main
 from bot.config import Settings, variable_name
 from tests.conftest import ROOT
 
@@ -30,3 +35,172 @@ def test_the_two_setup_commands_and_ci_agree() -> None:
     """README shows `make demo` and `make test`; .ci/run calls `make test`."""
     assert "make demo" in README and "make test" in README
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+# ---- links, anchors and the facts the README repeats from other files
+
+FENCE = re.compile(r"^\s*(```|~~~)")
+LINKED_DOCS = [
+    "README.md",
+    *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")),
+    "policies/README.md",
+    "deploy/README.md",
+]
+
+
+def _outside_fences(text: str) -> list[str]:
+    """The lines outside code fences."""
+    kept, fenced = [], False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+        elif not fenced:
+            kept.append(line)
+    return kept
+
+
+def _prose(text: str) -> str:
+    """The Markdown outside code fences and inline code spans (where `[a](b)` is an example, not a link)."""
+    return "\n".join(re.sub(r"(`+).+?\1", "", line) for line in _outside_fences(text))
+
+
+def anchors(text: str) -> set[str]:
+    """The anchors GitHub gives the headings: text lowercased, punctuation but `-` and `_` removed, each space
+    a `-`; a repeated heading gets `-1`, `-2` …"""
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    for line in _outside_fences(text):  # a heading's code spans are part of its text
+        heading = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if heading is None:
+            continue
+        words = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.group(1)).lower()
+        kept = "".join(
+            c for c in words if c.isalnum() or c in "-_ " or unicodedata.category(c).startswith("M")
+        )
+        anchor = kept.replace(" ", "-")
+        count = seen.get(anchor, 0)
+        seen[anchor] = count + 1
+        found.add(anchor if count == 0 else f"{anchor}-{count}")
+    return found
+
+
+def test_anchors_follow_githubs_rules() -> None:
+    """The anchor rules the link test relies on, on headings like the README's."""
+    text = "\n".join(
+        [
+            "# Set-up: two commands",
+            '### `steward ask "QUESTION" [--kind K]`',
+            "## Slack's contract",
+            "## Notes",
+            "## Notes",
+        ]
+    )
+    assert anchors(text) == {
+        "set-up-two-commands",
+        "steward-ask-question---kind-k",
+        "slacks-contract",
+        "notes",
+        "notes-1",
+    }
+    assert anchors("```\n# not a heading\n```\n") == set()
+
+
+@pytest.mark.parametrize("name", LINKED_DOCS)
+def test_every_internal_link_points_to_something_that_exists(name: str) -> None:
+    """`](#anchor)` names a heading of the same file; a relative link names a file that exists (and, for
+    Markdown, a heading of it)."""
+    page = ROOT / name
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)", _prose(page.read_text(encoding="utf-8"))):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto: …
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path) if path else page
+        if not linked.exists():
+            broken.append(
+                f"{target}: no file {linked.relative_to(ROOT) if linked.is_relative_to(ROOT) else linked}"
+            )
+        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked.read_text(encoding="utf-8")):
+            broken.append(f"{target}: no heading with that anchor")
+    assert broken == [], f"{name}: broken links"
+
+
+def test_the_readme_scopes_are_the_manifests() -> None:
+    """The scope list under "Installing the Slack app" is the manifest's bot scopes, in the same order."""
+    manifest = yaml.safe_load((ROOT / "deploy" / "slack" / "manifest.yaml").read_text(encoding="utf-8"))
+    section = README.split("### Installing the Slack app", 1)[1].split("\n### ", 1)[0]
+    # `- `a:read`, `b:read`: why`: the scopes are the code spans before the first "`: "
+    heads = [line.split("`: ", 1)[0] + "`" for line in section.splitlines() if line.startswith("- `")]
+    listed = [scope for head in heads for scope in re.findall(r"`([a-z_:.]+)`", head)]
+    assert listed == manifest["oauth_config"]["scopes"]["bot"]
+
+
+def test_serve_without_credentials_points_to_a_readme_section_that_exists(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`steward serve` with no Slack variables exits 1 and names a README heading that exists."""
+    code = main(["serve"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Slack credentials missing: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET" in err
+    named = re.search(r'see "([^"]+)" in README\.md', err)
+    assert named is not None, err
+    assert re.search(rf"^#+ {re.escape(named.group(1))}$", README, re.MULTILINE)
+
+
+def _policy_variables() -> set[str]:
+    """Each `${VAR}` and `secret_env:` the starter policies and digests.yaml use (outside comments)."""
+    names: set[str] = set()
+    for path in [*(ROOT / "policies").glob("*.y*ml"), ROOT / "digests.yaml"]:
+        text = re.sub(r"(^|\s)#.*", "", path.read_text(encoding="utf-8"))  # not the comments' examples
+        names.update(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text))
+        names.update(re.findall(r"secret_env:\s*([A-Z_][A-Z0-9_]*)", text))
+    return names
+
+
+def _variables_read_directly() -> set[str]:
+    """Variables code reads from the environment by itself, outside Settings (the demo flag store)."""
+    names: set[str] = set()
+    for path in [*(ROOT / "bot").rglob("*.py"), *(ROOT / "ingest").rglob("*.py")]:
+        text = path.read_text(encoding="utf-8")
+        names.update(
+            re.findall(r"(?:os\.environ\.get\(|os\.environ\[|os\.getenv\()\s*\"([A-Z_][A-Z0-9_]*)\"", text)
+        )
+    return names
+
+
+def test_the_variables_policies_digests_and_code_read_are_in_the_settings_table() -> None:
+    """Every `${VAR}` in policies/*.yaml and digests.yaml, every secret_env and every variable code reads
+    directly has a row in the Settings table."""
+    variables = _policy_variables() | _variables_read_directly()
+    assert {
+        "MLFLOW_TRACKING_URI",
+        "RETRAIN_WEBHOOK_URL",
+        "ACTIONS_WEBHOOK_SECRET",
+        "STEWARD_DEMO_FLAGS",
+    } <= variables
+    rows = {line.split("`")[1] for line in README.splitlines() if line.startswith("| `")}
+    assert sorted(variables - rows) == []
+
+
+def test_deploy_readme_describes_what_is_there() -> None:
+    """deploy/README.md names each file under deploy/ (but the copies in k8s/config/), and only files that
+    exist, and promises nothing for later."""
+    deploy = ROOT / "deploy"
+    text = (deploy / "README.md").read_text(encoding="utf-8")
+    assert "will live" not in text
+    named = set(re.findall(r"`([\w./-]+)`", text))  # code spans without spaces: names of files
+    present = {
+        path.relative_to(deploy).as_posix()
+        for path in deploy.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and "config" not in path.parts
+    } - {"README.md"}
+    unnamed = [path for path in sorted(present) if path not in named and path.split("/")[-1] not in named]
+    assert unnamed == [], "deploy/README.md does not describe these files"
+    paths = [name for name in named if "." in name or name.endswith("/")]
+    missing = [name for name in paths if not any((base / name).exists() for base in _deploy_dirs(deploy))]
+    assert missing == [], "deploy/README.md names files that do not exist"
+
+
+def _deploy_dirs(deploy: Path) -> list[Path]:
+    """Where a name in deploy/README.md may be: deploy/, its folders, and the repository root."""
+    return [ROOT, deploy, *(path for path in deploy.rglob("*") if path.is_dir())]

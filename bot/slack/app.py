@@ -85,12 +85,16 @@ def missing_credentials(settings: Settings) -> list[str]:
     return missing
 
 
+# The README heading that says where each credential comes from (tests/test_docs.py checks that it exists).
+CREDENTIALS_SECTION = "Installing the Slack app"
+
+
 def credentials_message(missing: list[str]) -> str:
     """Which variables to set, and what each mode needs."""
     return (
         "Slack credentials missing: set " + " and ".join(missing) + ". HTTP mode needs SLACK_BOT_TOKEN and "
         "SLACK_SIGNING_SECRET; Socket Mode needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN "
-        "(see deploy/slack/README section in README.md)."
+        f'(see "{CREDENTIALS_SECTION}" in README.md).'
     )
 
 
