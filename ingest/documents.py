@@ -135,12 +135,39 @@ def discover(root: Path) -> list[tuple[str, Path]]:
     return found
 
 
+def oversize(path: str, size: int, max_bytes: int) -> Skipped:
+    """A file over the size limit: skipped, naming its size and the setting that raises the limit."""
+    return Skipped(
+        path,
+        f"oversize: {size:,} bytes > STEWARD_MAX_FILE_BYTES={max_bytes:,} (not read; raise "
+        "STEWARD_MAX_FILE_BYTES to ingest it)",
+    )
+
+
+def read_file(path: str, file: Path, max_bytes: int) -> bytes | Skipped:
+    """The file's bytes, or why it is skipped; a file over `max_bytes` is never read into memory."""
+    try:
+        size = file.stat().st_size
+        if size > max_bytes:
+            return oversize(path, size, max_bytes)
+        with file.open("rb") as stream:
+            data = stream.read(max_bytes + 1)  # it may have grown since the stat
+    except OSError as exc:
+        return Skipped(path, f"unreadable: {exc.strerror or exc}")
+    if len(data) > max_bytes:
+        return oversize(path, max(size, len(data)), max_bytes)
+    return data
+
+
 def decode(path: str, data: bytes, max_bytes: int) -> str | Skipped:
     """The file's text, or why it is skipped (oversize, binary, not UTF-8)."""
     if len(data) > max_bytes:
-        return Skipped(path, f"oversize: {len(data):,} bytes > STEWARD_MAX_FILE_BYTES={max_bytes:,}")
-    if b"\x00" in data[:8192]:
-        return Skipped(path, "binary file (contains NUL bytes)")
+        return oversize(path, len(data), max_bytes)
+    # Anywhere in the file, not only near the start: PostgreSQL's text cannot hold NUL, and no
+    # Markdown, text or HTML document a person wrote has one (UTF-16 files do: they are not UTF-8).
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        return Skipped(path, f"binary file (a NUL byte at byte {nul:,}): not indexed")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -175,6 +202,13 @@ def parse(
     body = _INVISIBLE.sub("", body)
 
     document = SourceDocument(path=path, title="", body=body)
+    for key, value in meta.items():  # YAML's "\0" escape: PostgreSQL's text cannot hold a NUL
+        clean = _without_nul(value)
+        if clean != value:
+            meta[key] = clean
+            line = meta_lines.get(key)
+            where = f"{path}, line {line}" if line else path
+            document.warnings.append(f"{where}: field '{key}' held NUL characters (\\0); they were removed")
     if hidden:
         reasons = ", ".join(f"{reason} ({count})" for reason, count in sorted(hidden.items()))
         document.warnings.append(f"{path}: hidden text not indexed (a reader would not see it): {reasons}")
@@ -214,6 +248,17 @@ def _split_front_matter(path: str, text: str) -> tuple[dict[str, Any], dict[str,
         if key and not line_text.startswith((" ", "\t", "-")):
             lines.setdefault(key, number)
     return {str(k): v for k, v in loaded.items()}, lines, body
+
+
+def _without_nul(value: Any) -> Any:
+    """A front matter value with the NUL characters removed from every string in it."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _without_nul(item) for key, item in value.items()}
+    return value
 
 
 def _as_date(value: Any) -> str | None:

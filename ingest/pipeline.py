@@ -25,7 +25,7 @@ from bot.index.vectors import VectorIndex
 from bot.redaction import findings, redact
 from bot.store.catalog import UNIT_VECTORS_META, Catalog, ChunkRecord, DocumentRecord, UnitVectors
 from ingest.chunking import chunk_document
-from ingest.documents import Skipped, SourceDocument, decode, discover, format_of, parse
+from ingest.documents import Skipped, SourceDocument, decode, discover, format_of, parse, read_file
 
 # Part of every content hash: a change to parsing or chunking re-ingests everything once.
 PIPELINE_VERSION = "steward-ingest-9"
@@ -225,10 +225,9 @@ class Ingestor:
         pending: list[_Pending] = []
         for relative, file in files:
             seen.add(relative)
-            try:
-                data = file.read_bytes()
-            except OSError as exc:
-                report.skipped.append(Skipped(relative, f"unreadable: {exc.strerror or exc}"))
+            data = read_file(relative, file, self.max_file_bytes)
+            if isinstance(data, Skipped):
+                report.skipped.append(data)
                 continue
             digest = content_hash(data)
             previous = manifest.get(relative)

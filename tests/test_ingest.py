@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.index.vectors import VectorStoreError
 from bot.store.catalog import CatalogError
 from bot.wiring import Services
+from ingest.documents import Skipped
 from ingest.pipeline import IngestError
-from tests.conftest import write_tree
+from tests.conftest import ROOT, write_tree
 
 
 def _paths(services: Services) -> list[str]:
@@ -80,6 +86,90 @@ def test_bad_files_are_skipped_and_listed_while_the_rest_is_ingested(
     assert "binary" in reasons["runbooks/blob.md"]
     assert "oversize" in reasons["guides/huge.txt"]
     assert len(report.added) == 5
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_nul_characters_never_reach_the_catalog_on_either_backend(
+    backend: str, small_kb: Path, make_services: Callable[..., Services], request: pytest.FixtureRequest
+) -> None:
+    """A NUL byte past the first 8 KiB skips the file as binary, a YAML "\\0" escape is removed with a
+    warning, the rest is ingested: the same on SQLite and on PostgreSQL (whose text refuses NUL)."""
+    url = request.getfixturevalue("postgres_database") if backend == "postgresql" else None
+    (small_kb / "runbooks/late-nul.md").write_bytes(b"# Late NUL\n\n" + b"word " * 2000 + b"\x00 tail\n")
+    write_tree(
+        small_kb,
+        {"runbooks/disk.md": '---\ntitle: "Disk\\0 full"\ntags: ["disk\\0", ok]\n---\n# Disk\n\nSpace.\n'},
+    )
+    services = make_services(database_url=url)
+    report = services.ingestor.run([small_kb])
+    assert report.skipped == [
+        Skipped("runbooks/late-nul.md", "binary file (a NUL byte at byte 10,012): not indexed")
+    ]
+    assert len(report.added) == 6 and "runbooks/disk.md" in report.added
+    assert (
+        "runbooks/disk.md, line 2: field 'title' held NUL characters (\\0); they were removed"
+        in report.warnings
+    )
+    disk = next(document for document in services.catalog.documents() if document.path == "runbooks/disk.md")
+    assert (disk.title, disk.tags) == ("Disk full", ("disk", "ok"))
+    snapshot = services.catalog.snapshot()
+    assert not any("\x00" in chunk.text for chunk in snapshot.chunks)
+    again = services.ingestor.run([small_kb])  # the catalog is readable: nothing to repair or rebuild
+    assert (again.unchanged, [skipped.path for skipped in again.skipped]) == (6, ["runbooks/late-nul.md"])
+
+
+def test_an_oversize_file_is_skipped_without_being_read(tmp_path: Path) -> None:
+    """A 200 MB (sparse) file over STEWARD_MAX_FILE_BYTES is never opened: the ingest's peak memory is
+    that of a run without it; the summary names the file, its size and the setting."""
+    big = tmp_path / "kb" / "huge.md"
+    big.parent.mkdir()
+    (tmp_path / "empty").mkdir()
+    with big.open("wb") as file:
+        file.truncate(200 * 1024 * 1024)
+    without = _ingest_in_a_process(tmp_path / "empty", tmp_path / "d1")
+    found = _ingest_in_a_process(big.parent, tmp_path / "d2")
+    assert found["opened"] == [] and found["code"] == 0
+    assert found["peak_kib"] - without["peak_kib"] < 50 * 1024  # reading it whole took 400 MB more
+    assert (
+        "skipped huge.md: oversize: 209,715,200 bytes > STEWARD_MAX_FILE_BYTES=2,000,000 (not read; "
+        "raise STEWARD_MAX_FILE_BYTES to ingest it)"
+    ) in found["out"]
+
+
+_MEASURED_INGEST = """
+import json, resource, sys
+
+opened = []
+
+
+def watch(event, args):
+    if event == "open" and isinstance(args[0], str) and args[0].endswith("huge.md"):
+        opened.append(args[0])
+
+
+sys.addaudithook(watch)
+from bot.cli import main
+
+code = main(["ingest", sys.argv[1]])
+peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"code": code, "opened": opened, "peak_kib": peak_kib}))
+"""
+
+
+def _ingest_in_a_process(folder: Path, data: Path) -> dict[str, Any]:
+    """`steward ingest FOLDER` in a new process: its exit code, output, peak memory and opens of huge.md."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(data), "STEWARD_DATA_DIR": str(data)}
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURED_INGEST, str(folder)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    *summary, last = result.stdout.splitlines()
+    return {**json.loads(last), "out": "\n".join(summary)}
 
 
 def test_a_previously_ingested_file_that_becomes_malformed_keeps_its_last_good_version(
