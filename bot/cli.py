@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import re
 import shlex
 import sys
@@ -45,6 +46,7 @@ from ingest.pipeline import IngestError, IngestReport, Progress
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 
 COMMANDS = {
     "ingest": "Index folders of runbooks and decision records (incremental; --rebuild starts over).",
@@ -207,7 +209,30 @@ def _since(text: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `steward` console script."""
+    """Entry point of the `steward` console script. Output cut short by its reader (`steward ask … | head`)
+    ends the command quietly with 141, as a shell reports a command stopped by SIGPIPE."""
+    try:
+        try:
+            return _command(argv)
+        finally:
+            sys.stdout.flush()  # here, not at exit, where a closed pipe is reported with a traceback
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null, so flushing what is still buffered at exit fails no more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        pass  # not a real file (a test's capture): nothing will be flushed to the closed pipe
+
+
+def _command(argv: Sequence[str] | None) -> int:
+    """Parse the arguments and run the command; a known error is one line on standard error."""
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
