@@ -204,3 +204,26 @@ def test_deploy_readme_describes_what_is_there() -> None:
 def _deploy_dirs(deploy: Path) -> list[Path]:
     """Where a name in deploy/README.md may be: deploy/, its folders, and the repository root."""
     return [ROOT, deploy, *(path for path in deploy.rglob("*") if path.is_dir())]
+
+
+def test_front_matter_has_a_heading_linked_from_owners_and_review_dates() -> None:
+    """Document front matter is a section of its own, not a passage inside "Secrets and personal data",
+    and the passages about owners and review dates link to it."""
+    assert re.search(r"^## Document front matter$", README, re.MULTILINE)
+    secrets = README.split("\n## Secrets and personal data\n", 1)[1].split("\n## ", 1)[0]
+    assert "front matter" not in secrets
+    assert README.count("](#document-front-matter)") >= 3
+
+
+def test_the_checklist_from_the_demo_to_a_workspace_covers_each_placeholder() -> None:
+    """The checklist names the app, the group ids, the digest channels, the executors and front matter."""
+    section = README.split("\n## From the demo to your workspace\n", 1)[1].split("\n## ", 1)[0]
+    for needed in (
+        "deploy/slack/manifest.yaml",
+        "policies/00-groups.yaml",
+        "digests.yaml",
+        "steward policy check",
+        "STEWARD_ALLOWED_PROGRAMS",
+        "](#document-front-matter)",
+    ):
+        assert needed in section
