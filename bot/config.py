@@ -151,6 +151,21 @@ class Settings(BaseSettings):
         description="Bearer token Alertmanager's webhook must send to POST /hooks/alertmanager (HTTP mode). "
         "Unset: the receiver answers 503.",
     )
+    alertmanager_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        gt=0,
+        description="The largest Alertmanager notification body accepted (bytes); a larger one gets 413. "
+        "The default (16 MiB) holds a group of about 4,000 alerts with long annotations (1,300 are about "
+        "5.4 MB); Alertmanager's webhook_config `max_alerts` keeps its bodies smaller.",
+    )
+    runbook_min_similarity: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="The incident digest names a knowledge-base document as the runbook of an incident "
+        "without a `runbook_url` only when its best passage is at least this similar to the incident's "
+        "title and description (cosine similarity of the embedding model); below it, 'no runbook found'.",
+    )
     log_format: Literal["json", "text"] = Field(
         default="json",
         description="`steward serve`'s log lines: `json` (one object a line, with the correlation id of the "

@@ -61,6 +61,18 @@ SLACK_OTHER_TEAM = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+ALERTMANAGER_REJECTED = Counter(
+    "steward_alertmanager_rejected",
+    "Alertmanager notifications refused (unauthorized, receiver_off, too_large, not_json, bad_notification) "
+    "and alerts refused within a notification (bad_alert), by reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+ALERTMANAGER_TRUNCATED = Counter(
+    "steward_alertmanager_truncated_alerts",
+    "Alerts Alertmanager left out of its notifications (truncatedAlerts: its webhook_config's max_alerts)",
+    registry=REGISTRY,
+)
 SLACK_API_ERRORS = Counter(
     "steward_slack_api_errors",
     "Slack Web API calls that failed, by method and error (Slack's error code or the HTTP status)",

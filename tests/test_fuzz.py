@@ -865,7 +865,7 @@ def test_any_bytes_are_text_or_skipped_with_a_reason(data: bytes, limit: int) ->
 # ---- the Alertmanager receiver
 
 TOKEN = "fuzz-token"
-FIELD = re.compile(r"^(the body|version|status|alerts)\b")
+FIELD = re.compile(r"^(the body|version|status|alerts|truncatedAlerts|groupKey)\b")
 
 
 @pytest.fixture(scope="module")
@@ -874,7 +874,8 @@ def receiver(incident_store: IncidentStore) -> AlertReceiver:
 
 
 def _received(receiver: AlertReceiver, body: bytes) -> tuple[int, dict[str, object]]:
-    """POST the body: 200 with the number of alerts, or 400 with an error naming the field at fault."""
+    """POST the body: 200 with the number of alerts (and the refused ones, each naming its field), or 400
+    with an error naming the field at fault."""
     status, reply = receiver.receive(f"Bearer {TOKEN}", body)
     assert status in (200, 400), (status, reply)
     if status == 400:
@@ -882,6 +883,9 @@ def _received(receiver: AlertReceiver, body: bytes) -> tuple[int, dict[str, obje
         assert isinstance(error, str) and FIELD.match(error), error
     else:
         assert isinstance(reply["received"], int)
+        rejected = reply["rejected"]
+        assert isinstance(rejected, list)
+        assert all(re.match(rf"^alerts\.{bad['index']}\b", bad["error"]) for bad in rejected), rejected
     return status, reply
 
 
@@ -951,6 +955,8 @@ def _notification(**alert: object) -> dict[str, object]:
 @example(notification=_notification(startsAt="0001-01-01T00:00:00"))  # ValueError from .timestamp()
 @example(notification=_notification(labels={"alertname": "\ud800"}))  # lone surrogate: SQLite raised
 @example(notification=_notification(fingerprint="f" * 128))  # "alert:" + it overflows the 128-character key
+@example(notification=_notification(fingerprint=""))  # missing or empty: computed from the labels
+@example(notification=_notification(startsAt="0001-01-01T00:00:00+14:00"))  # the longest episode key
 @example(notification=_notification(labels={"alertname": "X", "severity": "s" * 33}))  # column is 32
 @example(notification=_notification(annotations={"description": "a\x00b"}))  # PostgreSQL refuses NUL
 def test_notifications_are_stored_or_refused_naming_the_field(
@@ -967,8 +973,9 @@ def test_notifications_are_stored_or_refused_naming_the_field(
         "severity": incidents.c.severity.type.length,
         "service": incidents.c.service.type.length,
     }
-    for update in read_notification(body):
-        assert len(f"alert:{update.fingerprint}") <= incidents.c.key.type.length
+    for update in read_notification(body).updates:
+        key = f"alert:{update.fingerprint}@{round(update.starts_at * 1000)}"  # an episode's key
+        assert len(key) <= incidents.c.key.type.length
         for field, limit in limits.items():
             value = getattr(update, field)
             assert value is None or len(value) <= limit, field
@@ -978,9 +985,19 @@ def test_notifications_are_stored_or_refused_naming_the_field(
 
 
 @FUZZ
-@given(authorization=st.one_of(st.none(), st.text(), st.just(f"Bearer {TOKEN}x"), st.just(TOKEN)))
+@given(
+    authorization=st.one_of(
+        st.none(),
+        st.text(),
+        st.just(f"Bearer {TOKEN}x"),
+        st.just(TOKEN),
+        st.sampled_from(["Bearer", "bearer", "BEARER", "Basic"]).map(lambda scheme: f"{scheme} {TOKEN}"),
+    )
+)
 def test_a_wrong_token_is_refused_with_401(receiver: AlertReceiver, authorization: str | None) -> None:
-    """Any Authorization header but the right bearer token gets 401 and a reason, before the body is read."""
+    """Any Authorization header but the right bearer token gets 401 and a reason, before the body is read.
+    The scheme is case-insensitive (RFC 7235) and must be there."""
     status, reply = receiver.receive(authorization, b"{}")
-    expected = (authorization or "").removeprefix("Bearer ").strip() == TOKEN
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    expected = scheme.lower() == "bearer" and credentials.strip() == TOKEN
     assert (status, bool(reply.get("error"))) == ((400, True) if expected else (401, True))

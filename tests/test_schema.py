@@ -101,3 +101,39 @@ def test_old_catalog_tables_leave_a_sqlite_records_database_only(state_db: State
             assert connection.execute(sa.select(catalog.kb_meta.c.value)).scalar() == "3"
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM slack_events")).scalar() == 1
+
+
+def test_alert_incidents_from_before_episodes_are_their_first_episode(state_db: StateDatabase) -> None:
+    """Migration 0008 keeps alert incidents and notifications: an old incident is its alert's first
+    episode (a re-fire opens the second), and old notifications still count in "noisiest alerts"."""
+    engine = state_db.engine()
+    config = _config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0007")
+        connection.execute(
+            sa.text(
+                "INSERT INTO incidents (source, key, title, status, started_at, resolved_at) "
+                "VALUES ('alertmanager', 'alert:abc', 'DiskFull', 'resolved', 1000.0, 1600.0)"
+            )
+        )
+        for fingerprint, received_at in (("abc", 1000.0), ("def", 1000.0), ("abc", 1300.0)):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO alert_events (alertname, fingerprint, status, received_at) "
+                    "VALUES ('DiskFull', :fingerprint, 'firing', :received_at)"
+                ),
+                {"fingerprint": fingerprint, "received_at": received_at},
+            )
+    upgrade(engine)
+    store = incidents.IncidentStore(engine)
+    update = incidents.AlertUpdate(
+        "abc", "DiskFull", "firing", "DiskFull", None, None, 5000.0, None, None, None
+    )
+    store.record_alerts([update], 5000.0)
+    found = store.in_period(0, float("inf"))
+    assert [(i.episode, i.status, i.started_at) for i in found] == [
+        (1, "resolved", 1000.0),
+        (2, "open", 5000.0),
+    ]
+    assert store.noisiest(0, float("inf")) == ([incidents.NoisyAlert("DiskFull", 3, 2)], 1)

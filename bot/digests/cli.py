@@ -31,7 +31,7 @@ def run_digest(services: Services, name: str, at: dt.date | None, since: dt.date
             services.records,
             at or today_for(services, name),
             since,
-            incident_runbooks(lambda: services.retriever),
+            incident_runbooks(lambda: services.retriever, services.settings.runbook_min_similarity),
         )
         if text:
             print(text)

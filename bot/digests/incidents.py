@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 
 from bot.answers.retrieval import Retriever
 from bot.digests.knowledge import RunbookLookupError, best_match
-from bot.store.incidents import Incident, IncidentStore, utc
+from bot.store.incidents import AlertGaps, Incident, IncidentStore, NoisyAlert, utc
 
 RunbookFor = Callable[[Incident], "str | None"]  # a runbook title and path, or None
+SHOWN = 15  # incidents listed per section; the rest are counted
+DEFAULT_MIN_SIMILARITY = 0.5  # STEWARD_RUNBOOK_MIN_SIMILARITY's default
 
 
 @dataclass
@@ -24,17 +26,21 @@ class IncidentReport:
     new: list[Incident] = field(default_factory=list)  # started in the period
     ongoing: list[Incident] = field(default_factory=list)  # started before, still open at its end
     resolved: list[Incident] = field(default_factory=list)  # resolved in the period
-    noisiest: list[tuple[str, int]] = field(default_factory=list)
+    noisiest: list[NoisyAlert] = field(default_factory=list)
+    noisy_names: int = 0  # alert names that fired in the period (noisiest shows the first few)
+    gaps: AlertGaps = field(default_factory=AlertGaps)  # alerts the digest cannot show
     runbooks: dict[int, str] = field(default_factory=dict)
+    no_runbook: set[int] = field(default_factory=set)  # looked up in the knowledge base: none close enough
     runbook_error: str | None = None  # the knowledge base failed: why incidents name no runbook
 
     @property
     def quiet(self) -> bool:
         """No incident and no alert in the period."""
-        return not (self.new or self.ongoing or self.resolved or self.noisiest)
+        return not (self.new or self.ongoing or self.resolved or self.noisiest) and self.gaps.none
 
     def minutes_to(self, which: str) -> float | None:
-        """Median minutes from start to acknowledgement ("ack") or resolution ("resolve") in the period."""
+        """Median minutes from start to acknowledgement ("ack") or resolution ("resolve") in the period:
+        each firing episode of an alert is an incident of its own."""
         seen = {i.incident_id: i for i in self.new + self.ongoing + self.resolved}.values()
         ends = [(i.acknowledged_at if which == "ack" else i.resolved_at, i.started_at) for i in seen]
         spans = [(end - start) / 60 for end, start in ends if end is not None and end >= start]
@@ -60,20 +66,28 @@ def gather(
                 runbook = runbook_for(incident)
             except RunbookLookupError as exc:  # said once in the digest; the others are not tried
                 report.runbook_error = str(exc)
+            else:
+                if not runbook:
+                    report.no_runbook.add(incident.incident_id)
         if runbook:
             report.runbooks[incident.incident_id] = runbook
-    report.noisiest = store.noisiest(start, end)
+    report.noisiest, report.noisy_names = store.noisiest(start, end)
+    report.gaps = store.gaps(start, end)
     return report
 
 
-def incident_runbooks(retriever: Callable[[], Retriever]) -> RunbookFor:
-    """The knowledge base's best match for an incident's title and description, as "title (path)".
+def incident_runbooks(
+    retriever: Callable[[], Retriever], min_similarity: float = DEFAULT_MIN_SIMILARITY
+) -> RunbookFor:
+    """The knowledge base's best match for an incident's title and description, as "title (path)"; None
+    when no document's best passage is `min_similarity` similar (a disk alert gets no latency runbook).
 
     Raises `RunbookLookupError` when the knowledge base fails (not when it is simply not ingested).
     """
 
     def find(incident: Incident) -> str | None:
-        top = best_match(retriever, f"{incident.title} {incident.description or ''} runbook")
+        query = f"{incident.title} {incident.description or ''} runbook"
+        top = best_match(retriever, query, min_similarity)
         return f"{top.title} ({top.path})" if top else None
 
     return find
@@ -89,10 +103,38 @@ def _duration(incident: Incident, until: dt.datetime) -> str:
 def _line(incident: Incident, report: IncidentReport) -> str:
     parts = [f"#{incident.incident_id} {incident.title}"]
     details = [f"severity {incident.severity or '?'}", f"service {incident.service or '?'}"]
+    if incident.episode is not None and incident.episode > 1:
+        details.insert(0, f"fired again: episode {incident.episode}")
     details.append(f"since {utc(incident.started_at)}, {_duration(incident, report.until)}")
     text = f"- {' '.join(parts)} ({', '.join(details)})"
     runbook = report.runbooks.get(incident.incident_id)
-    return f"{text}\n  runbook: {runbook}" if runbook else text
+    if runbook:
+        return f"{text}\n  runbook: {runbook}"
+    if incident.incident_id in report.no_runbook:
+        return f"{text}\n  runbook: no runbook found (no knowledge-base document is close enough)"
+    return text
+
+
+def _gaps(gaps: AlertGaps) -> list[str]:
+    """What the digest cannot show, and where to look."""
+    lines = []
+    if gaps.truncated:
+        groups = ", ".join(gaps.truncated_groups[:3]) + (" …" if len(gaps.truncated_groups) > 3 else "")
+        lines.append(
+            f"- {gaps.truncated} alerts were left out by Alertmanager (truncatedAlerts: its webhook_config's "
+            f"max_alerts)" + (f", in groups {groups}" if groups else "") + "; Alertmanager's UI lists them"
+        )
+    if gaps.rejected:
+        lines.append(
+            f"- {gaps.rejected} alerts could not be read "
+            "(Steward's log names each one and the field at fault)"
+        )
+    if gaps.refused:
+        reasons = "; ".join(gaps.refused_reasons[:3])
+        lines.append(
+            f"- {gaps.refused} notifications were refused whole ({reasons}): their alerts are unknown"
+        )
+    return ["", "Not in this digest:", *lines] if lines else []
 
 
 def render_text(name: str, report: IncidentReport, quiet: str = "say") -> str:
@@ -104,7 +146,9 @@ def render_text(name: str, report: IncidentReport, quiet: str = "say") -> str:
     for title, items in (("New", report.new), ("Ongoing", report.ongoing), ("Resolved", report.resolved)):
         if items:
             lines += ["", f"{title}: {len(items)}"]
-            lines += [_line(incident, report) for incident in items[:15]]
+            lines += [_line(incident, report) for incident in items[:SHOWN]]
+            if len(items) > SHOWN:
+                lines.append(f"- and {len(items) - SHOWN} more")
     ack, resolve = report.minutes_to("ack"), report.minutes_to("resolve")
     lines += [
         "",
@@ -114,10 +158,22 @@ def render_text(name: str, report: IncidentReport, quiet: str = "say") -> str:
         + (f"{resolve:.0f} min" if resolve is not None else "n/a (none resolved)"),
     ]
     if report.noisiest:
+        more = report.noisy_names - len(report.noisiest)
         lines += [
             "",
-            "Noisiest alerts: " + ", ".join(f"{n} ({count} notifications)" for n, count in report.noisiest),
+            "Noisiest alerts (notifications in which each fired; alerts of that name): "
+            + ", ".join(
+                f"{noisy.alertname} ({_count(noisy.notifications, 'notification')}, "
+                f"{_count(noisy.alerts, 'alert')})"
+                for noisy in report.noisiest
+            )
+            + (f", and {more} more" if more > 0 else ""),
         ]
+    lines += _gaps(report.gaps)
     if report.runbook_error:
         lines += ["", f"Runbooks: only those named by the alerts are shown: {report.runbook_error}"]
     return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")

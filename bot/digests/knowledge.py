@@ -32,9 +32,12 @@ def _failed(exc: Exception) -> RunbookLookupError:
     return RunbookLookupError(f"the knowledge base could not be searched ({type(exc).__name__}: {reason})")
 
 
-def best_match(retriever: Callable[[], Retriever], query: str) -> DocumentRecord | None:
+def best_match(
+    retriever: Callable[[], Retriever], query: str, min_similarity: float = 0.0
+) -> DocumentRecord | None:
     """The knowledge base's best document for `query`, preferring sources trusted for runbooks and never
-    an untrusted source's; None without an index or without a match."""
+    an untrusted source's, among those whose best passage is at least `min_similarity` similar to it;
+    None without an index or without a match."""
     try:
         found = retriever().search(query, limit=_CANDIDATES)
         sources = retriever().sources()
@@ -42,7 +45,8 @@ def best_match(retriever: Callable[[], Retriever], query: str) -> DocumentRecord
         return None
     except Exception as exc:
         raise _failed(exc) from None
-    ranked = sorted(found.documents, key=lambda item: _PREFERENCE[sources.level(item.document)])
+    close = [item for item in found.documents if item.best_similarity >= min_similarity]
+    ranked = sorted(close, key=lambda item: _PREFERENCE[sources.level(item.document)])
     usable = [item.document for item in ranked if not sources.untrusted(item.document)]
     return usable[0] if usable else None
 

@@ -297,7 +297,7 @@ def post_now(services: Services, name: str, today: dt.date) -> str | None:
         history=DriftHistory(services.records),
         policy=services.policy,
         catalog=lambda: services.catalog,
-        incident_runbooks=incident_runbooks(lambda: services.retriever),
+        incident_runbooks=incident_runbooks(lambda: services.retriever, settings.runbook_min_similarity),
         find_runbook=knowledge_runbooks(lambda: services.retriever),
     )
     try:

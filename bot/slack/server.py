@@ -25,7 +25,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.actions.runner import LEASE_SECONDS
 from bot.answers.retrieval import IndexMissingError
-from bot.digests.alertmanager import MAX_BODY_BYTES, AlertReceiver
+from bot.digests.alertmanager import AlertReceiver
 from bot.digests.config import load_digests
 from bot.digests.drift_digest import knowledge_runbooks
 from bot.digests.incidents import incident_runbooks
@@ -119,9 +119,13 @@ def wsgi_application(
                 return _json(
                     start_response, "405 Method Not Allowed", {"error": "POST Alertmanager's webhook here"}
                 )
-            length = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_BODY_BYTES + 1)
-            body = environ["wsgi.input"].read(length) if length else b""
-            status, reply = alerts.receive(environ.get("HTTP_AUTHORIZATION"), body)
+            try:
+                declared = max(int(environ.get("CONTENT_LENGTH") or 0), 0)
+            except ValueError:
+                declared = 0
+            # a body over the limit is not read: the receiver answers 413 with its declared size
+            body = environ["wsgi.input"].read(declared) if 0 < declared <= alerts.max_bytes else b""
+            status, reply = alerts.receive(environ.get("HTTP_AUTHORIZATION"), body, declared)
             return _json(start_response, f"{status} {HTTPStatus(status).phrase}", reply)
         if path == "/healthz":
             return _json(start_response, "200 OK", {"status": "ok"})
@@ -265,7 +269,7 @@ def start_digests(slack: SlackApp, services: Services) -> object | None:
         history=DriftHistory(services.records),
         policy=services.policy,
         catalog=lambda: services.catalog,
-        incident_runbooks=incident_runbooks(lambda: services.retriever),
+        incident_runbooks=incident_runbooks(lambda: services.retriever, settings.runbook_min_similarity),
         find_runbook=knowledge_runbooks(lambda: services.retriever),
     )
     return start_scheduler(
@@ -302,7 +306,7 @@ def serve(services: Services, port: int | None = None, host: str | None = None) 
     start_housekeeping(slack, services)
     start_digests(slack, services)
     token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
-    alerts = AlertReceiver(IncidentStore(services.records), token)
+    alerts = AlertReceiver(IncidentStore(services.records), token, max_bytes=settings.alertmanager_max_bytes)
     watch_action_requests(lambda: count_by_state(services.records))
     readiness = Readiness(services, slack.bolt.client)
     server = HttpServer(
