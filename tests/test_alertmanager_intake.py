@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from bot.config import Settings
 from bot.digests.alertmanager import AlertReceiver, label_fingerprint
+from bot.digests.incidents import gather, render_text
 from bot.store.engine import create_engine
 from bot.store.incidents import IncidentStore
 from bot.wiring import Services
@@ -236,3 +237,19 @@ def test_every_rejection_is_logged_and_counted(
     lines = [r.getMessage() for r in caplog.records if r.name == "steward.alertmanager"]
     assert len(lines) == 1 and f"reason={reason}" in lines[0], lines
     assert TOKEN not in lines[0]
+
+
+def test_what_was_refused_is_said_in_the_digest(base: str, store: IncidentStore) -> None:
+    """An unreadable alert and a notification refused whole are in the next digest; a request with a wrong
+    token is not (anyone can send one)."""
+    bad = {**_alert("B", "b"), "startsAt": "yesterday"}
+    assert _post(base, bodies.encode(bodies.message([_alert("A", "a"), bad])))[0] == 200
+    assert _post(base, b"not json")[0] == 400
+    assert _post(base, b"not json", "Bearer wrong")[0] == 401
+    text = render_text("incidents", gather(store, T0, T0 + dt.timedelta(days=1)))
+    assert text.endswith(
+        "Not in this digest:\n"
+        "- 1 alert could not be read (Steward's log names each one and the field at fault)\n"
+        "- 1 notification was refused whole (not_json: the body is not JSON (expected ident at line 1 "
+        "column 2)): their alerts are unknown"
+    )

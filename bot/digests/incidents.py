@@ -120,19 +120,20 @@ def _gaps(gaps: AlertGaps) -> list[str]:
     lines = []
     if gaps.truncated:
         groups = ", ".join(gaps.truncated_groups[:3]) + (" …" if len(gaps.truncated_groups) > 3 else "")
+        where = f", in groups {groups}" if groups else ""
         lines.append(
-            f"- {gaps.truncated} alerts were left out by Alertmanager (truncatedAlerts: its webhook_config's "
-            f"max_alerts)" + (f", in groups {groups}" if groups else "") + "; Alertmanager's UI lists them"
+            f"- {_were(gaps.truncated, 'alert')} left out by Alertmanager (truncatedAlerts: its "
+            f"webhook_config's max_alerts){where}; Alertmanager's UI lists them"
         )
     if gaps.rejected:
         lines.append(
-            f"- {gaps.rejected} alerts could not be read "
+            f"- {_count(gaps.rejected, 'alert')} could not be read "
             "(Steward's log names each one and the field at fault)"
         )
     if gaps.refused:
-        reasons = "; ".join(gaps.refused_reasons[:3])
+        reasons = "; ".join(gaps.refused_reasons[:3]) + (" …" if len(gaps.refused_reasons) > 3 else "")
         lines.append(
-            f"- {gaps.refused} notifications were refused whole ({reasons}): their alerts are unknown"
+            f"- {_were(gaps.refused, 'notification')} refused whole ({reasons}): their alerts are unknown"
         )
     return ["", "Not in this digest:", *lines] if lines else []
 
@@ -177,3 +178,7 @@ def render_text(name: str, report: IncidentReport, quiet: str = "say") -> str:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _were(number: int, noun: str) -> str:
+    return f"{_count(number, noun)} {'was' if number == 1 else 'were'}"
