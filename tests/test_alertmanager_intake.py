@@ -14,7 +14,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,10 +22,10 @@ from pydantic import SecretStr
 from bot.config import Settings
 from bot.digests.alertmanager import AlertReceiver, label_fingerprint
 from bot.digests.incidents import gather, render_text
-from bot.store.engine import create_engine
 from bot.store.incidents import IncidentStore
 from bot.wiring import Services
 from tests import alertmanager_bodies as bodies
+from tests.databases import StateDatabase
 from tests.fakes.slack_api import FakeSlack
 from tests.slackbot import SECRET, build_test_app, serving
 
@@ -36,10 +35,9 @@ SMALL_LIMIT = 20_000
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[IncidentStore]:
-    engine = create_engine(f"sqlite:///{tmp_path}/state.db")
-    yield IncidentStore(engine)
-    engine.dispose()
+def store(state_db: StateDatabase) -> IncidentStore:
+    """The incident store on SQLite, then on PostgreSQL (where CI provides one)."""
+    return IncidentStore(state_db.engine())
 
 
 @pytest.fixture
