@@ -23,9 +23,10 @@ attack -> test that keeps it held: file::test_name
    full-width and other decimal digits (`version=４１`) read as the number a person sees
        -> tests/test_held_attacks.py::test_unicode_digits_are_the_number_a_person_sees
        -> tests/test_held_attacks.py::test_unicode_digits_do_not_slip_under_a_numeric_rule
-   a zero-width character inside a number in plain words (DEFECT, xfail)
+   a zero-width character inside a number in plain words (a defect this pass found, fixed)
        -> tests/test_held_attacks.py::test_an_invisible_character_never_shortens_a_number
-2. forged clicks from another channel (DEFECT, xfail)
+       -> tests/test_held_attacks.py::test_a_mention_with_an_invisible_character_requests_nothing
+2. forged clicks from another channel (a defect this pass found, fixed)
        -> tests/test_held_attacks.py::test_an_approve_click_from_another_channel_is_not_counted
    the same click from the request's own channel counts (the control)
        -> tests/test_slack_actions.py::test_the_same_click_from_this_workspace_counts
@@ -259,24 +260,34 @@ def test_plain_words_in_full_width_read_as_what_a_person_sees(starter: Policy) -
     assert build_request(starter, plain.action, plain.raw) == PROD_ROLLBACK
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: in plain words, `version 1<U+200B>2` (seen as 12) is read as version 1; the number "
-    "readers in bot/actions/phrases.py stop at the invisible character instead of refusing it",
-)
 @pytest.mark.parametrize(
     "invisible", ["\u200b", "\u2060", "\u00ad"], ids=["zwsp", "word-joiner", "soft-hyphen"]
 )
 def test_an_invisible_character_never_shortens_a_number(starter: Policy, invisible: str) -> None:
-    """`… to version 1<invisible>2 in prod` is read as 12 or refused; never as version 1."""
+    """`… to version 1<invisible>2 in prod` looks like 12: nothing is read (never version 1), and the
+    reading names the character."""
     plain = read_request(f"roll back fraud-scorer to version 1{invisible}2 in prod", starter)
-    if plain is None or plain.conflicts:
-        return
-    try:
-        request = build_request(starter, plain.action, plain.raw)
-    except ParamError:
-        return
-    assert request.params["version"] == 12
+    assert plain is not None and plain.action == "rollback-model"
+    assert plain.raw == {} and plain.invisible == (f"U+{ord(invisible):04X}",)
+    with pytest.raises(ParamError):
+        build_request(starter, plain.action, plain.raw)
+
+
+def test_a_mention_with_an_invisible_character_requests_nothing(
+    bot: RunningBot, receiver: WebhookReceiver
+) -> None:
+    """In Slack, the thread says which invisible character was found, and nothing is requested."""
+    ts = bot.say("roll back fraud-scorer to version 1\u200b2 in staging")
+    bot.settle()
+    (reply,) = bot.bot_posts(CHANNEL, ts)
+    assert "invisible characters (U+200B)" in reply["text"] and "Nothing was requested" in reply["text"]
+    with bot.services.approvals.engine.connect() as connection:
+        tables = sa.inspect(connection).get_table_names()
+        assert (
+            "action_requests" not in tables
+            or not connection.execute(sa.text("SELECT 1 FROM action_requests")).first()
+        )
+    assert receiver.requests == []
 
 
 def test_a_hand_built_request_with_a_look_alike_value_is_denied(service: ApprovalService) -> None:
@@ -345,11 +356,6 @@ def bot(tmp_path: Path, policies: Path) -> Iterator[RunningBot]:
         services.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: ActionFlows.on_approve never compares the click's channel with the request's, so "
-    "an approve payload from another channel is counted (and here runs the action)",
-)
 def test_an_approve_click_from_another_channel_is_not_counted(
     bot: RunningBot, receiver: WebhookReceiver
 ) -> None:
@@ -385,6 +391,10 @@ def test_an_approve_click_from_another_channel_is_not_counted(
     assert view is not None and view.channel == CHANNEL
     assert view.approvers == () and view.status == PENDING
     assert receiver.requests == []
+    told = [
+        str(c.args.get("text")) for c in bot.slack.calls("chat.postEphemeral") if c.args.get("user") == MLP2
+    ]
+    assert told and "another channel" in told[-1]
 
 
 # ---- 4. expiry at the deadline

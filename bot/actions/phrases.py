@@ -64,12 +64,15 @@ class PlainRequest:
     """An action request read from a person's words: the action and the parameters understood.
 
     `conflicts` holds each parameter the words gave two or more different values ("staging … in prod"):
-    such a request is refused with the reading shown, never run with one of them.
+    such a request is refused with the reading shown, never run with one of them. `invisible` names the
+    invisible characters (zero-width space, word joiner, soft hyphen …) in the words: what a person sees
+    (`version 1<U+200B>2` looks like 12) is not what the parsers would read, so no value is read at all.
     """
 
     action: str
     raw: dict[str, str]
     conflicts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    invisible: tuple[str, ...] = ()  # code points (`U+200B`) that no reader sees: nothing is read then
 
 
 def read_request(text: str, policy: Policy) -> PlainRequest | None:
@@ -93,8 +96,16 @@ def read_request(text: str, policy: Policy) -> PlainRequest | None:
     raw = {name: found[0] for name, found in values.items()}
     if words.endswith("?") and _missing(policy.actions[action], raw):
         return None  # "rollback steps for fraud-scorer?" is a question, not an incomplete request
+    invisible = invisible_characters(text)
+    if invisible:
+        return PlainRequest(action, {}, {}, invisible)
     conflicts = {name: tuple(found) for name, found in values.items() if len(found) > 1}
     return PlainRequest(action, raw, conflicts)
+
+
+def invisible_characters(text: str) -> tuple[str, ...]:
+    """The invisible format characters in a text (Unicode category Cf), as `U+200B`, sorted."""
+    return tuple(sorted({f"U+{ord(c):04X}" for c in text if unicodedata.category(c) == "Cf"}))
 
 
 def stated_conflicts(spec: ActionSpec, text: str) -> dict[str, tuple[str, ...]]:

@@ -434,6 +434,15 @@ def conflict_text(action: str, conflicts: Mapping[str, Sequence[str]], spec: Act
     )
 
 
+def invisible_text(action: str, invisible: Sequence[str]) -> str:
+    """A request whose words hold characters nobody sees: what they are, and that nothing was requested."""
+    return (
+        f"I read this as a request to run `{action}`, but it contains invisible characters "
+        f"({', '.join(invisible)}), so what you see may not be what I would read. Nothing was requested. "
+        "Type the request again (not pasted), or use `/steward run ACTION key=value …`."
+    )
+
+
 # ---- small helpers
 
 

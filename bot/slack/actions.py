@@ -57,6 +57,7 @@ from bot.slack.action_cards import (
     denied_text,
     expired_text,
     interrupted_text,
+    invisible_text,
     misread_text,
     problems_text,
     reject_modal,
@@ -215,6 +216,10 @@ class ActionFlows:
             self.tell(client, channel, refusal, thread_ts)
             return True
         spec = policy.actions[plain.action]
+        if plain.invisible:  # `version 1<U+200B>2` looks like 12: nothing read is what the person saw
+            log.info("request refused: invisible characters action=%s ref=%s", plain.action, reference)
+            self.tell(client, channel, invisible_text(plain.action, plain.invisible), thread_ts)
+            return True
         if plain.conflicts:  # "staging … in prod": either reading could run the wrong thing
             log.info("request refused: parameters read twice action=%s ref=%s", plain.action, reference)
             self.tell(client, channel, conflict_text(plain.action, plain.conflicts, spec), thread_ts)
@@ -390,6 +395,8 @@ class ActionFlows:
         if click is None:
             return
         with self._reported(client, click):
+            if self._elsewhere(client, click):
+                return
             result = self.service.approve(click.request_id, click.user)
             self._clicked(client, click, result, always_tell=True)
             if result.ready_to_run:
@@ -401,6 +408,8 @@ class ActionFlows:
         if click is None:
             return
         with self._reported(client, click):
+            if self._elsewhere(client, click):
+                return
             view = self.service.get(click.request_id)
             refusal = self._reject_refusal(view, click.user)
             if refusal is not None or view is None:
@@ -445,6 +454,8 @@ class ActionFlows:
         click = self._click(body, action, client)
         if click is not None:
             with self._reported(client, click):
+                if self._elsewhere(client, click):
+                    return
                 result = self.service.cancel(click.request_id, click.user)
                 self._clicked(client, click, result, decided_by=f"<@{click.user}>")
 
@@ -453,7 +464,29 @@ class ActionFlows:
         click = self._click(body, action, client)
         if click is not None:
             with self._reported(client, click):
-                self._clicked(client, click, self.service.revoke(click.request_id, click.user))
+                if not self._elsewhere(client, click):
+                    self._clicked(client, click, self.service.revoke(click.request_id, click.user))
+
+    def _elsewhere(self, client: WebClient, click: _Click) -> bool:
+        """Whether the click comes from another channel than the request's card: a button's value
+        replayed in a message elsewhere is refused, and nothing is counted."""
+        view = self.service.get(click.request_id)
+        if view is None or not view.channel or view.channel == click.channel:
+            return False
+        log.warning(
+            "click refused: from another channel request=%s channel=%s card_channel=%s user=%s",
+            click.request_id,
+            click.channel,
+            view.channel,
+            click.user,
+        )
+        self.poster.whisper(
+            client,
+            click.channel,
+            click.user,
+            "That button belongs to a request in another channel; nothing changed.",
+        )
+        return True
 
     @contextmanager
     def _reported(self, client: WebClient, click: _Click) -> Iterator[None]:
