@@ -10,6 +10,13 @@
    and one week of current data, at drift sizes 0 (no drift: the false-alarm rate), 0.1, 0.25, 0.5
    and 1.0, `--samples` independent samples each, at two sample sizes (700 rows a week: the tests;
    14,000 a week: the distances). A detection is a data-set verdict of drift.
+3. False alarms on one categorical column without drift, by number of categories (5, 20, 200, 500)
+   and rows per sample (1,000: chi-square; 2,000 to 100,000: Jensen-Shannon), with even shares and
+   with Zipf shares (the i-th category's share proportional to 1/i), `--samples` seeded pairs each
+   (ten times as many at 1,000 rows, where they are cheap and the test's rate is near its 5 %):
+   the share of "drift" verdicts now, and with the fixed 0.1 threshold alone (before the noise floor).
+
+    .venv/bin/python bench/drift.py --false-alarms-only --samples 100
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import numpy as np  # noqa: E402
 
 from bench.report import save  # noqa: E402
 from bot.digests.demo_data import KINDS, prediction_log  # noqa: E402
-from bot.digests.drift import Kind, dataset_drift  # noqa: E402
+from bot.digests.drift import Kind, Thresholds, dataset_drift, feature_drift  # noqa: E402
 
 START = dt.date(2026, 10, 1)
 
@@ -180,6 +187,35 @@ def _rates(samples: int) -> dict[str, Any]:
     return rates
 
 
+def _false_alarms(samples: int) -> dict[str, Any]:
+    """Per shares, categories and rows: the false drift rate now and with the fixed threshold alone."""
+    fixed = Thresholds().distance_drift
+    table: dict[str, Any] = {}
+    for shares_name in ("even", "zipf"):
+        for categories in (5, 20, 200, 500):
+            names = np.array([f"c{i}" for i in range(categories)], dtype=object)
+            weights = np.ones(categories) if shares_name == "even" else 1.0 / np.arange(1, categories + 1)
+            for rows in (1_000, 2_000, 10_000, 100_000):
+                now = before = 0
+                method = ""
+                draws = samples * 10 if rows == 1_000 else samples  # cheap: a tighter rate for the test
+                for seed in range(draws):
+                    rng = np.random.default_rng([categories, rows, seed])
+                    reference = rng.choice(names, rows, p=weights / weights.sum())
+                    current = rng.choice(names, rows, p=weights / weights.sum())
+                    found = feature_drift("c", "categorical", reference, current)
+                    method = found.method
+                    now += found.level == "drift"
+                    before += (found.score >= fixed) if method == "jensen_shannon" else found.level == "drift"
+                table[f"{shares_name}, {categories} categories, {rows:,} rows"] = {
+                    "method": method,
+                    "samples": draws,
+                    "false_drift_rate": round(now / draws, 3),
+                    "false_drift_rate_fixed_threshold": round(before / draws, 3),
+                }
+    return {"samples": samples, "cells": table}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -192,7 +228,19 @@ def main() -> int:
         "--csv-repeat", type=int, default=1, help="whole-digest runs from CSV files (slow: read row by row)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "drift.json")
+    parser.add_argument(
+        "--false-alarms-only",
+        action="store_true",
+        help="only part 3 (to --out, default drift_false_alarms.json)",
+    )
     args = parser.parse_args()
+    if args.false_alarms_only:
+        out = (
+            args.out
+            if args.out != parser.get_default("out")
+            else ROOT / "bench" / "results" / "drift_false_alarms.json"
+        )
+        return save({"false_alarms_without_drift": _false_alarms(args.samples)}, out)
     result = {
         "timing": _timing(args.rows, args.columns, args.repeat),
         "digest_from_parquet": _digest_timing(args.rows, args.columns, args.repeat, "parquet"),
@@ -200,6 +248,7 @@ def main() -> int:
         if args.csv_repeat
         else None,
         "detection_rate_by_drift_size": _rates(args.samples),
+        "false_alarms_without_drift": _false_alarms(args.samples),
     }
     return save(result, args.out)
 

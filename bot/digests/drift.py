@@ -210,20 +210,20 @@ def noise_floor(
     statistic: Callable[[NDArray[Any], NDArray[Any]], NDArray[np.float64]],
     quantiles: Sequence[float] = (NOISE_WATCH, NOISE_DRIFT),
 ) -> list[float]:
-    """Quantiles of a category distance between two samples of these sizes drawn without drift.
+    """Quantiles of a category distance between two samples of these sizes without drift.
 
-    Both samples are drawn from the pooled shares (multinomial: the same population), `NOISE_DRAWS`
-    times with a fixed seed, so a digest gives the same answer on the same data. With many categories
-    and few rows per category, the distance of two samples of one population is far above zero (at 200
-    categories and 2,000 rows, Jensen-Shannon is about 0.15): a fixed threshold would call that drift.
+    The rows of both samples are shuffled between them (a permutation test: the category counts of
+    the two together are kept, and each split is as likely as without drift), `NOISE_DRAWS` times with
+    a fixed seed, so a digest gives the same answer on the same data. With many categories and few
+    rows per category, two samples of one population are far apart by chance (at 200 categories and
+    2,000 rows, Jensen-Shannon is about 0.15): a fixed threshold would call that drift.
     """
-    pooled = (reference_counts + current_counts).astype(float)
-    pooled /= pooled.sum()
+    pooled = reference_counts + current_counts
     rng = np.random.default_rng(0)
     draws = max(50, min(NOISE_DRAWS, 4_000_000 // max(pooled.size, 1)))
-    ref = rng.multinomial(int(reference_counts.sum()), pooled, size=draws).astype(float)
-    cur = rng.multinomial(int(current_counts.sum()), pooled, size=draws).astype(float)
-    return [float(value) for value in np.quantile(statistic(ref, cur), quantiles)]
+    ref = rng.multivariate_hypergeometric(pooled, int(reference_counts.sum()), size=draws, method="marginals")
+    cur = pooled - ref
+    return [float(value) for value in np.quantile(statistic(ref.astype(float), cur.astype(float)), quantiles)]
 
 
 # ---- one feature, one data set
