@@ -17,6 +17,7 @@ from bot.index.embedding import Embedder
 from bot.wiring import Services
 from tests.clock import TUESDAY_NOON, RunningClock
 from tests.databases import StateDatabase, fresh_postgres_database, state_database
+from tests.fakes.slack_api import payload_violations
 from tests.slackbot import RunningBot, running_bot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,3 +183,12 @@ def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database for one test (skipped without CI's URL), dropped afterwards."""
     with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _slack_payloads_checked() -> Iterator[None]:
+    """Every payload a test made Steward send to a fake Slack is one Slack would take (slack_payloads.py)."""
+    yield
+    problems = payload_violations()
+    if problems:
+        pytest.fail("Slack would refuse payloads this test sent:\n" + "\n".join(f"  - {p}" for p in problems))

@@ -470,6 +470,21 @@ def test_the_sweep_expires_overdue_requests_in_their_thread(bot: RunningBot, clo
     assert any("expired" in m["text"] and "nothing ran" in m["text"] for m in bot.bot_posts(CHANNEL, thread))
 
 
+def test_the_sweep_redraws_the_card_as_expired_without_buttons(bot: RunningBot, clock: Clock) -> None:
+    """Past the deadline, the card itself turns to expired and loses its buttons (not only the thread)."""
+    thread = _run(bot, PROD_RETRAIN)
+    card = _card(bot, thread)
+    assert _has_buttons(card)
+    clock.now += 241 * 60
+    assert bot.app.actions is not None
+    assert len(bot.app.actions.sweep(bot.app.bolt.client)) == 1
+    (update,) = [call for call in bot.slack.calls("chat.update") if call.args["ts"] == card["ts"]]
+    assert update.args["text"]
+    redrawn = bot.message(CHANNEL, card["ts"])
+    assert "*Expired*" in blocks_text(redrawn) and "Waiting for approval" not in blocks_text(redrawn)
+    assert not _has_buttons(redrawn)
+
+
 def test_a_click_on_an_expired_request_is_refused_and_the_card_shows_it(
     bot: RunningBot, clock: Clock, receiver: WebhookReceiver
 ) -> None:

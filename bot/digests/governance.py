@@ -20,6 +20,11 @@ from bot.store.schema import upgrade
 FINISHED = ("succeeded", "failed", "rejected", "expired", "cancelled", "denied", "needs_attention")
 
 
+# A title, path or owner in a list is clipped to this many characters (Slack caps a section at 3,000).
+TITLE_CHARS = 150
+OWNER_CHARS = 80
+
+
 @dataclass(frozen=True)
 class Pending:
     """A request waiting for approvals."""
@@ -173,13 +178,15 @@ def render_text(name: str, report: GovernanceReport, quiet: str = "say") -> str:
     if report.stale:
         lines += ["", f"Documents past their review date: {len(report.stale)}"]
         lines += [
-            f"- {d.title} ({d.path}), review by {d.review_by}, owner {d.owner or 'none'}"
+            f"- {_clip(d.title, TITLE_CHARS)} ({_clip(d.path, TITLE_CHARS)}), review by {d.review_by}, "
+            f"owner {_clip(d.owner or 'none', OWNER_CHARS)}"
             for d in report.stale[:10]
         ]
     if report.superseded_cited:
         lines += ["", "Superseded documents that answers still cite:"]
         lines += [
-            f"- {d.title} ({d.path}), cited {times} time(s); superseded by {d.superseded_by}"
+            f"- {_clip(d.title, TITLE_CHARS)} ({_clip(d.path, TITLE_CHARS)}), cited {times} time(s); "
+            f"superseded by {_clip(d.superseded_by or '', TITLE_CHARS)}"
             for d, times in report.superseded_cited[:10]
         ]
     if report.gaps_by_owners:
@@ -192,3 +199,8 @@ def render_text(name: str, report: GovernanceReport, quiet: str = "say") -> str:
         lines += ["", f"Feedback: {report.helpful} helpful, {report.not_helpful} not helpful"]
         lines += [f'- "{reason[:120]}"' for reason in report.not_helpful_reasons[:5]]
     return "\n".join(lines)
+
+
+def _clip(text: str, limit: int) -> str:
+    """A title, path or owner in a list, cut to `limit` characters with "…" when longer."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -14,6 +14,7 @@ from bot.store.incidents import AlertGaps, Incident, IncidentStore, NoisyAlert, 
 
 RunbookFor = Callable[[Incident], "str | None"]  # a runbook title and path, or None
 SHOWN = 15  # incidents listed per section; the rest are counted
+TITLE_CHARS = 150  # a title in the list is clipped to this many characters
 DEFAULT_MIN_SIMILARITY = 0.5  # STEWARD_RUNBOOK_MIN_SIMILARITY's default
 
 
@@ -101,7 +102,7 @@ def _duration(incident: Incident, until: dt.datetime) -> str:
 
 
 def _line(incident: Incident, report: IncidentReport) -> str:
-    parts = [f"#{incident.incident_id} {incident.title}"]
+    parts = [f"#{incident.incident_id} {_clip(incident.title, TITLE_CHARS)}"]
     details = [f"severity {incident.severity or '?'}", f"service {incident.service or '?'}"]
     if incident.episode is not None and incident.episode > 1:
         details.insert(0, f"fired again: episode {incident.episode}")
@@ -182,3 +183,8 @@ def _count(number: int, noun: str) -> str:
 
 def _were(number: int, noun: str) -> str:
     return f"{_count(number, noun)} {'was' if number == 1 else 'were'}"
+
+
+def _clip(text: str, limit: int) -> str:
+    """A title in a list, cut to `limit` characters with "…" when longer."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -36,6 +36,7 @@ from bot.slack.payloads import (
     ACTION_PICK_ACTION,
     ACTION_REJECT,
     ACTION_REVOKE,
+    BLOCK_APPROVAL,
     BLOCK_CHANNEL,
     BLOCK_PARAM_PREFIX,
     BLOCK_PICK_ACTION,
@@ -51,6 +52,8 @@ from bot.slack.payloads import (
 )
 
 Block = dict[str, Any]
+REQUEST_LINE_CHARS = 2000  # a request line (with its cut note) leaves room for the rest of a section
+MAX_FIELD_TEXT = 2000  # Slack's limit on a section field
 EXCERPT_CHARS = 400
 OUTPUT_CHARS = 600
 MASK = "***"
@@ -88,14 +91,29 @@ def secret_params(spec: ActionSpec | None) -> frozenset[str]:
     return frozenset(param.name for param in spec.params if param.secret) if spec else frozenset()
 
 
-def request_line(action: str, params: Mapping[str, Any], secret: Iterable[str] = ()) -> str:
+def request_line(
+    action: str, params: Mapping[str, Any], secret: Iterable[str] = (), limit: int = REQUEST_LINE_CHARS
+) -> str:
     """`retrain-model model=fraud-scorer env=prod` (secret values masked, and credentials in any value),
-    as inline code."""
+    as inline code of at most `limit` characters: a longer one is cut, closed, and says so."""
     hidden = set(secret)
     shown = " ".join(
         f"{key}={MASK if key in hidden else shlex.quote(_masked(value))}" for key, value in params.items()
     )
-    return "`" + escape((action + " " + shown).strip().replace("`", "'")) + "`"
+    plain = (action + " " + shown).strip().replace("`", "'")  # no backtick can close the code span early
+    line = "`" + escape(plain) + "`"
+    if len(line) <= limit:
+        return line
+    note = f"… _(cut: {{shown:,}} of {len(plain):,} characters shown)_"
+    room = limit - len("``") - len(note.format(shown=len(plain)))
+    size = kept = 0
+    for char in plain:  # cut the text, not its escaped form, so no entity (`&amp;`) is cut in two
+        size += len(escape(char))
+        if size > room:
+            break
+        kept += 1
+    head = plain[:kept].rstrip()
+    return "`" + escape(head) + "`" + note.format(shown=len(head))
 
 
 def slack_date(timestamp: float) -> str:
@@ -189,14 +207,14 @@ def approval_card(view: RequestView, facts: CardFacts, decided_by: str | None = 
     ]
     blocks: list[Block] = [
         _section(f":lock: *Approval needed*: {request_line(view.action, view.params)}"),
-        {"type": "section", "fields": [_mrkdwn(field) for field in fields]},
+        {"type": "section", "fields": [_mrkdwn(field, MAX_FIELD_TEXT) for field in fields]},
         _section(f"*Rule* {rule_text(view.rule, facts.rule_source)}\n*Why* {escape(view.reason)}"),
         _runbook(facts.runbook),
         _context(_state(view, decided_by)),
     ]
     buttons = _buttons(view)
     if buttons:
-        blocks.append({"type": "actions", "block_id": "steward_approval", "elements": buttons})
+        blocks.append({"type": "actions", "block_id": BLOCK_APPROVAL, "elements": buttons})
     text = f"Approval needed: {view.action} requested by <@{view.requester}> ({view.status})"
     return RenderedMessage(text=text, blocks=blocks)
 
@@ -461,8 +479,8 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _mrkdwn(text: str) -> Block:
-    return {"type": "mrkdwn", "text": _clip(text, 3000)}
+def _mrkdwn(text: str, limit: int = 3000) -> Block:
+    return {"type": "mrkdwn", "text": _clip(text, limit)}
 
 
 def _section(text: str) -> Block:

@@ -69,6 +69,7 @@ from bot.slack.action_cards import (
 from bot.slack.links import LinkPolicy
 from bot.slack.mrkdwn import escape
 from bot.slack.payloads import (
+    BLOCK_APPROVAL,
     BLOCK_REJECT_REASON,
     INPUT_REJECT_REASON,
     RejectMetadata,
@@ -82,6 +83,7 @@ from bot.slack.runbooks import RunbookExcerpts
 
 log = logging.getLogger("steward.slack")
 
+_MAX_THREAD_PAGES = 10  # of 200 messages: a card is looked for in a thread's first 2,000
 _QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})  # Slack clients type smart quotes
 
 
@@ -569,9 +571,39 @@ class ActionFlows:
                 view = self.service.get(request_id)
                 if view is not None and view.channel and view.thread_ts:
                     self.tell(client, view.channel, expired_text(self.shown(view)), view.thread_ts)
+                    for ts in self._live_cards(client, view.channel, view.thread_ts, request_id):
+                        self._update_card(client, view.channel, ts, view)  # expired, without buttons
             except Exception:  # the next request's notice still goes out
                 log.exception("expiry notice failed request=%s", request_id)
         return expired
+
+    @staticmethod
+    def _live_cards(client: WebClient, channel: str, thread_ts: str, request_id: str) -> list[str]:
+        """The ts of the request's cards in its thread that still show buttons (read back from Slack)."""
+        found: list[str] = []
+        cursor: str | None = None
+        for _ in range(_MAX_THREAD_PAGES):
+            try:
+                replies = client.conversations_replies(
+                    channel=channel, ts=thread_ts, limit=200, cursor=cursor
+                )
+            except SlackApiError as exc:
+                log.warning(
+                    "card not found request=%s channel=%s error=%s",
+                    request_id,
+                    channel,
+                    exc.response.get("error"),
+                )
+                return found
+            found += [
+                str(message["ts"])
+                for message in replies.get("messages") or []
+                if request_id in _card_requests(message)
+            ]
+            cursor = ((replies.get("response_metadata") or {}).get("next_cursor")) or None
+            if not replies.get("has_more") or not cursor:
+                break
+        return found
 
     def recover(self, client: WebClient, older_than_seconds: float) -> list[tuple[str, str]]:
         """Runs a dead process left behind: say so in their threads; idempotent ones run again now."""
@@ -612,6 +644,20 @@ class ActionFlows:
             self.poster.say(client, channel, text, thread_ts=thread_ts or None)
         except SlackApiError as exc:
             log.error("could not post channel=%s error=%s", channel, exc.response.get("error"))
+
+
+def _card_requests(message: Mapping[str, Any]) -> set[str]:
+    """The request ids an approval card's buttons act on (none when it has no buttons)."""
+    ids: set[str] = set()
+    for block in message.get("blocks") or []:
+        if block.get("type") != "actions" or block.get("block_id") != BLOCK_APPROVAL:
+            continue
+        for element in block.get("elements") or []:
+            try:
+                ids.add(RequestValue.model_validate_json(str(element.get("value") or "")).request_id)
+            except ValidationError:
+                continue
+    return ids
 
 
 def _reason(view: Mapping[str, Any]) -> str:

@@ -20,7 +20,7 @@ from bot.slack.payloads import (
 # Slack's documented limits.
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
-MAX_BUTTON_TEXT = 150
+MAX_BUTTON_TEXT = 75
 MAX_BUTTON_VALUE = 2000
 MAX_CONTEXT_ELEMENTS = 10
 
@@ -294,8 +294,12 @@ def _context(text: str) -> Block:
     return {"type": "context", "elements": [_mrkdwn(text)]}
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, ending with "…" when cut (clip before escaping)."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+_clip = clip
 
 
 def _fallback_text(markdown: str, limit: int = FALLBACK_CHARS) -> str:

@@ -6,7 +6,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from bot.slack.blocks import MAX_SECTION_TEXT, clip, split_mrkdwn
 from bot.slack.mrkdwn import escape
+
+# A title or owner in a list is clipped to this many characters (Slack caps a section at 3,000).
+LIST_TITLE_CHARS = 150
+LIST_OWNER_CHARS = 80
 
 HELP = (
     "*Ask me about operating AI in production* — I answer from the company's runbooks and decision "
@@ -66,12 +71,15 @@ def home_view(state: KnowledgeState) -> dict[str, Any]:
         )
     if state.stale:
         lines = [
-            f"• {escape(title)} — review by {review_by}" + (f" ({escape(owner)})" if owner else "")
+            f"• {escape(clip(title, LIST_TITLE_CHARS))} — review by {escape(clip(review_by, 40))}"
+            + (f" ({escape(clip(owner, LIST_OWNER_CHARS))})" if owner else "")
             for title, review_by, owner in state.stale[:10]
         ]
         if len(state.stale) > 10:
             lines.append(f"…and {len(state.stale) - 10} more")
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": "*Due for review*\n" + "\n".join(lines)}}
-        )
+        text = "*Due for review*\n" + "\n".join(lines)  # escaped titles can still outgrow one section
+        blocks += [
+            {"type": "section", "text": {"type": "mrkdwn", "text": piece}}
+            for piece in split_mrkdwn(text, MAX_SECTION_TEXT)
+        ]
     return {"type": "home", "blocks": blocks}

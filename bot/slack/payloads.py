@@ -24,6 +24,7 @@ ACTION_CANCEL = "steward_action_cancel"
 ACTION_REVOKE = "steward_action_revoke"
 VIEW_REJECT_REASON = "steward_action_reject_reason"
 BLOCK_REJECT_REASON = "steward_reject_reason"
+BLOCK_APPROVAL = "steward_approval"  # the approval card's buttons
 INPUT_REJECT_REASON = "reason"
 # the "Request an action" shortcut: pick an action, then a form generated from its parameters
 SHORTCUT_REQUEST_ACTION = "steward_request_action"

@@ -9,6 +9,7 @@ import hmac
 import json
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,11 +21,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tests.fakes.slack_ai import AISurface, AssistantThread, assistant_event
 from tests.fakes.socket_mode import FakeSocketModeServer
+from tests.slack_payloads import MISSING_TEXT, call_problems
 
 JSON_ARGS = ("blocks", "attachments", "view", "metadata", "files", "prompts", "chunks", "loading_messages")
 FIRST_TS_MICROS = 1_700_000_000_000_100
 TS_STEP_MICROS = 100
 POLL_SECONDS = 0.02  # how soon serve_forever notices shutdown()
+_ALL_FAKES: weakref.WeakSet[FakeSlack] = weakref.WeakSet()  # for the check after each test
+
+
+def payload_violations() -> list[str]:
+    """Take every payload problem any fake Slack has recorded since the last call (see conftest)."""
+    return [problem for fake in list(_ALL_FAKES) for problem in fake.take_violations()]
 
 
 @dataclass(frozen=True)
@@ -176,6 +184,8 @@ class FakeSlack(AISurface):
         self._socket_mode: FakeSocketModeServer | None = None  # started by the first apps.connections.open
         self._token: str | None = None  # the token of the call being answered (lock held)
         self._next_ticket = 1
+        self._violations: list[str] = []  # payloads Slack would refuse (tests/slack_payloads.py)
+        _ALL_FAKES.add(self)
 
     # lifecycle
 
@@ -265,6 +275,12 @@ class FakeSlack(AISurface):
             f"expected {count} call(s) of {method}{condition} within {timeout}s, got {found}; "
             f"methods seen so far: {seen or 'none'}"
         )
+
+    def take_violations(self) -> list[str]:
+        """The payload problems recorded so far (a test that sends bad payloads on purpose takes them)."""
+        with self._condition:
+            taken, self._violations = self._violations, []
+            return taken
 
     def reset_calls(self) -> None:
         """Forget the recorded calls (messages and users stay)."""
@@ -378,6 +394,8 @@ class FakeSlack(AISurface):
             reply = self._injected_failure(method)
             self._token = token
             if reply is None:
+                reply = self._refused_payload(method, args)
+            if reply is None:
                 try:
                     reply = _json_reply(200, self._answer(method, args))
                 except Exception as error:  # a bug in the fake must show up in the test, not hang it
@@ -396,9 +414,28 @@ class FakeSlack(AISurface):
             {**body, "path": path} if isinstance(body, dict) else {"body": body, "path": path}
         )
         with self._condition:
-            reply = self._injected_failure("response_url") or _Reply(200, b"ok", "text/plain; charset=utf-8")
+            reply = self._injected_failure("response_url")
+            if reply is None and self._refused_payload("response_url", args) is not None:
+                reply = _Reply(400, b"invalid_blocks", "text/plain; charset=utf-8")  # as Slack answers
+            reply = reply or _Reply(200, b"ok", "text/plain; charset=utf-8")
             self._record(Call("response_url", args, token, time.monotonic(), reply.status))
             return reply
+
+    def _refused_payload(self, method: str, args: dict[str, Any]) -> _Reply | None:
+        """Record what Slack would refuse in the call's blocks or view; Slack's invalid_blocks answer.
+
+        A message without a `text` fallback is recorded but taken, as Slack takes it (lock held).
+        """
+        problems = call_problems(method, args)
+        self._violations += problems
+        if all(problem.endswith(MISSING_TEXT) for problem in problems):
+            return None
+        views = method.startswith(
+            "views."
+        )  # Slack names a bad view invalid_arguments, bad blocks invalid_blocks
+        error = "invalid_arguments" if views else "invalid_blocks"
+        messages = [f"[ERROR] {problem}" for problem in problems]
+        return _json_reply(200, {"ok": False, "error": error, "response_metadata": {"messages": messages}})
 
     def _record(self, call: Call) -> None:
         """Append a call and wake waiters (lock held)."""
@@ -479,6 +516,7 @@ class FakeSlack(AISurface):
             "views.publish": self._views,
             "views.open": self._views,
             "views.update": self._views,
+            "views.push": self._views,
             "users.info": self._users_info,
             "users.list": self._users_list,
             "usergroups.users.list": self._usergroups_users_list,
@@ -649,7 +687,7 @@ class FakeSlack(AISurface):
         return {"ok": True, "channel": found}
 
     def _views(self, args: dict[str, Any]) -> dict[str, Any]:
-        """views.publish, views.open, views.update: echo the view with an id."""
+        """views.publish, views.open, views.update, views.push: echo the view with an id."""
         view = args.get("view")
         view_id = args.get("view_id")
         if not view_id:
