@@ -158,7 +158,8 @@ def result_message(view: RequestView, result: ExecutionResult) -> RenderedMessag
     if output:
         excerpt = output if len(output) <= OUTPUT_CHARS else output[:OUTPUT_CHARS].rstrip() + "\n…"
         blocks.append(_section("```" + escape(excerpt).replace("```", "``\u200b`") + "```"))
-    return RenderedMessage(text=_clip(f"{view.action} {verb}: {result.summary}", 300), blocks=blocks)
+    # the fallback is mrkdwn too (notifications): the executor's words are escaped there as well
+    return RenderedMessage(text=escape(_clip(f"{view.action} {verb}: {result.summary}", 300)), blocks=blocks)
 
 
 def expired_text(view: RequestView) -> str:

@@ -345,7 +345,9 @@ class Expertise:
         except GuidanceError as exc:
             self.store.release_draft(gap.gap_id)
             log.error("draft for gap=%s not written: %s", gap.gap_id, exc)
-            self.poster.whisper(client, channel, clicked_by, f"I could not save the draft: {exc}.", thread_ts)
+            self.poster.whisper(
+                client, channel, clicked_by, f"I could not save the draft: {escape(str(exc))}.", thread_ts
+            )
             return
         log.info("guidance drafted gap=%s chars=%d", gap.gap_id, len(text))
         if reply.kinds:

@@ -35,6 +35,7 @@ from bot.slack.experts import offer_to_save
 from bot.slack.home import HELP, KnowledgeState, home_view
 from bot.slack.incidents import IncidentFlows
 from bot.slack.links import LinkPolicy
+from bot.slack.mrkdwn import escape
 from bot.slack.places import DIRECT, REQUEST_IN_A_CHANNEL
 from bot.slack.posting import FAILED, WORKING, Poster
 from bot.slack.runbooks import document_url
@@ -504,7 +505,8 @@ class Conversations:
             return
         try:
             # the command's text was private; a credential in it must not be posted for the channel to see
-            root = self.poster.say(client, channel, f"<@{user}> asked: {mask_secrets(words).text}")
+            # the words are the person's: shown as text, never as live mentions or links (mrkdwn escaped)
+            root = self.poster.say(client, channel, f"<@{user}> asked: {escape(mask_secrets(words).text)}")
         except SlackApiError as exc:
             # Not a member of the channel (or a DM with someone else): answer privately instead.
             log.info(

@@ -6,6 +6,7 @@ someone other than the declarer acknowledges the incident (the digest's time to 
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import shlex
@@ -52,8 +53,8 @@ class IncidentFlows:
             respond(text=f"Incidents: {USAGE}", response_type="ephemeral")
 
     def _open(self, rest: str, user: str, channel: str, client: WebClient, respond: Respond) -> None:
-        try:
-            words = shlex.split(rest.replace("“", '"').replace("”", '"'))
+        try:  # Slack sends the command's text HTML-escaped: unescaped once here, escaped once when posted
+            words = shlex.split(html.unescape(rest).replace("“", '"').replace("”", '"'))
         except ValueError as exc:
             respond(text=f"I could not read that ({exc}). {USAGE}", response_type="ephemeral")
             return
@@ -64,11 +65,11 @@ class IncidentFlows:
         if not title:
             problems.append("a title is missing")
         if fields.get("sev") not in SEVERITIES:
-            problems.append(f"sev must be 1 to 5 (got {fields.get('sev', 'nothing')!r})")
+            problems.append(f"sev must be 1 to 5 (got {escape(repr(fields.get('sev', 'nothing')))})")
         if len(fields.get("service", "")) > MAX_SERVICE:
             problems.append(f"service is longer than {MAX_SERVICE} characters")
         if unknown:
-            problems.append(f"unknown field(s): {', '.join(unknown)}")
+            problems.append(f"unknown field(s): {escape(', '.join(unknown))}")
         if problems:
             respond(text=f"Not declared: {'; '.join(problems)}. {USAGE}", response_type="ephemeral")
             return
