@@ -127,6 +127,13 @@ def _ask(bot: RunningBot) -> None:
     bot.settle()
 
 
+def _ask_with_slack_mentions(bot: RunningBot) -> None:
+    """The same, with the command's "escape channels, users and links" on: Slack's own markup arrives."""
+    sent = "<!here> <!subteam^S0HOSTILE|@team> <@U0HOSTILE|eve> <#C0HOSTILE|general>"
+    bot.command(f"ask is {sent} <https://evil.example/x1|runbook> AT&amp;T current?")
+    bot.settle()
+
+
 def _mention(bot: RunningBot) -> None:
     _answer(bot, slack_escaped(f"is {HOSTILE} the current runbook?"))
 
@@ -270,6 +277,7 @@ def _form(bot: RunningBot) -> None:
 
 ENTRY_POINTS: dict[str, Callable[[RunningBot], None]] = {
     "/steward ask": _ask,
+    "/steward ask (Slack's markup)": _ask_with_slack_mentions,
     "mention question": _mention,
     "document title, owner and text": _document,
     "/steward run reason": _run_reason,

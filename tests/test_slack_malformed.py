@@ -6,14 +6,18 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
+from wsgiref.types import StartResponse
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from bot.logs import configure
+from bot.metrics import REGISTRY
+from bot.slack.server import metered
 from bot.wiring import Services
 from tests.fakes.slack_api import FakeSlack, event_body, form_body, sign
 from tests.servers import http
@@ -130,3 +134,21 @@ def test_a_malformed_request_is_refused_counted_and_logged_once(
     assert "exception" not in line and "Traceback" not in logged
     assert line["correlation_id"] and line["correlation_id"] != EARLIER
     assert str(case.status) in line["message"]
+
+
+def test_a_request_the_app_fails_on_is_still_counted() -> None:
+    """An unexpected exception under /slack/events is counted as a 500 (the server answers it) and raised."""
+
+    def failing(_environ: dict[str, Any], _start: StartResponse) -> Iterable[bytes]:
+        raise RuntimeError("a bug")
+
+    def count() -> float:
+        value = REGISTRY.get_sample_value("steward_slack_requests_total", {"kind": "event", "status": "500"})
+        return value or 0.0
+
+    before = count()
+    body = b'{"type": "event_callback"}'
+    environ = {"CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+    with pytest.raises(RuntimeError):
+        metered(failing)(environ, lambda status, headers, exc_info=None: lambda data: None)
+    assert count() == before + 1
