@@ -20,13 +20,15 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.actions.approvals import EXPIRED, PENDING, RequestView
+from bot.actions.models import ActionSpec, ExecutorSpec, ParamSpec
+from bot.actions.policy_types import Policy
 from bot.answers.models import Answer, Citation
 from bot.digests.drift import dataset_drift
 from bot.digests.drift_digest import MonitorResult
 from bot.digests.governance import GovernanceReport
 from bot.digests.governance import render_text as render_governance
 from bot.digests.incidents import gather, render_text
-from bot.slack.action_cards import CardFacts, RunbookExcerpt, approval_card
+from bot.slack.action_cards import CardFacts, RunbookExcerpt, approval_card, request_form
 from bot.slack.blocks import MAX_BUTTON_TEXT, answer_messages, button
 from bot.slack.digests import drift_messages, text_messages
 from bot.slack.home import KnowledgeState, home_view
@@ -402,3 +404,33 @@ def test_a_governance_digest_clips_long_titles_and_fits_slack() -> None:
     text = render_governance("governance <weekly> & more", report)
     assert LONG_TITLE not in text and max(len(line) for line in text.splitlines()) < 600
     _check_all(text_messages(text))
+
+
+def test_the_request_form_offers_only_what_slack_can_show_as_options() -> None:
+    """An enum with a value over Slack's 150 characters, or over 100 values, is asked for as text;
+    an action name too long for an option is left out of the picker: the form still opens."""
+    hook = ExecutorSpec(kind="webhook", url="https://hooks.example/t")
+    spec = ActionSpec(
+        name="pause-agent",
+        description=ANGLES * 20,
+        params=(
+            ParamSpec(name="agent", enum=("support-bot", "a" * 151), description=LONG_TITLE * 10),
+            ParamSpec(name="region", enum=tuple(f"region-{i}" for i in range(101))),
+            ParamSpec(name="env", enum=("staging", "prod"), default="prod"),
+        ),
+        executor=hook,
+    )
+    long_name = ActionSpec(name="x" * 151, description="d", executor=hook)
+    policy = Policy(
+        actions={spec.name: spec, long_name.name: long_name},
+        rules=(),
+        groups={},
+        version="v1",
+        action_sources={},
+        files=(),
+    )
+    view = request_form(policy, spec)
+    check_view(view)
+    elements = {block["block_id"]: block["element"]["type"] for block in view["blocks"] if "element" in block}
+    assert elements["steward_param_agent"] == elements["steward_param_region"] == "plain_text_input"
+    assert elements["steward_param_env"] == "static_select"

@@ -54,6 +54,7 @@ from bot.slack.payloads import (
 Block = dict[str, Any]
 REQUEST_LINE_CHARS = 2000  # a request line (with its cut note) leaves room for the rest of a section
 MAX_FIELD_TEXT = 2000  # Slack's limit on a section field
+MAX_OPTIONS, MAX_OPTION_VALUE = 100, 150  # Slack's limits on a select's options and an option's value
 EXCERPT_CHARS = 400
 OUTPUT_CHARS = 600
 MASK = "***"
@@ -319,9 +320,9 @@ def request_form(
         "type": "static_select",
         "action_id": ACTION_PICK_ACTION,
         "placeholder": _plain("Choose an action"),
-        "options": [_option(name) for name in list(policy.actions)[:100]],
+        "options": [_option(name) for name in _offered(policy)],
     }
-    if spec is not None:
+    if spec is not None and spec.name in _offered(policy):
         picker["initial_option"] = _option(spec.name)
     blocks: list[Block] = [
         {
@@ -362,8 +363,8 @@ def _field(param: ParamSpec, initial: str | None = None) -> Block:
     if param.enum and default is not None and default not in param.enum:
         default = None
     element: Block
-    if param.enum:
-        element = {"type": "static_select", "options": [_option(value) for value in param.enum[:100]]}
+    if param.enum and _selectable(param.enum):
+        element = {"type": "static_select", "options": [_option(value) for value in param.enum]}
     elif param.type == "boolean":
         element = {"type": "radio_buttons", "options": [_option("yes"), _option("no")]}
     elif param.type in ("integer", "number"):
@@ -388,6 +389,16 @@ def _field(param: ParamSpec, initial: str | None = None) -> Block:
     if param.description:
         block["hint"] = _plain(_clip(param.description, 2000))
     return block
+
+
+def _offered(policy: Policy) -> list[str]:
+    """The actions the form's picker offers: those Slack can show as options (the first 100)."""
+    return [name for name in policy.actions if len(name) <= MAX_OPTION_VALUE][:MAX_OPTIONS]
+
+
+def _selectable(values: Sequence[str]) -> bool:
+    """Whether Slack can offer these values in a select (else the form asks for them as text)."""
+    return len(values) <= MAX_OPTIONS and all(len(value) <= MAX_OPTION_VALUE for value in values)
 
 
 def form_values(view: Mapping[str, Any]) -> tuple[str | None, str | None, dict[str, str]]:
