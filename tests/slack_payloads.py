@@ -2,8 +2,8 @@
 
 `block_problems`, `message_problems` and `view_problems` list what is wrong (empty when Slack would take
 it); `check_message` and `check_view` raise `PayloadError` listing it. The fake Slack runs `call_problems`
-on every chat.postMessage, chat.postEphemeral, chat.update, views.* call and response_url post it gets,
-so every Slack test checks every payload it makes Steward send.
+on every chat.postMessage, chat.postEphemeral, chat.update, chat.stopStream, views.* call and
+response_url post it gets, so every Slack test checks every payload it makes Steward send.
 
 The limits are Slack's documented ones (api.slack.com/reference/block-kit); slack_sdk checks some of
 them (section text, header text, view block counts), not all (button text, block counts per message,
@@ -39,6 +39,7 @@ MISSING_TEXT = "blocks without a `text` fallback (notifications and screen reade
 # Methods whose payload the fake checks, and whether a message needs a `text` fallback beside its blocks.
 MESSAGE_METHODS = ("chat.postMessage", "chat.postEphemeral", "chat.update", "response_url")
 VIEW_METHODS = ("views.publish", "views.open", "views.update", "views.push")
+STREAM_METHODS = ("chat.stopStream",)  # blocks under a streamed answer; its text is the streamed markdown
 
 
 class PayloadError(AssertionError):
@@ -94,6 +95,8 @@ def call_problems(method: str, args: Mapping[str, Any]) -> list[str]:
     """What Slack would refuse in one recorded call of `method` (nothing for methods not checked)."""
     if method in VIEW_METHODS:
         return [f"{method}: {p}" for p in view_problems(args.get("view"))]
+    if method in STREAM_METHODS:
+        return [f"{method}: {p}" for p in block_problems(args.get("blocks"), MAX_MESSAGE_BLOCKS)]
     if method not in MESSAGE_METHODS:
         return []
     problems = message_problems(args.get("blocks"), args.get("text"))

@@ -254,3 +254,4 @@ def test_a_stream_ends_only_with_blocks_slack_sdk_accepts(
         error_of(lambda: client.chat_stopStream(channel="DASKER", ts=ts, blocks=blocks)) == "invalid_blocks"
     )
     assert block_problems([SECTION]) == []
+    assert slack.take_violations()  # recorded, as every refused payload is (this one is on purpose)

@@ -191,6 +191,7 @@ def test_the_fake_checks_views_updates_ephemerals_and_response_urls(
         lambda: client.chat_postEphemeral(
             channel="C1", user="U1", text="t", blocks=[actions(plain_button("b" * 76))]
         ),
+        lambda: client.chat_stopStream(channel="C1", ts=ts, blocks=[section("x")] * 51),
         lambda: client.views_open(trigger_id="1.2", view=modal(title="t" * 25)),
         lambda: client.views_push(trigger_id="1.2", view=modal(callback_id="c" * 256)),
         lambda: client.views_update(view_id="V1", view=modal(blocks=[section("x")] * 101)),
@@ -214,6 +215,7 @@ def test_the_fake_checks_views_updates_ephemerals_and_response_urls(
     assert methods == [
         "chat.update",
         "chat.postEphemeral",
+        "chat.stopStream",
         "views.open",
         "views.push",
         "views.update",

@@ -2,7 +2,8 @@
 
 Arguments are checked as Slack documents them (required fields, at most 4 suggested prompts, 10 loading
 messages, 12,000 characters of markdown per call, 50 blocks), and the blocks that end a stream are checked
-with slack_sdk's own Block Kit models, so a test passes only with what Slack would accept.
+with slack_sdk's own Block Kit models and the limits they skip (tests/slack_payloads.py), so a test
+passes only with what Slack would accept.
 """
 
 from __future__ import annotations
@@ -11,42 +12,17 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from slack_sdk.errors import SlackObjectFormationError
-from slack_sdk.models.blocks import Block
 from slack_sdk.models.messages.chunk import Chunk, MarkdownTextChunk
+
+from tests.slack_payloads import block_problems  # slack_sdk's models and the limits they skip
 
 MAX_SUGGESTED_PROMPTS = 4  # assistant.threads.setSuggestedPrompts: "up to four suggested prompts"
 MAX_LOADING_MESSAGES = 10  # assistant.threads.setStatus
 MAX_MARKDOWN_TEXT = 12_000  # chat.startStream / appendStream / stopStream, per call
-MAX_BLOCKS = 50
 ASSISTANT_ROOT = "assistant_app_thread"  # subtype of the root message of an assistant thread
 STREAMING, COMPLETED = "in_progress", "completed"  # a streamed message's streaming_state
 
 Reply = dict[str, Any]
-
-
-def block_problems(blocks: Any) -> list[str]:
-    """What slack_sdk's Block Kit models find wrong with `blocks`; empty when Slack would take them.
-
-    A block must parse into its model, pass the model's own checks (lengths, counts) and come back
-    unchanged from it, so unknown or misspelt fields are caught too.
-    """
-    if not isinstance(blocks, list):
-        return [f"blocks must be a list, not {type(blocks).__name__}"]
-    problems = [f"{len(blocks)} blocks, Slack allows {MAX_BLOCKS}"] if len(blocks) > MAX_BLOCKS else []
-    for index, raw in enumerate(blocks):
-        parsed = Block.parse(raw) if isinstance(raw, dict) else None
-        if parsed is None:
-            problems.append(f"block {index}: not a known block ({raw!r:.80})")
-            continue
-        try:
-            parsed.validate_json()
-        except SlackObjectFormationError as error:
-            problems.append(f"block {index}: {error}")
-            continue
-        if parsed.to_dict() != raw:
-            problems.append(f"block {index}: fields slack_sdk does not know ({raw!r:.200})")
-    return problems
 
 
 def _invalid(detail: str) -> Reply:
