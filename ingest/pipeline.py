@@ -21,7 +21,7 @@ from bot.answers.compose import DEFAULT_METHOD
 from bot.answers.excerpts import model_texts, unit_key
 from bot.index.embedding import Embedder
 from bot.index.lexical import terms
-from bot.index.vectors import VectorIndex
+from bot.index.vectors import UnreadableSegmentError, VectorIndex
 from bot.redaction import findings, redact
 from bot.store.catalog import UNIT_VECTORS_META, Catalog, ChunkRecord, DocumentRecord, UnitVectors
 from ingest.chunking import chunk_document
@@ -130,8 +130,13 @@ class Ingestor:
             self.vectors.reset()
             self.catalog.drop()
         self.catalog.ensure_schema()
-        self._check_model()
-        report.repaired = self._reconcile()
+        try:
+            self._check_model()
+            report.repaired = self._reconcile()
+        except UnreadableSegmentError as exc:
+            report.warnings.append(self._start_vectors_afresh(exc))
+            self._check_model()
+            report.repaired = self._reconcile()
         if self._add_unit_vectors():
             report.warnings.append(
                 "this index was built before answer units were embedded at ingest: every document is "
@@ -191,6 +196,16 @@ class Ingestor:
         if recorded is None:
             self.catalog.set_meta("embedding_model", identity)
         self.vectors.collection(identity)
+
+    def _start_vectors_afresh(self, problem: UnreadableSegmentError) -> str:
+        """An embedded vector index that cannot be read is emptied; the catalog then has every document
+        embedded again (the vectors derive from the files, and the catalog says which). What was done."""
+        self.vectors.reset()
+        self.catalog.forget_hashes([document.doc_id for document in self.catalog.documents()])
+        return (
+            f"the vector index could not be read ({problem}); it was emptied and every document is "
+            "embedded again in this run (a write cut short, by a full disk say, leaves it so)"
+        )
 
     def _add_unit_vectors(self) -> bool:
         """An index built before unit vectors were stored has every document embedded again, once.

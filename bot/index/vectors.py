@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 import numpy as np
 from numpy.typing import NDArray
 
+from bot.diskspace import NEARLY_FULL_BYTES, disk_full_message, free_bytes, nearly_full, says_disk_full
+
 MODEL_KEY = "steward_embedding_model"
 
 
@@ -25,6 +27,10 @@ log = logging.getLogger("steward.index")
 
 class VectorStoreError(Exception):
     """Chroma cannot be used; the message says where and what to do."""
+
+
+class UnreadableSegmentError(VectorStoreError):
+    """The embedded index's vector segment cannot be read (a write cut short, by a full disk say)."""
 
 
 @dataclass(frozen=True)
@@ -44,12 +50,22 @@ def _chroma_settings() -> Any:
 class VectorIndex:
     """One Chroma collection holding one vector per chunk."""
 
-    def __init__(self, collection: str, path: Path | None = None, url: str | None = None) -> None:
+    def __init__(
+        self,
+        collection: str,
+        path: Path | None = None,
+        url: str | None = None,
+        reserve_bytes: int | None = NEARLY_FULL_BYTES,
+    ) -> None:
         if (path is None) == (url is None):
             raise ValueError("give either an embedded path or a server url")
         self.collection_name = collection
         self.path = path
         self.url = url
+        # An embedded write starts only with this much free beyond its own estimate: Chroma's compactor
+        # rewrites its segment files in place, and one cut short by a full disk leaves them unreadable.
+        # None: no check (the tests that let Chroma run into a full disk).
+        self.reserve_bytes = reserve_bytes
         self._client: Any = None
         self._collection: Any = None
 
@@ -90,6 +106,10 @@ class VectorIndex:
                 try:
                     self._client = chromadb.PersistentClient(path=str(self.path), settings=_chroma_settings())
                 except Exception as exc:
+                    if says_disk_full(exc) or nearly_full(self.path):
+                        raise VectorStoreError(
+                            disk_full_message(self.path, "opening the vector index")
+                        ) from None
                     raise VectorStoreError(
                         f"the vector index at {self.path} cannot be opened ({exc}). "
                         "Repair it with `steward ingest PATH... --rebuild`."
@@ -102,14 +122,33 @@ class VectorIndex:
         except VectorStoreError:
             raise
         except Exception as exc:
+            if self.path is not None and (says_disk_full(exc) or nearly_full(self.path)):
+                raise VectorStoreError(disk_full_message(self.path, what)) from None
+            if self.url and says_disk_full(exc):
+                raise VectorStoreError(
+                    f"{what} failed on {self.where()}: the server's disk is full ({exc}). Free some space "
+                    "there, then run the same command again."
+                ) from None
             hint = (
                 "Check that the server is running."
                 if self.url
                 else "Repair it with `steward ingest PATH... --rebuild`."
             )
-            raise VectorStoreError(
+            # Chroma's words for a segment whose files were cut short (its pickle ends early, say)
+            unreadable = self.path is not None and "segment reader" in str(exc).lower()
+            raise (UnreadableSegmentError if unreadable else VectorStoreError)(
                 f"{what} failed on {self.where()}: {type(exc).__name__}: {exc}. {hint}"
             ) from None
+
+    def _room_for(self, what: str, vectors: int, dimensions: int) -> None:
+        """Refuse an embedded write the disk cannot hold (three times the raw vectors: Chroma's log and
+        its segment both hold them while it compacts), before Chroma starts it."""
+        if self.path is None or self.reserve_bytes is None:
+            return
+        needed = self.reserve_bytes + vectors * dimensions * 4 * 3
+        free = free_bytes(self.path)
+        if free is not None and free < needed:
+            raise VectorStoreError(disk_full_message(self.path, what, needed))
 
     def exists(self) -> bool:
         """Whether the collection has been created."""
@@ -157,6 +196,7 @@ class VectorIndex:
         collection = self.collection()
         for start in range(0, len(ids), batch):
             end = start + batch
+            self._room_for("writing vectors", len(ids[start:end]), vectors.shape[1])
             self._call(
                 "writing vectors",
                 collection.upsert,
@@ -172,6 +212,7 @@ class VectorIndex:
         batch = max(1, self.max_batch_size)
         collection = self.collection()
         for start in range(0, len(ids), batch):
+            self._room_for("deleting vectors", 0, 0)
             self._call("deleting vectors", collection.delete, ids=list(ids[start : start + batch]))
 
     def iter_ids(self, page: int = 5000) -> Iterator[str]:

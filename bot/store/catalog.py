@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, OperationalError
 
+from bot.diskspace import disk_full_message, says_disk_full
 from bot.store.engine import create_engine, damaged_file, same_file, sqlite_file
 from bot.store.sources import source_names
 
@@ -204,6 +205,14 @@ class Catalog:
     def _problem(self, exc: DatabaseError) -> CatalogError:
         """What a database error means for the catalog, and what to do about it."""
         message = str(exc.orig).lower()
+        if says_disk_full(exc):  # the transaction was rolled back: nothing to repair, only space to free
+            file = sqlite_file(self.url)
+            if file is not None:
+                return CatalogError(disk_full_message(file.parent, "writing the knowledge catalog"))
+            return CatalogError(
+                f"the database server of the knowledge catalog {self.where()} is out of disk space "
+                f"({str(exc.orig).strip()}). Free some space there, then run the same command again."
+            )
         if isinstance(exc, OperationalError) and ("connect" in message or "connection" in message):
             return CatalogError(
                 f"cannot reach the state database {self.where()}: {str(exc.orig).strip()}. "
