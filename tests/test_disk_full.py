@@ -34,7 +34,6 @@ def _unshare() -> str:
     return unshare
 
 
-@pytest.mark.slow
 def test_a_full_disk_is_said_and_the_next_run_goes_on(tmp_path: Path) -> None:
     """A 24 MB tmpfs filled to the last byte: the ingest stops before Chroma writes, saying the disk is
     full, where and what to do; the index stays readable; with the space freed, the same command adds the
