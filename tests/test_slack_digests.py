@@ -232,3 +232,25 @@ def test_steward_digest_run_post_posts_to_the_channel(
     assert main(["digest", "run", "model-drift", "--at", "2026-11-05", "--post"]) == 0
     assert "posted (message" in capsys.readouterr().out
     assert len(slack.messages("C0MLOPS")) == 1
+
+
+def test_a_model_with_a_column_not_checked_is_flagged_not_green_and_offers_no_action(tmp_path: Path) -> None:
+    """A reference column all blank: the parent shows a warning, never a green "ok"; no Retrain button."""
+    from bot.actions.policy_files import load_policy
+    from bot.digests.drift_digest import run_drift
+    from bot.slack.digests import drift_messages
+
+    (tmp_path / "ref.csv").write_text("amount,country\n" + "".join(f"{i},\n" for i in range(100)))
+    (tmp_path / "cur.csv").write_text("amount,country\n" + "".join(f"{i},DE\n" for i in range(100)))
+    (tmp_path / "digests.yaml").write_text(
+        "digests:\n  d:\n    kind: drift\n    schedule: '0 8 * * *'\n    channel: C1\n    monitors:\n"
+        "      - {model: fraud-scorer, reference: {csv: ref.csv}, current: {csv: cur.csv}, numeric: [amount],"
+        " categorical: [country]}\n"
+    )
+    today = FIRE.date()
+    results = run_drift(load_digests(tmp_path / "digests.yaml").digests["d"], today, tmp_path)
+    parent, (reply,) = drift_messages("d", results, today, "say", load_policy(ROOT / "policies"))
+    assert parent is not None
+    assert ":warning: fraud-scorer: not checked: 0% of 2 columns drifted, 1 not checked" in str(parent.blocks)
+    assert "country: not checked: no values in the reference window" in str(reply.blocks)
+    assert all(block["type"] != "actions" for block in reply.blocks)
