@@ -288,3 +288,12 @@ def test_many_categories_without_drift_raise_no_false_alarm_and_a_shift_is_still
     q = np.array([(shifted == c).sum() for c in names], dtype=float)
     assert found.score == pytest.approx(distance.jensenshannon(p / p.sum(), q / q.sum()), rel=1e-9)
     assert found.level == "drift" and found.threshold > 0.1  # raised above the noise, and still passed
+
+
+def test_a_category_distance_must_pass_its_noise_not_equal_it() -> None:
+    """Every value unique (an id): every split is as far apart, so no drift; one value replaced by
+    another is."""
+    ids = feature_drift("id", "categorical", [f"a{i}" for i in range(3000)], [f"b{i}" for i in range(3000)])
+    assert ids.level == "ok" and ids.score == pytest.approx(math.sqrt(math.log(2)))
+    swapped = feature_drift("plan", "categorical", ["x"] * 2000, ["y"] * 2000)
+    assert swapped.level == "drift" and swapped.new_categories == ("y",)

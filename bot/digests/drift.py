@@ -221,9 +221,15 @@ def noise_floor(
     pooled = reference_counts + current_counts
     rng = np.random.default_rng(0)
     draws = max(50, min(NOISE_DRAWS, 4_000_000 // max(pooled.size, 1)))
-    ref = rng.multivariate_hypergeometric(pooled, int(reference_counts.sum()), size=draws, method="marginals")
-    cur = pooled - ref
-    return [float(value) for value in np.quantile(statistic(ref.astype(float), cur.astype(float)), quantiles)]
+    batch = max(1, 4_000_000 // max(pooled.size, 1))  # memory: at most 4 M counts at a time
+    found: list[NDArray[np.float64]] = []
+    for start in range(0, draws, batch):
+        size = min(batch, draws - start)
+        ref = rng.multivariate_hypergeometric(
+            pooled, int(reference_counts.sum()), size=size, method="marginals"
+        )
+        found.append(statistic(ref.astype(float), (pooled - ref).astype(float)))
+    return [float(value) for value in np.quantile(np.concatenate(found), quantiles)]
 
 
 # ---- one feature, one data set
@@ -372,7 +378,11 @@ def _score(
     _, ref_counts, cur_counts = _counts(ref, cur)
     statistic = _js_of_counts if method == "jensen_shannon" else _psi_of_counts
     score = float(statistic(ref_counts.astype(float), cur_counts.astype(float)))
-    noise_watch, noise_drift = noise_floor(ref_counts, cur_counts, statistic)
+    # Beyond the noise, not at it: when every split gives the same distance (all values unique, say),
+    # the sample's own distance equals the quantile up to rounding, and that is no evidence of drift.
+    noise_watch, noise_drift = (
+        value * (1 + 1e-9) + 1e-12 for value in noise_floor(ref_counts, cur_counts, statistic)
+    )
     if noise_drift > drift_at:
         notes.append(f"drift threshold raised to {noise_drift:.3g}: the noise of samples this size")
     return score, max(drift_at, noise_drift), max(watch_at, noise_watch)
