@@ -47,6 +47,7 @@ from bot.actions.approvals import ApprovalService  # noqa: E402
 from bot.actions.gate import PolicyFolder  # noqa: E402
 from bot.actions.models import ActionRequest, Actor  # noqa: E402
 from bot.answers.evaluation import percentile  # noqa: E402
+from tests.audit_support import shared_key  # noqa: E402
 from tests.clock import starter_policies  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
 from tests.fakes.webhook import WebhookReceiver  # noqa: E402
@@ -93,7 +94,7 @@ def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
             [str(steward), "ingest", str(ROOT / "knowledge")], env=env, check=True, capture_output=True
         )
         # Each request in its own thread, with its card there, as `/steward run` would have posted them.
-        engine = sa.create_engine(url)
+        engine = shared_key(sa.create_engine(url))  # the replicas' audit key (tests.replicas)
         service = ApprovalService(engine, PolicyFolder(work / "policies"))
         retrain = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})
         card_of: dict[str, tuple[str, str]] = {}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.slack.payloads import ACTION_APPROVE, RequestValue
+from tests.audit_support import KEY_TEXT
 from tests.fakes.slack_api import form_body, sign
 
 SECRET = "replica-signing-secret"
@@ -136,6 +137,8 @@ def replica_env(
         "STEWARD_DATABASE_URL": database_url,
         **vectors,
         "STEWARD_DATA_DIR": str(work / "data"),
+        # one deployment's replicas share the audit key, and so does this test process (tests.databases)
+        "STEWARD_AUDIT_KEY": KEY_TEXT,
         **faked_clock(),
         **settings,
     }

@@ -31,6 +31,7 @@ from bot.actions.approvals import ApprovalService
 from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, Actor
 from bot.wiring import Services
+from tests.audit_support import shared_key
 from tests.clock import starter_policies
 from tests.conftest import write_tree
 from tests.fakes.slack_api import FakeSlack, event_body
@@ -183,7 +184,7 @@ def test_replicas_answer_once_execute_once_and_post_each_digest_once(
         threads.append(ts)
 
     # 2. The click storm, with replica 0 killed a third of the way in and restarted at two thirds.
-    engine = sa.create_engine(url)
+    engine = shared_key(sa.create_engine(url))  # the replicas' audit key (tests.replicas)
     service = ApprovalService(engine, PolicyFolder(Path(replicas[0].env["STEWARD_POLICIES_DIR"])))
     cards: dict[str, tuple[str, str]] = {}
     for number in range(REQUESTS):
