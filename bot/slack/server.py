@@ -21,8 +21,6 @@ from types import FrameType
 from typing import Any
 from wsgiref.types import StartResponse
 
-from slack_bolt.adapter.wsgi import SlackRequestHandler
-
 from bot.actions.runner import LEASE_SECONDS
 from bot.answers.retrieval import IndexMissingError
 from bot.digests.alertmanager import AlertReceiver
@@ -36,6 +34,7 @@ from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.slack.app import SlackApp, SlackSetupError, build_app, credentials_message, missing_credentials
 from bot.slack.audit import checkpoint_round
 from bot.slack.digests import DigestPoster, start_scheduler
+from bot.slack.forms import FormRequestHandler
 from bot.slack.intake import guarded
 from bot.store.actions import count_by_state
 from bot.store.digests import DigestRuns, DriftHistory
@@ -95,7 +94,7 @@ def wsgi_application(
     readiness: Callable[[], tuple[bool, dict[str, str]]] | None = None,
 ) -> WSGIApp:
     """Route Slack's requests to Bolt and Alertmanager's to the receiver; /healthz, /readyz, /metrics."""
-    bolt_handler = metered(guarded(SlackRequestHandler(slack.bolt, path=EVENTS_PATH), slack.signing_secret))
+    bolt_handler = metered(guarded(FormRequestHandler(slack.bolt, path=EVENTS_PATH), slack.signing_secret))
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
