@@ -31,7 +31,7 @@ demo: $(VENV)/.installed
 	@STEWARD_DATA_DIR=$(DEMO_DATA) $(BIN)/steward ask "An API key leaked in a Git commit. What do I do first?"
 	@echo
 	@echo '# Guarded actions: a production rollback in a local Slack workspace, run on a local MLflow registry'
-	@HF_HUB_OFFLINE=1 $(BIN)/python deploy/demo/guarded_actions.py --data-dir $(DEMO_DATA)
+	@HF_HUB_OFFLINE=1 $(BIN)/python -m deploy.demo.guarded_actions --data-dir $(DEMO_DATA)
 	@echo
 	@echo '# The drift digest (digests.yaml) over a generated prediction log that drifts from 2026-10-29'
 	@$(BIN)/python -m bot.digests.demo_data $(DEMO_DATA)/predictions
@@ -91,47 +91,47 @@ image-test: $(VENV)/.installed
 
 # the image against the same code from the virtual environment (build the image first)
 bench-image: $(VENV)/.installed
-	$(BIN)/python bench/image.py --image $(IMAGE) --repeat 5
+	$(BIN)/python -m bench.image --image $(IMAGE) --repeat 5
 
 # What the reader sees: excerpt methods and the confidence model, chosen on folds (needs an index of
 # ../shared/corpora in EVAL_DATA: STEWARD_DATA_DIR=$(EVAL_DATA) steward ingest ../shared/corpora)
 EVAL_DATA ?= /tmp/evaldata
 bench-answers: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 $(BIN)/python bench/answers.py --data-dir $(EVAL_DATA) --questions ../shared/eval/dev.jsonl
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.answers --data-dir $(EVAL_DATA) --questions ../shared/eval/dev.jsonl
 
 bench-ranking: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 $(BIN)/python bench/ranking.py --data-dir $(EVAL_DATA) --questions ../shared/eval/dev.jsonl
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.ranking --data-dir $(EVAL_DATA) --questions ../shared/eval/dev.jsonl
 
 bench-knowledge: $(VENV)/.installed
-	$(BIN)/python bench/knowledge.py --corpora ../shared/corpora --questions ../shared/eval/dev.jsonl --repeat 3 --compare-embedded 128,256
+	$(BIN)/python -m bench.knowledge --corpora ../shared/corpora --questions ../shared/eval/dev.jsonl --repeat 3 --compare-embedded 128,256
 
 bench-slack: $(VENV)/.installed
-	$(BIN)/python bench/slack.py --rate 50 --seconds 30 --channels 50 --duplicate-every 10 --latency-events 40
+	$(BIN)/python -m bench.slack --rate 50 --seconds 30 --channels 50 --duplicate-every 10 --latency-events 40
 
 # Needs PostgreSQL (the replicas share it); a private schema is created and dropped.
 STEWARD_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 bench-actions: $(VENV)/.installed
-	$(BIN)/python bench/actions.py --requests 1000 --channels 50 --latency-requests 20 --postgres $(STEWARD_TEST_POSTGRES_URL)
+	$(BIN)/python -m bench.actions --requests 1000 --channels 50 --latency-requests 20 --postgres $(STEWARD_TEST_POSTGRES_URL)
 
 bench-drift: $(VENV)/.installed
-	$(BIN)/python bench/drift.py --rows 1000000 --columns 50 --repeat 3 --samples 100
+	$(BIN)/python -m bench.drift --rows 1000000 --columns 50 --repeat 3 --samples 100
 
 clean:
 	rm -rf $(VENV) $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache
 
 bench-events: $(VENV)/.installed
-	$(BIN)/python bench/events.py --rate 50 --seconds 300 --drain 300 \
+	$(BIN)/python -m bench.events --rate 50 --seconds 300 --drain 300 \
 		--postgres $${STEWARD_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}
 
 # below the two replicas' capacity (about 35 a second here) for 20 minutes: memory with no backlog
 bench-events-soak: $(VENV)/.installed
-	$(BIN)/python bench/events.py --rate 25 --seconds 1200 --drain 120 \
+	$(BIN)/python -m bench.events --rate 25 --seconds 1200 --drain 120 \
 		--postgres $${STEWARD_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
 		--out bench/results/events-soak.json
 
 bench-retrieval-server: $(VENV)/.installed
-	$(BIN)/python bench/retrieval_server.py --chunks 100000 --rounds 5
+	$(BIN)/python -m bench.retrieval_server --chunks 100000 --rounds 5
 
 bench-scale-out: $(VENV)/.installed
 	STEWARD_TEST_POSTGRES_URL=$${STEWARD_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
-		$(BIN)/python bench/scale_out.py --requests 200
+		$(BIN)/python -m bench.scale_out --requests 200

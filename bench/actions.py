@@ -1,6 +1,6 @@
 """Guarded-actions benchmark: approval click storms across two `steward serve` processes on PostgreSQL.
 
-    .venv/bin/python bench/actions.py --requests 1000 --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
+    .venv/bin/python -m bench.actions --requests 1000 --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 1. A private PostgreSQL schema holds the state and the knowledge base (`knowledge/` is ingested, so
    every card cites its runbook). `--requests` production retrain requests (each needs one
@@ -37,21 +37,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
+from bench.report import save
+from bot.actions.approvals import ApprovalService
+from bot.actions.gate import PolicyFolder
+from bot.actions.models import ActionRequest, Actor
+from bot.answers.evaluation import percentile
+from tests.audit_support import shared_key
+from tests.clock import starter_policies
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.webhook import WebhookReceiver
+from tests.replicas import Replica, approve_click, replica_env, send
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import sqlalchemy as sa  # noqa: E402
-
-from bench.report import save  # noqa: E402
-from bot.actions.approvals import ApprovalService  # noqa: E402
-from bot.actions.gate import PolicyFolder  # noqa: E402
-from bot.actions.models import ActionRequest, Actor  # noqa: E402
-from bot.answers.evaluation import percentile  # noqa: E402
-from tests.audit_support import shared_key  # noqa: E402
-from tests.clock import starter_policies  # noqa: E402
-from tests.fakes.slack_api import FakeSlack  # noqa: E402
-from tests.fakes.webhook import WebhookReceiver  # noqa: E402
-from tests.replicas import Replica, approve_click, replica_env, send  # noqa: E402
 
 ELIGIBLE = ["U0000MLP01", "U0000MLP02", "U0000MLP03"]
 OTHERS = ["U0000SRE02", "U0000SRE01", "UOUTSIDER"]

@@ -1,6 +1,6 @@
 """What the reader sees: excerpt methods and the abstention model, chosen on folds, reported held out.
 
-    .venv/bin/python bench/answers.py --data-dir DIR --questions ../shared/eval/dev.jsonl
+    .venv/bin/python -m bench.answers --data-dir DIR --questions ../shared/eval/dev.jsonl
 
 DIR holds an index of ../shared/corpora (`STEWARD_DATA_DIR=DIR steward ingest ../shared/corpora`).
 Retrieval runs once per question; every excerpt method then answers from the same retrieval.
@@ -32,24 +32,23 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.report import ingested_services, save  # noqa: E402
-from bot.answers.compose import (  # noqa: E402
+from bench.report import ingested_services, save
+from bot.answers.compose import (
     DEFAULT_METHOD,
     ExcerptMethod,
     confidence_features,
     extractive_answer,
 )
-from bot.answers.evaluation import (  # noqa: E402
+from bot.answers.evaluation import (
     LabelledQuestion,
     fragment_lines,
     percentile,
     read_questions,
     reads_the_hint,
 )
-from bot.answers.retrieval import Retrieval  # noqa: E402
+from bot.answers.retrieval import Retrieval
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass

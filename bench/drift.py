@@ -1,6 +1,6 @@
 """Drift benchmark: digest time at 1 million rows x 50 columns, and detection / false-alarm rates.
 
-    .venv/bin/python bench/drift.py --rows 1000000 --columns 50 --samples 100
+    .venv/bin/python -m bench.drift --rows 1000000 --columns 50 --samples 100
 
 1. Time: a reference and a current sample of `--rows` rows each, `--columns` columns (40 numeric with
    several distributions, 10 categorical with 5 to 40 categories, some missing values), 10 % of the
@@ -16,7 +16,7 @@
    (ten times as many at 1,000 rows, where they are cheap and the test's rate is near its 5 %):
    the share of "drift" verdicts now, and with the fixed 0.1 threshold alone (before the noise floor).
 
-    .venv/bin/python bench/drift.py --false-alarms-only --samples 100
+    .venv/bin/python -m bench.drift --false-alarms-only --samples 100
 """
 
 from __future__ import annotations
@@ -31,14 +31,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from bench.report import save
+from bot.digests.demo_data import KINDS, prediction_log
+from bot.digests.drift import Kind, Thresholds, dataset_drift, feature_drift
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-
-from bench.report import save  # noqa: E402
-from bot.digests.demo_data import KINDS, prediction_log  # noqa: E402
-from bot.digests.drift import Kind, Thresholds, dataset_drift, feature_drift  # noqa: E402
 
 START = dt.date(2026, 10, 1)
 

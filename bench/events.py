@@ -1,6 +1,6 @@
 """Sustained load: signed Slack events at a fixed rate against two `steward serve` replicas.
 
-    .venv/bin/python bench/events.py --rate 50 --seconds 300 --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
+    .venv/bin/python -m bench.events --rate 50 --seconds 300 --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 Two replicas (HTTP mode, the local fake Slack) share a fresh PostgreSQL database and a real `chroma run`
 server with `knowledge/` ingested. A load generator sends `--rate` signed `app_mention` events a second
@@ -27,16 +27,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
+from bench.report import rss_mib, save
+from bot.answers.evaluation import percentile
+from tests.fakes.slack_api import FakeSlack, event_body
+from tests.replicas import replica_env, send, start_replicas
+from tests.servers import chroma_server
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import sqlalchemy as sa  # noqa: E402
-
-from bench.report import rss_mib, save  # noqa: E402
-from bot.answers.evaluation import percentile  # noqa: E402
-from tests.fakes.slack_api import FakeSlack, event_body  # noqa: E402
-from tests.replicas import replica_env, send, start_replicas  # noqa: E402
-from tests.servers import chroma_server  # noqa: E402
 
 DEV_QUESTIONS = ROOT.parent / "shared" / "eval" / "dev.jsonl"
 

@@ -8,7 +8,7 @@ the model and answering the warm-up question. The local fake Slack answers auth.
 as in Kubernetes (uid 10001, read-only root, no capabilities) on the host's network, its data dir
 bind-mounted.
 
-    python bench/image.py --image steward:dev --repeat 5      (make bench-image; build the image first)
+    python -m bench.image --image steward:dev --repeat 5      (make bench-image; build the image first)
 """
 
 from __future__ import annotations
@@ -25,14 +25,13 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.report import rss_mib, save
+from tests.containers import HARDENED
+from tests.fakes.slack_api import FakeSlack
+from tests.replicas import SECRET
+from tests.servers import free_port
 
-from bench.report import rss_mib, save  # noqa: E402
-from tests.containers import HARDENED  # noqa: E402
-from tests.fakes.slack_api import FakeSlack  # noqa: E402
-from tests.replicas import SECRET  # noqa: E402
-from tests.servers import free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _healthy(port: int) -> bool:
@@ -162,7 +161,7 @@ def main() -> int:
     }
     return save(
         {
-            "command": f"python bench/image.py --image {args.image} --repeat {args.repeat}",
+            "command": f"python -m bench.image --image {args.image} --repeat {args.repeat}",
             "image": args.image,
             "image_size_gb": round(json.loads(inspected.stdout)[0]["Size"] / 1e9, 2),
             "medians": figures,

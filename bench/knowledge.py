@@ -1,6 +1,6 @@
 """Knowledge-core benchmark: Steward against the plain LangChain recipe and BM25 alone, in one run.
 
-    .venv/bin/python bench/knowledge.py --corpora ../shared/corpora --questions ../shared/eval/dev.jsonl
+    .venv/bin/python -m bench.knowledge --corpora ../shared/corpora --questions ../shared/eval/dev.jsonl
 
 Steward:
 - runs a fresh ingest of the corpora;
@@ -39,11 +39,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.report import ingested_services  # noqa: E402
-from bot.answers.evaluation import (  # noqa: E402
+from bench.report import ingested_services
+from bot.answers.evaluation import (
     LabelledQuestion,
     evaluate,
     fragment_lines,
@@ -51,11 +48,13 @@ from bot.answers.evaluation import (  # noqa: E402
     read_questions,
     reads_the_hint,
 )
-from bot.config import Settings  # noqa: E402
-from bot.index.embedding import Embedder, packaged_model_path  # noqa: E402
-from bot.index.lexical import terms  # noqa: E402
-from bot.wiring import Services  # noqa: E402
-from ingest.documents import decode, discover  # noqa: E402
+from bot.config import Settings
+from bot.index.embedding import Embedder, packaged_model_path
+from bot.index.lexical import terms
+from bot.wiring import Services
+from ingest.documents import decode, discover
+
+ROOT = Path(__file__).resolve().parents[1]
 
 Ranking = list[tuple[str, str]]  # (path, passage text), best first
 

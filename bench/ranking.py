@@ -1,6 +1,6 @@
 """Rank 1: the document re-ranker's weights, fitted on folds and reported held out.
 
-    .venv/bin/python bench/ranking.py --data-dir DIR --questions ../shared/eval/dev.jsonl
+    .venv/bin/python -m bench.ranking --data-dir DIR --questions ../shared/eval/dev.jsonl
 
 DIR holds an index of ../shared/corpora (`STEWARD_DATA_DIR=DIR steward ingest ../shared/corpora`).
 
@@ -24,13 +24,10 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.answers import fit_logistic, folds_of  # noqa: E402
-from bench.report import ingested_services, save  # noqa: E402
-from bot.answers.evaluation import LabelledQuestion, read_questions  # noqa: E402
-from bot.answers.retrieval import (  # noqa: E402
+from bench.answers import fit_logistic, folds_of
+from bench.report import ingested_services, save
+from bot.answers.evaluation import LabelledQuestion, read_questions
+from bot.answers.retrieval import (
     PASSAGE_CHUNKS,
     RERANK_DEPTH,
     RERANK_WEIGHTS,
@@ -38,6 +35,8 @@ from bot.answers.retrieval import (  # noqa: E402
     Retriever,
     document_features,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FEATURES = tuple(RERANK_WEIGHTS)
 

@@ -1,6 +1,6 @@
 """Retrieval latency with 100,000 chunks in a Chroma server (`chroma run`), as replicas would query it.
 
-    .venv/bin/python bench/retrieval_server.py --chunks 100000
+    .venv/bin/python -m bench.retrieval_server --chunks 100000
 
 The 1,639 real runbooks and ADRs of `../shared/corpora` are ingested again and again, each round as a
 separate folder whose documents end with a line naming the round, until the catalog holds `--chunks`
@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.report import save  # noqa: E402

@@ -1,7 +1,7 @@
 """Scale-out: the scenario of tests/test_scale_out.py at a larger size, with its figures saved.
 
     make bench-scale-out
-    # = STEWARD_TEST_POSTGRES_URL=... .venv/bin/python bench/scale_out.py --requests 200
+    # = STEWARD_TEST_POSTGRES_URL=... .venv/bin/python -m bench.scale_out --requests 200
 
 Three `steward serve` replicas share a fresh PostgreSQL database and a real `chroma run` server, with
 the local fake Slack in front. The run covers:

@@ -1,6 +1,6 @@
 """Slack-layer benchmark: `steward serve` (HTTP mode) on loopback against the local fake Slack Web API.
 
-    .venv/bin/python bench/slack.py --rate 50 --seconds 30
+    .venv/bin/python -m bench.slack --rate 50 --seconds 30
 
 1. Burst: signed `app_mention` events at `--rate` per second for `--seconds`, open loop (each request
    on its own connection and thread, sent on schedule whether or not earlier ones were acknowledged),
@@ -32,12 +32,11 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.report import rss_mib, save
+from bot.answers.evaluation import percentile
+from tests.fakes.slack_api import FakeSlack, event_body, sign
 
-from bench.report import rss_mib, save  # noqa: E402
-from bot.answers.evaluation import percentile  # noqa: E402
-from tests.fakes.slack_api import FakeSlack, event_body, sign  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SECRET = "bench-signing-secret"  # noqa: S105 -- signs requests to a loopback test server
 QUESTIONS = [

@@ -13,9 +13,11 @@ from tests.conftest import ROOT
 def test_the_actions_demo_rolls_production_back_with_two_approvals(tmp_path: Path) -> None:
     """The requester is refused, two approvers approve, the registry's alias moves, the audit verifies."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, str(ROOT / "deploy/demo/guarded_actions.py"), "--data-dir", str(tmp_path)]
+    command = [sys.executable, "-m", "deploy.demo.guarded_actions", "--data-dir", str(tmp_path)]
     for _run in range(2):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, check=False)
+        done = subprocess.run(
+            command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "you are the requester" in done.stdout
         assert "fraud-scorer `production` -> version 2" in done.stdout

@@ -1,6 +1,6 @@
 """The guarded-actions demo: a production rollback requested, refused, approved and run, in a local Slack.
 
-    .venv/bin/python deploy/demo/guarded_actions.py --data-dir .steward-demo
+    .venv/bin/python -m deploy.demo.guarded_actions --data-dir .steward-demo
 
 Steward's real Slack app serves on loopback (real HTTP, signed requests) with its Web API pointed at
 the local fake Slack workspace from the tests, the starter policies, the state database in the data
@@ -20,15 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from bot.config import Settings
+from bot.slack.mrkdwn import to_plain
+from bot.slack.payloads import ACTION_APPROVE
+from bot.store.actions import verify_chain
+from bot.wiring import Services
+from tests.slackbot import CHANNEL, RunningBot, running_bot
 
-from bot.config import Settings  # noqa: E402
-from bot.slack.mrkdwn import to_plain  # noqa: E402
-from bot.slack.payloads import ACTION_APPROVE  # noqa: E402
-from bot.store.actions import verify_chain  # noqa: E402
-from bot.wiring import Services  # noqa: E402
-from tests.slackbot import CHANNEL, RunningBot, running_bot  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 REQUESTER, FIRST, SECOND = "U0000SRE01", "U0000MLP01", "U0000MLP02"  # from policies/00-groups.yaml
 REQUEST = "run rollback-model model=fraud-scorer version=2 env=prod"
