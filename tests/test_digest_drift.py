@@ -17,6 +17,7 @@ from bot.digests.drift_digest import render_text, run_drift
 from bot.digests.parquet import read_columns
 from bot.digests.sources import SourceError, load
 from tests.conftest import ROOT
+from tests.test_docs import docs_section
 
 AT = dt.date(2026, 11, 5)
 
@@ -372,11 +373,10 @@ def test_drift_settings_errors_name_the_file_line_and_field(
 
 
 def test_the_readme_states_the_code_defaults() -> None:
-    """Each row of the README's drift settings table gives the default that Thresholds has."""
+    """Each row of the documented drift settings table gives the default that Thresholds has."""
     import re
 
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### How drift is measured", 1)[1].split("\n## ", 1)[0]
+    section = docs_section("How drift is measured")
     rows = dict(re.findall(r"^\| `([a-z_]+)` \| `([^`]+)` \|", section, re.MULTILINE))
     defaults = Thresholds()
     expected = {

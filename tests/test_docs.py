@@ -1,4 +1,5 @@
-"""Documentation stays honest: every setting and command is in the README, CI runs the README's command."""
+"""Documentation stays honest: every setting and command is documented (README.md and docs/*.md), CI runs the
+README's command, and every internal link and anchor resolves."""
 
 from __future__ import annotations
 
@@ -14,20 +15,53 @@ from bot.config import Settings, variable_name
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+# The user's path (README.md) and the guides and references beside it (docs/*.md)
+DOCUMENTS = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^\s*(```|~~~)")
+HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+
+
+def docs_section(title: str) -> str:
+    """The text under the one heading named `title` (at any level) in README.md or docs/*.md, up to the next
+    heading of the same or a higher level."""
+    found = []
+    for name in DOCUMENTS:
+        lines, fenced = (ROOT / name).read_text(encoding="utf-8").splitlines(), False
+        for start, line in enumerate(lines):
+            if FENCE.match(line):
+                fenced = not fenced
+            heading = None if fenced else HEADING.match(line)
+            if heading is None or heading.group(2) != title:
+                continue
+            level, body, inner = len(heading.group(1)), [], False
+            for after in lines[start + 1 :]:
+                if FENCE.match(after):
+                    inner = not inner
+                other = None if inner else HEADING.match(after)
+                if other is not None and len(other.group(1)) <= level:
+                    break
+                body.append(after)
+            found.append((name, "\n".join(body)))
+    assert len(found) == 1, f"the heading {title!r} is in {[name for name, _ in found] or 'no document'}"
+    return found[0][1]
+
+
+def settings_rows() -> set[str]:
+    """The variables the Settings table has a row for."""
+    return {line.split("`")[1] for line in docs_section("Settings").splitlines() if line.startswith("| `")}
 
 
 @pytest.mark.parametrize("name", sorted(Settings.model_fields))
 def test_every_setting_is_documented_with_its_default(name: str) -> None:
-    """Each setting's variable has a README table row and help text in code."""
+    """Each setting's variable has a row in the Settings table and help text in code."""
     variable = variable_name(name)
-    rows = [line for line in README.splitlines() if line.startswith(f"| `{variable}`")]
-    assert rows, f"{variable} is missing from the settings table in README.md"
+    assert variable in settings_rows(), f"{variable} is missing from the Settings table"
     assert Settings.model_fields[name].description, f"{name} has no help text"
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_is_documented(command: str) -> None:
-    """Each `steward` sub-command appears in the README."""
+    """Each `steward` sub-command appears in the README, the user's path."""
     assert f"steward {command}" in README
 
 
@@ -39,7 +73,6 @@ def test_the_two_setup_commands_and_ci_agree() -> None:
 
 # ---- links, anchors and the facts the README repeats from other files
 
-FENCE = re.compile(r"^\s*(```|~~~)")
 LINKED_DOCS = [
     "README.md",
     *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")),
@@ -128,7 +161,7 @@ def test_every_internal_link_points_to_something_that_exists(name: str) -> None:
 def test_the_readme_scopes_are_the_manifests() -> None:
     """The scope list under "Installing the Slack app" is the manifest's bot scopes, in the same order."""
     manifest = yaml.safe_load((ROOT / "deploy" / "slack" / "manifest.yaml").read_text(encoding="utf-8"))
-    section = README.split("### Installing the Slack app", 1)[1].split("\n### ", 1)[0]
+    section = docs_section("Installing the Slack app")
     # `- `a:read`, `b:read`: why`: the scopes are the code spans before the first "`: "
     heads = [line.split("`: ", 1)[0] + "`" for line in section.splitlines() if line.startswith("- `")]
     listed = [scope for head in heads for scope in re.findall(r"`([a-z_:.]+)`", head)]
@@ -138,13 +171,14 @@ def test_the_readme_scopes_are_the_manifests() -> None:
 def test_serve_without_credentials_points_to_a_readme_section_that_exists(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`steward serve` with no Slack variables exits 1 and names a README heading that exists."""
+    """`steward serve` with no Slack variables exits 1 and names a heading that exists in the named file."""
     code = main(["serve"])
     err = capsys.readouterr().err
     assert code == 1 and "Slack credentials missing: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET" in err
-    named = re.search(r'see "([^"]+)" in README\.md', err)
+    named = re.search(r'see "([^"]+)" in ((?:docs/)?[\w.-]+\.md)', err)
     assert named is not None, err
-    assert re.search(rf"^#+ {re.escape(named.group(1))}$", README, re.MULTILINE)
+    page = (ROOT / named.group(2)).read_text(encoding="utf-8")
+    assert re.search(rf"^#+ {re.escape(named.group(1))}$", page, re.MULTILINE)
 
 
 def _policy_variables() -> set[str]:
@@ -178,8 +212,7 @@ def test_the_variables_policies_digests_and_code_read_are_in_the_settings_table(
         "ACTIONS_WEBHOOK_SECRET",
         "STEWARD_DEMO_FLAGS",
     } <= variables
-    rows = {line.split("`")[1] for line in README.splitlines() if line.startswith("| `")}
-    assert sorted(variables - rows) == []
+    assert sorted(variables - settings_rows()) == []
 
 
 def test_deploy_readme_describes_what_is_there() -> None:
@@ -210,14 +243,14 @@ def test_front_matter_has_a_heading_linked_from_owners_and_review_dates() -> Non
     """Document front matter is a section of its own, not a passage inside "Secrets and personal data",
     and the passages about owners and review dates link to it."""
     assert re.search(r"^## Document front matter$", README, re.MULTILINE)
-    secrets = README.split("\n## Secrets and personal data\n", 1)[1].split("\n## ", 1)[0]
-    assert "front matter" not in secrets
-    assert README.count("](#document-front-matter)") >= 3
+    assert "front matter" not in docs_section("Secrets and personal data")
+    pages = "\n".join((ROOT / name).read_text(encoding="utf-8") for name in DOCUMENTS)
+    assert len(re.findall(r"\]\((?:\.\./README\.md)?#document-front-matter\)", pages)) >= 3
 
 
 def test_the_checklist_from_the_demo_to_a_workspace_covers_each_placeholder() -> None:
     """The checklist names the app, the group ids, the digest channels, the executors and front matter."""
-    section = README.split("\n## From the demo to your workspace\n", 1)[1].split("\n## ", 1)[0]
+    section = docs_section("From the demo to your workspace")
     for needed in (
         "deploy/slack/manifest.yaml",
         "policies/00-groups.yaml",
