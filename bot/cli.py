@@ -17,8 +17,6 @@ from typing import Any, TextIO
 from bot.actions.gate import no_slack_groups
 from bot.actions.models import Actor
 from bot.actions.policy import (
-    ParamError,
-    PolicyError,
     SlackGroupResolver,
     build_request,
     check_report,
@@ -27,25 +25,19 @@ from bot.actions.policy import (
     parse_key_values,
 )
 from bot.actions.policy_types import USERGROUP_ID
-from bot.answers.evaluation import EvalFileError, evaluate, read_questions
+from bot.answers.evaluation import evaluate, read_questions
 from bot.answers.models import Answer
-from bot.answers.retrieval import Filters, IndexMissingError
-from bot.answers.service import EmptyQuestionError
+from bot.answers.retrieval import Filters
 from bot.config import SettingsError, load_settings
-from bot.digests.config import DigestConfigError
-from bot.index.vectors import VectorStoreError
+from bot.errors import EXIT_FAILURE, StewardError, cli_report
 from bot.redaction import mask_secrets, masked_notice
 from bot.store.actions import iter_audit
 from bot.store.audit_checkpoints import CheckpointFile
 from bot.store.audit_verify import AuditReport, verify_log
-from bot.store.catalog import CatalogError
-from bot.store.conversations import StateStoreError
 from bot.wiring import Services
 from ingest.documents import KINDS, STATUSES
-from ingest.pipeline import IngestError, IngestReport, Progress
+from ingest.pipeline import IngestReport, Progress
 
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
 EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 
 COMMANDS = {
@@ -248,27 +240,14 @@ def _command(argv: Sequence[str] | None) -> int:
         if args.command == "digest":
             return _digest(services, args)
         if args.command == "serve":
-            from bot.slack.server import serve
+            from bot.runtime.serve import serve
 
             return serve(services, port=args.port, host=args.host)
         return _eval(services, args)
-    except EmptyQuestionError as exc:
-        print(f"steward: usage error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (
-        SettingsError,
-        IngestError,
-        CatalogError,
-        VectorStoreError,
-        IndexMissingError,
-        EvalFileError,
-        StateStoreError,
-        PolicyError,
-        ParamError,
-        DigestConfigError,
-    ) as exc:
-        print(f"steward: error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    except StewardError as exc:
+        code, line = cli_report(exc)
+        print(line, file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("steward: interrupted; nothing half-written is kept, run the command again", file=sys.stderr)
         return 130

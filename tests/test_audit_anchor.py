@@ -20,15 +20,15 @@ from slack_sdk import WebClient
 from bot.actions.models import ActionRequest, Actor
 from bot.cli import main
 from bot.config import Settings, SettingsError, load_settings
+from bot.runtime.housekeeping import start_housekeeping
 from bot.slack.audit import checkpoint_round
-from bot.slack.server import start_housekeeping
 from bot.store.actions import action_requests, append_audit
 from bot.store.audit_anchor import key_from_file
 from bot.wiring import Services
 from tests.audit_support import KEY_TEXT, SettableClock
 from tests.clock import TUESDAY_NOON, RunningClock
 from tests.conftest import ROOT
-from tests.fakes.slack_api import FakeSlack
+from tests.support.slack import FakeSlack
 
 PROD_ROLLBACK = ActionRequest(
     action="rollback-model", params={"model": "fraud-scorer", "version": 12, "env": "prod"}

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from slack_sdk import WebClient
 
-from bot.slack.server import start_housekeeping
+from bot.runtime.housekeeping import start_housekeeping
 from bot.store.conversations import EventWork
 from bot.store.events import EventLedger
 from tests.slackbot import CHANNEL, RunningBot

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 
-from bot.health import Readiness
+from bot.runtime.health import Readiness
 from bot.slack.payloads import ACTION_APPROVE
 from bot.wiring import Services
 from tests.conftest import ROOT

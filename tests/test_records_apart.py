@@ -219,7 +219,7 @@ def test_an_upgraded_install_is_told_to_build_the_index_once_and_keeps_its_recor
 ) -> None:
     """An old steward.db with catalog tables: `ask` and `serve`'s warm-up say to run `steward ingest`
     once, naming catalog.db, and do not crash; the records stay, the old catalog tables leave steward.db."""
-    from bot.slack.server import warm_up
+    from bot.runtime.serve import warm_up
 
     _old_layout(data)
     catalog_db = str(data.resolve() / "catalog.db")

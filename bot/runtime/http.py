@@ -1,0 +1,164 @@
+"""The HTTP side of `steward serve` (waitress, a threaded WSGI server).
+
+HTTP mode answers Slack at `POST /slack/events` (events, commands, interactivity). Both modes serve
+`GET /healthz` (alive), `GET /readyz` (database, index and Slack token checked), `GET /metrics`
+(Prometheus) and Alertmanager's `POST /hooks/alertmanager`; in Socket Mode, /slack/events is not served
+(nothing there would verify Slack's signatures).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+from wsgiref.types import StartResponse
+
+from bot.digests.alertmanager import AlertReceiver
+from bot.metrics import ACK_SECONDS, SLACK_REQUESTS, exposition
+from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bot.slack.app import SlackApp
+from bot.slack.forms import FormRequestHandler
+from bot.slack.intake import guarded
+
+log = logging.getLogger("steward.slack")
+
+EVENTS_PATH = "/slack/events"
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+ALERTMANAGER_PATH = "/hooks/alertmanager"
+
+
+def _kind(body: bytes) -> str:
+    """What Slack sent, for /metrics: an event, a slash command, an interaction, or something else."""
+    if body.startswith(b"{"):
+        return "event"
+    if body.startswith(b"payload=") or b"&payload=" in body:
+        return "interaction"
+    if b"command=" in body:
+        return "command"
+    return "other"
+
+
+def metered(handler: WSGIApp) -> WSGIApp:
+    """Count Slack's requests by kind and status, and time each one to its response (the acknowledgement)."""
+
+    def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        status: list[str] = []
+
+        def recording(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status.append(code.split(" ", 1)[0])
+            return start_response(code, headers, exc_info) if exc_info else start_response(code, headers)
+
+        kind = _kind(body)
+        try:
+            response = list(handler(environ, recording))
+        except Exception:  # the server answers 500 (and logs the traceback): counted all the same
+            SLACK_REQUESTS.labels(kind, "500").inc()
+            raise
+        SLACK_REQUESTS.labels(kind, status[0] if status else "none").inc()
+        ACK_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        return response
+
+    return application
+
+
+def wsgi_application(
+    slack: SlackApp,
+    alerts: AlertReceiver | None = None,
+    readiness: Callable[[], tuple[bool, dict[str, str]]] | None = None,
+) -> WSGIApp:
+    """Route Slack's requests to Bolt and Alertmanager's to the receiver; /healthz, /readyz, /metrics."""
+    bolt_handler = metered(guarded(FormRequestHandler(slack.bolt, path=EVENTS_PATH), slack.signing_secret))
+
+    def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == EVENTS_PATH and not slack.socket_mode:  # in Socket Mode nothing here verifies signatures
+            return bolt_handler(environ, start_response)
+        if path == "/metrics":
+            data = exposition()
+            start_response(
+                "200 OK", [("Content-Type", METRICS_CONTENT_TYPE), ("Content-Length", str(len(data)))]
+            )
+            return [data]
+        if path == "/readyz":
+            ready, checks = readiness() if readiness is not None else (True, {})
+            return _json(
+                start_response,
+                "200 OK" if ready else "503 Service Unavailable",
+                {"status": "ready" if ready else "not ready", "checks": checks},
+            )
+        if path == ALERTMANAGER_PATH and alerts is not None:
+            if environ.get("REQUEST_METHOD") != "POST":
+                return _json(
+                    start_response, "405 Method Not Allowed", {"error": "POST Alertmanager's webhook here"}
+                )
+            try:
+                declared = max(int(environ.get("CONTENT_LENGTH") or 0), 0)
+            except ValueError:
+                declared = 0
+            # a body over the limit is not read: the receiver answers 413 with its declared size
+            body = environ["wsgi.input"].read(declared) if 0 < declared <= alerts.max_bytes else b""
+            status, reply = alerts.receive(environ.get("HTTP_AUTHORIZATION"), body, declared)
+            return _json(start_response, f"{status} {HTTPStatus(status).phrase}", reply)
+        if path == "/healthz":
+            return _json(start_response, "200 OK", {"status": "ok"})
+        return _json(start_response, "404 Not Found", {"error": f"no such endpoint: {path}"})
+
+    return application
+
+
+def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class HttpServer:
+    """A waitress server around the Bolt app; `port=0` picks a free port."""
+
+    def __init__(
+        self,
+        slack: SlackApp,
+        host: str,
+        port: int,
+        threads: int = 8,
+        alerts: AlertReceiver | None = None,
+        readiness: Callable[[], tuple[bool, dict[str, str]]] | None = None,
+    ) -> None:
+        from waitress.server import create_server
+
+        self.slack = slack
+        self.server = create_server(
+            wsgi_application(slack, alerts, readiness), host=host, port=port, threads=threads, ident="steward"
+        )
+
+    @property
+    def port(self) -> int:
+        """The port actually bound."""
+        return int(self.server.effective_port)
+
+    def run(self) -> None:
+        """Serve until closed (SIGTERM and Ctrl-C close it); in-flight answers finish first."""
+        try:
+            self.server.run()
+        finally:
+            self.slack.executor.shutdown(wait=True)
+
+    def close(self) -> None:
+        """Stop accepting requests: closed by the serving thread itself (woken through waitress's trigger),
+        since closing its sockets under a running select() fails that select. When the trigger itself is
+        gone (its pipe already closed), the sockets are closed directly: the server is stopping anyway."""
+        try:
+            self.server.trigger.pull_trigger(self.server.close)
+        except OSError as exc:
+            log.warning("server closed without its trigger error=%s", exc.strerror or type(exc).__name__)
+            self.server.close()

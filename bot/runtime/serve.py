@@ -1,0 +1,137 @@
+"""`steward serve`: HTTP mode (waitress) or Socket Mode, with housekeeping, the digest schedule and the
+probes (bot/runtime/http.py serves them)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from bot.answers.retrieval import IndexMissingError
+from bot.digests.alertmanager import AlertReceiver
+from bot.digests.config import load_digests
+from bot.digests.drift_digest import knowledge_runbooks
+from bot.digests.incidents import incident_runbooks
+from bot.logs import configure as configure_logs
+from bot.metrics import watch_action_requests
+from bot.runtime.health import Readiness
+from bot.runtime.housekeeping import start_housekeeping
+from bot.runtime.http import EVENTS_PATH, HttpServer
+from bot.slack.app import SlackApp, SlackSetupError, build_app, credentials_message, missing_credentials
+from bot.slack.digests import DigestPoster, start_scheduler
+from bot.store.actions import count_by_state
+from bot.store.digests import DigestRuns, DriftHistory
+from bot.store.incidents import IncidentStore
+from bot.wiring import Services
+
+log = logging.getLogger("steward.slack")
+
+
+def install_stop_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM (and SIGINT) stop the server gracefully; only possible on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping: finishing the answers in progress")
+        stop()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_socket_mode(slack: SlackApp, app_token: str) -> None:
+    """Connect to Slack over Socket Mode (no public URL needed) and serve until stopped."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    handler = SocketModeHandler(slack.bolt, app_token)
+    install_stop_signals(handler.close)
+    try:
+        handler.start()  # type: ignore[no-untyped-call]
+    finally:
+        slack.executor.shutdown(wait=True)
+
+
+def warm_up(services: Services) -> None:
+    """Load the model, the schema and the lexicon before the first question, not during it."""
+    services.catalog.ensure_schema()
+    services.conversations.ensure_schema()
+    try:
+        services.answers.ask("how do I roll back a model")
+    except IndexMissingError as exc:
+        log.warning("%s (until then, answers say the knowledge base is empty)", exc)
+
+
+def start_digests(slack: SlackApp, services: Services) -> object | None:
+    """The digest schedule of `STEWARD_DIGESTS_FILE` (none when the file is missing or broken: logged)."""
+    settings = services.settings
+    digests = DigestPoster(
+        config=lambda: load_digests(settings.digests_file),
+        runs=DigestRuns(services.records),
+        poster=slack.conversations.poster,
+        history=DriftHistory(services.records),
+        policy=services.policy,
+        catalog=lambda: services.catalog,
+        incident_runbooks=incident_runbooks(lambda: services.retriever, settings.runbook_min_similarity),
+        find_runbook=knowledge_runbooks(lambda: services.retriever),
+    )
+    return start_scheduler(
+        digests, slack.bolt.client, settings.digests_file, settings.digest_misfire_grace_seconds
+    )
+
+
+def serve(services: Services, port: int | None = None, host: str | None = None) -> int:
+    """`steward serve`: check credentials, warm up, then serve until stopped."""
+    settings = services.settings
+    missing = missing_credentials(settings)
+    if missing:
+        raise SlackSetupError(credentials_message(missing))
+    configure_logs(settings.log_format)
+    # Several workers each embed one short question at a time: one intra-op thread each avoids
+    # oversubscribing the cores (PyTorch would otherwise start one thread per core for every call).
+    import torch
+
+    torch.set_num_threads(1)
+    warm_up(services)
+    # The model, index and catalog are long-lived: keep them out of the cyclic garbage collector's
+    # full passes, which otherwise stall every thread (acknowledgements included) for 100+ ms.
+    gc.collect()
+    gc.freeze()
+    slack = build_app(
+        settings,
+        lambda: services.answers,
+        lambda: services.catalog,
+        services.conversations,
+        approvals=services.approvals,
+        policy=services.policy,
+        proposer=services.proposer,
+    )
+    start_housekeeping(slack, services)
+    start_digests(slack, services)
+    token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
+    alerts = AlertReceiver(IncidentStore(services.records), token, max_bytes=settings.alertmanager_max_bytes)
+    watch_action_requests(lambda: count_by_state(services.records))
+    readiness = Readiness(services, slack.bolt.client)
+    server = HttpServer(
+        slack,
+        host or settings.host,
+        settings.port if port is None else port,
+        alerts=alerts,
+        readiness=readiness.check,
+    )
+    app_token = settings.slack_app_token
+    if slack.socket_mode and app_token is not None:  # socket_mode: the app token is set (build_app)
+        # The HTTP server only serves probes, metrics and Alertmanager's webhook.
+        threading.Thread(target=server.server.run, name="steward-http", daemon=True).start()
+        print(f"steward: probes and metrics on http://{host or settings.host}:{server.port}", flush=True)
+        print("steward: connecting to Slack in Socket Mode", flush=True)
+        run_socket_mode(slack, app_token.get_secret_value())
+        return 0
+    print(f"steward: listening on http://{host or settings.host}:{server.port}{EVENTS_PATH}", flush=True)
+    install_stop_signals(server.close)
+    server.run()
+    return 0
