@@ -12,11 +12,12 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.errors import ConfigurationError
 from bot.store.audit_anchor import KEY_ADVICE, KEY_MIN_CHARACTERS
 from bot.store.engine import same_file, sqlite_file
 
 
-class SettingsError(Exception):
+class SettingsError(ConfigurationError):
     """A setting has a value Steward cannot use; the message names the variable."""
 
 

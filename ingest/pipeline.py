@@ -19,6 +19,7 @@ import numpy as np
 
 from bot.answers.compose import DEFAULT_METHOD
 from bot.answers.excerpts import model_texts, unit_key
+from bot.errors import BadRequest
 from bot.index.embedding import Embedder
 from bot.index.lexical import terms
 from bot.index.vectors import UnreadableSegmentError, VectorIndex
@@ -35,7 +36,7 @@ DRAFT_REASON = (
 )
 
 
-class IngestError(Exception):
+class IngestError(BadRequest):
     """The ingest cannot start or go on; the message says what to do."""
 
 

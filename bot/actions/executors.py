@@ -26,6 +26,7 @@ from typing import Any
 from bot.actions import entry_points, mlflow_executor
 from bot.actions.models import ActionSpec, ExecutorSpec
 from bot.actions.webhook_executor import post_signed
+from bot.errors import ConfigurationError
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -46,7 +47,7 @@ class ExecutionResult:
     details: Mapping[str, str] = field(default_factory=dict)
 
 
-class ExecutionError(Exception):
+class ExecutionError(ConfigurationError):
     """The action's configuration is unusable (unknown program, missing variable); nothing ran."""
 
 

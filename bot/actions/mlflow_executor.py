@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from bot.errors import Refused
+
 _NOISY_LOGGERS = ("mlflow", "alembic")  # first use of a SQLite registry logs its migrations at INFO
 _LISTED_VERSIONS = 20  # a refusal lists at most this many versions, the newest
 
 
-class RegistryRefusedError(Exception):
+class RegistryRefusedError(Refused):
     """The registry cannot do what was asked (unknown model or version, unready version); nothing changed."""
 
 

@@ -42,6 +42,7 @@ from bot.actions.policy_types import (
     suggest,
     value_problem,
 )
+from bot.errors import BadRequest
 
 __all__ = [
     "Check",
@@ -78,7 +79,7 @@ _TRUE, _FALSE = ("yes", "true"), ("no", "false")
 # ---- parameters
 
 
-class ParamError(ValueError):
+class ParamError(BadRequest, ValueError):
     """Parameters that cannot be used; `problems` says what is wrong with each and what is valid."""
 
     def __init__(self, problems: Iterable[str], usage: str | None = None) -> None:

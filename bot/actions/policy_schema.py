@@ -35,6 +35,7 @@ from bot.actions.policy_types import (
     value_problem,
 )
 from bot.actions.policy_yaml import Document, FieldPath, Problems
+from bot.errors import ConfigurationError
 
 PARAM_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -240,7 +241,7 @@ def _operand_problem(op: str, value: Any, specs: list[ParamSpec]) -> str | None:
     return None
 
 
-class FieldError(Exception):
+class FieldError(ConfigurationError):
     """A written part is wrong in one field; `field` names it, `message` says what to do."""
 
     def __init__(self, field: str, message: str) -> None:

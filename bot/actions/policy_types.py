@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from bot.actions.models import ActionSpec, ApprovalRequirement, Outcome, ParamSpec, Waiting
+from bot.errors import ConfigurationError
 
 Operator = Literal["eq", "ne", "in", "not_in", "gt", "ge", "lt", "le", "matches"]
 OPERATORS: tuple[Operator, ...] = get_args(Operator)
@@ -31,7 +32,7 @@ WEEK_MINUTES = 7 * 24 * 60
 _SYMBOLS = {"eq": "==", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<=", "in": "in"}
 
 
-class PolicyError(Exception):
+class PolicyError(ConfigurationError):
     """The policy files cannot be used; `problems` lists every one as `file, line N: field: what to do`."""
 
     def __init__(self, folder: Path, problems: Iterable[str]) -> None:

@@ -14,9 +14,10 @@ from typing import Any
 
 from bot.answers.models import Answer
 from bot.answers.service import AnswerService
+from bot.errors import BadRequest
 
 
-class EvalFileError(Exception):
+class EvalFileError(BadRequest):
     """The question file cannot be used; the message names the file and line."""
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from bot.errors import ConfigurationError
+
 _SLUG = re.compile(r"[^a-z0-9]+")
 _SLACK_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)\|([^>]+)>")
 _SLACK_BARE_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)>")
@@ -24,7 +26,7 @@ _SLACK_STRIKE = re.compile(r"(?<![\w~])~(?!\s)([^~\n]+?)(?<!\s)~(?![\w~])")
 _FENCE = "```"
 
 
-class GuidanceError(Exception):
+class GuidanceError(ConfigurationError):
     """The draft could not be written; the message names the folder or setting."""
 
 

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import SecretStr
 
 from bot.answers.retrieval import PASSAGE_CHUNKS, RetrievedDocument
+from bot.errors import ConfigurationError
 from bot.redaction import redact
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
@@ -71,7 +72,7 @@ PROVIDERS = {
 NO_KEY = "EMPTY"
 
 
-class LLMSetupError(ValueError):
+class LLMSetupError(ConfigurationError, ValueError):
     """`STEWARD_LLM` cannot be used as configured; the message says what to change or install."""
 
 

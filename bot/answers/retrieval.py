@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bot.answers.sources import SourceLevels, SourceTrust
+from bot.errors import ConfigurationError
 from bot.index.embedding import Embedder
 from bot.index.lexical import BM25Index, identifiers, terms
 from bot.index.vectors import VectorIndex
@@ -53,7 +54,7 @@ RERANK_WEIGHTS = {
 PASSAGE_CHUNKS = 2
 
 
-class IndexMissingError(Exception):
+class IndexMissingError(ConfigurationError):
     """Nothing has been ingested yet, or the index and the catalog disagree."""
 
 

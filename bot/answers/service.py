@@ -20,6 +20,7 @@ from bot.answers.excerpts import unit_key
 from bot.answers.llm import LLMResult, LLMWriter
 from bot.answers.models import Answer, Passage
 from bot.answers.retrieval import PASSAGE_CHUNKS, Filters, Retrieval, RetrievedDocument, Retriever
+from bot.errors import UsageError
 from bot.redaction import without_secrets
 
 
@@ -34,7 +35,7 @@ def _passage(item: RetrievedDocument) -> Passage:
     )
 
 
-class EmptyQuestionError(ValueError):
+class EmptyQuestionError(UsageError, ValueError):
     """The question has no words."""
 
 

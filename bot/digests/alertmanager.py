@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
+from bot.errors import BadRequest
 from bot.metrics import ALERTMANAGER_REJECTED, ALERTMANAGER_TRUNCATED
 from bot.store.incidents import AlertUpdate, IncidentStore
 
@@ -49,7 +50,7 @@ def label_fingerprint(labels: Mapping[str, str]) -> str:
     return f"{digest:016x}"
 
 
-class AlertPayloadError(Exception):
+class AlertPayloadError(BadRequest):
     """The request is not an Alertmanager webhook notification; the message says what is wrong."""
 
     def __init__(self, message: str, reason: str) -> None:

@@ -37,9 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bot.actions.policy_yaml import Document, FieldPath, Problems, read_yaml, validate
 from bot.digests.drift import NUMERIC_ONLY, Choice, Thresholds
+from bot.errors import ConfigurationError
 
 
-class DigestConfigError(Exception):
+class DigestConfigError(ConfigurationError):
     """The digest configuration cannot be used; the message lists every problem with file and line."""
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from bot.answers.retrieval import IndexMissingError, Retriever
 from bot.answers.sources import RUNBOOKS, STANDARD, UNTRUSTED
+from bot.errors import Unavailable
 from bot.store.catalog import DocumentRecord
 from bot.store.sources import document_ref
 
@@ -22,7 +23,7 @@ _CANDIDATES = 5
 _PREFERENCE = {RUNBOOKS: 0, STANDARD: 1, UNTRUSTED: 2}
 
 
-class RunbookLookupError(Exception):
+class RunbookLookupError(Unavailable):
     """The knowledge base could not be searched for a runbook."""
 
 

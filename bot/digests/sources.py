@@ -22,12 +22,13 @@ from numpy.typing import NDArray
 
 from bot.digests.config import Source
 from bot.digests.drift import Kind
+from bot.errors import Unavailable
 
 _DATE_IN_PATH = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class SourceError(Exception):
+class SourceError(Unavailable):
     """A data source could not be read; the message says which and why (the digest reports it)."""
 
 

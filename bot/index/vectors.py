@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bot.diskspace import NEARLY_FULL_BYTES, disk_full_message, free_bytes, nearly_full, says_disk_full
+from bot.errors import Unavailable
 
 MODEL_KEY = "steward_embedding_model"
 
@@ -25,7 +26,7 @@ MODEL_KEY = "steward_embedding_model"
 log = logging.getLogger("steward.index")
 
 
-class VectorStoreError(Exception):
+class VectorStoreError(Unavailable):
     """Chroma cannot be used; the message says where and what to do."""
 
 

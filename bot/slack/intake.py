@@ -22,6 +22,7 @@ from wsgiref.types import StartResponse
 from slack_bolt.request.internals import parse_body
 from slack_sdk.signature import SignatureVerifier
 
+from bot.errors import Refused
 from bot.logs import CORRELATION, correlation_for
 
 log = logging.getLogger("steward.slack")
@@ -43,7 +44,7 @@ _INTERACTIONS = (
 _OBJECTS = ("user", "channel", "container", "message", "view", "enterprise")
 
 
-class RefusedError(Exception):
+class RefusedError(Refused):
     """A request refused before Bolt: its HTTP status and why (never its content)."""
 
     def __init__(self, status: int, reason: str) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from bot.errors import ConfigurationError
 from bot.store.audit_checkpoints import Checkpoint, CheckpointFile
 
 log = logging.getLogger("steward.audit")
@@ -37,7 +38,7 @@ KEY_MIN_CHARACTERS = 32
 KEY_ADVICE = "generate one with `python -c 'import secrets; print(secrets.token_hex(32))'`"
 
 
-class AuditKeyError(Exception):
+class AuditKeyError(ConfigurationError):
     """The audit key cannot be read or is unusable; the message names the setting or file."""
 
 

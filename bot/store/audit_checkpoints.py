@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot.errors import ConfigurationError
+
 HEX64 = re.compile(r"[0-9a-f]{64}")
 _TAIL_BYTES = 65536
 
@@ -38,7 +40,7 @@ class Signer(Protocol):
         ...
 
 
-class CheckpointError(Exception):
+class CheckpointError(ConfigurationError):
     """The checkpoint file cannot be written or read; the message names it and the setting."""
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from bot.diskspace import disk_full_message, says_disk_full
+from bot.errors import Unavailable
 from bot.store.engine import create_engine, damaged_file, same_file, sqlite_file
 from bot.store.sources import source_names
 
@@ -86,7 +87,7 @@ kb_unit_vectors = sa.Table(
 UNIT_VECTORS_META = "unit_vectors"
 
 
-class CatalogError(Exception):
+class CatalogError(Unavailable):
     """The catalog cannot be read; the message says how to repair it."""
 
 

@@ -18,6 +18,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError
 
+from bot.errors import Unavailable
 from bot.store.engine import damaged_file, sqlite_file
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -25,7 +26,7 @@ _done: weakref.WeakSet[Engine] = weakref.WeakSet()
 _lock = threading.Lock()
 
 
-class StateStoreError(Exception):
+class StateStoreError(Unavailable):
     """The records database cannot be used; the message says what to check."""
 
 
