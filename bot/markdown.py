@@ -77,7 +77,8 @@ _INNER = frozenset(("fence", "code_block", "table_open"))
 
 
 def _block(token: Token, following: Token | None) -> Block:
-    assert token.map is not None
+    if token.map is None:  # markdown-it maps every block-level token it yields at level 0
+        raise ValueError(f"markdown-it gave a {token.type} block without its source lines")
     block = Block(_KINDS.get(token.type, "other"), token.map[0], token.map[1])
     if token.type == "heading_open":
         block.level = int(token.tag[1])

@@ -21,7 +21,10 @@ REQUEST_ID = "request_id"
 
 def by_keyword(function: Callable[..., Any]) -> bool:
     """Whether the entry point takes keyword-only parameters (then it is called by name)."""
-    signature = _signature(function)
+    return _keyword_only(_signature(function))
+
+
+def _keyword_only(signature: inspect.Signature | None) -> bool:
     return signature is not None and any(
         parameter.kind is inspect.Parameter.KEYWORD_ONLY for parameter in signature.parameters.values()
     )
@@ -29,10 +32,9 @@ def by_keyword(function: Callable[..., Any]) -> bool:
 
 def call(function: Callable[..., Any], params: Mapping[str, Any], request_id: str) -> Any:
     """Call the entry point the way its signature asks: by name, or with `(params, request_id)`."""
-    if not by_keyword(function):
-        return function(dict(params), request_id)
     signature = _signature(function)
-    assert signature is not None  # by_keyword read it
+    if signature is None or not _keyword_only(signature):
+        return function(dict(params), request_id)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
     extra = {REQUEST_ID: request_id} if takes_any or REQUEST_ID in signature.parameters else {}
     return function(**dict(params), **extra)

@@ -50,7 +50,8 @@ def execute_once(
                 blocked(request_id, claim.blocked)
         return None
     view = service.get(request_id)
-    assert view is not None
+    if view is None:  # only a hand-deleted row: the claim just read it
+        raise LookupError(f"action request {request_id} was claimed but is no longer in the database")
     spec = gate.action(view.action)
     run = execute or (lambda action, params, key: run_action(action, params, key))
     with _heartbeat(service, request_id, heartbeat_seconds):

@@ -72,7 +72,8 @@ def reassess(connection: Connection, view: RequestView, gate: Gate, now: float, 
     if decision.outcome == "allow":
         return Standing("proceed", decision=decision)
     requirement = decision.approval
-    assert requirement is not None  # require_approval always names one
+    if requirement is None:  # the policy schema makes every require_approval rule name its approvers
+        raise ValueError(f"rule {decision.rule!r} requires approval but names no approvers")
     _update_requirement(connection, view, requirement, decision, now, stage)
     lapsed = _withdraw_lapsed(connection, view, gate, requirement, now, stage)
     counted = [approver for approver in view.approvers if approver not in lapsed]

@@ -102,7 +102,8 @@ class VectorIndex:
                         "Start it (`chroma run --path DIR --port PORT`) or fix STEWARD_CHROMA_URL."
                     ) from None
             else:
-                assert self.path is not None
+                if self.path is None:  # __init__ takes exactly one of url and path
+                    raise ValueError("give either an embedded path or a server url")
                 self.path.mkdir(parents=True, exist_ok=True)
                 try:
                     self._client = chromadb.PersistentClient(path=str(self.path), settings=_chroma_settings())

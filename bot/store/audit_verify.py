@@ -204,7 +204,8 @@ def authorised_in_log(connection: Connection, request_id: str) -> tuple[bool, st
     allowed, why = trail.may_run()
     if not allowed:
         return False, why
-    assert trail.since is not None  # an authority always names its entry
+    if trail.since is None:  # an authority always names its entry; without one, nothing runs
+        return False, "the audit log names no entry that authorised this request"
     walk = _Walk(connection, anchor, trail.since)
     problems = walk.to_head()
     refused = _read_entries(

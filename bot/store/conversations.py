@@ -197,7 +197,8 @@ class ConversationStore:
         """Insert one row; returns its generated id."""
         with self._begin() as connection:
             key = connection.execute(sa.insert(table).values(**values)).inserted_primary_key
-        assert key is not None
+        if key is None:
+            raise StateStoreError(f"the database gave no id for the new row in {table.name}")
         return int(key[0])
 
     def ensure_schema(self) -> None:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.redaction import mask_secrets
-from bot.store.schema import upgrade
+from bot.store.schema import StateStoreError, upgrade
 
 metadata = sa.MetaData()
 
@@ -255,7 +255,8 @@ class IncidentStore:
                 )
             )
             key = result.inserted_primary_key
-            assert key is not None
+            if key is None:
+                raise StateStoreError("the database gave no id for the new incident")
             return int(key[0])
 
     def set_thread(self, incident_id: int, thread_ts: str) -> None:
