@@ -209,8 +209,7 @@ class ApprovalService:
                     "approval": requirement.model_dump() if requirement else None,
                 },
             )
-            view = read_view(connection, request_id)
-        assert view is not None
+            view = _reread(connection, request_id)
         return view, decision
 
     # -- clicks --------------------------------------------------------------------------------
@@ -261,14 +260,12 @@ class ApprovalService:
                 )
             # The audit entry first: the quorum check below may withdraw approvals, after this one.
             append_audit(connection, at=now, kind="approval", request_id=request_id, actor=user, data={})
-            view = read_view(connection, request_id)
-            assert view is not None
+            view = _reread(connection, request_id)
             if quorum_met(view):
                 # Everyone counted is checked again: an approver who left the group no longer counts.
                 standing = reassess(connection, view, gate, now, "quorum")
                 note += "" if standing.verdict == "proceed" else f" {standing.message}"
-                view = read_view(connection, request_id)
-                assert view is not None
+                view = _reread(connection, request_id)
             missing = view.required_count - len(view.approvers)
             moved = missing <= 0 and move(connection, request_id, PENDING, APPROVED, now)
             if not moved:
@@ -594,3 +591,11 @@ class ApprovalService:
                     )
                     recovered.append((str(request_id), target))
         return recovered
+
+
+def _reread(connection: Connection, request_id: str) -> RequestView:
+    """The request again, in the transaction that just read and changed it (so it is there)."""
+    view = read_view(connection, request_id)
+    if view is None:
+        raise LookupError(f"action request {request_id} vanished inside its own transaction")
+    return view
