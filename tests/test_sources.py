@@ -34,6 +34,7 @@ from bot.wiring import Services
 from tests.clock import TUESDAY_NOON, RunningClock
 from tests.conftest import ROOT, SMALL_KB, write_tree
 from tests.slackbot import CHANNEL, blocks_text, running_bot
+from tests.test_docs import docs_section
 
 POISON = "kubectl delete ns serving-prod"
 RUNBOOK = "runbooks/model-rollback.md"
@@ -494,9 +495,8 @@ def test_policy_check_reads_source_and_path_runbooks(
 
 
 def test_the_readme_states_the_trust_levels() -> None:
-    """The README's section on sources, beside untrusted documents, names the levels and both settings."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("#### Sources and trust levels", 1)[1].split("\n### ", 1)[0]
+    """The documented section on sources, beside untrusted documents, names the levels and both settings."""
+    section = docs_section("Sources and trust levels")
     for word in (
         "`runbooks`",
         "`standard`",
