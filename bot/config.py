@@ -1,6 +1,7 @@
 """Steward's settings: the only code that reads the environment.
 
-Every field carries its help text; `tests/test_docs.py` fails when one is missing from the README.
+Every field carries its help text; `tests/test_docs.py` fails when one is missing from the Settings table
+(docs/reference.md).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def executor_warnings(action: ActionSpec, environ: Mapping[str, str]) -> list[Ex
             if name not in environ:
                 message = (
                     f"${{{name}}} is not set here, so the action fails when it runs unless the server's "
-                    f"environment sets {name}; see the Settings table in README.md"
+                    f"environment sets {name}; see the Settings table in docs/reference.md"
                 )
                 found.append(ExecutorWarning(field, message))
     if executor.kind == "webhook" and executor.secret_env and not environ.get(executor.secret_env):

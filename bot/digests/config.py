@@ -17,7 +17,7 @@
             prediction: score
             columns:                    # optional: a column's own method and thresholds
               amount: {method: psi, psi: {watch: 0.1, drift: 0.2}}
-        drift:                          # optional: the digest's method and thresholds (README)
+        drift:                          # optional: the digest's method and thresholds (docs/reference.md)
           method: {small: test, large: psi}
           psi: {watch: 0.1, drift: 0.2}
           dataset_share: {more_than: 0.3}

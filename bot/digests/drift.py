@@ -44,7 +44,8 @@ NOISE_WATCH, NOISE_DRIFT = 0.95, 0.99  # quantiles of that noise below which a d
 
 @dataclass(frozen=True)
 class Thresholds:
-    """How a feature is measured and where `watch` and `drift` begin (README, "How drift is measured").
+    """How a feature is measured and where `watch` and `drift` begin (docs/reference.md, "How drift is
+    measured").
 
     Tests: a p-value below the threshold; distances and PSI: at or above it.
     """

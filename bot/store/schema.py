@@ -46,7 +46,7 @@ def damaged_records(engine: Engine, exc: DatabaseError) -> RecordsDamagedError |
         "(`steward ingest --rebuild` rebuilds only the knowledge index). Stop Steward, then restore the "
         f"file from your latest backup, or salvage what is readable with `sqlite3 {file} .recover | "
         f"sqlite3 {file}.recovered` and put the recovered file in its place; `steward audit verify` "
-        "then checks the audit log (README: Where Steward keeps its state)."
+        "then checks the audit log (docs/operations.md: Where Steward keeps its state)."
     )
 
 

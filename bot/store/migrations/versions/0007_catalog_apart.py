@@ -5,7 +5,7 @@ The catalog (`kb_*` tables) is an index derived from the knowledge base, and now
 file), so `kb_*` tables left in a SQLite records database are the old layout's copy: dropped here, and
 `steward ingest PATH...` builds the catalog once in its new place. In PostgreSQL the catalog shares the
 records database by default, in these very tables: nothing is dropped there (with STEWARD_CATALOG_URL
-pointing elsewhere, the README says how to drop them by hand).
+pointing elsewhere, docs/operations.md, "Where Steward keeps its state", says how to drop them by hand).
 
 Revision ID: 0007
 Revises: 0006
