@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
+
+from cachetools import TTLCache
 
 from bot.actions.models import ActionSpec
 from bot.answers.service import AnswerService
 from bot.answers.sources import RUNBOOK_SETTING, RUNBOOKS, SourceLevels
 from bot.slack.action_cards import RunbookExcerpt
-from bot.slack.kept import Kept
 from bot.store.catalog import DocumentRecord
 from bot.store.sources import DocumentRef, document_ref
 
@@ -18,6 +20,8 @@ log = logging.getLogger("steward.slack")
 
 # A card is redrawn at every click that changes it; the passage it cites changes only with an ingest.
 EXCERPT_SECONDS = 60.0
+# More actions than a catalog holds; past it the least recently used is looked up again.
+MAX_EXCERPTS = 1024
 
 
 def document_url(
@@ -45,18 +49,23 @@ class RunbookExcerpts:
         self._answers = answers
         self._base = docs_base_url
         self._allowed = allowed
-        self._kept: Kept[str, RunbookExcerpt] = Kept(keep_seconds, clock)
+        # TTLCache is not thread-safe: every use holds the lock (cards are drawn concurrently).
+        self._kept: TTLCache[str, RunbookExcerpt] = TTLCache(MAX_EXCERPTS, keep_seconds, timer=clock)
+        self._lock = threading.Lock()
 
     def __call__(self, spec: ActionSpec) -> RunbookExcerpt:
         """The excerpt for the action's runbook; no text when the runbook is not in the knowledge base."""
         key = f"{spec.runbook}\n{spec.name}\n{spec.description}"
-        kept = self._kept.get(key)
+        with self._lock:
+            kept = self._kept.get(key)
         if kept is not None:
             return kept
         excerpt = self._look_up(spec)
         if excerpt is None:  # the knowledge base could not be read: not kept, tried again next time
             return RunbookExcerpt(str(spec.runbook))
-        return self._kept.put(key, excerpt)
+        with self._lock:
+            self._kept[key] = excerpt
+        return excerpt
 
     def _look_up(self, spec: ActionSpec) -> RunbookExcerpt | None:
         """The excerpt, or None when the knowledge base could not be read (then not kept).

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
+from cachetools import TTLCache
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-
-from bot.slack.kept import Kept
 
 log = logging.getLogger("steward.slack")
 
 # Group membership changes rarely; a click should not cost a Web API call.
 MEMBERS_SECONDS = 300.0
+# More groups than any policy names; past it the least recently used is looked up again.
+MAX_GROUPS = 1024
 
 
 class SlackUserGroups:
@@ -31,11 +33,14 @@ class SlackUserGroups:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
-        self._kept: Kept[str, frozenset[str]] = Kept(keep_seconds, clock)
+        # TTLCache is not thread-safe: every use holds the lock (clicks resolve groups concurrently).
+        self._kept: TTLCache[str, frozenset[str]] = TTLCache(MAX_GROUPS, keep_seconds, timer=clock)
+        self._lock = threading.Lock()
 
     def __call__(self, group_id: str) -> frozenset[str]:
         """The member ids of the user group `group_id`."""
-        kept = self._kept.get(group_id)
+        with self._lock:
+            kept = self._kept.get(group_id)
         if kept is not None:
             return kept
         try:
@@ -48,4 +53,7 @@ class SlackUserGroups:
                 exc.response.get("error"),
             )
             return frozenset()
-        return self._kept.put(group_id, frozenset(str(user) for user in users))
+        members = frozenset(str(user) for user in users)
+        with self._lock:
+            self._kept[group_id] = members
+        return members
