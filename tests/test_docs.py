@@ -260,3 +260,10 @@ def test_the_checklist_from_the_demo_to_a_workspace_covers_each_placeholder() ->
         "](#document-front-matter)",
     ):
         assert needed in section
+
+
+def test_the_readme_keeps_no_progress_log() -> None:
+    """The README says what Steward does and what is planned, not which issue built what."""
+    entry = r"\(issue \d+\)|\b(?:is|are) built:|\b(?:is|are) in progress:"  # the old Roadmap's entries
+    logged = re.findall(rf"[^.\n]*(?:{entry})[^.\n]*", README)
+    assert logged == []
