@@ -28,7 +28,7 @@ from bot.wiring import Services
 from tests.audit_support import KEY_TEXT, SettableClock
 from tests.clock import TUESDAY_NOON, RunningClock
 from tests.conftest import ROOT
-from tests.support.slack import FakeSlack
+from tests.fakes.slack_api import FakeSlack
 
 PROD_ROLLBACK = ActionRequest(
     action="rollback-model", params={"model": "fraud-scorer", "version": 12, "env": "prod"}
