@@ -44,6 +44,16 @@ class Services:
         self._chat_model = chat_model
         self.clock = clock  # what the policy reads as now (tests pin it; freeze windows depend on it)
 
+    def override(self, name: str, value: Any) -> None:
+        """Use `value` as the service `name` instead of building it (tests swap in a shared embedder or
+        an approval service with a pinned clock). Only before the service is first built or read."""
+        attribute = getattr(type(self), name, None)
+        if not isinstance(attribute, cached_property):
+            raise AttributeError(f"Services has no service named {name!r} to override")
+        if name in self.__dict__:
+            raise RuntimeError(f"Services.{name} was already built; override it before first use")
+        self.__dict__[name] = value
+
     @cached_property
     def catalog(self) -> Catalog:
         """The knowledge catalog: derived from the documents, kept apart from the records."""

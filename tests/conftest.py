@@ -136,7 +136,7 @@ def make_services(tmp_path: Path, embedder: Embedder) -> Iterator[Callable[..., 
         # The policy reads a Tuesday noon that runs on, never the machine's weekday (the weekend freeze).
         settings = Settings(**values)  # type: ignore[arg-type]
         services = Services(settings, chat_model=chat_model, clock=clock or RunningClock(TUESDAY_NOON))
-        services.__dict__["embedder"] = embedder
+        services.override("embedder", embedder)
         services.answers.today = lambda: TODAY
         built.append(services)
         return services

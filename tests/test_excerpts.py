@@ -34,7 +34,7 @@ Each model has a freshness limit.
 def services_over_knowledge(tmp_path_factory: pytest.TempPathFactory, embedder: object) -> Services:
     """The starter knowledge base, ingested once for this module."""
     services = Services(Settings(data_dir=tmp_path_factory.mktemp("starter")))
-    services.__dict__["embedder"] = embedder
+    services.override("embedder", embedder)
     services.ingestor.run([ROOT / "knowledge"])
     services.answers.today = lambda: TODAY
     return services

@@ -57,7 +57,7 @@ def starter(tmp_path_factory: pytest.TempPathFactory, embedder: object) -> Servi
     from bot.config import Settings
 
     services = Services(Settings(data_dir=tmp_path_factory.mktemp("starter")))
-    services.__dict__["embedder"] = embedder
+    services.override("embedder", embedder)
     services.ingestor.run([KNOWLEDGE])
     services.answers.today = lambda: TODAY
     return services

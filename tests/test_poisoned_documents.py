@@ -65,7 +65,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> It
             chat_model=model,
             clock=RunningClock(TUESDAY_NOON),
         )
-        services.__dict__["embedder"] = embedder
+        services.override("embedder", embedder)
         try:
             report = services.ingestor.run([DATA])
             answers, prompts = {}, {}

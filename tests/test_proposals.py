@@ -44,7 +44,7 @@ def services(
     policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
     built = make_services(chat_model=model, policies_dir=policies)
     built.ingestor.run([small_kb])
-    built.__dict__["approvals"] = ApprovalService(built.records, built.policy, clock=lambda: TUESDAY)
+    built.override("approvals", ApprovalService(built.records, built.policy, clock=lambda: TUESDAY))
     return built
 
 

@@ -86,7 +86,7 @@ def services(make_services: Callable[..., Services], kb: Path, tmp_path: Path, c
     policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
     built = make_services(policies_dir=policies)
     built.ingestor.run([kb])
-    built.__dict__["approvals"] = ApprovalService(built.records, built.policy, clock=clock)
+    built.override("approvals", ApprovalService(built.records, built.policy, clock=clock))
     return built
 
 

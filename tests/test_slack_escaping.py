@@ -99,7 +99,7 @@ def services(make_services: Callable[..., Services], kb: Path, tmp_path: Path) -
     policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
     built = make_services(policies_dir=policies, experts_channel=EXPERTS, guidance_inbox=kb / "inbox")
     built.ingestor.run([kb])
-    built.__dict__["approvals"] = ApprovalService(built.records, built.policy, clock=_Clock())
+    built.override("approvals", ApprovalService(built.records, built.policy, clock=_Clock()))
     return built
 
 

@@ -107,7 +107,7 @@ class Catalog:
         """Services over this catalog, with these settings (STEWARD_RUNBOOK_SOURCES and so on)."""
         values: dict[str, Any] = {"data_dir": self.root / "data", "policies_dir": ROOT / "policies"}
         built = Services(Settings(**{**values, **settings}), clock=RunningClock(TUESDAY_NOON))
-        built.__dict__["embedder"] = self.embedder
+        built.override("embedder", self.embedder)
         self._built.append(built)
         return built
 
