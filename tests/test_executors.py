@@ -154,6 +154,17 @@ def test_webhook_retries_connection_errors() -> None:
     assert "connection failed" in result.summary
 
 
+@pytest.mark.parametrize("bad", [" ", "\n", "\x7f"])
+def test_a_webhook_url_with_a_space_or_control_character_is_refused_not_encoded(bad: str) -> None:
+    """Refused as urllib refused it: one attempt, nothing sent (an HTTP client would send `%20`)."""
+    with WebhookReceiver([200]) as receiver:
+        url = receiver.url + bad + "x"
+        result = run_action(hook(url, retries=2), {}, REQUEST, env=hook_env(url), sleep=lambda _: None)
+        assert receiver.requests == []
+    assert not result.ok and result.attempts == 1
+    assert "invalid URL: URL can't contain control characters" in result.summary
+
+
 def test_webhook_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without `env`, ${NAME} and secret_env come from the process environment."""
     with WebhookReceiver([200]) as receiver:

@@ -10,22 +10,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
+import itertools
 import json
+import re
+import ssl
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.message import Message
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpx
+import tenacity
 
 SIGNATURE_HEADER = "X-Steward-Signature"
 TIMESTAMP_HEADER = "X-Steward-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 BACKOFF_SECONDS = 0.2  # doubled per retry: 0.2 s, 0.4 s, 0.8 s; someone in Slack is waiting
 USER_AGENT = "Steward-webhook/1"
+# What http.client refuses in a URL (its _contains_disallowed_url_pchar_re); httpx would percent-encode
+# a space and send it, so the check is made here to refuse what urllib refused.
+_DISALLOWED_URL_CHARACTER = re.compile("[\x00-\x20\x7f]")
 
 
 @dataclass(frozen=True)
@@ -56,22 +61,6 @@ def is_retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """Turns redirects into errors: urllib would re-send a POST as a bodiless GET to wherever it points."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: Message,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        """Never follow."""
-        return None
-
-
 def post_signed(
     url: str,
     payload: Mapping[str, Any],
@@ -88,50 +77,53 @@ def post_signed(
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"webhook URL must be http or https, not {parts.scheme!r}")
     body = canonical_body(payload)
-    opener = urllib.request.build_opener(_NoRedirects())
     # Only the host is shown: paths and queries of webhook URLs often carry a token.
     host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
-    attempt = 0
-    while True:
-        attempt += 1
+    attempts = itertools.count(1)
+
+    def attempt(client: httpx.Client) -> tuple[Delivery, bool]:
+        """One POST, freshly timestamped and signed: how it ended, and whether another may pass."""
+        number = next(attempts)
         timestamp = int(clock())
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
+            "Accept-Encoding": "identity",  # the body is read as sent, as urllib did: nothing to decode
             IDEMPOTENCY_HEADER: idempotency_key,
             TIMESTAMP_HEADER: str(timestamp),
         }
         if key is not None:
             headers[SIGNATURE_HEADER] = sign(key, timestamp, body)
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 (http(s) checked above)
-        status: int | None
-        retryable: bool
         try:
-            with opener.open(request, timeout=timeout) as response:
-                status, text = response.status, response.read().decode("utf-8", "replace")
-            ok, retryable = 200 <= status < 300, False
-            outcome = f"HTTP {status}"
-        except urllib.error.HTTPError as error:
-            status, text = error.code, error.read().decode("utf-8", "replace")
-            error.close()
-            ok, retryable = False, is_retryable(error.code)
-            outcome = f"HTTP {status}"
-        except http.client.InvalidURL as error:
-            status, text, ok, retryable = None, "", False, False
-            outcome = f"invalid URL: {error}"
-        except (OSError, http.client.HTTPException) as error:
-            # Connection refused or reset, DNS, TLS and timeouts: the request may or may not have
-            # arrived, which is exactly what the idempotency key is for.
-            status, text, ok, retryable = None, "", False, True
-            outcome = _describe(error, timeout)
-        if ok or not retryable or attempt > retries:
-            return Delivery(ok, outcome, host, text or outcome, attempt, status)
-        sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+            if disallowed := _DISALLOWED_URL_CHARACTER.search(url):
+                raise httpx.InvalidURL(f"URL can't contain control characters (found {disallowed.group()!r})")
+            response = client.post(url, content=body, headers=headers)
+        except httpx.InvalidURL as error:
+            outcome, retryable = f"invalid URL: {error}", False
+        except httpx.TimeoutException:
+            outcome, retryable = f"timed out after {timeout:g} s", True
+        except httpx.TransportError as error:
+            # Connection refused or reset, DNS, TLS, a broken response: the request may or may not
+            # have arrived, which is exactly what the idempotency key is for.
+            outcome, retryable = f"connection failed: {error}", True
+        else:
+            status, text = response.status_code, response.content.decode("utf-8", "replace")
+            ok = 200 <= status < 300
+            delivery = Delivery(ok, f"HTTP {status}", host, text or f"HTTP {status}", number, status)
+            return delivery, not ok and is_retryable(status)
+        return Delivery(False, outcome, host, outcome, number, None), retryable
 
-
-def _describe(error: BaseException, timeout: float) -> str:
-    """A short reason for a failed connection."""
-    reason = error.reason if isinstance(error, urllib.error.URLError) else error
-    if isinstance(reason, TimeoutError):
-        return f"timed out after {timeout:g} s"
-    return f"connection failed: {reason}"
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(retries + 1),
+        wait=tenacity.wait_exponential(multiplier=BACKOFF_SECONDS, exp_base=2),  # 0.2 s, 0.4 s, 0.8 s
+        retry=tenacity.retry_if_result(lambda ended: ended[1]),
+        sleep=sleep,
+    )
+    # A redirect is an answer, never followed: it would re-send the POST (or a bodiless GET) wherever
+    # it points. The system's CA store, as urllib used; the pool keeps the connection for a retry.
+    with httpx.Client(timeout=timeout, follow_redirects=False, verify=ssl.create_default_context()) as client:
+        try:
+            delivery, _ = retrying(attempt, client)
+        except tenacity.RetryError as exhausted:  # the last attempt failed too: report it
+            delivery, _ = exhausted.last_attempt.result()
+    return delivery
