@@ -170,12 +170,26 @@ def _digest(services: Services, args: argparse.Namespace) -> int:
     from bot.digests.cli import run_digest, today_for
 
     if not args.post:
-        return run_digest(services, args.name, args.at, args.since)
+        return run_digest(
+            services.settings.digests_file,
+            lambda: services.catalog,
+            lambda: services.records,
+            lambda: services.retriever,
+            services.settings.runbook_min_similarity,
+            args.name,
+            args.at,
+            args.since,
+        )
     if args.since is not None:
         raise SettingsError("--since is for trying a configuration in the terminal; post without it")
+    from bot.slack.app import SlackSetupError, check_token
     from bot.slack.digests import post_now
 
-    ts = post_now(services, args.name, args.at or today_for(services, args.name))
+    today = args.at or today_for(services.settings.digests_file, args.name)
+    if services.settings.slack_bot_token is None:
+        raise SlackSetupError("--post needs SLACK_BOT_TOKEN (the bot token of your Slack app)")
+    check_token(services.slack_client)
+    ts = post_now(services.digest_poster(), services.slack_client, args.name, today)
     print(
         f"posted (message {ts})" if ts else "nothing to post: all quiet, and the digest says when_quiet: skip"
     )
@@ -342,10 +356,7 @@ def _policy(services: Services, args: argparse.Namespace) -> int:
     resolver: SlackGroupResolver = no_slack_groups
     usergroups = any(USERGROUP_ID.fullmatch(member) for group in policy.groups.values() for member in group)
     if usergroups and services.settings.slack_bot_token is not None:
-        from bot.slack.app import web_client
-        from bot.slack.usergroups import SlackUserGroups
-
-        resolver = SlackUserGroups(web_client(services.settings))  # as `steward serve` resolves them
+        resolver = services.slack_groups  # as `steward serve` resolves them
     print(explain(policy, request, Actor(user_id=args.user, channel=args.channel), moment, resolver))
     if usergroups and resolver is no_slack_groups:
         print("(Slack user groups (S…) counted nobody: set SLACK_BOT_TOKEN to look up their members)")

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
@@ -28,8 +28,16 @@ from bot.store.catalog import Catalog
 from bot.store.conversations import ConversationStore
 from bot.store.engine import create_engine, sqlite_file
 from bot.store.events import replica_name
+from bot.store.incidents import IncidentStore
 from bot.store.schema import StateStoreError, damaged_records, upgrade
 from ingest.pipeline import Ingestor
+
+if TYPE_CHECKING:  # Slack's modules load only in the commands that post (imported where they are used)
+    from slack_sdk import WebClient
+
+    from bot.slack.digests import DigestPoster
+    from bot.slack.posting import Poster
+    from bot.slack.usergroups import SlackUserGroups
 
 log = logging.getLogger("steward.audit")
 
@@ -127,6 +135,51 @@ class Services:
     def conversations(self) -> ConversationStore:
         """Delivered events, sticky threads, answers, feedback and knowledge gaps (records)."""
         return ConversationStore(self.records)
+
+    @cached_property
+    def incidents(self) -> IncidentStore:
+        """Alert episodes from Alertmanager and their incident threads (records)."""
+        return IncidentStore(self.records)
+
+    def digest_poster(self, poster: Poster | None = None) -> DigestPoster:
+        """The digests of `STEWARD_DIGESTS_FILE`, posted through `poster` (the Slack app's, when serving) or
+        a poster of their own paced by STEWARD_CHANNEL_POSTS_PER_SECOND (`steward digest run --post`)."""
+        from bot.digests.config import load_digests
+        from bot.digests.drift_digest import knowledge_runbooks
+        from bot.digests.incidents import incident_runbooks
+        from bot.slack.digests import DigestPoster
+        from bot.slack.pacing import ChannelPacer
+        from bot.slack.posting import Poster
+        from bot.store.digests import DigestRuns, DriftHistory
+
+        settings = self.settings
+        if poster is None:
+            poster = Poster(ChannelPacer(settings.channel_posts_per_second))
+        return DigestPoster(
+            config=lambda: load_digests(settings.digests_file),
+            runs=DigestRuns(self.records),
+            poster=poster,
+            history=DriftHistory(self.records),
+            policy=self.policy,
+            catalog=lambda: self.catalog,
+            incident_runbooks=incident_runbooks(lambda: self.retriever, settings.runbook_min_similarity),
+            find_runbook=knowledge_runbooks(lambda: self.retriever),
+        )
+
+    @cached_property
+    def slack_client(self) -> WebClient:
+        """The Slack Web API client for the CLI's Slack calls (`digest run --post`, user groups in
+        `policy check`); `steward serve` builds its own with the Bolt app."""
+        from bot.slack.app import web_client
+
+        return web_client(self.settings)
+
+    @cached_property
+    def slack_groups(self) -> SlackUserGroups:
+        """Members of the Slack user groups (`S…`) the policy files name, as `steward serve` looks them up."""
+        from bot.slack.usergroups import SlackUserGroups
+
+        return SlackUserGroups(self.slack_client)
 
     @cached_property
     def policy(self) -> PolicyFolder:

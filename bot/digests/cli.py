@@ -3,22 +3,37 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
 
+from sqlalchemy.engine import Engine
+
+from bot.answers.retrieval import Retriever
 from bot.digests.config import DigestConfigError, load_digests
 from bot.digests.drift_digest import knowledge_runbooks, render_text, run_drift
 from bot.digests.incidents import incident_runbooks
 from bot.digests.reports import build_report
+from bot.store.catalog import Catalog
 from bot.store.digests import DriftHistory
-from bot.wiring import Services
 
 # The exit code when the digest was printed but a source of it failed (a cron job should notice).
 SOURCE_FAILED = 3
 
 
-def run_digest(services: Services, name: str, at: dt.date | None, since: dt.date | None) -> int:
-    """Render digest `name`: exit 0 (findings, drift included, are output, not failures), or
-    SOURCE_FAILED when a data source or the state database could not be read (the digest says which)."""
-    config = load_digests(services.settings.digests_file)
+def run_digest(
+    digests_file: Path,
+    catalog: Callable[[], Catalog],
+    records: Callable[[], Engine],
+    retriever: Callable[[], Retriever],
+    runbook_min_similarity: float,
+    name: str,
+    at: dt.date | None,
+    since: dt.date | None,
+) -> int:
+    """Render digest `name` of `digests_file`: exit 0 (findings, drift included, are output, not failures),
+    or SOURCE_FAILED when a data source or the state database could not be read (the digest says which).
+    The catalog, the records and the retriever are built only when the digest reads them."""
+    config = load_digests(digests_file)
     digest = config.digests.get(name)
     if digest is None:
         known = ", ".join(sorted(config.digests)) or "none"
@@ -27,16 +42,16 @@ def run_digest(services: Services, name: str, at: dt.date | None, since: dt.date
         text, failed = build_report(
             name,
             digest,
-            services.catalog,
-            services.records,
-            at or today_for(services, name),
+            catalog(),
+            records(),
+            at or today_for(digests_file, name),
             since,
-            incident_runbooks(lambda: services.retriever, services.settings.runbook_min_similarity),
+            incident_runbooks(retriever, runbook_min_similarity),
         )
         if text:
             print(text)
         return SOURCE_FAILED if failed else 0
-    today = at or today_for(services, name)
+    today = at or today_for(digests_file, name)
     if since is not None:
         monitors = tuple(
             m.model_copy(
@@ -48,12 +63,12 @@ def run_digest(services: Services, name: str, at: dt.date | None, since: dt.date
         )
         digest = digest.model_copy(update={"monitors": monitors})
 
-    history = DriftHistory(services.records)  # read only: a trial in the terminal is not recorded
+    history = DriftHistory(records())  # read only: a trial in the terminal is not recorded
     results = run_drift(
         digest,
         today,
         config.path.parent,
-        find_runbook=knowledge_runbooks(lambda: services.retriever),
+        find_runbook=knowledge_runbooks(retriever),
         earlier=lambda model: history.earlier(name, model, today.isoformat()),
     )
     text = render_text(name, results, today, digest.when_quiet)
@@ -62,8 +77,8 @@ def run_digest(services: Services, name: str, at: dt.date | None, since: dt.date
     return SOURCE_FAILED if any(result.error for result in results) else 0
 
 
-def today_for(services: Services, name: str) -> dt.date:
-    """Today in the digest's timezone (the configured one, else UTC)."""
-    config = load_digests(services.settings.digests_file)
+def today_for(digests_file: Path, name: str) -> dt.date:
+    """Today in digest `name`'s timezone (the configured one, else UTC)."""
+    config = load_digests(digests_file)
     digest = config.digests.get(name)
     return dt.datetime.now(config.zone(digest) if digest else dt.UTC).date()

@@ -12,19 +12,14 @@ from types import FrameType
 
 from bot.answers.retrieval import IndexMissingError
 from bot.digests.alertmanager import AlertReceiver
-from bot.digests.config import load_digests
-from bot.digests.drift_digest import knowledge_runbooks
-from bot.digests.incidents import incident_runbooks
 from bot.logs import configure as configure_logs
 from bot.metrics import watch_action_requests
 from bot.runtime.health import Readiness
 from bot.runtime.housekeeping import start_housekeeping
 from bot.runtime.http import EVENTS_PATH, HttpServer
 from bot.slack.app import SlackApp, SlackSetupError, build_app, credentials_message, missing_credentials
-from bot.slack.digests import DigestPoster, start_scheduler
+from bot.slack.digests import start_scheduler
 from bot.store.actions import count_by_state
-from bot.store.digests import DigestRuns, DriftHistory
-from bot.store.incidents import IncidentStore
 from bot.wiring import Services
 
 log = logging.getLogger("steward.slack")
@@ -69,16 +64,7 @@ def warm_up(services: Services) -> None:
 def start_digests(slack: SlackApp, services: Services) -> object | None:
     """The digest schedule of `STEWARD_DIGESTS_FILE` (none when the file is missing or broken: logged)."""
     settings = services.settings
-    digests = DigestPoster(
-        config=lambda: load_digests(settings.digests_file),
-        runs=DigestRuns(services.records),
-        poster=slack.conversations.poster,
-        history=DriftHistory(services.records),
-        policy=services.policy,
-        catalog=lambda: services.catalog,
-        incident_runbooks=incident_runbooks(lambda: services.retriever, settings.runbook_min_similarity),
-        find_runbook=knowledge_runbooks(lambda: services.retriever),
-    )
+    digests = services.digest_poster(slack.conversations.poster)
     return start_scheduler(
         digests, slack.bolt.client, settings.digests_file, settings.digest_misfire_grace_seconds
     )
@@ -113,7 +99,7 @@ def serve(services: Services, port: int | None = None, host: str | None = None) 
     start_housekeeping(slack, services)
     start_digests(slack, services)
     token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
-    alerts = AlertReceiver(IncidentStore(services.records), token, max_bytes=settings.alertmanager_max_bytes)
+    alerts = AlertReceiver(services.incidents, token, max_bytes=settings.alertmanager_max_bytes)
     watch_action_requests(lambda: count_by_state(services.records))
     readiness = Readiness(services, slack.bolt.client)
     server = HttpServer(

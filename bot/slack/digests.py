@@ -27,22 +27,19 @@ from bot.digests.drift_digest import (
     details,
     headline,
     is_quiet,
-    knowledge_runbooks,
     quiet_line,
     run_drift,
 )
-from bot.digests.incidents import RunbookFor, incident_runbooks
+from bot.digests.incidents import RunbookFor
 from bot.digests.reports import build_report
 from bot.metrics import DIGEST_RUNS
-from bot.slack.app import SlackSetupError, check_token, web_client
+from bot.slack.app import SlackSetupError
 from bot.slack.blocks import MAX_SECTION_TEXT, RenderedMessage, button, split_mrkdwn
 from bot.slack.mrkdwn import escape
-from bot.slack.pacing import ChannelPacer
 from bot.slack.payloads import ACTION_DIGEST_REQUEST, DigestActionValue
 from bot.slack.posting import Poster
 from bot.store.catalog import Catalog
 from bot.store.digests import DigestRuns, DriftHistory
-from bot.wiring import Services
 
 log = logging.getLogger("steward.digests")
 
@@ -283,27 +280,12 @@ def start_scheduler(
     return scheduler
 
 
-def post_now(services: Services, name: str, today: dt.date) -> str | None:
+def post_now(digests: DigestPoster, client: WebClient, name: str, today: dt.date) -> str | None:
     """`steward digest run NAME --post`: post the digest now (not a scheduled fire: nothing is claimed)."""
-    settings = services.settings
-    if settings.slack_bot_token is None:
-        raise SlackSetupError("--post needs SLACK_BOT_TOKEN (the bot token of your Slack app)")
-    client = web_client(settings)
-    check_token(client)
-    poster = DigestPoster(
-        config=lambda: load_digests(settings.digests_file),
-        runs=DigestRuns(services.records),
-        poster=Poster(ChannelPacer(settings.channel_posts_per_second)),
-        history=DriftHistory(services.records),
-        policy=services.policy,
-        catalog=lambda: services.catalog,
-        incident_runbooks=incident_runbooks(lambda: services.retriever, settings.runbook_min_similarity),
-        find_runbook=knowledge_runbooks(lambda: services.retriever),
-    )
     try:
-        return poster.post(client, name, today)
+        return digests.post(client, name, today)
     except SlackApiError as exc:
-        channel = poster.config().digests[name].channel
+        channel = digests.config().digests[name].channel
         raise SlackSetupError(
             f"Slack refused the digest ({exc.response.get('error')}): is Steward invited to {channel}?"
         ) from None
