@@ -11,6 +11,7 @@ with a reference the user can quote.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import ClassVar
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+_FIELD = re.compile(r"\{(\w+)\}")
 
 
 class StewardError(Exception):
@@ -78,7 +80,7 @@ def new_reference() -> str:
 class Told:
     """How one failure is told in a situation: the user's text and the log line.
 
-    Both are format strings: `{reference}`, `{error}` (the message), `{error_type}` (the class of the
+    Both are templates: `{reference}`, `{error}` (the message), `{error_type}` (the class of the
     driver's own error when the error wraps one) and the situation's details fill them in.
     """
 
@@ -110,8 +112,13 @@ class Situation:
         }
         told = next((self.told[cls] for cls in type(error).__mro__ if cls in self.told), None)
         if told is None:
-            log.error(self.context.format(**fields), exc_info=error)
-            return self.unexpected.format(**fields)
+            log.error(_fill(self.context, fields), exc_info=error)
+            return _fill(self.unexpected, fields)
         if told.log:
-            log.log(told.level, told.log.format(**fields))
-        return told.text.format(**fields)
+            log.log(told.level, _fill(told.log, fields))
+        return _fill(told.text, fields)
+
+
+def _fill(template: str, fields: Mapping[str, str]) -> str:
+    """`template` with each `{name}` of `fields` filled in (other braces, as in Slack texts, stay)."""
+    return _FIELD.sub(lambda match: fields.get(match.group(1), match.group(0)), template)

@@ -216,6 +216,21 @@ def test_a_rejection_stops_the_request(service: ApprovalService) -> None:
     assert service.claim(request_id).claimed is False
 
 
+def test_a_rejection_refusal_is_told_for_the_reject_button(service: ApprovalService) -> None:
+    """Refusals of a reject click say "reject" where an approval's say "approve", and a request's
+    status is never reworded (the old word swap said "rejectrs" and "already rejectd")."""
+    request_id = _submit(service)
+    assert service.reject(request_id, REQUESTER, "no").message == (
+        "you are the requester; someone else in ml-platform or sre must reject"
+    )
+    assert service.reject(request_id, OUTSIDER, "no").message == "rejecters must be in ml-platform or sre"
+    service.approve(request_id, MLP1)
+    assert service.approve(request_id, SRE1).ready_to_run
+    late = service.reject(request_id, MLP2, "too late")
+    assert not late.changed
+    assert late.message == f"This request is already {APPROVED}; your click changed nothing."
+
+
 def test_only_the_requester_can_cancel(service: ApprovalService) -> None:
     """Cancelling is the requester's; a cancelled request never runs."""
     request_id = _submit(service)

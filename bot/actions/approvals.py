@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from bot.actions.models import ActionRequest, Actor, ApprovalRequirement, Decision
+from bot.actions.models import ActionRequest, Actor, ApprovalRequirement, Decision, Verb
 from bot.actions.request_state import (
     APPROVED,
     CANCELLED,
@@ -286,12 +286,9 @@ class ApprovalService:
         now = self.clock()
         gate = self.current_gate()
         with self._begin() as connection:
-            view, refusal = self._decider(connection, request_id, user, gate, now)
+            view, refusal = self._decider(connection, request_id, user, gate, now, "reject")
             if refusal is not None or view is None:
-                refusal = refusal or ClickResult(False, "There is no such request.", None)
-                return ClickResult(
-                    refusal.changed, refusal.message.replace("approve", "reject"), refusal.request
-                )
+                return refusal or ClickResult(False, "There is no such request.", None)
             if not move(connection, request_id, PENDING, REJECTED, now):
                 return ClickResult(False, "This request is no longer waiting for approval.", view)
             append_audit(
@@ -401,7 +398,7 @@ class ApprovalService:
         user: str,
         gate: Gate,
         now: float,
-        verb: str = "approve",
+        verb: Verb = "approve",
     ) -> tuple[RequestView | None, ClickResult | None]:
         """The pending request and no refusal when `user` may decide on it; otherwise the refusal."""
         view = read_view(connection, request_id, lock=True)
@@ -411,8 +408,8 @@ class ApprovalService:
         requirement = ApprovalRequirement(
             count=max(view.required_count, 1), groups=view.required_groups or ("nobody",), within_minutes=1
         )
-        allowed, why = gate.may_approve(user, view.requester, requirement)
-        return view, (None if allowed else ClickResult(False, why.replace("approve", verb), view))
+        denied = gate.refusal(user, view.requester, requirement)
+        return view, (None if denied is None else ClickResult(False, denied.render(verb), view))
 
     # -- time and execution ----------------------------------------------------------------------
 

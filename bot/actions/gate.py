@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision, Waiting
-from bot.actions.policy import Policy, SlackGroupResolver, counts_as_approval, evaluate, load_policy
+from bot.actions.policy import (
+    Policy,
+    Refusal,
+    SlackGroupResolver,
+    approval_refusal,
+    counts_as_approval,
+    evaluate,
+    load_policy,
+)
 
 
 def no_slack_groups(_group_id: str) -> frozenset[str]:
@@ -36,6 +44,10 @@ class PolicyGate:
     def may_approve(self, user: str, requester: str, requirement: ApprovalRequirement) -> tuple[bool, str]:
         """Whether the user's approval counts (never the requester's), and why not."""
         return counts_as_approval(user, requester, requirement, self.policy, self.resolver)
+
+    def refusal(self, user: str, requester: str, requirement: ApprovalRequirement) -> Refusal | None:
+        """Why `user` may not decide on the request (approve or reject it), or None when they may."""
+        return approval_refusal(user, requester, requirement, self.policy, self.resolver)
 
     @property
     def files(self) -> tuple[str, ...]:

@@ -127,3 +127,32 @@ class Decision(BaseModel):
     policy_version: str
     approval: ApprovalRequirement | None = None
     evaluated_at: dt.datetime
+
+
+Verb = Literal["approve", "reject"]
+_VERB_FORMS: dict[Verb, tuple[str, str]] = {  # the verb's past and its doer
+    "approve": ("approved", "approver"),
+    "reject": ("rejected", "rejecter"),
+}
+
+
+class Refusal(BaseModel):
+    """Why a person's decision on a request does not count, told in the words of the button they clicked.
+
+    `reason`: `requester` (one never decides on one's own request), `already` (each approver counts
+    once) or `outside` (not in `groups`, the groups the requirement names, e.g. "ml or sre").
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: Literal["requester", "already", "outside"]
+    groups: str
+
+    def render(self, verb: Verb = "approve") -> str:
+        """The refusal for someone who clicked `verb`."""
+        past, doer = _VERB_FORMS[verb]
+        if self.reason == "requester":
+            return f"you are the requester; someone else in {self.groups} must {verb}"
+        if self.reason == "already":
+            return f"you have already {past}; each {doer} counts once"
+        return f"{doer}s must be in {self.groups}"

@@ -26,6 +26,7 @@ from bot.actions.models import (
     Decision,
     Outcome,
     ParamSpec,
+    Refusal,
 )
 from bot.actions.policy_files import check_report, expand_env, load_policy
 from bot.actions.policy_types import (
@@ -49,10 +50,12 @@ __all__ = [
     "ParamError",
     "Policy",
     "PolicyError",
+    "Refusal",
     "Rule",
     "SlackGroupResolver",
     "Source",
     "Trace",
+    "approval_refusal",
     "build_request",
     "check_report",
     "conflict_problem",
@@ -285,15 +288,41 @@ def counts_as_approval(
     already_approved: Collection[str] = (),
 ) -> tuple[bool, str]:
     """Whether `user`'s approval counts, and the reason shown to them either way."""
+    group, refusal = _approval(user, requester, requirement, policy, resolver, already_approved)
+    if refusal is not None:
+        return False, refusal.render("approve")
+    return True, f"counts as an approval from {group}"
+
+
+def approval_refusal(
+    user: str,
+    requester: str,
+    requirement: ApprovalRequirement,
+    policy: Policy,
+    resolver: SlackGroupResolver,
+) -> Refusal | None:
+    """Why `user` may not decide on the request (rendered per verb), or None when they may."""
+    return _approval(user, requester, requirement, policy, resolver, ())[1]
+
+
+def _approval(
+    user: str,
+    requester: str,
+    requirement: ApprovalRequirement,
+    policy: Policy,
+    resolver: SlackGroupResolver,
+    already_approved: Collection[str],
+) -> tuple[str | None, Refusal | None]:
+    """The group `user` counts for, or the refusal."""
     wanted = _either(requirement.groups)
     if user == requester:
-        return False, f"you are the requester; someone else in {wanted} must approve"
+        return None, Refusal(reason="requester", groups=wanted)
     if user in already_approved:
-        return False, "you have already approved; each approver counts once"
+        return None, Refusal(reason="already", groups=wanted)
     group = next((group for group in requirement.groups if is_member(user, group, policy, resolver)), None)
     if group is None:
-        return False, f"approvers must be in {wanted}"
-    return True, f"counts as an approval from {group}"
+        return None, Refusal(reason="outside", groups=wanted)
+    return group, None
 
 
 def counted_approvers(

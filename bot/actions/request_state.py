@@ -13,7 +13,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bot.actions.executors import ExecutionError, ExecutionResult, run_action
-from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision, Waiting
+from bot.actions.models import (
+    ActionRequest,
+    ActionSpec,
+    Actor,
+    ApprovalRequirement,
+    Decision,
+    Refusal,
+    Waiting,
+)
 from bot.redaction import mask_secrets
 from bot.store.actions import action_requests, append_audit, approvals
 
@@ -40,6 +48,10 @@ class Gate(Protocol):
 
     def may_approve(self, user: str, requester: str, requirement: ApprovalRequirement) -> tuple[bool, str]:
         """Whether `user` counts towards `requirement`, and why not."""
+        ...
+
+    def refusal(self, user: str, requester: str, requirement: ApprovalRequirement) -> Refusal | None:
+        """Why `user` may not decide on the request (rendered per verb), or None when they may."""
         ...
 
     @property

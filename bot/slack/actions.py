@@ -426,8 +426,8 @@ class ActionFlows:
         if view.status in FINISHED:
             return f"This request is already {view.status}; there is nothing to reject."
         requirement = ApprovalRequirement(count=1, groups=view.required_groups or ("nobody",))
-        allowed, why = self.policy().may_approve(user, view.requester, requirement)
-        return None if allowed else why.replace("approve", "reject")
+        refusal = self.policy().refusal(user, view.requester, requirement)
+        return None if refusal is None else refusal.render("reject")
 
     @staticmethod
     def ack_reject_reason(ack: Ack, view: dict[str, Any]) -> None:
