@@ -225,6 +225,12 @@ def parse(
 
 
 def _split_front_matter(path: str, text: str) -> tuple[dict[str, Any], dict[str, int], str] | Skipped:
+    """The front matter's fields, the line each key is on, and the body; or why the file is skipped.
+
+    Not python-frontmatter, which is less strict: it takes an unclosed `---` block for body text, drops
+    a front matter that is a list or a scalar without a word, knows no `...` end line, reads a file
+    opening with `+++` or `{` as TOML or JSON, and gives no line numbers for keys or YAML errors.
+    """
     end = re.search(r"^(?:---|\.\.\.)[ \t]*$", text[4:], re.M)
     if end is None:
         return Skipped(path, "front matter opened with '---' on line 1 is never closed (add a '---' line)")
