@@ -95,6 +95,8 @@ def serve(services: Services, port: int | None = None, host: str | None = None) 
         approvals=services.approvals,
         policy=services.policy,
         proposer=services.proposer,
+        client=services.slack_client,
+        incidents=services.incidents,
     )
     start_housekeeping(slack, services)
     start_digests(slack, services)

@@ -150,17 +150,22 @@ def build_app(
     approvals: ApprovalService | None = None,
     policy: Callable[[], PolicyGate] | None = None,
     proposer: Proposer | None = None,
+    client: WebClient | None = None,
+    incidents: IncidentStore | None = None,
 ) -> SlackApp:
     """The Bolt app with Steward's listeners; checks the bot token with Slack (auth.test).
 
     Guarded actions (`/steward run`, action mentions, approval cards) are on when `approvals` and
     `policy` are given; with a `proposer` (an LLM), mentions in free words may become proposals too.
+    `client` and `incidents` are the composition root's (bot/wiring.py); without them, the app builds
+    its own from `settings` and `store`.
     """
     missing = missing_credentials(settings)
     if missing:
         raise SlackSetupError(credentials_message(missing))
     socket_mode = settings.slack_app_token is not None
-    client = web_client(settings)
+    if client is None:
+        client = web_client(settings)
     installation = check_token(client)
     if executor is None:
         executor = ContextExecutor(
@@ -205,7 +210,7 @@ def build_app(
         store=store,
         poster=poster,
         actions=actions,
-        incidents=IncidentFlows(IncidentStore(store.engine), poster),
+        incidents=IncidentFlows(incidents or IncidentStore(store.engine), poster),
         replica=ledger.name,
     )
     expertise = Expertise(settings, store, poster)
