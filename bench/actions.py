@@ -45,10 +45,10 @@ from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, Actor
 from bot.answers.evaluation import percentile
 from tests.audit_support import shared_key
-from tests.clock import starter_policies
-from tests.fakes.slack_api import FakeSlack
 from tests.fakes.webhook import WebhookReceiver
-from tests.replicas import Replica, approve_click, replica_env, send
+from tests.support.clock import starter_policies
+from tests.support.replicas import Replica, approve_click, replica_env, send
+from tests.support.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +93,7 @@ def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
             [str(steward), "ingest", str(ROOT / "knowledge")], env=env, check=True, capture_output=True
         )
         # Each request in its own thread, with its card there, as `/steward run` would have posted them.
-        engine = shared_key(sa.create_engine(url))  # the replicas' audit key (tests.replicas)
+        engine = shared_key(sa.create_engine(url))  # the replicas' audit key (tests.support.replicas)
         service = ApprovalService(engine, PolicyFolder(work / "policies"))
         retrain = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})
         card_of: dict[str, tuple[str, str]] = {}

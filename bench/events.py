@@ -31,9 +31,9 @@ import sqlalchemy as sa
 
 from bench.report import rss_mib, save
 from bot.answers.evaluation import percentile
-from tests.fakes.slack_api import FakeSlack, event_body
-from tests.replicas import replica_env, send, start_replicas
 from tests.servers import chroma_server
+from tests.support.replicas import replica_env, send, start_replicas
+from tests.support.slack import FakeSlack, event_body
 
 ROOT = Path(__file__).resolve().parents[1]
 

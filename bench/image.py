@@ -27,9 +27,9 @@ from pathlib import Path
 
 from bench.report import rss_mib, save
 from tests.containers import HARDENED
-from tests.fakes.slack_api import FakeSlack
-from tests.replicas import SECRET
 from tests.servers import free_port
+from tests.support.replicas import SECRET
+from tests.support.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from bench.report import rss_mib, save
 from bot.answers.evaluation import percentile
-from tests.fakes.slack_api import FakeSlack, event_body, sign
+from tests.support.slack import FakeSlack, event_body, sign
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from bot.actions.gate import PolicyFolder
 from bot.actions.runner import execute_once
 from bot.store.engine import create_engine
 from tests.audit_support import shared_key
-from tests.clock import TUESDAY_NOON, RunningClock
+from tests.support.clock import TUESDAY_NOON, RunningClock
 
 
 def click_storm(

@@ -13,19 +13,10 @@ from bot.store.actions import audit_head, audit_log
 from bot.store.audit_anchor import AuditAnchor, AuditKey, register_anchor
 from bot.store.audit_chain import entry_hash, entry_mac
 from bot.store.audit_checkpoints import CheckpointFile
+from tests.support.clock import SettableClock
 
 KEY_TEXT = "test-audit-key-" + "k" * 32
 WRONG_KEY = AuditKey.from_text("another-audit-key-" + "w" * 32, "a wrong key")
-
-
-class SettableClock:
-    """A clock the test moves."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def keyed(

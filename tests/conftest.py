@@ -15,10 +15,10 @@ from bot.config import Settings
 from bot.digests.demo_data import DEMO_DRIFT_FROM, DEMO_START, prediction_log, write_csv
 from bot.index.embedding import Embedder
 from bot.wiring import Services
-from tests.clock import TUESDAY_NOON, RunningClock
 from tests.databases import StateDatabase, fresh_postgres_database, state_database
-from tests.fakes.slack_api import payload_violations
 from tests.slackbot import RunningBot, running_bot
+from tests.support.clock import TUESDAY_NOON, RunningClock
+from tests.support.slack import payload_violations
 
 ROOT = Path(__file__).resolve().parents[1]
 TODAY = dt.date(2026, 11, 24)

@@ -19,8 +19,8 @@ from bot.logs import ContextExecutor
 from bot.runtime.http import HttpServer
 from bot.slack.app import SlackApp, build_app
 from bot.wiring import Services
-from tests.fakes.slack_ai import block_problems
-from tests.fakes.slack_api import FakeSlack, command_body, event_body, form_body, sign
+from tests.support.slack import FakeSlack, command_body, event_body, form_body, sign
+from tests.support.slack.assistant import block_problems
 
 SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-test-token"

@@ -33,6 +33,7 @@ from bot.actions.runner import LEASE_SECONDS, execute_once
 from bot.store.actions import action_requests, approvals, iter_audit
 from tests.conftest import ROOT
 from tests.databases import StateDatabase
+from tests.support.clock import SettableClock
 
 BERLIN = dt.timezone(dt.timedelta(hours=1))  # CET: the starter freeze's wall clock in November
 FRIDAY_1659 = dt.datetime(2026, 11, 27, 16, 59, tzinfo=BERLIN).timestamp()
@@ -42,16 +43,6 @@ REQUESTER, MLP2, MLP3, SRE1 = "U0000MLP01", "U0000MLP02", "U0000MLP03", "U0000SR
 PROD_PROMOTION = ActionRequest(
     action="promote-model", params={"model": "fraud-scorer", "version": 13, "env": "prod"}
 )
-
-
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Groups:
@@ -90,7 +81,9 @@ def engine(state_db: StateDatabase) -> Engine:
     return state_db.engine()
 
 
-def _service(engine: Engine, policies: Path, clock: Clock, groups: Groups | None = None) -> ApprovalService:
+def _service(
+    engine: Engine, policies: Path, clock: SettableClock, groups: Groups | None = None
+) -> ApprovalService:
     folder = PolicyFolder(policies, resolver=groups) if groups is not None else PolicyFolder(policies)
     return ApprovalService(engine, folder, clock=clock)
 
@@ -119,7 +112,7 @@ def test_an_approval_inside_a_freeze_that_began_after_the_request_is_held(
     engine: Engine, policies: Path
 ) -> None:
     """Requested Friday 16:59 (before the freeze), approved after 17:00: held, nothing runs."""
-    clock = Clock(FRIDAY_1659)
+    clock = SettableClock(FRIDAY_1659)
     service = _service(engine, policies, clock)
     request_id = _submit(service)
     assert service.approve(request_id, MLP2).changed
@@ -138,7 +131,7 @@ def test_a_freeze_that_begins_between_the_quorum_and_the_run_stops_the_run(
     engine: Engine, policies: Path
 ) -> None:
     """Both approvals at 16:59, the run claimed at 17:00:01: not run; the thread is told why; it waits."""
-    clock = Clock(FRIDAY_1659)
+    clock = SettableClock(FRIDAY_1659)
     service = _service(engine, policies, clock)
     request_id = _submit(service)
     service.approve(request_id, MLP2)
@@ -174,7 +167,7 @@ rules:
 def test_a_held_request_runs_when_the_freeze_ends_before_its_deadline(engine: Engine, policies: Path) -> None:
     """Housekeeping releases a held request whose approvals are in once the rule no longer holds."""
     (policies / "20-freeze.yaml").write_text(SHORT_FREEZE)
-    clock = Clock(FRIDAY_1659)
+    clock = SettableClock(FRIDAY_1659)
     service = _service(engine, policies, clock)
     request_id = _submit(service)
     service.approve(request_id, MLP2)
@@ -210,7 +203,7 @@ def test_a_rule_that_denies_later_ends_the_request_at_the_run(engine: Engine, po
     """A rule that is not a freeze (the requester joined a denied group) denies at the run claim."""
     (policies / "15-contractors.yaml").write_text(CONTRACTORS_DENIED)
     groups = Groups({"S0CONTRACT": set()})
-    clock = Clock(TUESDAY)
+    clock = SettableClock(TUESDAY)
     service = _service(engine, policies, clock, groups)
     request_id = _submit(service)
     service.approve(request_id, MLP2)
@@ -249,7 +242,7 @@ def test_an_approver_removed_from_the_group_does_not_complete_the_quorum(
     """A approves, leaves the Slack group, B approves: A's approval is withdrawn; one more is needed."""
     _release_policy(policies)
     groups = Groups({"S0RELEASE": {MLP2, MLP3, SRE1}})
-    clock = Clock(TUESDAY)
+    clock = SettableClock(TUESDAY)
     service = _service(engine, policies, clock, groups)
     request_id = _submit(service)
     assert service.approve(request_id, MLP2).changed
@@ -268,7 +261,7 @@ def test_an_approver_removed_after_the_quorum_stops_the_run(engine: Engine, poli
     """Quorum reached, then an approver leaves the group before the run: not run, waiting again."""
     _release_policy(policies)
     groups = Groups({"S0RELEASE": {MLP2, MLP3, SRE1}})
-    clock = Clock(TUESDAY)
+    clock = SettableClock(TUESDAY)
     service = _service(engine, policies, clock, groups)
     request_id = _submit(service)
     service.approve(request_id, MLP2)
@@ -288,7 +281,7 @@ def test_a_removed_approver_cannot_approve_again(engine: Engine, policies: Path)
     """The withdrawn approver's new click is refused like any non-member's."""
     _release_policy(policies)
     groups = Groups({"S0RELEASE": {MLP2, MLP3}})
-    clock = Clock(TUESDAY)
+    clock = SettableClock(TUESDAY)
     service = _service(engine, policies, clock, groups)
     request_id = _submit(service)
     service.approve(request_id, MLP2)
@@ -328,7 +321,7 @@ STAGING_ROLLBACK = ActionRequest(
 
 def test_a_long_run_of_a_live_process_is_never_started_twice(engine: Engine, policies: Path) -> None:
     """An idempotent run still going after 15 minutes renews its lease: recovery leaves it alone."""
-    clock = Clock(TUESDAY)
+    clock = SettableClock(TUESDAY)
     service = _service(engine, policies, clock)
     request_id = _submit(service, STAGING_ROLLBACK)
     runs = Runs()
@@ -353,7 +346,7 @@ def test_a_long_run_of_a_live_process_is_never_started_twice(engine: Engine, pol
 
 def test_a_run_whose_process_died_is_recovered_once_its_lease_lapses(engine: Engine, policies: Path) -> None:
     """A claimed run that nobody renews (its process died) is interrupted after the lease, not before."""
-    clock = Clock(TUESDAY)
+    clock = SettableClock(TUESDAY)
     service = _service(engine, policies, clock)
     request_id = _submit(service, STAGING_ROLLBACK)
     assert service.claim(request_id).claimed  # ... and then the process died
@@ -366,6 +359,7 @@ def test_a_run_whose_process_died_is_recovered_once_its_lease_lapses(engine: Eng
 GROUP_SCRIPT = """
 import sys
 from bot.actions.executors import _run_program
+from tests.support.clock import SettableClock
 pids = sys.argv[1]
 argv = ["sh", "-c", f"sleep 300 & echo $! > {pids}; sleep 300"]
 _run_program("spawner", argv, {"PATH": "/usr/bin:/bin"}, 600)
@@ -432,7 +426,7 @@ def test_an_interrupted_run_that_carried_a_secret_is_not_run_again_with_the_mask
 ) -> None:
     """The secret went with the process that died: an idempotent action waits for a person instead."""
     (policies / "50-notes.yaml").write_text(NOTE_ACTION)
-    clock = Clock(TUESDAY)
+    clock = SettableClock(TUESDAY)
     service = _service(engine, policies, clock)
     leaked = ActionRequest(
         action="annotate-model", params={"model": "fraud-scorer", "note": "AKIAIOSFODNN7EXAMPLE"}
@@ -451,7 +445,7 @@ def test_an_interrupted_run_that_carried_a_secret_is_not_run_again_with_the_mask
 def test_a_request_set_to_approved_in_the_database_is_not_run(engine: Engine, policies: Path) -> None:
     """Someone with write access sets `status='approved'` directly: the run claim counts the approvals
     again (none), runs nothing, and the request waits for approval."""
-    clock = Clock(TUESDAY)
+    clock = SettableClock(TUESDAY)
     service = _service(engine, policies, clock)
     request_id = _submit(service)
     with engine.begin() as connection:
@@ -470,7 +464,7 @@ def test_a_request_set_to_approved_in_the_database_is_not_run(engine: Engine, po
 def test_approvals_forged_in_the_database_are_not_enough_to_run(engine: Engine, policies: Path) -> None:
     """Approval rows and `approved` written straight into the tables: the audit log holds no such
     approvals, so the claim runs nothing and hands the request to a person."""
-    clock = Clock(TUESDAY)
+    clock = SettableClock(TUESDAY)
     service = _service(engine, policies, clock)
     request_id = _submit(service)
     with engine.begin() as connection:

@@ -26,8 +26,8 @@ from bot.store.incidents import IncidentStore
 from bot.wiring import Services
 from tests import alertmanager_bodies as bodies
 from tests.databases import StateDatabase
-from tests.fakes.slack_api import FakeSlack
 from tests.slackbot import SECRET, build_test_app, serving
+from tests.support.slack import FakeSlack
 
 T0 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
 TOKEN = "alertmanager-test-token"

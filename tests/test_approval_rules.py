@@ -31,7 +31,8 @@ from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, Actor
 from bot.store.engine import create_engine
 from tests.conftest import ROOT
-from tests.test_approvals import TUESDAY, Clock
+from tests.support.clock import SettableClock
+from tests.test_approvals import TUESDAY
 
 ML_PLATFORM = ("U0000MLP01", "U0000MLP02", "U0000MLP03")
 SRE = ("U0000SRE01", "U0000SRE02", "U0000SRE03")
@@ -68,7 +69,7 @@ class ApprovalRules(RuleBasedStateMachine):
         self.folder = Path(tempfile.mkdtemp(prefix="steward-rules-"))
         shutil.copytree(ROOT / "policies", self.folder / "policies")
         self.engine = create_engine(f"sqlite:///{self.folder}/state.db")
-        self.clock = Clock(TUESDAY)
+        self.clock = SettableClock(TUESDAY)
         self.service = ApprovalService(self.engine, PolicyFolder(self.folder / "policies"), clock=self.clock)
         self.expected: dict[str, Expected] = {}
 

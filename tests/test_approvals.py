@@ -43,6 +43,7 @@ from tests.audit_support import shared_key
 from tests.conftest import ROOT
 from tests.databases import StateDatabase
 from tests.fakes.webhook import WebhookReceiver
+from tests.support.clock import SettableClock
 
 TUESDAY = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC).timestamp()
 FRIDAY_EVENING = dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.UTC).timestamp()  # 19:00 in Berlin
@@ -50,16 +51,6 @@ REQUESTER, MLP1, MLP2, SRE1, OUTSIDER = "U0000MLP01", "U0000MLP02", "U0000MLP03"
 PROD_ROLLBACK = ActionRequest(
     action="rollback-model", params={"model": "fraud-scorer", "version": 12, "env": "prod"}
 )
-
-
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, now: float = TUESDAY) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -75,13 +66,15 @@ def database(state_db: StateDatabase) -> tuple[Engine, str, str | None]:
 
 
 @pytest.fixture
-def clock() -> Clock:
+def clock() -> SettableClock:
     """Tuesday 2026-11-24, 10:00 UTC, unless a test moves it."""
-    return Clock()
+    return SettableClock(TUESDAY)
 
 
 @pytest.fixture
-def service(database: tuple[Engine, str, str | None], policies: Path, clock: Clock) -> ApprovalService:
+def service(
+    database: tuple[Engine, str, str | None], policies: Path, clock: SettableClock
+) -> ApprovalService:
     """The approval service over the starter policies."""
     return ApprovalService(database[0], PolicyFolder(policies), clock=clock)
 
@@ -165,7 +158,7 @@ def _policy_entries(service: ApprovalService) -> list[dict[str, object]]:
 
 
 def test_policy_versions_are_audited_once_per_change_across_replicas(
-    database: tuple[Engine, str, str | None], policies: Path, clock: Clock
+    database: tuple[Engine, str, str | None], policies: Path, clock: SettableClock
 ) -> None:
     """The first decision audits the loaded policy; an edit is audited once, whichever replica sees it."""
     engine = database[0]
@@ -251,7 +244,9 @@ def test_an_approval_can_be_revoked_before_the_run(service: ApprovalService) -> 
     assert service.claim(request_id).claimed is False
 
 
-def test_a_request_past_its_deadline_expires_and_nothing_runs(service: ApprovalService, clock: Clock) -> None:
+def test_a_request_past_its_deadline_expires_and_nothing_runs(
+    service: ApprovalService, clock: SettableClock
+) -> None:
     """30 minutes after a production rollback request, approvals are refused (fail closed)."""
     request_id = _submit(service)
     service.approve(request_id, MLP1)
@@ -276,7 +271,9 @@ def test_a_policy_change_voids_earlier_approvals(service: ApprovalService, polic
     assert view is not None and view.status == PENDING and view.approvers == ()
 
 
-def test_production_changes_are_denied_in_the_weekend_freeze(service: ApprovalService, clock: Clock) -> None:
+def test_production_changes_are_denied_in_the_weekend_freeze(
+    service: ApprovalService, clock: SettableClock
+) -> None:
     """Friday 19:00 in Berlin: a production promotion is denied, saying why."""
     clock.now = FRIDAY_EVENING
     promote = ActionRequest(
@@ -325,7 +322,7 @@ def test_every_step_is_in_the_audit_chain(
     ],
 )
 def test_an_interrupted_run_is_never_repeated_unless_idempotent(
-    service: ApprovalService, clock: Clock, request_: ActionRequest, after: str
+    service: ApprovalService, clock: SettableClock, request_: ActionRequest, after: str
 ) -> None:
     """A claim with no result (the process died) becomes runnable again only for idempotent actions."""
     request_id = _submit(service, request_)
@@ -349,7 +346,10 @@ def test_a_failed_executor_is_recorded_as_failed(service: ApprovalService, polic
 
 @pytest.mark.slow
 def test_click_storms_from_threads_and_two_processes_execute_each_request_once(
-    database: tuple[Engine, str, str | None], policies: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    database: tuple[Engine, str, str | None],
+    policies: Path,
+    clock: SettableClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Many threads here and a second process click approve and execute: one webhook call per request."""
     engine, url, schema = database
@@ -393,7 +393,7 @@ def test_a_run_killed_after_its_claim_is_not_repeated(tmp_path: Path, policies: 
     """Kill the process while the webhook is in flight: the request needs attention and never runs again."""
     url = f"sqlite:///{tmp_path}/state.db"
     engine = shared_key(create_engine(url))  # the child process seals with the same key
-    clock = Clock()
+    clock = SettableClock(TUESDAY)
     service = ApprovalService(engine, PolicyFolder(policies), clock=clock)
     retrain = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})
     request_id = _submit(service, retrain, user=SRE1)

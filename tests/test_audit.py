@@ -20,7 +20,6 @@ from bot.store.schema import upgrade
 from tests.audit_support import (
     KEY_TEXT,
     WRONG_KEY,
-    SettableClock,
     forge,
     keyed,
     plain_sha,
@@ -29,6 +28,7 @@ from tests.audit_support import (
     wrong_key,
 )
 from tests.databases import StateDatabase
+from tests.support.clock import SettableClock
 
 
 @pytest.fixture

@@ -25,10 +25,10 @@ from bot.slack.audit import checkpoint_round
 from bot.store.actions import action_requests, append_audit
 from bot.store.audit_anchor import key_from_file
 from bot.wiring import Services
-from tests.audit_support import KEY_TEXT, SettableClock
-from tests.clock import TUESDAY_NOON, RunningClock
+from tests.audit_support import KEY_TEXT
 from tests.conftest import ROOT
-from tests.fakes.slack_api import FakeSlack
+from tests.support.clock import TUESDAY_NOON, RunningClock, SettableClock
+from tests.support.slack import FakeSlack
 
 PROD_ROLLBACK = ActionRequest(
     action="rollback-model", params={"model": "fraud-scorer", "version": 12, "env": "prod"}

@@ -28,9 +28,9 @@ from bot.store.audit_trail import KNOWN_KINDS, Logged, RequestTrail
 from bot.store.audit_verify import AUTHORISED_STATES, verify_log
 from bot.store.schema import upgrade
 from tests.audit_support import Sealer, forge, keyed, plain_sha, wrong_key
-from tests.clock import TUESDAY_NOON
 from tests.conftest import ROOT
 from tests.databases import StateDatabase
+from tests.support.clock import TUESDAY_NOON
 
 REQUESTER, MLP1, SRE1, OUTSIDER = "U0000MLP01", "U0000MLP02", "U0000SRE01", "UOUTSIDER"
 PROD_ROLLBACK = ActionRequest(

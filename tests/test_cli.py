@@ -226,7 +226,7 @@ def test_policy_explain_looks_up_slack_user_groups_when_a_token_is_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """As `steward serve` decides: the person paged through the S… group may pause an agent alone."""
-    from tests.fakes.slack_api import FakeSlack
+    from tests.support.slack import FakeSlack
 
     monkeypatch.setenv("STEWARD_POLICIES_DIR", str(_oncall_as_slack_group(tmp_path)))
     monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "data"))

@@ -13,9 +13,9 @@ import pytest
 
 from bot.actions.models import ActionRequest, Actor
 from bot.wiring import Services
-from tests.clock import BERLIN, SATURDAY_NOON, TUESDAY_NOON, RunningClock, starter_policies
 from tests.clock.at import DEFAULT_LIBRARY, check_clock, faked_environment
 from tests.conftest import ROOT
+from tests.support.clock import BERLIN, SATURDAY_NOON, TUESDAY_NOON, RunningClock, starter_policies
 
 AT_BERLIN = [sys.executable, "-m", "tests.clock.at"]
 PROD_RETRAIN = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})

@@ -23,9 +23,9 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.containers import IMAGE, docker, require_compose
-from tests.fakes.slack_api import FakeSlack, event_body
-from tests.replicas import SECRET, send
 from tests.servers import http
+from tests.support.replicas import SECRET, send
+from tests.support.slack import FakeSlack, event_body
 
 COMPOSE_FILE = ROOT / "deploy" / "docker" / "compose.yaml"
 STAND_INS = ROOT / "tests" / "compose"

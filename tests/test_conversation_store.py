@@ -7,26 +7,17 @@ import sqlalchemy as sa
 
 from bot.store.conversations import GAP_CLOSED, GAP_DRAFTED, GAP_ROUTED, ConversationStore, StateStoreError
 from tests.databases import StateDatabase
-
-
-class Clock:
-    """A settable clock."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import SettableClock
 
 
 @pytest.fixture
-def store(state_db: StateDatabase) -> tuple[ConversationStore, Clock]:
+def store(state_db: StateDatabase) -> tuple[ConversationStore, SettableClock]:
     """A conversation store on a fresh SQLite file or PostgreSQL schema, with a settable clock."""
-    clock = Clock()
+    clock = SettableClock(1_000.0)
     return ConversationStore(state_db.engine(), clock=clock), clock
 
 
-def test_an_event_id_is_claimed_once(store: tuple[ConversationStore, Clock]) -> None:
+def test_an_event_id_is_claimed_once(store: tuple[ConversationStore, SettableClock]) -> None:
     """The first claim wins; retries and duplicates lose."""
     conversations, _clock = store
     assert conversations.claim_event("Ev1", retention_seconds=600) is True
@@ -34,7 +25,9 @@ def test_an_event_id_is_claimed_once(store: tuple[ConversationStore, Clock]) -> 
     assert conversations.claim_event("Ev2", retention_seconds=600) is True
 
 
-def test_event_ids_are_kept_for_the_retention_then_forgotten(store: tuple[ConversationStore, Clock]) -> None:
+def test_event_ids_are_kept_for_the_retention_then_forgotten(
+    store: tuple[ConversationStore, SettableClock],
+) -> None:
     """Within the retention a retry is still dropped; long after, the table no longer holds it."""
     conversations, clock = store
     conversations.claim_event("Ev1", retention_seconds=600)
@@ -45,7 +38,7 @@ def test_event_ids_are_kept_for_the_retention_then_forgotten(store: tuple[Conver
     assert conversations.claim_event("Ev1", retention_seconds=600) is True
 
 
-def test_a_channel_setting_overrides_the_default(store: tuple[ConversationStore, Clock]) -> None:
+def test_a_channel_setting_overrides_the_default(store: tuple[ConversationStore, SettableClock]) -> None:
     """None until set; then the last value set."""
     conversations, _clock = store
     assert conversations.channel_sticky("C1") is None
@@ -54,7 +47,7 @@ def test_a_channel_setting_overrides_the_default(store: tuple[ConversationStore,
     assert conversations.channel_sticky("C1") is True
 
 
-def test_one_vote_per_person_and_answer(store: tuple[ConversationStore, Clock]) -> None:
+def test_one_vote_per_person_and_answer(store: tuple[ConversationStore, SettableClock]) -> None:
     """A second vote by the same person changes the first instead of adding one."""
     conversations, _clock = store
     answer = conversations.record_answer(
@@ -72,7 +65,7 @@ def test_one_vote_per_person_and_answer(store: tuple[ConversationStore, Clock]) 
     assert [row["helpful"] for row in conversations.feedback_rows()] == [False]
 
 
-def test_routing_and_drafting_a_gap_are_claimed_once(store: tuple[ConversationStore, Clock]) -> None:
+def test_routing_and_drafting_a_gap_are_claimed_once(store: tuple[ConversationStore, SettableClock]) -> None:
     """Only the first click routes a gap, only the first save drafts it; acceptance closes it."""
     conversations, _clock = store
     gap = conversations.open_gap(question="q?", channel="C1", thread_ts="1.0", asker="U1", owners=["@dana"])
@@ -87,7 +80,7 @@ def test_routing_and_drafting_a_gap_are_claimed_once(store: tuple[ConversationSt
     assert conversations.gap(gap).status == GAP_CLOSED  # type: ignore[union-attr]
 
 
-def test_a_gap_is_found_from_either_of_its_threads(store: tuple[ConversationStore, Clock]) -> None:
+def test_a_gap_is_found_from_either_of_its_threads(store: tuple[ConversationStore, SettableClock]) -> None:
     """Replies count in the asker's thread and under the experts-channel post."""
     conversations, _clock = store
     gap = conversations.open_gap(question="q?", channel="C1", thread_ts="1.0", asker="U1", owners=[])

@@ -22,8 +22,8 @@ from bot.runtime.health import Readiness
 from bot.runtime.http import WSGIApp, wsgi_application
 from bot.wiring import Services
 from tests.conftest import ROOT
-from tests.fakes.slack_api import FakeSlack
 from tests.slackbot import BOT_TOKEN, SECRET, build_test_app
+from tests.support.slack import FakeSlack
 
 DOCKER = ROOT / "deploy" / "docker"
 K8S = ROOT / "deploy" / "k8s"

@@ -28,8 +28,8 @@ from bot.store.engine import create_engine
 from bot.store.incidents import IncidentStore
 from bot.wiring import Services
 from tests.conftest import ROOT
-from tests.fakes.slack_api import FakeSlack
 from tests.servers import chroma_server, free_port
+from tests.support.slack import FakeSlack
 
 AT = dt.date(2026, 11, 5)
 

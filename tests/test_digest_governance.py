@@ -16,8 +16,8 @@ from bot.digests.governance import gather, render_text
 from bot.store.catalog import DocumentRecord
 from bot.store.conversations import ConversationStore
 from bot.store.engine import create_engine
-from tests.clock import TUESDAY_NOON, RunningClock
 from tests.conftest import ROOT
+from tests.support.clock import TUESDAY_NOON, RunningClock
 
 NOW = TUESDAY_NOON  # the period's end; the services below read a clock that starts here
 SINCE = dt.datetime.fromtimestamp(NOW - 7 * 86400, dt.UTC)

@@ -20,8 +20,8 @@ from bot.store.engine import create_engine
 from bot.store.incidents import AlertUpdate, IncidentStore
 from bot.wiring import Services
 from tests import alertmanager_bodies as bodies
-from tests.fakes.slack_api import FakeSlack
 from tests.slackbot import CHANNEL, EXPERT, SECRET, USER, RunningBot, build_test_app, serving
+from tests.support.slack import FakeSlack
 
 T0 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
 TOKEN = "alertmanager-test-token"

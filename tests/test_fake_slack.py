@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 
-from tests.fakes.slack_api import FakeSlack, command_body, event_body, form_body, sign
+from tests.support.slack import FakeSlack, command_body, event_body, form_body, sign
 
 TOKEN = "xoxb-test"
 SECRET = "test-signing-secret"

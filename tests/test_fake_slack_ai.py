@@ -9,8 +9,8 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from tests.fakes.slack_ai import COMPLETED, MAX_MARKDOWN_TEXT, STREAMING, block_problems
-from tests.fakes.slack_api import FakeSlack
+from tests.support.slack import FakeSlack
+from tests.support.slack.assistant import COMPLETED, MAX_MARKDOWN_TEXT, STREAMING, block_problems
 
 SECTION = {"type": "section", "text": {"type": "mrkdwn", "text": "Roll back with the alias."}}
 

@@ -120,27 +120,17 @@ from bot.config import Settings
 from bot.slack.payloads import ACTION_APPROVE, RequestValue
 from bot.store.actions import audit_log
 from bot.wiring import Services
-from tests.clock import TUESDAY_NOON, RunningClock
 from tests.conftest import ROOT
 from tests.databases import state_database
 from tests.fakes.webhook import WebhookReceiver
 from tests.slackbot import CHANNEL, RunningBot, blocks_text, running_bot
+from tests.support.clock import TUESDAY_NOON, RunningClock, SettableClock
 
 REQUESTER, MLP2, SRE1 = "U0000MLP01", "U0000MLP02", "U0000SRE01"
 PROD_ROLLBACK = ActionRequest(
     action="rollback-model", params={"model": "fraud-scorer", "version": 12, "env": "prod"}
 )
 CYRILLIC_O, CYRILLIC_E, ZERO_WIDTH = "\u043e", "\u0435", "\u200b"
-
-
-class Clock:
-    """A settable clock (a Tuesday noon in Berlin: outside the weekend freeze)."""
-
-    def __init__(self, now: float = TUESDAY_NOON) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Runs:
@@ -174,13 +164,13 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def clock() -> Clock:
+def clock() -> SettableClock:
     """The approval service's clock, moved by the test."""
-    return Clock()
+    return SettableClock(TUESDAY_NOON)
 
 
 @pytest.fixture
-def service(engine: Engine, policies: Path, clock: Clock) -> ApprovalService:
+def service(engine: Engine, policies: Path, clock: SettableClock) -> ApprovalService:
     """The approval service over the private starter policies."""
     return ApprovalService(engine, PolicyFolder(policies), clock=clock)
 
@@ -401,7 +391,7 @@ def test_an_approve_click_from_another_channel_is_not_counted(
 
 
 def test_an_approval_just_after_the_deadline_is_refused_and_nothing_runs(
-    service: ApprovalService, clock: Clock
+    service: ApprovalService, clock: SettableClock
 ) -> None:
     """The deciding approval one instant (the next float) after the deadline: expired, nothing runs."""
     request_id = _submit(service)
@@ -420,7 +410,7 @@ def test_an_approval_just_after_the_deadline_is_refused_and_nothing_runs(
 
 @pytest.mark.parametrize("after", [False, True], ids=["at-the-deadline", "just-after"])
 def test_the_click_and_the_sweep_agree_on_the_deadline(
-    service: ApprovalService, clock: Clock, after: bool
+    service: ApprovalService, clock: SettableClock, after: bool
 ) -> None:
     """No moment when the sweep has expired a request that a click would still count, or the reverse."""
     swept, clicked = _submit(service), _submit(service)

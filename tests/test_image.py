@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.containers import HARDENED, IMAGE, docker, require_image
-from tests.fakes.slack_api import FakeSlack, event_body
-from tests.replicas import SECRET, send
 from tests.servers import chroma_server, free_port, http
+from tests.support.replicas import SECRET, send
+from tests.support.slack import FakeSlack, event_body
 
 QUESTION = "How do I roll back a model in production?"
 

@@ -18,9 +18,9 @@ from bot.metrics import REGISTRY
 from bot.runtime.health import Readiness
 from bot.slack.app import web_client
 from bot.wiring import Services
-from tests.fakes.slack_api import FakeSlack, event_body
 from tests.servers import chroma_server, free_port, http
 from tests.slackbot import SECRET, build_test_app, serving
+from tests.support.slack import FakeSlack, event_body
 
 
 @contextmanager

@@ -27,9 +27,9 @@ from bot.config import Settings
 from bot.index.embedding import Embedder
 from bot.wiring import Services
 from ingest.pipeline import IngestReport
-from tests.clock import TUESDAY_NOON, RunningClock
 from tests.conftest import ROOT
 from tests.fakes.llm import ObedientFake
+from tests.support.clock import TUESDAY_NOON, RunningClock
 
 DATA = ROOT / "tests" / "data" / "poisoned"
 MANIFEST: dict[str, list[dict[str, Any]]] = yaml.safe_load(

@@ -32,12 +32,12 @@ from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, Actor
 from bot.wiring import Services
 from tests.audit_support import shared_key
-from tests.clock import starter_policies
 from tests.conftest import write_tree
-from tests.fakes.slack_api import FakeSlack, event_body
 from tests.fakes.webhook import WebhookReceiver
-from tests.replicas import Replica, approve_click, replica_env, send, start_replicas
 from tests.servers import chroma_server
+from tests.support.clock import starter_policies
+from tests.support.replicas import Replica, approve_click, replica_env, send, start_replicas
+from tests.support.slack import FakeSlack, event_body
 
 FORM = "application/x-www-form-urlencoded"
 REQUESTER = "U0000SRE01"
@@ -184,7 +184,7 @@ def test_replicas_answer_once_execute_once_and_post_each_digest_once(
         threads.append(ts)
 
     # 2. The click storm, with replica 0 killed a third of the way in and restarted at two thirds.
-    engine = shared_key(sa.create_engine(url))  # the replicas' audit key (tests.replicas)
+    engine = shared_key(sa.create_engine(url))  # the replicas' audit key (tests.support.replicas)
     service = ApprovalService(engine, PolicyFolder(Path(replicas[0].env["STEWARD_POLICIES_DIR"])))
     cards: dict[str, tuple[str, str]] = {}
     for number in range(REQUESTS):

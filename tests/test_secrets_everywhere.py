@@ -35,11 +35,11 @@ from bot.slack.payloads import (
 )
 from bot.store.conversations import ConversationStore, knowledge_gaps
 from bot.wiring import Services
-from tests.clock import TUESDAY_NOON
 from tests.conftest import ROOT
 from tests.databases import StateDatabase
 from tests.fakes.webhook import WebhookReceiver
 from tests.slackbot import CHANNEL, EXPERT, USER, RunningBot, blocks_text, running_bot
+from tests.support.clock import TUESDAY_NOON
 
 AWS_KEY = "AKIAZ7Q4XJ2LMNB5RT3W"
 SLACK_TOKEN = "xoxb-2048675309-4096123456789-Qw3rTy7UiOp9AsDfGhJkLzXc"

@@ -46,9 +46,10 @@ from bot.slack.workspace import Installation
 from bot.store.actions import action_requests
 from bot.wiring import Services
 from tests.conftest import ROOT, write_tree
-from tests.fakes.slack_api import FakeSlack, command_body
 from tests.fakes.webhook import WebhookReceiver
 from tests.slackbot import CHANNEL, USER, Reply, RunningBot, blocks_text, running_bot
+from tests.support.clock import SettableClock
+from tests.support.slack import FakeSlack, command_body
 
 TUESDAY = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC).timestamp()
 FRIDAY_EVENING = dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.UTC).timestamp()  # 19:00 in Berlin: frozen
@@ -57,20 +58,10 @@ PROD_RETRAIN = "run retrain-model model=fraud-scorer env=prod"
 PROD_ROLLBACK = "run rollback-model model=fraud-scorer version=12 env=prod"
 
 
-class Clock:
-    """A settable clock for the approval service (Tuesday morning: no weekend freeze)."""
-
-    def __init__(self, now: float = TUESDAY) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
+def clock() -> SettableClock:
     """Tuesday 2026-11-24, 10:00 UTC, unless a test moves it."""
-    return Clock()
+    return SettableClock(TUESDAY)
 
 
 @pytest.fixture
@@ -81,7 +72,9 @@ def kb(small_kb: Path) -> Path:
 
 
 @pytest.fixture
-def services(make_services: Callable[..., Services], kb: Path, tmp_path: Path, clock: Clock) -> Services:
+def services(
+    make_services: Callable[..., Services], kb: Path, tmp_path: Path, clock: SettableClock
+) -> Services:
     """Services over the knowledge base, a private copy of the starter policies and the settable clock."""
     policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
     built = make_services(policies_dir=policies)
@@ -190,7 +183,7 @@ def test_an_allowed_staging_request_runs_once_and_posts_the_result(
     assert json.loads(receiver.requests[0].body)["params"]["model"] == "fraud-scorer"
 
 
-def test_a_frozen_production_request_is_denied_with_the_rule(bot: RunningBot, clock: Clock) -> None:
+def test_a_frozen_production_request_is_denied_with_the_rule(bot: RunningBot, clock: SettableClock) -> None:
     """During the weekend freeze a production retrain is refused: reason and rule, no card."""
     clock.now = FRIDAY_EVENING
     thread = _run(bot, PROD_RETRAIN)
@@ -267,7 +260,7 @@ def test_an_approver_outside_the_group_is_told_which_group_is_needed(bot: Runnin
 
 
 def test_an_approved_request_its_replica_never_ran_is_run_once_by_housekeeping(
-    bot: RunningBot, receiver: WebhookReceiver, services: Services, clock: Clock
+    bot: RunningBot, receiver: WebhookReceiver, services: Services, clock: SettableClock
 ) -> None:
     """The deciding approval was recorded and the replica died before claiming the run: a live replica's
     housekeeping runs it, once, and posts the result in its thread."""
@@ -287,7 +280,7 @@ def test_an_approved_request_its_replica_never_ran_is_run_once_by_housekeeping(
 
 
 def test_a_freeze_that_began_after_the_quorum_stops_the_run_and_says_why_in_the_thread(
-    bot: RunningBot, receiver: WebhookReceiver, services: Services, clock: Clock
+    bot: RunningBot, receiver: WebhookReceiver, services: Services, clock: SettableClock
 ) -> None:
     """Requested and approved on Friday at 16:59, run claimed after 17:00 (Berlin): held, not run."""
     clock.now = dt.datetime(2026, 11, 27, 15, 59, tzinfo=dt.UTC).timestamp()  # 16:59 in Berlin
@@ -375,7 +368,7 @@ def test_an_unreadable_user_group_counts_nobody_and_is_asked_again() -> None:
 
 
 def test_an_interrupted_run_is_reported_in_its_thread(
-    bot: RunningBot, clock: Clock, receiver: WebhookReceiver
+    bot: RunningBot, clock: SettableClock, receiver: WebhookReceiver
 ) -> None:
     """A run claimed by a process that died: the thread says so, and it is not run again (not idempotent)."""
     thread = _run(bot, PROD_RETRAIN, user=SRE1)
@@ -461,7 +454,7 @@ def test_an_approval_can_be_revoked_before_the_quorum(bot: RunningBot) -> None:
 # ---- expiry
 
 
-def test_the_sweep_expires_overdue_requests_in_their_thread(bot: RunningBot, clock: Clock) -> None:
+def test_the_sweep_expires_overdue_requests_in_their_thread(bot: RunningBot, clock: SettableClock) -> None:
     """Past the deadline, the sweep expires the request and says so in its thread."""
     thread = _run(bot, PROD_RETRAIN)
     clock.now += 241 * 60
@@ -470,7 +463,7 @@ def test_the_sweep_expires_overdue_requests_in_their_thread(bot: RunningBot, clo
     assert any("expired" in m["text"] and "nothing ran" in m["text"] for m in bot.bot_posts(CHANNEL, thread))
 
 
-def test_the_sweep_redraws_the_card_as_expired_without_buttons(bot: RunningBot, clock: Clock) -> None:
+def test_the_sweep_redraws_the_card_as_expired_without_buttons(bot: RunningBot, clock: SettableClock) -> None:
     """Past the deadline, the card itself turns to expired and loses its buttons (not only the thread)."""
     thread = _run(bot, PROD_RETRAIN)
     card = _card(bot, thread)
@@ -486,7 +479,7 @@ def test_the_sweep_redraws_the_card_as_expired_without_buttons(bot: RunningBot, 
 
 
 def test_a_click_on_an_expired_request_is_refused_and_the_card_shows_it(
-    bot: RunningBot, clock: Clock, receiver: WebhookReceiver
+    bot: RunningBot, clock: SettableClock, receiver: WebhookReceiver
 ) -> None:
     """An approval after the deadline runs nothing, tells the clicker, and the card turns to expired."""
     card = _card(bot, _run(bot, PROD_RETRAIN))

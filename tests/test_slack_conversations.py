@@ -13,8 +13,8 @@ from bot.slack.home import HELP
 from bot.slack.payloads import ACTION_HELPFUL
 from bot.slack.posting import FAILED, WORKING
 from bot.wiring import Services
-from tests.fakes.slack_api import event_body, sign
 from tests.slackbot import CHANNEL, SECRET, USER, RunningBot, blocks_text, running_bot
+from tests.support.slack import event_body, sign
 
 ROLLBACK = "How do I roll back the fraud-scorer model in production?"
 

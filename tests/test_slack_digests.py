@@ -21,8 +21,8 @@ from bot.store.digests import DigestRuns, DriftHistory
 from bot.wiring import Services
 from tests.conftest import ROOT
 from tests.databases import StateDatabase
-from tests.fakes.slack_api import FakeSlack
 from tests.slackbot import RunningBot
+from tests.support.slack import FakeSlack
 
 BERLIN = ZoneInfo("Europe/Berlin")
 FIRE = dt.datetime(2026, 11, 5, 8, 0, tzinfo=BERLIN)  # a Thursday, 08:00: the starter schedule's time

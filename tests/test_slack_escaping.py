@@ -41,6 +41,7 @@ from bot.store.incidents import IncidentStore
 from bot.wiring import Services
 from tests.conftest import ROOT, write_tree
 from tests.slackbot import CHANNEL, USER, RunningBot, blocks_text, running_bot
+from tests.support.clock import SettableClock
 
 TUESDAY = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC).timestamp()
 APPROVER = "U0000MLP02"  # in ml-platform (policies/00-groups.yaml)
@@ -81,11 +82,6 @@ def slack_escaped(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-class _Clock:
-    def __call__(self) -> float:
-        return TUESDAY
-
-
 @pytest.fixture
 def kb(small_kb: Path) -> Path:
     """The small knowledge base and the retraining runbook (retrain-model's governing runbook)."""
@@ -99,7 +95,7 @@ def services(make_services: Callable[..., Services], kb: Path, tmp_path: Path) -
     policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
     built = make_services(policies_dir=policies, experts_channel=EXPERTS, guidance_inbox=kb / "inbox")
     built.ingestor.run([kb])
-    built.override("approvals", ApprovalService(built.records, built.policy, clock=_Clock()))
+    built.override("approvals", ApprovalService(built.records, built.policy, clock=SettableClock(TUESDAY)))
     return built
 
 

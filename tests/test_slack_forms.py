@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.slack.forms import FormRequest
-from tests.fakes.slack_api import command_body, form_body
 from tests.slackbot import CHANNEL, USER, RunningBot, blocks_text
+from tests.support.slack import command_body, form_body
 
 QUESTION = "How do I roll back the fraud-scorer model in production, and is the payload kept?"
 

@@ -19,9 +19,9 @@ from bot.logs import configure
 from bot.metrics import REGISTRY
 from bot.runtime.http import metered
 from bot.wiring import Services
-from tests.fakes.slack_api import FakeSlack, event_body, form_body, sign
 from tests.servers import http
 from tests.slackbot import SECRET, build_test_app, serving
+from tests.support.slack import FakeSlack, event_body, form_body, sign
 
 EARLIER = "EvEARLIER0001"  # the event delivered just before each malformed request, on the same thread
 JSON, FORM = "application/json", "application/x-www-form-urlencoded"

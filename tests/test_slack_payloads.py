@@ -35,7 +35,6 @@ from bot.slack.home import KnowledgeState, home_view
 from bot.store.catalog import DocumentRecord
 from bot.store.engine import create_engine
 from bot.store.incidents import IncidentStore
-from tests.fakes.slack_api import FakeSlack
 from tests.slack_payloads import (
     PayloadError,
     check_message,
@@ -43,6 +42,7 @@ from tests.slack_payloads import (
     message_problems,
     view_problems,
 )
+from tests.support.slack import FakeSlack
 
 LONG_TITLE = "Rolling back the fraud scorer after a failed retraining " * 6  # 336 characters
 ANGLES = "DB <primary> & <replica> down & failing over "  # Slack's three control characters

@@ -21,7 +21,7 @@ from bot.slack.listeners import COMMAND
 from bot.slack.payloads import SHORTCUT_REQUEST_ACTION, SHORTCUT_SAVE_GUIDANCE
 from bot.wiring import Services
 from tests.conftest import ROOT
-from tests.fakes.slack_api import FakeSlack, event_body, sign
+from tests.support.slack import FakeSlack, event_body, sign
 
 SECRET = "serve-secret"
 

@@ -16,8 +16,8 @@ from slack_sdk.errors import SlackApiError
 from bot.slack.app import SlackApp
 from bot.slack.home import HELP
 from bot.wiring import Services
-from tests.fakes.slack_api import FakeSlack, events_api_envelope, slash_commands_envelope
 from tests.slackbot import BOT_TOKEN, CHANNEL, USER, TrackingExecutor, blocks_text, build_test_app
+from tests.support.slack import FakeSlack, events_api_envelope, slash_commands_envelope
 
 APP_TOKEN = "xapp-test"
 ROLLBACK = "How do I roll back the fraud-scorer model in production?"

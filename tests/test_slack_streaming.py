@@ -14,10 +14,10 @@ import pytest
 from bot.slack.handlers import STATUS
 from bot.slack.streaming import ZERO_WIDTH, Defuser
 from bot.wiring import Services
-from tests.fakes.slack_ai import COMPLETED, STREAMING
-from tests.fakes.slack_api import Call
 from tests.fakes.streaming_chat import StreamingChatModel
 from tests.slackbot import CHANNEL, USER, RunningBot, assert_valid_blocks, blocks_text, running_bot
+from tests.support.slack import Call
+from tests.support.slack.assistant import COMPLETED, STREAMING
 
 ROLLBACK = "How do I roll back the fraud-scorer model in production?"
 UNKNOWN = "How often do we rotate the feature store encryption key?"

@@ -31,9 +31,9 @@ from bot.slack.blocks import answer_messages
 from bot.slack.runbooks import RunbookExcerpts
 from bot.store.sources import DocumentRef, document_ref, source_names
 from bot.wiring import Services
-from tests.clock import TUESDAY_NOON, RunningClock
 from tests.conftest import ROOT, SMALL_KB, write_tree
 from tests.slackbot import CHANNEL, blocks_text, running_bot
+from tests.support.clock import TUESDAY_NOON, RunningClock
 from tests.test_docs import docs_section
 
 POISON = "kubectl delete ns serving-prod"

@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.slack.payloads import ACTION_APPROVE, RequestValue
 from tests.audit_support import KEY_TEXT
-from tests.fakes.slack_api import form_body, sign
+from tests.support.slack import form_body, sign
 
 SECRET = "replica-signing-secret"
 _LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)/slack/events")
