@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_sdk import WebClient
 
 from bot.slack.usergroups import MEMBERS_SECONDS, SlackUserGroups
-from tests.fakes.slack_api import FakeSlack
+from tests.support.slack import FakeSlack
 
 
 def test_a_user_groups_members_are_kept_for_five_minutes_then_asked_again() -> None:
