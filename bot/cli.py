@@ -34,7 +34,7 @@ from bot.redaction import mask_secrets, masked_notice
 from bot.store.actions import iter_audit
 from bot.store.audit_checkpoints import CheckpointFile
 from bot.store.audit_verify import AuditReport, verify_log
-from bot.wiring import Services
+from bot.wiring import Services, build
 from ingest.documents import KINDS, STATUSES
 from ingest.pipeline import IngestReport, Progress
 
@@ -242,7 +242,7 @@ def _command(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        services = Services(settings)
+        services = build(settings)
         if args.command == "ingest":
             return _ingest(services, args)
         if args.command == "ask":

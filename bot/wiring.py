@@ -35,6 +35,8 @@ from ingest.pipeline import Ingestor
 if TYPE_CHECKING:  # Slack's modules load only in the commands that post (imported where they are used)
     from slack_sdk import WebClient
 
+    from bot.digests.alertmanager import AlertReceiver
+    from bot.slack.app import SlackApp
     from bot.slack.digests import DigestPoster
     from bot.slack.posting import Poster
     from bot.slack.usergroups import SlackUserGroups
@@ -135,6 +137,37 @@ class Services:
     def conversations(self) -> ConversationStore:
         """Delivered events, sticky threads, answers, feedback and knowledge gaps (records)."""
         return ConversationStore(self.records)
+
+    def migrate(self) -> None:
+        """Bring the catalog and the records to the current schema: once, at start-up (`steward serve`)."""
+        self.catalog.ensure_schema()
+        self.conversations.ensure_schema()
+
+    @cached_property
+    def slack_app(self) -> SlackApp:
+        """The Bolt app of `steward serve` over these services (checks the bot token with Slack)."""
+        from bot.slack.app import build_app
+
+        return build_app(
+            self.settings,
+            lambda: self.answers,
+            lambda: self.catalog,
+            self.conversations,
+            approvals=self.approvals,
+            policy=self.policy,
+            proposer=self.proposer,
+            client=self.slack_client,
+            incidents=self.incidents,
+        )
+
+    @cached_property
+    def alerts(self) -> AlertReceiver:
+        """Alertmanager's webhook receiver (`POST /hooks/alertmanager`), into the incident store."""
+        from bot.digests.alertmanager import AlertReceiver
+
+        token = self.settings.alertmanager_token
+        secret = token.get_secret_value() if token else None
+        return AlertReceiver(self.incidents, secret, max_bytes=self.settings.alertmanager_max_bytes)
 
     @cached_property
     def incidents(self) -> IncidentStore:
@@ -287,3 +320,9 @@ class Services:
             sources=self.settings.sources,
             writer=self.writer,
         )
+
+
+def build(settings: Settings, chat_model: Any = None, clock: Callable[[], float] = time.time) -> Services:
+    """The application for `settings`: its stores, services, Slack client and app, digest poster and
+    incident store, each built on first use and once (the CLI and `steward serve` start here)."""
+    return Services(settings, chat_model=chat_model, clock=clock)

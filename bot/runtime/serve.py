@@ -11,13 +11,12 @@ from collections.abc import Callable
 from types import FrameType
 
 from bot.answers.retrieval import IndexMissingError
-from bot.digests.alertmanager import AlertReceiver
 from bot.logs import configure as configure_logs
 from bot.metrics import watch_action_requests
 from bot.runtime.health import Readiness
 from bot.runtime.housekeeping import start_housekeeping
 from bot.runtime.http import EVENTS_PATH, HttpServer
-from bot.slack.app import SlackApp, SlackSetupError, build_app, credentials_message, missing_credentials
+from bot.slack.app import SlackApp, SlackSetupError, credentials_message, missing_credentials
 from bot.slack.digests import start_scheduler
 from bot.store.actions import count_by_state
 from bot.wiring import Services
@@ -53,8 +52,7 @@ def run_socket_mode(slack: SlackApp, app_token: str) -> None:
 
 def warm_up(services: Services) -> None:
     """Load the model, the schema and the lexicon before the first question, not during it."""
-    services.catalog.ensure_schema()
-    services.conversations.ensure_schema()
+    services.migrate()
     try:
         services.answers.ask("how do I roll back a model")
     except IndexMissingError as exc:
@@ -87,21 +85,10 @@ def serve(services: Services, port: int | None = None, host: str | None = None) 
     # full passes, which otherwise stall every thread (acknowledgements included) for 100+ ms.
     gc.collect()
     gc.freeze()
-    slack = build_app(
-        settings,
-        lambda: services.answers,
-        lambda: services.catalog,
-        services.conversations,
-        approvals=services.approvals,
-        policy=services.policy,
-        proposer=services.proposer,
-        client=services.slack_client,
-        incidents=services.incidents,
-    )
+    slack = services.slack_app
     start_housekeeping(slack, services)
     start_digests(slack, services)
-    token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
-    alerts = AlertReceiver(services.incidents, token, max_bytes=settings.alertmanager_max_bytes)
+    alerts = services.alerts
     watch_action_requests(lambda: count_by_state(services.records))
     readiness = Readiness(services, slack.bolt.client)
     server = HttpServer(
