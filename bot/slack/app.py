@@ -157,7 +157,7 @@ def build_app(
 
     Guarded actions (`/steward run`, action mentions, approval cards) are on when `approvals` and
     `policy` are given; with a `proposer` (an LLM), mentions in free words may become proposals too.
-    `client` and `incidents` are the composition root's (bot/wiring.py); without them, the app builds
+    `client` and `incidents` are the composition root's (`steward serve`'s); without them, the app builds
     its own from `settings` and `store`.
     """
     missing = missing_credentials(settings)
