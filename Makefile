@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 DEMO_DATA := .steward-demo
 
-.PHONY: demo test test-weekend test-at bench-answers bench-ranking lint types unit image image-offline image-test bench-image bench-knowledge bench-slack bench-actions bench-drift bench-events bench-events-soak bench-retrieval-server bench-scale-out clean
+.PHONY: demo test test-unit test-weekend test-at bench-answers bench-ranking lint types unit image image-offline image-test bench-image bench-knowledge bench-slack bench-actions bench-drift bench-events bench-events-soak bench-retrieval-server bench-scale-out clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ types: $(VENV)/.installed
 
 unit: $(VENV)/.installed
 	$(BIN)/pytest
+
+# The fast tier: in-process tests only; every test has one tier (tests/support/tiers.py), so
+# `pytest -m slack`, `-m integration` and `-m deploy` pick the others.
+test-unit: $(VENV)/.installed
+	$(BIN)/pytest -q -m unit
 
 # libfaketime, built from Debian's source (Debian 12's own 0.9.10 hangs Python's timed locks)
 FAKETIME_LIB := $(VENV)/faketime/libfaketime.so.1

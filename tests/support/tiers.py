@@ -1,0 +1,63 @@
+"""Test tiers, selectable with markers (`pytest -m unit`, `-m slack`, `-m integration`, `-m deploy`).
+
+Each test gets exactly one tier from what it uses, so a new test is placed without being marked by hand:
+- deploy: builds or runs the container image or the compose stack;
+- slack: drives Steward's Slack app (a fixture or the test itself starts `running_bot` or builds the app);
+- integration: real servers, subprocesses or PostgreSQL (a `postgresql` parameter, the `slow` marker,
+  or its code or fixtures start a process, a Chroma server or replicas);
+- unit: everything else (in-process, SQLite, loopback fakes).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TIERS = ("unit", "slack", "integration", "deploy")
+DEPLOY_MODULES = frozenset({"test_image.py", "test_compose.py"})
+SLACK_WORDS = ("running_bot(", "RunningBot", "build_test_app(", "serving(")
+INTEGRATION_WORDS = ("subprocess", "Popen", "chroma_server", "start_replicas", "postgres_database")
+TESTS = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def _source(function: Any) -> str:
+    """The source of a test or fixture function defined under tests/ ("" for pytest's own fixtures)."""
+    try:
+        if not Path(inspect.getsourcefile(function) or "").resolve().is_relative_to(TESTS):
+            return ""
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return ""
+
+
+def tier(item: pytest.Item) -> str:
+    """The one tier of a collected test."""
+    if item.path.name in DEPLOY_MODULES:
+        return "deploy"
+    functions = [getattr(item, "function", None)]
+    fixtures = getattr(item, "_fixtureinfo", None)
+    if fixtures is not None:
+        functions += [definition.func for defs in fixtures.name2fixturedefs.values() for definition in defs]
+    sources = [_source(function) for function in functions if function is not None]
+    if any(word in source for source in sources for word in SLACK_WORDS):
+        return "slack"
+    callspec = getattr(item, "callspec", None)
+    parameters = list(callspec.params.values()) if callspec is not None else []
+    if (
+        "postgresql" in parameters
+        or item.get_closest_marker("slow") is not None
+        or any(word in source for source in sources for word in INTEGRATION_WORDS)
+    ):
+        return "integration"
+    return "unit"
+
+
+def mark_tiers(items: list[pytest.Item]) -> None:
+    """Give every collected test its tier's marker."""
+    for item in items:
+        item.add_marker(getattr(pytest.mark, tier(item)))
