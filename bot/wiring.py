@@ -216,8 +216,11 @@ class Services:
 
     @cached_property
     def policy(self) -> PolicyFolder:
-        """The policy folder, reloaded when its files change."""
-        return PolicyFolder(self.settings.policies_dir)
+        """The policy folder, reloaded when its files change; with SLACK_BOT_TOKEN set, the `S…` groups in
+        it are Slack user groups, looked up through the Slack client the Bolt app uses too."""
+        if self.settings.slack_bot_token is None:
+            return PolicyFolder(self.settings.policies_dir)
+        return PolicyFolder(self.settings.policies_dir, resolver=self.slack_groups)
 
     @cached_property
     def approvals(self) -> ApprovalService:

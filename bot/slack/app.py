@@ -164,6 +164,7 @@ def build_app(
     if missing:
         raise SlackSetupError(credentials_message(missing))
     socket_mode = settings.slack_app_token is not None
+    own_client = client is None  # the composition root's policy folder already resolves with its client
     if client is None:
         client = web_client(settings)
     installation = check_token(client)
@@ -189,7 +190,7 @@ def build_app(
     except (BoltError, SlackApiError, URLError, OSError) as exc:
         executor.shutdown(wait=False)
         raise SlackSetupError(f"the Slack app could not start: {exc}") from None
-    if isinstance(policy, PolicyFolder):  # `S…` groups in the policy files are Slack user groups
+    if own_client and isinstance(policy, PolicyFolder):  # `S…` groups in the policy are Slack user groups
         policy.use_resolver(SlackUserGroups(client))
     poster = Poster(ChannelPacer(settings.channel_posts_per_second))
     actions = (
