@@ -31,7 +31,7 @@ from bot.answers.retrieval import Filters
 from bot.config import SettingsError, load_settings
 from bot.errors import EXIT_FAILURE, StewardError, cli_report
 from bot.redaction import mask_secrets, masked_notice
-from bot.store.actions import iter_audit
+from bot.store.actions import actions_transaction, iter_audit
 from bot.store.audit_checkpoints import CheckpointFile
 from bot.store.audit_verify import AuditReport, verify_log
 from bot.wiring import Services, build
@@ -365,7 +365,7 @@ def _policy(services: Services, args: argparse.Namespace) -> int:
 
 def _audit(services: Services, args: argparse.Namespace) -> int:
     # verify reads the log, its head and the requests as of one moment, while replicas append
-    with services.actions_connection(snapshot=args.audit_command == "verify") as connection:
+    with actions_transaction(services.records, snapshot=args.audit_command == "verify") as connection:
         if args.audit_command == "verify":
             return _verify(verify_log(connection), services.audit_anchor.checkpoints)
         out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout

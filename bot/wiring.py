@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from bot.actions.approvals import ApprovalService
 from bot.actions.gate import PolicyFolder
@@ -29,7 +28,6 @@ from bot.store.conversations import ConversationStore
 from bot.store.engine import create_engine, sqlite_file
 from bot.store.events import replica_name
 from bot.store.incidents import IncidentStore
-from bot.store.schema import StateStoreError, damaged_records, upgrade
 from ingest.pipeline import Ingestor
 
 if TYPE_CHECKING:  # Slack's modules load only in the commands that post (imported where they are used)
@@ -226,28 +224,6 @@ class Services:
     def approvals(self) -> ApprovalService:
         """Action requests, approvals and execution claims, audited, in the records database."""
         return ApprovalService(self.records, self.policy, clock=self.clock)
-
-    @contextmanager
-    def actions_connection(self, snapshot: bool = False) -> Iterator[Connection]:
-        """A transaction on the action tables (created when missing), in the records database;
-        `snapshot`: everything it reads is as of one moment (PostgreSQL's REPEATABLE READ)."""
-        try:
-            upgrade(self.records)
-            with self.records.connect() as connection:
-                if snapshot and connection.dialect.name == "postgresql":
-                    connection.execution_options(isolation_level="REPEATABLE READ")
-                with connection.begin():
-                    yield connection
-        except DatabaseError as exc:  # a file damaged where `upgrade` does not read is found here
-            damaged = damaged_records(self.records, exc)
-            if damaged is not None:
-                raise damaged from None
-            if not isinstance(exc, OperationalError):
-                raise
-            where = self.records.url.render_as_string(hide_password=True)
-            raise StateStoreError(
-                f"cannot use the state database {where} ({str(exc.orig).strip()}); check STEWARD_DATABASE_URL"
-            ) from None
 
     @cached_property
     def ingestor(self) -> Ingestor:

@@ -22,7 +22,7 @@ from bot.cli import main
 from bot.config import Settings, SettingsError, load_settings
 from bot.runtime.housekeeping import start_housekeeping
 from bot.slack.audit import checkpoint_round
-from bot.store.actions import action_requests, append_audit
+from bot.store.actions import action_requests, actions_transaction, append_audit
 from bot.store.audit_anchor import key_from_file
 from bot.wiring import Services
 from tests.audit_support import KEY_TEXT
@@ -66,7 +66,7 @@ def test_the_key_file_is_made_once_private_and_reused(tmp_path: Path) -> None:
     second = _services(tmp_path / "data")
     assert second.audit_anchor.key.key_id == first.audit_anchor.key.key_id
     assert not second.audit_anchor.key.created and first.audit_anchor.key.created
-    with second.actions_connection() as connection:
+    with actions_transaction(second.records) as connection:
         from bot.store.audit_verify import verify_log
 
         assert verify_log(connection).problems == []

@@ -17,10 +17,12 @@ import json
 import logging
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from bot.redaction import redact_data
 from bot.store.audit_anchor import AuditAnchor, anchor_for
@@ -32,6 +34,7 @@ from bot.store.audit_chain import (
     sealed_by,
 )
 from bot.store.audit_checkpoints import Checkpoint, CheckpointError, Signer
+from bot.store.schema import StateStoreError, damaged_records, upgrade
 
 log = logging.getLogger("steward.audit")
 
@@ -326,6 +329,29 @@ def iter_audit(connection: Connection, since: float | None = None) -> Iterator[d
             "prev_hash": row.prev_hash,
             "hash": row.hash,
         }
+
+
+@contextmanager
+def actions_transaction(records: Engine, snapshot: bool = False) -> Iterator[Connection]:
+    """A transaction on the action tables (created when missing) of the records database `records`;
+    `snapshot`: everything it reads is as of one moment (PostgreSQL's REPEATABLE READ)."""
+    try:
+        upgrade(records)
+        with records.connect() as connection:
+            if snapshot and connection.dialect.name == "postgresql":
+                connection.execution_options(isolation_level="REPEATABLE READ")
+            with connection.begin():
+                yield connection
+    except DatabaseError as exc:  # a file damaged where `upgrade` does not read is found here
+        damaged = damaged_records(records, exc)
+        if damaged is not None:
+            raise damaged from None
+        if not isinstance(exc, OperationalError):
+            raise
+        where = records.url.render_as_string(hide_password=True)
+        raise StateStoreError(
+            f"cannot use the state database {where} ({str(exc.orig).strip()}); check STEWARD_DATABASE_URL"
+        ) from None
 
 
 def count_by_state(engine: Engine) -> dict[str, int]:
