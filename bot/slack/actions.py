@@ -11,7 +11,6 @@ import dataclasses
 import difflib
 import html
 import logging
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from bot.actions.request_state import detected_secrets, stranded, with_masked_re
 from bot.actions.runner import Execute, execute_once
 from bot.answers.service import AnswerService
 from bot.config import Settings
+from bot.errors import Situation, Told
 from bot.redaction import mask_secrets, masked_notice
 from bot.slack.action_cards import (
     POLICY_BROKEN,
@@ -85,6 +85,28 @@ log = logging.getLogger("steward.slack")
 
 _MAX_THREAD_PAGES = 10  # of 200 messages: a card is looked for in a thread's first 2,000
 _QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})  # Slack clients type smart quotes
+
+
+# How a failed request or click is told to the person (bot/errors.py renders it).
+REQUESTING = Situation(
+    unexpected="Something went wrong with this request (reference `{reference}`). It is logged.",
+    context="action request failed ref={reference} action={action} channel={channel}",
+    told={PolicyError: Told(POLICY_BROKEN, "policy cannot be loaded ref={reference}: {error}")},
+)
+CLICKING = Situation(
+    unexpected="Something went wrong with your click (reference `{reference}`). It is logged.",
+    context="click failed ref={reference} request={request} user={user}",
+    told={
+        PolicyError: Told(
+            POLICY_BROKEN, "policy cannot be loaded ref={reference} request={request}: {error}"
+        ),
+        DBAPIError: Told(
+            "I could not reach the state database, so your click may not have counted. Click again "
+            "in a moment: a click that counted is never counted twice (reference `{reference}`).",
+            "state database unreachable ref={reference} request={request} error={error_type}",
+        ),
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -272,15 +294,7 @@ class ActionFlows:
             self._decided(client, view, decision, secret_values(request, spec))
             self._masked_notice(client, request, spec, user, channel, thread_ts)
         except Exception as exc:
-            ref = reference or uuid.uuid4().hex[:12]
-            if isinstance(exc, PolicyError):
-                log.error("policy cannot be loaded ref=%s: %s", ref, exc)
-                text = POLICY_BROKEN
-            else:
-                log.exception(
-                    "action request failed ref=%s action=%s channel=%s", ref, request.action, channel
-                )
-                text = f"Something went wrong with this request (reference `{ref}`). It is logged."
+            text = REQUESTING.render(exc, log, reference, action=request.action, channel=channel)
             self.tell(client, channel, text, thread_ts)
 
     def _masked_notice(
@@ -496,26 +510,7 @@ class ActionFlows:
         try:
             yield
         except Exception as exc:
-            reference = uuid.uuid4().hex[:12]
-            if isinstance(exc, PolicyError):
-                log.error("policy cannot be loaded ref=%s request=%s: %s", reference, click.request_id, exc)
-                text = POLICY_BROKEN
-            elif isinstance(exc, DBAPIError):
-                log.error(
-                    "state database unreachable ref=%s request=%s error=%s",
-                    reference,
-                    click.request_id,
-                    type(getattr(exc, "orig", exc)).__name__,
-                )
-                text = (
-                    "I could not reach the state database, so your click may not have counted. Click again "
-                    f"in a moment: a click that counted is never counted twice (reference `{reference}`)."
-                )
-            else:
-                log.exception(
-                    "click failed ref=%s request=%s user=%s", reference, click.request_id, click.user
-                )
-                text = f"Something went wrong with your click (reference `{reference}`). It is logged."
+            text = CLICKING.render(exc, log, request=click.request_id, user=click.user)
             self.poster.whisper(client, click.channel, click.user, text)
 
     def _click(self, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> _Click | None:

@@ -13,7 +13,6 @@ import html
 import logging
 import re
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,7 @@ from bot.answers.models import Answer, Citation
 from bot.answers.retrieval import IndexMissingError
 from bot.answers.service import AnswerService, EmptyQuestionError
 from bot.config import Settings
-from bot.index.vectors import VectorStoreError
+from bot.errors import Situation, Told, Unavailable, new_reference
 from bot.metrics import ANSWERS
 from bot.redaction import mask_secrets, masked_notice
 from bot.slack.actions import ActionFlows
@@ -40,14 +39,13 @@ from bot.slack.places import DIRECT, REQUEST_IN_A_CHANNEL
 from bot.slack.posting import FAILED, WORKING, Poster
 from bot.slack.runbooks import document_url
 from bot.slack.streaming import LiveAnswer
-from bot.store.catalog import Catalog, CatalogError
+from bot.store.catalog import Catalog
 from bot.store.conversations import (
     GAP_DRAFTED,
     GAP_OPEN,
     GAP_ROUTED,
     ConversationStore,
     EventWork,
-    StateStoreError,
 )
 
 log = logging.getLogger("steward.slack")
@@ -62,6 +60,27 @@ _HISTORY_TURNS = 6
 ASSISTANT_ROOT = "assistant_app_thread"  # subtype of the root message of an assistant-pane thread
 STATUS = "searching the runbooks…"  # under the question in the assistant pane while Steward works
 MAX_THREAD_TITLE = 100
+
+# How a failed answer is told in the thread (bot/errors.py renders it).
+ANSWERING = Situation(
+    unexpected=(
+        "Something went wrong while I was answering (reference `{reference}`). "
+        "It is logged; please try again."
+    ),
+    context="answer failed ref={reference} channel={channel}",
+    told={
+        EmptyQuestionError: Told("I did not catch a question there. " + HELP),
+        IndexMissingError: Told(
+            "My knowledge base is empty, so I cannot answer yet. An admin fills it with `steward ingest`.",
+            "knowledge base empty ref={reference}",
+            logging.WARNING,
+        ),
+        Unavailable: Told(
+            "I cannot reach my knowledge base right now, so I cannot answer (reference `{reference}`).",
+            "knowledge base unavailable ref={reference} error={error}",
+        ),
+    },
+)
 
 
 def question_text(text: str, bot_user_id: str | None) -> str:
@@ -455,25 +474,8 @@ class Conversations:
     def _report_failure(
         self, client: WebClient, channel: str, thread_ts: str, exc: Exception, ref: str
     ) -> None:
-        reference = ref or uuid.uuid4().hex[:12]
-        if isinstance(exc, EmptyQuestionError):
-            text = "I did not catch a question there. " + HELP
-        elif isinstance(exc, IndexMissingError):
-            text = (
-                "My knowledge base is empty, so I cannot answer yet. An admin fills it with `steward ingest`."
-            )
-            log.warning("knowledge base empty ref=%s", reference)
-        elif isinstance(exc, CatalogError | VectorStoreError | StateStoreError):
-            text = (
-                f"I cannot reach my knowledge base right now, so I cannot answer (reference `{reference}`)."
-            )
-            log.error("knowledge base unavailable ref=%s error=%s", reference, exc)
-        else:
-            text = (
-                f"Something went wrong while I was answering (reference `{reference}`). "
-                "It is logged; please try again."
-            )
-            log.exception("answer failed ref=%s channel=%s", reference, channel)
+        reference = ref or new_reference()
+        text = ANSWERING.render(exc, log, reference, channel=channel)
         try:
             self.poster.say(client, channel, text, thread_ts=thread_ts)
         except SlackApiError as error:
