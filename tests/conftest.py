@@ -19,6 +19,7 @@ from tests.databases import StateDatabase, fresh_postgres_database, state_databa
 from tests.slackbot import RunningBot, running_bot
 from tests.support.clock import TUESDAY_NOON, RunningClock
 from tests.support.slack import payload_violations
+from tests.support.tiers import mark_tiers
 
 ROOT = Path(__file__).resolve().parents[1]
 TODAY = dt.date(2026, 11, 24)
@@ -192,3 +193,8 @@ def _slack_payloads_checked() -> Iterator[None]:
     problems = payload_violations()
     if problems:
         pytest.fail("Slack would refuse payloads this test sent:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in one tier: unit, slack, integration or deploy (tests/support/tiers.py)."""
+    mark_tiers(items)
