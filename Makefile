@@ -58,12 +58,13 @@ FAKETIME_LIB := $(VENV)/faketime/libfaketime.so.1
 $(FAKETIME_LIB):
 	tests/clock/build-libfaketime.sh $(VENV)/faketime
 
-# lint, types and tests in one command; then the tests whose outcome once hung on the weekday, again,
+# lint, types, import contracts and tests in one command; then the tests whose outcome once hung on the weekday, again,
 # with the machine's clock moved into the starter weekend freeze
 test: $(VENV)/.installed $(FAKETIME_LIB)
 	$(BIN)/ruff check bot ingest tests bench deploy
 	$(BIN)/ruff format --check bot ingest tests bench deploy
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory test-weekend
 
