@@ -77,7 +77,7 @@ from bot.slack.payloads import (
 )
 from bot.slack.places import REQUEST_IN_A_CHANNEL, RUN_IN_A_CHANNEL, Places, command_hint, unknown_place_text
 from bot.slack.posting import Poster
-from bot.slack.proposals import ProposalFlows
+from bot.slack.proposals import ProposalFlows, Say, Submit
 from bot.slack.request_forms import RequestForms
 from bot.slack.runbooks import RunbookExcerpts
 
@@ -132,7 +132,10 @@ class ActionFlows:
         answers: Callable[[], AnswerService],
         poster: Poster,
         execute: Execute | None = None,
+        proposals: Callable[[Submit, Say], ProposalFlows] | None = None,
     ) -> None:
+        """`proposals` builds the LLM's proposal flows (when one is configured) from this object's own
+        `submit` and `tell`, so nothing is patched in after construction."""
         self.settings = settings
         self.service = service
         self.policy = policy
@@ -140,7 +143,7 @@ class ActionFlows:
         self.excerpts = RunbookExcerpts(
             answers, settings.docs_base_url, LinkPolicy.from_settings(settings).allows
         )
-        self.proposals: ProposalFlows | None = None  # set by build_app when an LLM is configured
+        self.proposals = proposals(self.submit, self.tell) if proposals is not None else None
         self.forms = RequestForms(policy, poster, self.submit, self.tell)
         self.poster = poster
         self.places = Places()  # channels, or direct messages where no request is made

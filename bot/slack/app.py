@@ -35,7 +35,7 @@ from bot.slack.incidents import IncidentFlows
 from bot.slack.listeners import register
 from bot.slack.pacing import ChannelPacer
 from bot.slack.posting import Poster
-from bot.slack.proposals import PROPOSAL_SECONDS, ProposalFlows
+from bot.slack.proposals import PROPOSAL_SECONDS, ProposalFlows, Say, Submit
 from bot.slack.recovery import EventRecovery
 from bot.slack.usergroups import SlackUserGroups
 from bot.slack.workspace import Installation, other_teams_refused
@@ -193,16 +193,19 @@ def build_app(
     if own_client and isinstance(policy, PolicyFolder):  # `S…` groups in the policy are Slack user groups
         policy.use_resolver(SlackUserGroups(client))
     poster = Poster(ChannelPacer(settings.channel_posts_per_second))
+    proposals: Callable[[Submit, Say], ProposalFlows] | None = None
+    if policy is not None and proposer is not None:
+        kept = max(settings.event_retention_seconds, PROPOSAL_SECONDS)  # a proposal is confirmed once
+        gate, llm = policy, proposer
+
+        def proposals(submit: Submit, say: Say) -> ProposalFlows:
+            return ProposalFlows(llm, gate, poster, submit, say, lambda key: store.claim_event(key, kept))
+
     actions = (
-        ActionFlows(settings, approvals, policy, answers, poster)
+        ActionFlows(settings, approvals, policy, answers, poster, proposals=proposals)
         if approvals is not None and policy is not None
         else None
     )
-    if actions is not None and policy is not None and proposer is not None:
-        kept = max(settings.event_retention_seconds, PROPOSAL_SECONDS)  # a proposal is confirmed once
-        actions.proposals = ProposalFlows(
-            proposer, policy, poster, actions.submit, actions.tell, lambda key: store.claim_event(key, kept)
-        )
     ledger = EventLedger(store.engine, replica_name())
     conversations = Conversations(
         settings,
