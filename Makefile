@@ -34,7 +34,7 @@ demo: $(VENV)/.installed
 	@HF_HUB_OFFLINE=1 $(BIN)/python -m deploy.demo.guarded_actions --data-dir $(DEMO_DATA)
 	@echo
 	@echo '# The drift digest (digests.yaml) over a generated prediction log that drifts from 2026-10-29'
-	@$(BIN)/python -m bot.digests.demo_data $(DEMO_DATA)/predictions
+	@$(BIN)/python -m bot.demo.predictions $(DEMO_DATA)/predictions
 	@echo '$$ steward digest run model-drift --at 2026-11-05'
 	@STEWARD_DATA_DIR=$(DEMO_DATA) HF_HUB_OFFLINE=1 $(BIN)/steward digest run model-drift --at 2026-11-05
 
@@ -117,7 +117,7 @@ bench-slack: $(VENV)/.installed
 # Needs PostgreSQL (the replicas share it); a private schema is created and dropped.
 STEWARD_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 bench-actions: $(VENV)/.installed
-	$(BIN)/python -m bench.actions --requests 1000 --channels 50 --latency-requests 20 --postgres $(STEWARD_TEST_POSTGRES_URL)
+	$(BIN)/python -m bench.action_requests --requests 1000 --channels 50 --latency-requests 20 --postgres $(STEWARD_TEST_POSTGRES_URL)
 
 bench-drift: $(VENV)/.installed
 	$(BIN)/python -m bench.drift --rows 1000000 --columns 50 --repeat 3 --samples 100

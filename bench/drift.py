@@ -6,7 +6,7 @@
    several distributions, 10 categorical with 5 to 40 categories, some missing values), 10 % of the
    columns shifted. `dataset_drift` over all of them, `--repeat` times; the median is reported, with
    the time per column. The statistic is a distance at this size (Wasserstein, Jensen-Shannon).
-2. Rates: the demo generator's prediction log (`bot/digests/demo_data.py`), one week of reference
+2. Rates: the demo generator's prediction log (`bot/demo/predictions.py`), one week of reference
    and one week of current data, at drift sizes 0 (no drift: the false-alarm rate), 0.1, 0.25, 0.5
    and 1.0, `--samples` independent samples each, at two sample sizes (700 rows a week: the tests;
    14,000 a week: the distances). A detection is a data-set verdict of drift.
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from bench.report import save
-from bot.digests.demo_data import KINDS, prediction_log
+from bot.demo.predictions import KINDS, prediction_log
 from bot.digests.drift import Kind, Thresholds, dataset_drift, feature_drift
 
 ROOT = Path(__file__).resolve().parents[1]

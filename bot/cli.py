@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.actions.gate import no_slack_groups
 from bot.actions.models import Actor
-from bot.actions.policy import (
+from bot.actions.policy.engine import (
     SlackGroupResolver,
     build_request,
     check_report,
@@ -24,14 +23,15 @@ from bot.actions.policy import (
     load_policy,
     parse_key_values,
 )
-from bot.actions.policy_types import USERGROUP_ID
+from bot.actions.policy.gate import no_slack_groups
+from bot.actions.policy.rules import USERGROUP_ID
 from bot.answers.evaluation import evaluate, read_questions
 from bot.answers.models import Answer
 from bot.answers.retrieval import Filters
 from bot.config import SettingsError, load_settings
 from bot.errors import EXIT_FAILURE, StewardError, cli_report
 from bot.redaction import mask_secrets, masked_notice
-from bot.store.actions import actions_transaction, iter_audit
+from bot.store.action_requests import actions_transaction, iter_audit
 from bot.store.audit_checkpoints import CheckpointFile
 from bot.store.audit_verify import AuditReport, verify_log
 from bot.wiring import Services, build

@@ -12,13 +12,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from bot.actions.approvals import ApprovalService
-from bot.actions.gate import PolicyFolder
+from bot.actions.policy.gate import PolicyFolder
 from bot.actions.proposals import Proposer
 from bot.answers.llm import LLMSetupError, LLMWriter, build_chat_model
 from bot.answers.retrieval import Retriever
 from bot.answers.service import AnswerService
 from bot.answers.sources import SourceTrust
 from bot.config import Settings, SettingsError
+from bot.incidents.records import IncidentStore
 from bot.index.embedding import Embedder
 from bot.index.vectors import VectorIndex
 from bot.store.audit_anchor import AuditAnchor, AuditKey, AuditKeyError, key_from_file, register_anchor
@@ -27,13 +28,12 @@ from bot.store.catalog import Catalog
 from bot.store.conversations import ConversationStore
 from bot.store.engine import create_engine, sqlite_file
 from bot.store.events import replica_name
-from bot.store.incidents import IncidentStore
 from ingest.pipeline import Ingestor
 
 if TYPE_CHECKING:  # Slack's modules load only in the commands that post (imported where they are used)
     from slack_sdk import WebClient
 
-    from bot.digests.alertmanager import AlertReceiver
+    from bot.incidents.alertmanager import AlertReceiver
     from bot.slack.app import SlackApp
     from bot.slack.digests import DigestPoster
     from bot.slack.posting import Poster
@@ -161,7 +161,7 @@ class Services:
     @cached_property
     def alerts(self) -> AlertReceiver:
         """Alertmanager's webhook receiver (`POST /hooks/alertmanager`), into the incident store."""
-        from bot.digests.alertmanager import AlertReceiver
+        from bot.incidents.alertmanager import AlertReceiver
 
         token = self.settings.alertmanager_token
         secret = token.get_secret_value() if token else None
@@ -177,7 +177,7 @@ class Services:
         a poster of their own paced by STEWARD_CHANNEL_POSTS_PER_SECOND (`steward digest run --post`)."""
         from bot.digests.config import load_digests
         from bot.digests.drift_digest import knowledge_runbooks
-        from bot.digests.incidents import incident_runbooks
+        from bot.incidents.digest import incident_runbooks
         from bot.slack.digests import DigestPoster
         from bot.slack.pacing import ChannelPacer
         from bot.slack.posting import Poster

@@ -9,7 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bot.actions.approvals import ApprovalService
-from bot.actions.gate import PolicyFolder
+from bot.actions.policy.gate import PolicyFolder
 from bot.actions.runner import execute_once
 from bot.store.engine import create_engine
 from tests.audit_support import shared_key

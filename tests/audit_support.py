@@ -9,7 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bot.store.actions import audit_head, audit_log
+from bot.store.action_requests import audit_head, audit_log
 from bot.store.audit_anchor import AuditAnchor, AuditKey, register_anchor
 from bot.store.audit_chain import entry_hash, entry_mac
 from bot.store.audit_checkpoints import CheckpointFile

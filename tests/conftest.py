@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.digests.demo_data import DEMO_DRIFT_FROM, DEMO_START, prediction_log, write_csv
+from bot.demo.predictions import DEMO_DRIFT_FROM, DEMO_START, prediction_log, write_csv
 from bot.index.embedding import Embedder
 from bot.wiring import Services
 from tests.databases import StateDatabase, fresh_postgres_database, state_database

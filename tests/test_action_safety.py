@@ -25,12 +25,12 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from bot.actions.approvals import APPROVED, DENIED, EXPIRED, PENDING, SUCCEEDED, ApprovalService
-from bot.actions.executors import ExecutionResult
-from bot.actions.gate import PolicyFolder
+from bot.actions.executors.dispatch import ExecutionResult
 from bot.actions.models import ActionRequest, ActionSpec, Actor
-from bot.actions.policy import PolicyError, load_policy
+from bot.actions.policy.engine import PolicyError, load_policy
+from bot.actions.policy.gate import PolicyFolder
 from bot.actions.runner import LEASE_SECONDS, execute_once
-from bot.store.actions import action_requests, approvals, iter_audit
+from bot.store.action_requests import action_requests, approvals, iter_audit
 from tests.conftest import ROOT
 from tests.databases import StateDatabase
 from tests.support.clock import SettableClock
@@ -358,7 +358,7 @@ def test_a_run_whose_process_died_is_recovered_once_its_lease_lapses(engine: Eng
 
 GROUP_SCRIPT = """
 import sys
-from bot.actions.executors import _run_program
+from bot.actions.executors.dispatch import _run_program
 from tests.support.clock import SettableClock
 pids = sys.argv[1]
 argv = ["sh", "-c", f"sleep 300 & echo $! > {pids}; sleep 300"]

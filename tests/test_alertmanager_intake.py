@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from bot.config import Settings
-from bot.digests.alertmanager import AlertReceiver, label_fingerprint
-from bot.digests.incidents import gather, render_text
-from bot.store.incidents import IncidentStore
+from bot.incidents.alertmanager import AlertReceiver, label_fingerprint
+from bot.incidents.digest import gather, render_text
+from bot.incidents.records import IncidentStore
 from bot.wiring import Services
 from tests import alertmanager_bodies as bodies
 from tests.databases import StateDatabase

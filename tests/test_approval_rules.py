@@ -27,8 +27,8 @@ from bot.actions.approvals import (
     SUCCEEDED,
     ApprovalService,
 )
-from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, Actor
+from bot.actions.policy.gate import PolicyFolder
 from bot.store.engine import create_engine
 from tests.conftest import ROOT
 from tests.support.clock import SettableClock

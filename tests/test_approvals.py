@@ -32,10 +32,10 @@ from bot.actions.approvals import (
     SUCCEEDED,
     ApprovalService,
 )
-from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, Actor
+from bot.actions.policy.gate import PolicyFolder
 from bot.actions.runner import execute_once
-from bot.store.actions import approvals, iter_audit, verify_chain
+from bot.store.action_requests import approvals, iter_audit, verify_chain
 from bot.store.engine import create_engine
 from bot.store.schema import upgrade
 from tests.actions_worker import click_storm

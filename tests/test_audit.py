@@ -12,7 +12,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bot.store.actions import append_audit, audit_head, audit_log, iter_audit, sign_checkpoint, verify_chain
+from bot.store.action_requests import (
+    append_audit,
+    audit_head,
+    audit_log,
+    iter_audit,
+    sign_checkpoint,
+    verify_chain,
+)
 from bot.store.audit_anchor import AuditAnchor
 from bot.store.audit_checkpoints import Checkpoint
 from bot.store.audit_verify import sign_due_checkpoint, verify_log

@@ -22,7 +22,7 @@ from bot.cli import main
 from bot.config import Settings, SettingsError, load_settings
 from bot.runtime.housekeeping import start_housekeeping
 from bot.slack.audit import checkpoint_round
-from bot.store.actions import action_requests, actions_transaction, append_audit
+from bot.store.action_requests import action_requests, actions_transaction, append_audit
 from bot.store.audit_anchor import key_from_file
 from bot.wiring import Services
 from tests.audit_support import KEY_TEXT

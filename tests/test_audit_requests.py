@@ -13,9 +13,9 @@ from sqlalchemy.engine import Engine
 
 from bot.actions import request_state
 from bot.actions.approvals import ApprovalService
-from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, Actor
-from bot.store.actions import (
+from bot.actions.policy.gate import PolicyFolder
+from bot.store.action_requests import (
     action_requests,
     append_audit,
     approvals,

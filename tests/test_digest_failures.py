@@ -17,15 +17,15 @@ from bot.cli import main
 from bot.digests.cli import SOURCE_FAILED
 from bot.digests.config import load_digests
 from bot.digests.drift_digest import knowledge_runbooks, render_text, run_drift
-from bot.digests.incidents import incident_runbooks
 from bot.digests.reports import build_report
+from bot.incidents.digest import incident_runbooks
+from bot.incidents.records import IncidentStore
 from bot.slack.digests import DigestPoster
 from bot.slack.pacing import ChannelPacer
 from bot.slack.posting import Poster
 from bot.store.catalog import Catalog
 from bot.store.digests import DigestRuns
 from bot.store.engine import create_engine
-from bot.store.incidents import IncidentStore
 from bot.wiring import Services
 from tests.conftest import ROOT
 from tests.servers import chroma_server, free_port

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bot.actions.approvals import ApprovalService
-from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, Actor
+from bot.actions.policy.gate import PolicyFolder
 from bot.digests.governance import gather, render_text
 from bot.store.catalog import DocumentRecord
 from bot.store.conversations import ConversationStore

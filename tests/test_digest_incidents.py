@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.digests.alertmanager import AlertReceiver
-from bot.digests.incidents import gather, incident_runbooks, render_text
+from bot.incidents.alertmanager import AlertReceiver
+from bot.incidents.digest import gather, incident_runbooks, render_text
+from bot.incidents.records import AlertUpdate, IncidentStore
 from bot.store.engine import create_engine
-from bot.store.incidents import AlertUpdate, IncidentStore
 from bot.wiring import Services
 from tests import alertmanager_bodies as bodies
 from tests.slackbot import CHANNEL, EXPERT, SECRET, USER, RunningBot, build_test_app, serving

@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
+from bot.demo.predictions import KINDS, NEW_CATEGORY, prediction_log
 from bot.digests.charts import distribution_png
-from bot.digests.demo_data import KINDS, NEW_CATEGORY, prediction_log
 from bot.digests.drift import (
     Thresholds,
     chi2_p_value,

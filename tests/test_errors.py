@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.actions.models import Refusal
-from bot.actions.policy import ParamError, PolicyError
+from bot.actions.policy.engine import ParamError, PolicyError
 from bot.answers.service import EmptyQuestionError
 from bot.config import SettingsError
 from bot.errors import (

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from bot.actions import demo_flags
-from bot.actions.executors import ExecutionError, run_action
+from bot.actions.executors.dispatch import ExecutionError, run_action
+from bot.actions.executors.webhook import canonical_body
 from bot.actions.models import ActionSpec, ExecutorSpec, ParamSpec
-from bot.actions.policy import load_policy, parse_key_values, parse_params
-from bot.actions.webhook_executor import canonical_body
+from bot.actions.policy.engine import load_policy, parse_key_values, parse_params
+from bot.demo import flags as demo_flags
 from tests.conftest import ROOT
 from tests.fakes.webhook import WebhookReceiver
 
@@ -326,7 +326,7 @@ def test_command_missing_program_is_a_failed_run() -> None:
 # --- python ----------------------------------------------------------------------------------------
 
 
-TOGGLE = action("python", entry_point="bot.actions.demo_flags:toggle")
+TOGGLE = action("python", entry_point="bot.demo.flags:toggle")
 
 
 def test_demo_flag_toggle_end_to_end_and_idempotent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -419,9 +419,9 @@ def test_python_entry_point_past_its_timeout_is_a_failed_run() -> None:
     ("entry_point", "message"),
     [
         ("bot.actions.no_such_module:run", "cannot be imported"),
-        ("bot.actions.demo_flags:no_such_function", "has no attribute"),
-        ("bot.actions.demo_flags:DEFAULT_PATH", "is not callable"),
-        ("bot.actions.demo_flags", "must look like"),
+        ("bot.demo.flags:no_such_function", "has no attribute"),
+        ("bot.demo.flags:DEFAULT_PATH", "is not callable"),
+        ("bot.demo.flags", "must look like"),
     ],
 )
 def test_python_bad_entry_point_is_a_configuration_error(entry_point: str, message: str) -> None:

@@ -25,7 +25,7 @@ from slack_sdk import WebClient
 
 from bot.actions.models import ActionRequest, Actor, ParamSpec
 from bot.actions.phrases import read_request
-from bot.actions.policy import (
+from bot.actions.policy.engine import (
     ParamError,
     Policy,
     PolicyError,
@@ -34,9 +34,9 @@ from bot.actions.policy import (
     parse_key_values,
     trace,
 )
-from bot.actions.policy_types import value_problem
-from bot.digests.alertmanager import AlertReceiver, read_notification
-from bot.slack.handlers import question_text
+from bot.actions.policy.rules import value_problem
+from bot.incidents.alertmanager import AlertReceiver, read_notification
+from bot.incidents.records import IncidentStore, alert_events, incidents
 from bot.slack.incidents import IncidentFlows
 from bot.slack.pacing import ChannelPacer
 from bot.slack.payloads import (
@@ -51,8 +51,8 @@ from bot.slack.payloads import (
     SaveGuidanceValue,
 )
 from bot.slack.posting import Poster
+from bot.slack.questions import question_text
 from bot.store.engine import create_engine
-from bot.store.incidents import IncidentStore, alert_events, incidents
 from ingest.documents import KINDS, STATUSES, Skipped, SourceDocument, decode, parse
 from tests.conftest import ROOT
 

@@ -10,8 +10,8 @@ import yaml
 
 from bot.answers.conversation import standalone_question
 from bot.answers.guidance import GuidanceDraft, GuidanceError, render_draft, slack_to_markdown, write_draft
-from bot.slack.handlers import question_text
 from bot.slack.pacing import ChannelPacer
+from bot.slack.questions import question_text
 from ingest.documents import SourceDocument, parse
 
 DRAFT = GuidanceDraft(

@@ -109,16 +109,23 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.actions.approvals import APPROVED, DENIED, EXPIRED, PENDING, ApprovalService
-from bot.actions.executors import ExecutionResult, allow_listed, run_action
-from bot.actions.gate import PolicyFolder
+from bot.actions.executors.dispatch import ExecutionResult, allow_listed, run_action
 from bot.actions.models import ActionRequest, ActionSpec, Actor, ExecutorSpec
 from bot.actions.phrases import read_request
-from bot.actions.policy import ParamError, Policy, build_request, evaluate, load_policy, parse_key_values
+from bot.actions.policy.engine import (
+    ParamError,
+    Policy,
+    build_request,
+    evaluate,
+    load_policy,
+    parse_key_values,
+)
+from bot.actions.policy.gate import PolicyFolder
 from bot.actions.runner import execute_once
 from bot.cli import main
 from bot.config import Settings
 from bot.slack.payloads import ACTION_APPROVE, RequestValue
-from bot.store.actions import audit_log
+from bot.store.action_requests import audit_log
 from bot.wiring import Services
 from tests.conftest import ROOT
 from tests.databases import state_database

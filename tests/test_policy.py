@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from bot.actions.models import ActionRequest, Actor, ApprovalRequirement, ExecutorSpec, ParamSpec
-from bot.actions.policy import (
+from bot.actions.policy.engine import (
     ParamError,
     Policy,
     PolicyError,
@@ -31,7 +31,7 @@ from bot.actions.policy import (
     parse_key_values,
     parse_params,
 )
-from bot.actions.policy_files import OPERATORS, _FreezeFile, _RuleFile, _WhenFile  # the written schema
+from bot.actions.policy.files import OPERATORS, _FreezeFile, _RuleFile, _WhenFile  # the written schema
 from tests.conftest import ROOT, write_tree
 
 POLICIES = ROOT / "policies"

@@ -16,10 +16,10 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from bot.actions.approvals import ApprovalService
 from bot.actions.models import ActionSpec, ExecutorSpec, ParamSpec
-from bot.actions.policy import load_policy
+from bot.actions.policy.engine import load_policy
 from bot.actions.proposals import Proposal, Proposer, action_tool, read_tool_calls
 from bot.slack.payloads import ACTION_CONFIRM_PROPOSAL, ACTION_DISMISS_PROPOSAL, ACTION_HELPFUL
-from bot.store.actions import action_requests
+from bot.store.action_requests import action_requests
 from bot.wiring import Services
 from tests.conftest import ROOT
 from tests.fakes.llm import ToolCallingFake, tool_call

@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage
 
 from bot.logs import CORRELATION, JsonFormatter, RedactingFilter
 from bot.redaction import Masked, findings, mask_secrets, masked_notice, redact, redact_data, without_secrets
-from bot.store.actions import append_audit, audit_log, verify_chain
+from bot.store.action_requests import append_audit, audit_log, verify_chain
 from bot.store.engine import create_engine
 from bot.store.schema import upgrade
 from bot.wiring import Services

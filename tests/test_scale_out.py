@@ -28,8 +28,8 @@ import pytest
 import sqlalchemy as sa
 
 from bot.actions.approvals import ApprovalService
-from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, Actor
+from bot.actions.policy.gate import PolicyFolder
 from bot.wiring import Services
 from tests.audit_support import shared_key
 from tests.conftest import write_tree

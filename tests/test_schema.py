@@ -11,7 +11,9 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from bot.store import actions, catalog, conversations, digests, incidents
+from bot.incidents import records as incidents
+from bot.store import action_requests as actions
+from bot.store import catalog, conversations, digests
 from bot.store.schema import MIGRATIONS, upgrade
 from tests.databases import StateDatabase
 

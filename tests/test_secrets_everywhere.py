@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from bot.actions.approvals import DENIED, SUCCEEDED, ApprovalService
-from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision
+from bot.actions.policy.gate import PolicyFolder
 from bot.actions.request_state import no_waiting_with_secrets, redacted, secret_values
 from bot.cli import main
 from bot.slack.payloads import (

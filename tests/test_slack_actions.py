@@ -17,9 +17,9 @@ from slack_sdk import WebClient
 from slack_sdk.models.views import View
 
 from bot.actions.approvals import ApprovalService, RequestView
-from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionSpec, ExecutorSpec, ParamSpec
 from bot.actions.phrases import read_request
+from bot.actions.policy.gate import PolicyFolder
 from bot.metrics import REGISTRY
 from bot.slack.action_cards import CardFacts, RunbookExcerpt, approval_card, conflict_text
 from bot.slack.payloads import (
@@ -43,7 +43,7 @@ from bot.slack.payloads import (
 from bot.slack.runbooks import RunbookExcerpts
 from bot.slack.usergroups import SlackUserGroups
 from bot.slack.workspace import Installation
-from bot.store.actions import action_requests
+from bot.store.action_requests import action_requests
 from bot.wiring import Services
 from tests.conftest import ROOT, write_tree
 from tests.fakes.webhook import WebhookReceiver

@@ -12,8 +12,8 @@ import yaml
 
 from bot.answers.models import Answer
 from bot.slack.assistant import GREETING, MAX_PROMPTS
-from bot.slack.handlers import STATUS
 from bot.slack.posting import WORKING
+from bot.slack.questions import STATUS
 from bot.wiring import Services
 from tests.conftest import write_tree
 from tests.slackbot import CHANNEL, USER, RunningBot, assert_valid_blocks, blocks_text, running_bot

@@ -236,7 +236,7 @@ def test_steward_digest_run_post_posts_to_the_channel(
 
 def test_a_model_with_a_column_not_checked_is_flagged_not_green_and_offers_no_action(tmp_path: Path) -> None:
     """A reference column all blank: the parent shows a warning, never a green "ok"; no Retrain button."""
-    from bot.actions.policy_files import load_policy
+    from bot.actions.policy.files import load_policy
     from bot.digests.drift_digest import run_drift
     from bot.slack.digests import drift_messages
 

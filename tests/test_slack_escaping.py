@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from bot.actions.approvals import ApprovalService, RequestView
-from bot.actions.executors import ExecutionResult
+from bot.actions.executors.dispatch import ExecutionResult
 from bot.digests.config import load_digests
+from bot.incidents.records import IncidentStore
 from bot.slack.action_cards import result_message
 from bot.slack.digests import DigestPoster
 from bot.slack.pacing import ChannelPacer
@@ -37,7 +38,6 @@ from bot.slack.payloads import (
 )
 from bot.slack.posting import Poster
 from bot.store.digests import DigestRuns
-from bot.store.incidents import IncidentStore
 from bot.wiring import Services
 from tests.conftest import ROOT, write_tree
 from tests.slackbot import CHANNEL, USER, RunningBot, blocks_text, running_bot

@@ -21,20 +21,20 @@ from slack_sdk.errors import SlackApiError
 
 from bot.actions.approvals import EXPIRED, PENDING, RequestView
 from bot.actions.models import ActionSpec, ExecutorSpec, ParamSpec
-from bot.actions.policy_types import Policy
+from bot.actions.policy.rules import Policy
 from bot.answers.models import Answer, Citation
 from bot.digests.drift import dataset_drift
 from bot.digests.drift_digest import MonitorResult
 from bot.digests.governance import GovernanceReport
 from bot.digests.governance import render_text as render_governance
-from bot.digests.incidents import gather, render_text
+from bot.incidents.digest import gather, render_text
+from bot.incidents.records import IncidentStore
 from bot.slack.action_cards import CardFacts, RunbookExcerpt, approval_card, request_form
 from bot.slack.blocks import MAX_BUTTON_TEXT, answer_messages, button
 from bot.slack.digests import drift_messages, text_messages
 from bot.slack.home import KnowledgeState, home_view
 from bot.store.catalog import DocumentRecord
 from bot.store.engine import create_engine
-from bot.store.incidents import IncidentStore
 from tests.slack_payloads import (
     PayloadError,
     check_message,

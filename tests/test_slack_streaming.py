@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.slack.handlers import STATUS
+from bot.slack.questions import STATUS
 from bot.slack.streaming import ZERO_WIDTH, Defuser
 from bot.wiring import Services
 from tests.fakes.streaming_chat import StreamingChatModel

@@ -20,7 +20,7 @@ import pytest
 
 from bot.actions.approvals import RequestView
 from bot.actions.models import ActionSpec
-from bot.actions.policy_files import load_policy
+from bot.actions.policy.files import load_policy
 from bot.answers.models import Answer
 from bot.cli import format_answer
 from bot.config import Settings

@@ -52,7 +52,7 @@ from bot.actions.request_state import (
     utc,
 )
 from bot.actions.standing import decide_now, quorum_met, reassess
-from bot.store.actions import (
+from bot.store.action_requests import (
     action_requests,
     append_audit,
     approvals,

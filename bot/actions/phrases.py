@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from bot.actions.models import ActionSpec, ParamSpec
-from bot.actions.policy import ParamError, Policy, parse_key_values
+from bot.actions.policy.engine import ParamError, Policy, parse_key_values
 
 _QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})  # Slack clients type smart quotes
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.actions.models import ActionSpec, ParamSpec
-from bot.actions.policy import Policy
+from bot.actions.policy.engine import Policy
 from bot.redaction import redact
 
 log = logging.getLogger("steward.actions")

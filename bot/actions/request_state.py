@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.actions.executors import ExecutionError, ExecutionResult, run_action
+from bot.actions.executors.dispatch import ExecutionError, ExecutionResult, run_action
 from bot.actions.models import (
     ActionRequest,
     ActionSpec,
@@ -23,7 +23,7 @@ from bot.actions.models import (
     Waiting,
 )
 from bot.redaction import mask_secrets
-from bot.store.actions import action_requests, append_audit, approvals
+from bot.store.action_requests import action_requests, append_audit, approvals
 
 PENDING, APPROVED, RUNNING = "pending", "approved", "running"
 DENIED, REJECTED, CANCELLED, EXPIRED = "denied", "rejected", "cancelled", "expired"

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from bot.actions.approvals import ApprovalService, Gate
-from bot.actions.executors import ExecutionError, ExecutionResult, run_action
+from bot.actions.executors.dispatch import ExecutionError, ExecutionResult, run_action
 from bot.actions.models import ActionSpec
 from bot.metrics import EXECUTIONS
 

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from bot.actions.models import ActionRequest, Actor, ApprovalRequirement, Decision
 from bot.actions.request_state import APPROVED, DENIED, PENDING, Gate, RequestView, carries_secrets, move, utc
-from bot.store.actions import action_requests, append_audit, approvals
+from bot.store.action_requests import action_requests, append_audit, approvals
 
 Stage = Literal["approval", "quorum", "run", "release"]
 _STAGE_TEXT = {

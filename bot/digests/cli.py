@@ -11,8 +11,8 @@ from sqlalchemy.engine import Engine
 from bot.answers.retrieval import Retriever
 from bot.digests.config import DigestConfigError, load_digests
 from bot.digests.drift_digest import knowledge_runbooks, render_text, run_drift
-from bot.digests.incidents import incident_runbooks
 from bot.digests.reports import build_report
+from bot.incidents.digest import incident_runbooks
 from bot.store.catalog import Catalog
 from bot.store.digests import DriftHistory
 

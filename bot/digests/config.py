@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.actions.policy_yaml import Document, FieldPath, Problems, read_yaml, validate
+from bot.actions.policy.yaml_lines import Document, FieldPath, Problems, read_yaml, validate
 from bot.digests.drift import NUMERIC_ONLY, Choice, Thresholds
 from bot.errors import ConfigurationError
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.redaction import mask_secrets
-from bot.store.actions import action_requests, audit_log
+from bot.store.action_requests import action_requests, audit_log
 from bot.store.catalog import DocumentRecord
 from bot.store.conversations import answer_log, feedback, knowledge_gaps
 from bot.store.schema import upgrade

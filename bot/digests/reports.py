@@ -17,11 +17,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.digests.config import Digest
 from bot.digests.governance import gather as gather_governance
 from bot.digests.governance import render_text as render_governance
-from bot.digests.incidents import RunbookFor
-from bot.digests.incidents import gather as gather_incidents
-from bot.digests.incidents import render_text as render_incidents
+from bot.incidents.digest import RunbookFor
+from bot.incidents.digest import gather as gather_incidents
+from bot.incidents.digest import render_text as render_incidents
+from bot.incidents.records import IncidentStore
 from bot.store.catalog import Catalog, CatalogError
-from bot.store.incidents import IncidentStore
 from bot.store.schema import StateStoreError
 
 log = logging.getLogger("steward.digests")

@@ -17,7 +17,7 @@ from http import HTTPStatus
 from typing import Any
 from wsgiref.types import StartResponse
 
-from bot.digests.alertmanager import AlertReceiver
+from bot.incidents.alertmanager import AlertReceiver
 from bot.metrics import ACK_SECONDS, SLACK_REQUESTS, exposition
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.slack.app import SlackApp

@@ -18,7 +18,7 @@ from bot.runtime.housekeeping import start_housekeeping
 from bot.runtime.http import EVENTS_PATH, HttpServer
 from bot.slack.app import SlackApp, SlackSetupError, credentials_message, missing_credentials
 from bot.slack.digests import start_scheduler
-from bot.store.actions import count_by_state
+from bot.store.action_requests import count_by_state
 from bot.wiring import Services
 
 log = logging.getLogger("steward.slack")

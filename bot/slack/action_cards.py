@@ -24,9 +24,9 @@ from bot.actions.approvals import (
     SUCCEEDED,
     RequestView,
 )
-from bot.actions.executors import ExecutionResult
+from bot.actions.executors.dispatch import ExecutionResult
 from bot.actions.models import ActionSpec, ParamSpec
-from bot.actions.policy import Policy, conflict_problem, usage
+from bot.actions.policy.engine import Policy, conflict_problem, usage
 from bot.redaction import mask_secrets
 from bot.slack.blocks import RenderedMessage, button
 from bot.slack.mrkdwn import escape, link, to_plain

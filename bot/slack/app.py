@@ -21,28 +21,28 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.actions.approvals import ApprovalService
-from bot.actions.gate import PolicyFolder, PolicyGate
+from bot.actions.policy.gate import PolicyFolder, PolicyGate
 from bot.actions.proposals import Proposer
 from bot.answers.service import AnswerService
 from bot.config import Settings, SettingsError
+from bot.incidents.records import IncidentStore
 from bot.logs import ContextExecutor, correlate
 from bot.metrics import CountingRetryHandler, count_api_error
-from bot.slack.actions import ActionFlows
+from bot.slack.action_flows import ActionFlows
 from bot.slack.assistant import AssistantPane
 from bot.slack.experts import Expertise
-from bot.slack.handlers import Conversations
 from bot.slack.incidents import IncidentFlows
 from bot.slack.listeners import register
 from bot.slack.pacing import ChannelPacer
 from bot.slack.posting import Poster
 from bot.slack.proposals import PROPOSAL_SECONDS, ProposalFlows, Say, Submit
+from bot.slack.questions import QuestionFlows
 from bot.slack.recovery import EventRecovery
 from bot.slack.usergroups import SlackUserGroups
 from bot.slack.workspace import Installation, other_teams_refused
 from bot.store.catalog import Catalog
 from bot.store.conversations import ConversationStore
 from bot.store.events import EventLedger, replica_name
-from bot.store.incidents import IncidentStore
 
 log = logging.getLogger("steward.slack")
 
@@ -69,7 +69,7 @@ class SlackApp:
     bolt: App
     executor: ThreadPoolExecutor
     socket_mode: bool
-    conversations: Conversations
+    conversations: QuestionFlows
     expertise: Expertise
     actions: ActionFlows | None = None  # None when no approval service was given
     recovery: EventRecovery | None = None  # answers what a dead replica acknowledged (housekeeping)
@@ -207,7 +207,7 @@ def build_app(
         else None
     )
     ledger = EventLedger(store.engine, replica_name())
-    conversations = Conversations(
+    conversations = QuestionFlows(
         settings,
         answers=answers,
         catalog=catalog,

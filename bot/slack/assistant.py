@@ -1,7 +1,7 @@
 """Slack's assistant pane (the AI app split view): a greeting and prompts drawn from the knowledge base.
 
 Questions asked in the pane are direct messages in a thread. They are answered by the same handler,
-and the same answer service, as any other direct message (`Conversations.handle_assistant_message`),
+and the same answer service, as any other direct message (`QuestionFlows.handle_assistant_message`),
 with the pane's status in place of the working reaction.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.slack.handlers import Conversations
 from bot.slack.mrkdwn import to_plain
 from bot.slack.posting import Poster
+from bot.slack.questions import QuestionFlows
 from bot.store.catalog import Catalog, CatalogError, DocumentRecord
 
 log = logging.getLogger("steward.slack")
@@ -124,9 +124,9 @@ def _clip(text: str, limit: int) -> str:
 
 
 class AssistantPane:
-    """The pane's own events; its messages are answered by `Conversations` like direct messages."""
+    """The pane's own events; its messages are answered by `QuestionFlows` like direct messages."""
 
-    def __init__(self, conversations: Conversations, catalog: Callable[[], Catalog], poster: Poster) -> None:
+    def __init__(self, conversations: QuestionFlows, catalog: Callable[[], Catalog], poster: Poster) -> None:
         self.conversations = conversations
         self._catalog = catalog
         self.poster = poster

@@ -19,8 +19,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.actions.gate import PolicyGate
-from bot.actions.policy import Policy, PolicyError
+from bot.actions.policy.engine import Policy, PolicyError
+from bot.actions.policy.gate import PolicyGate
 from bot.digests.config import Digest, DigestConfig, DigestConfigError, load_digests
 from bot.digests.drift_digest import (
     RunbookFinder,
@@ -30,8 +30,8 @@ from bot.digests.drift_digest import (
     quiet_line,
     run_drift,
 )
-from bot.digests.incidents import RunbookFor
 from bot.digests.reports import build_report
+from bot.incidents.digest import RunbookFor
 from bot.metrics import DIGEST_RUNS
 from bot.slack.app import SlackSetupError
 from bot.slack.blocks import MAX_SECTION_TEXT, RenderedMessage, button, split_mrkdwn

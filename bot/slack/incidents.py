@@ -18,10 +18,10 @@ from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.incidents.records import IncidentStore
 from bot.redaction import mask_secrets, masked_notice
 from bot.slack.mrkdwn import escape
 from bot.slack.posting import Poster
-from bot.store.incidents import IncidentStore
 
 log = logging.getLogger("steward.slack")
 

@@ -10,10 +10,9 @@ from typing import Any
 
 from slack_bolt import Ack, App, Assistant
 
-from bot.slack.actions import ActionFlows
+from bot.slack.action_flows import ActionFlows
 from bot.slack.assistant import AssistantPane
 from bot.slack.experts import Expertise
-from bot.slack.handlers import Conversations
 from bot.slack.home import HELP
 from bot.slack.payloads import (
     ACTION_APPROVE,
@@ -34,6 +33,7 @@ from bot.slack.payloads import (
     VIEW_REJECT_REASON,
     VIEW_REQUEST_ACTION,
 )
+from bot.slack.questions import QuestionFlows
 
 COMMAND = "/steward"
 
@@ -53,7 +53,7 @@ def _ack_command(ack: Ack, command: dict[str, Any]) -> None:
 
 def register(
     app: App,
-    conversations: Conversations,
+    conversations: QuestionFlows,
     expertise: Expertise,
     actions: ActionFlows | None = None,
     pane: AssistantPane | None = None,
@@ -89,7 +89,7 @@ def register(
         )
 
 
-def assistant(conversations: Conversations, pane: AssistantPane) -> Assistant:
+def assistant(conversations: QuestionFlows, pane: AssistantPane) -> Assistant:
     """The assistant pane: a thread opened, the channel in view changed, a message in one of its threads."""
     listeners = Assistant()
     listeners.thread_started(lazy=[pane.on_thread_started])(_ack)

@@ -16,10 +16,10 @@ from pydantic import ValidationError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.actions.gate import PolicyGate
 from bot.actions.models import ActionRequest
 from bot.actions.phrases import stated_conflicts
-from bot.actions.policy import ParamError, Policy, PolicyError, build_request
+from bot.actions.policy.engine import ParamError, Policy, PolicyError, build_request
+from bot.actions.policy.gate import PolicyGate
 from bot.actions.proposals import Proposer, param_text
 from bot.slack.action_cards import conflict_text, misread_text, request_line, secret_params
 from bot.slack.blocks import MAX_BUTTON_VALUE, Block, button

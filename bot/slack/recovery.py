@@ -16,7 +16,7 @@ from slack_bolt import BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.slack.handlers import Conversations
+from bot.slack.questions import QuestionFlows
 from bot.store.events import EventLedger, OpenEvent
 
 log = logging.getLogger("steward.slack")
@@ -26,7 +26,7 @@ log = logging.getLogger("steward.slack")
 class EventRecovery:
     """Heartbeats, and the take-over of orphaned question events."""
 
-    conversations: Conversations
+    conversations: QuestionFlows
     ledger: EventLedger
     _identity: dict[str, str] = field(default_factory=dict)
 

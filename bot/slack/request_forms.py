@@ -11,9 +11,9 @@ from slack_bolt import Ack
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.actions.gate import PolicyGate
 from bot.actions.models import ActionRequest
-from bot.actions.policy import ParamError, PolicyError, build_request, parse_params
+from bot.actions.policy.engine import ParamError, PolicyError, build_request, parse_params
+from bot.actions.policy.gate import PolicyGate
 from bot.slack.action_cards import POLICY_BROKEN, form_values, request_form, request_line, secret_params
 from bot.slack.mrkdwn import escape
 from bot.slack.payloads import BLOCK_CHANNEL, BLOCK_PARAM_PREFIX, BLOCK_PICK_ACTION, DigestActionValue

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from bot.store.actions import (
+from bot.store.action_requests import (
     action_requests,
     appended_here,
     audit_head,

@@ -23,7 +23,7 @@ from typing import Any
 from bot.config import Settings
 from bot.slack.mrkdwn import to_plain
 from bot.slack.payloads import ACTION_APPROVE
-from bot.store.actions import verify_chain
+from bot.store.action_requests import verify_chain
 from bot.wiring import Services
 from tests.slackbot import CHANNEL, RunningBot, running_bot
 

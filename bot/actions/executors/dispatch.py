@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.actions import entry_points, mlflow_executor
+from bot.actions.executors import entry_points, mlflow_registry
+from bot.actions.executors.webhook import post_signed
 from bot.actions.models import ActionSpec, ExecutorSpec
-from bot.actions.webhook_executor import post_signed
 from bot.errors import ConfigurationError
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -124,7 +124,7 @@ def truncate(text: str, limit: int) -> str:
 def substitute_env(text: str, env: Mapping[str, str], missing: Callable[[str], Exception]) -> str:
     """`text` with each `${NAME}` (NAME a valid variable name) replaced from `env`; raises `missing(NAME)`.
 
-    The one implementation of `${NAME}`: `expand_env` here and `bot.actions.policy.expand_env` use it
+    The one implementation of `${NAME}`: `expand_env` here and `bot.actions.policy.engine.expand_env` use it
     and differ only in the error they raise. Text such as `${not a name}` is left as written.
     """
 
@@ -445,14 +445,14 @@ def _prepare_mlflow(
 
     def run() -> _Outcome:
         try:
-            move = mlflow_executor.move_alias(
+            move = mlflow_registry.move_alias(
                 tracking_uri=tracking_uri,
                 registry_uri=registry_uri,
                 model=model,
                 alias=alias,
                 version=version,
             )
-        except mlflow_executor.RegistryRefusedError as refusal:
+        except mlflow_registry.RegistryRefusedError as refusal:
             return _Outcome(False, f"{action.name}: {refusal}", str(refusal))
         except Exception as error:  # the registry's own failures (network, database) are results too
             return _Outcome(False, f"{action.name}: {_error_text(error)}", _error_text(error))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from bot.answers.retrieval import Retriever
 from bot.digests.knowledge import RunbookLookupError, best_match
-from bot.store.incidents import AlertGaps, Incident, IncidentStore, NoisyAlert, utc
+from bot.incidents.records import AlertGaps, Incident, IncidentStore, NoisyAlert, utc
 
 RunbookFor = Callable[[Incident], "str | None"]  # a runbook title and path, or None
 SHOWN = 15  # incidents listed per section; the rest are counted

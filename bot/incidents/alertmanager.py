@@ -20,14 +20,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from pydantic_core import from_json
 
 from bot.errors import BadRequest
+from bot.incidents.records import AlertUpdate, IncidentStore
 from bot.metrics import ALERTMANAGER_REJECTED, ALERTMANAGER_TRUNCATED
-from bot.store.incidents import AlertUpdate, IncidentStore
 
 log = logging.getLogger("steward.alertmanager")
 
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # a group of 1,300 alerts with long annotations is about 5.4 MB
 _ZERO_TIME = dt.datetime(1, 1, 1, tzinfo=dt.UTC)  # Alertmanager's endsAt of a firing alert
-# What the state database holds (bot/store/incidents.py): PostgreSQL refuses longer text, and NUL anywhere.
+# What the state database holds (bot/incidents/records.py): PostgreSQL refuses longer text, and NUL anywhere.
 _LABEL_LIMITS = {"alertname": 256, "severity": 32, "service": 128, "job": 128}
 _STORED_ANNOTATIONS = ("summary", "runbook_url", "description")
 # An incident's key is "alert:" + fingerprint + "@" + startsAt in ms (up to 15 characters) in 128.

@@ -12,7 +12,7 @@ from typing import Any, TypeVar, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from bot.actions.policy_types import suggest
+from bot.actions.policy.rules import suggest
 
 FieldPath = tuple[str | int, ...]
 

@@ -1,6 +1,6 @@
 """Guarded-actions benchmark: approval click storms across two `steward serve` processes on PostgreSQL.
 
-    .venv/bin/python -m bench.actions --requests 1000 --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
+    .venv/bin/python -m bench.action_requests --requests 1000 --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 1. A private PostgreSQL schema holds the state and the knowledge base (`knowledge/` is ingested, so
    every card cites its runbook). `--requests` production retrain requests (each needs one
@@ -41,8 +41,8 @@ import sqlalchemy as sa
 
 from bench.report import save
 from bot.actions.approvals import ApprovalService
-from bot.actions.gate import PolicyFolder
 from bot.actions.models import ActionRequest, Actor
+from bot.actions.policy.gate import PolicyFolder
 from bot.answers.evaluation import percentile
 from tests.audit_support import shared_key
 from tests.fakes.webhook import WebhookReceiver

@@ -1,6 +1,7 @@
 """The policy as the engine uses it: `Policy`, its `Rule`s and their conditions, and where each is written.
 
-These are built by the loader (bot/actions/policy_files.py) and read by the engine (bot/actions/policy.py).
+These are built by the loader (bot/actions/policy/files.py) and read by the engine
+(bot/actions/policy/engine.py).
 The value checks here (`value_problem`, `range_text`) serve both: the loader checks defaults and operands
 with them, the engine checks a request's parameters.
 """

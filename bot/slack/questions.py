@@ -1,4 +1,5 @@
-"""Conversations: mentions, direct messages, the assistant pane, sticky follow-ups, `/steward`, App Home.
+"""Questions asked in Slack: mentions, direct messages, the assistant pane, sticky follow-ups, `/steward`,
+App Home.
 
 Each handler parses the Slack payload into a neutral question, calls the answer service (the same
 one `steward ask` uses) and renders the result. Handlers run after the acknowledgement, on the
@@ -28,7 +29,7 @@ from bot.config import Settings
 from bot.errors import Situation, Told, Unavailable, new_reference
 from bot.metrics import ANSWERS
 from bot.redaction import mask_secrets, masked_notice
-from bot.slack.actions import ActionFlows
+from bot.slack.action_flows import ActionFlows
 from bot.slack.blocks import RenderedMessage, answer_messages
 from bot.slack.experts import offer_to_save
 from bot.slack.home import HELP, KnowledgeState, home_view
@@ -116,7 +117,7 @@ class _Thread:
     in_pane: bool = False  # the thread is one of the assistant pane's
 
 
-class Conversations:
+class QuestionFlows:
     """Handlers for everything that asks Steward a question."""
 
     def __init__(

@@ -31,16 +31,16 @@ from bot.actions.approvals import (
     RequestView,
     secret_values,
 )
-from bot.actions.executors import allow_listed
-from bot.actions.gate import PolicyGate
+from bot.actions.executors.dispatch import allow_listed
 from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision
 from bot.actions.phrases import read_request, starts_like_request
-from bot.actions.policy import (
+from bot.actions.policy.engine import (
     ParamError,
     PolicyError,
     build_request,
     parse_key_values,
 )
+from bot.actions.policy.gate import PolicyGate
 from bot.actions.request_state import detected_secrets, stranded, with_masked_results
 from bot.actions.runner import Execute, execute_once
 from bot.answers.service import AnswerService

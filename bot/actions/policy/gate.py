@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision, Waiting
-from bot.actions.policy import (
+from bot.actions.policy.engine import (
     Policy,
     Refusal,
     SlackGroupResolver,

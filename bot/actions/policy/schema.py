@@ -2,7 +2,7 @@
 
 Pydantic checks the shape of each part (`_ActionFile`, `_RuleFile`, …). The functions here check what one
 part means on its own: a parameter's bounds, an executor's settings, a rule's operands, a freeze window's
-times. The loader (bot/actions/policy_files.py) checks references between parts and builds the `Policy`.
+times. The loader (bot/actions/policy/files.py) checks references between parts and builds the `Policy`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bot.actions.models import (
     RiskTier,
     Waiting,
 )
-from bot.actions.policy_types import (
+from bot.actions.policy.rules import (
     DAYS,
     OPERATORS,
     WEEK_MINUTES,
@@ -34,7 +34,7 @@ from bot.actions.policy_types import (
     suggest,
     value_problem,
 )
-from bot.actions.policy_yaml import Document, FieldPath, Problems
+from bot.actions.policy.yaml_lines import Document, FieldPath, Problems
 from bot.errors import ConfigurationError
 
 PARAM_NAME = re.compile(r"[a-z_][a-z0-9_]*")

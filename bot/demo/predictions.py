@@ -128,7 +128,7 @@ DEMO_DRIFT_FROM = dt.date(2026, 10, 29)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bot.digests.demo_data FOLDER`: the demo's prediction log, drifting from 2026-10-29."""
+    """`python -m bot.demo.predictions FOLDER`: the demo's prediction log, drifting from 2026-10-29."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--rows-per-day", type=int, default=400)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.actions.entry_points import entry_point_problem
+from bot.actions.executors.entry_points import entry_point_problem
 from bot.actions.models import ActionSpec
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

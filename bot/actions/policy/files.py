@@ -5,8 +5,8 @@ every file is collected and reported at once, each naming file, line and field, 
 `steward policy check` shows the whole list.
 
 This module reads the files and checks the references between their parts (groups, actions, rules). The
-runtime types are in bot/actions/policy_types.py, YAML with line numbers in bot/actions/policy_yaml.py,
-and the written schema with the checks of one part at a time in bot/actions/policy_schema.py.
+runtime types are in bot/actions/policy/rules.py, YAML with line numbers in bot/actions/policy/yaml_lines.py,
+and the written schema with the checks of one part at a time in bot/actions/policy/schema.py.
 """
 
 from __future__ import annotations
@@ -18,23 +18,11 @@ from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bot.actions.command_checks import command_warnings
-from bot.actions.executor_checks import executor_warnings
-from bot.actions.executors import program_is_allowed, substitute_env
+from bot.actions.executors.command_checks import command_warnings
+from bot.actions.executors.dispatch import program_is_allowed, substitute_env
+from bot.actions.executors.machine_checks import executor_warnings
 from bot.actions.models import ActionSpec
-from bot.actions.policy_schema import (
-    FieldError,
-    _ActionFile,
-    _FreezeFile,
-    _RuleFile,
-    _WhenFile,
-    check_executor,
-    check_param,
-    freeze_window,
-    listed,
-    param_tests,
-)
-from bot.actions.policy_types import (
+from bot.actions.policy.rules import (
     ANY_ACTION,
     OPERATORS,
     USER_ID,
@@ -48,7 +36,19 @@ from bot.actions.policy_types import (
     When,
     suggest,
 )
-from bot.actions.policy_yaml import Document, FieldPath, Problems, read_yaml, validate
+from bot.actions.policy.schema import (
+    FieldError,
+    _ActionFile,
+    _FreezeFile,
+    _RuleFile,
+    _WhenFile,
+    check_executor,
+    check_param,
+    freeze_window,
+    listed,
+    param_tests,
+)
+from bot.actions.policy.yaml_lines import Document, FieldPath, Problems, read_yaml, validate
 from bot.store.sources import document_ref
 
 # What other modules import from here. `OPERATORS`, `suggest` and the written schema live in policy_types

@@ -2,7 +2,7 @@
 
 Pure: no I/O, no clock, no Slack. Slack user groups (`S…`) are resolved by an injected
 `SlackGroupResolver` (user-group id -> member user ids); the caller caches it. Policy files are read by
-`load_policy` (bot/actions/policy_files.py), re-exported here so callers need one import.
+`load_policy` (bot/actions/policy/files.py), re-exported here so callers need one import.
 
 Rules are checked in file-name order, then in the order written; the first rule whose conditions all
 hold decides. A request no rule matches is denied.
@@ -28,8 +28,8 @@ from bot.actions.models import (
     ParamSpec,
     Refusal,
 )
-from bot.actions.policy_files import check_report, expand_env, load_policy
-from bot.actions.policy_types import (
+from bot.actions.policy.files import check_report, expand_env, load_policy
+from bot.actions.policy.rules import (
     DAYS,
     USER_ID,
     USERGROUP_ID,

@@ -1,0 +1,1 @@
+"""The policy engine: policy files read with their lines, checked, and decided on (pure, explains itself)."""

@@ -1,0 +1,1 @@
+"""Incidents: Alertmanager's webhook, the incident records and the incident digest."""
