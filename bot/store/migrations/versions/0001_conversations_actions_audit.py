@@ -1,9 +1,5 @@
 """Conversation state, action requests and approvals, and the audit chain.
 
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-24
-
 Databases that already hold these tables (created before migrations existed) keep them: each table
 is created only when missing.
 """
@@ -15,8 +11,6 @@ from alembic import op
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def _missing(name: str) -> bool:

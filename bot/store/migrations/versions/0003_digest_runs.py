@@ -1,9 +1,5 @@
 """Digest runs (one row per digest and scheduled fire time, claimed once across replicas) and the drift
 results of posted digests (their trend).
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-24
 """
 
 from __future__ import annotations
@@ -13,8 +9,6 @@ from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,9 +1,5 @@
 """Events a replica claimed but did not finish (it died): who claimed each, where it was, when it was
 done; and the replicas' heartbeats, so that a live replica can answer what a dead one left behind.
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-24
 """
 
 from __future__ import annotations
@@ -13,8 +9,6 @@ from alembic import op
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

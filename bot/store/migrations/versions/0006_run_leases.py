@@ -1,9 +1,5 @@
 """Run leases: the process running an action renews `heartbeat_at`; a run whose lease lapsed was
 interrupted (its process died), while a long run of a live process is never taken for one.
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-07
 """
 
 from __future__ import annotations
@@ -13,8 +9,6 @@ from alembic import op
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

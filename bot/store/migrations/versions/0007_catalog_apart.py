@@ -6,10 +6,6 @@ file), so `kb_*` tables left in a SQLite records database are the old layout's c
 `steward ingest PATH...` builds the catalog once in its new place. In PostgreSQL the catalog shares the
 records database by default, in these very tables: nothing is dropped there (with STEWARD_CATALOG_URL
 pointing elsewhere, docs/operations.md, "Where Steward keeps its state", says how to drop them by hand).
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-07
 """
 
 from __future__ import annotations
@@ -19,8 +15,6 @@ from alembic import op
 
 revision = "0007"
 down_revision = "0006"
-branch_labels = None
-depends_on = None
 
 # Children first (no foreign keys today, but the order a schema with them would need).
 OLD_CATALOG_TABLES = ("kb_unit_vectors", "kb_chunks", "kb_documents", "kb_meta")

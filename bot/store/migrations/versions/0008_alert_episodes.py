@@ -7,10 +7,6 @@
   notifications. Existing rows are grouped by their arrival time (one notification's alerts share it).
 - `alert_gaps`: alerts Alertmanager left out of a notification (`truncatedAlerts`), alerts Steward could
   not read, and notifications refused whole, so the incident digest says what it cannot show.
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-07
 """
 
 from __future__ import annotations
@@ -20,8 +16,6 @@ from alembic import op
 
 revision = "0008"
 down_revision = "0007"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
