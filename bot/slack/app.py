@@ -23,6 +23,10 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.actions.approvals import ApprovalService
 from bot.actions.policy.gate import PolicyFolder, PolicyGate
 from bot.actions.proposals import Proposer
+from bot.answers.deliveries import Deliveries
+from bot.answers.gaps import GapService
+from bot.answers.knowledge import KnowledgeBase
+from bot.answers.questions import QuestionService
 from bot.answers.service import AnswerService
 from bot.config import Settings, SettingsError
 from bot.incidents.records import IncidentStore
@@ -206,21 +210,25 @@ def build_app(
         if approvals is not None and policy is not None
         else None
     )
-    ledger = EventLedger(store.engine, replica_name())
+    deliveries = Deliveries(
+        store, settings.event_retention_seconds, EventLedger(store.engine, replica_name())
+    )
+    gaps = GapService(store, settings.guidance_inbox, settings.experts_channel)
+    knowledge = KnowledgeBase(catalog, store)
     conversations = QuestionFlows(
         settings,
-        answers=answers,
-        catalog=catalog,
-        store=store,
+        questions=QuestionService(answers, store, settings.sticky_threads),
+        gaps=gaps,
+        knowledge=knowledge,
+        deliveries=deliveries,
         poster=poster,
         actions=actions,
         incidents=IncidentFlows(incidents or IncidentStore(store.engine), poster),
-        replica=ledger.name,
     )
-    expertise = Expertise(settings, store, poster)
+    expertise = Expertise(gaps, poster)
     bolt.middleware(correlate)
     bolt.middleware(other_teams_refused(installation))  # after Bolt's signature check, before listeners
-    pane = AssistantPane(conversations, catalog, poster)
+    pane = AssistantPane(conversations, knowledge, poster)
     register(bolt, conversations, expertise, actions, pane)
-    recovery = EventRecovery(conversations, ledger)
+    recovery = EventRecovery(conversations, deliveries)
     return SlackApp(bolt, executor, socket_mode, conversations, expertise, actions, recovery, pane, secret)

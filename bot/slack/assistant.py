@@ -7,20 +7,17 @@ with the pane's status in place of the working reaction.
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk import WebClient
 
+from bot.answers.knowledge import DocumentRecord, KnowledgeBase
 from bot.slack.mrkdwn import to_plain
 from bot.slack.posting import Poster
 from bot.slack.questions import QuestionFlows
-from bot.store.catalog import Catalog, CatalogError, DocumentRecord
-
-log = logging.getLogger("steward.slack")
 
 GREETING = (
     "Hi, I'm Steward. Ask me how your company runs AI in production: I answer from your runbooks and "
@@ -126,9 +123,9 @@ def _clip(text: str, limit: int) -> str:
 class AssistantPane:
     """The pane's own events; its messages are answered by `QuestionFlows` like direct messages."""
 
-    def __init__(self, conversations: QuestionFlows, catalog: Callable[[], Catalog], poster: Poster) -> None:
+    def __init__(self, conversations: QuestionFlows, knowledge: KnowledgeBase, poster: Poster) -> None:
         self.conversations = conversations
-        self._catalog = catalog
+        self.knowledge = knowledge
         self.poster = poster
 
     def on_thread_started(self, body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
@@ -137,19 +134,9 @@ class AssistantPane:
         channel, thread_ts = str(thread.get("channel_id") or ""), str(thread.get("thread_ts") or "")
         if not channel or not thread_ts or not self.conversations.first_delivery(body):
             return
-        documents = self._documents()
+        documents = self.knowledge.documents()
         empty = documents == []  # None: unreadable, which the greeting does not claim to know
         self.poster.say(client, channel, GREETING + (EMPTY if empty else ""), thread_ts=thread_ts)
         prompts = suggested_prompts(documents or [])
         if prompts:
             self.poster.suggest(client, channel, thread_ts, [p.payload() for p in prompts], PROMPTS_TITLE)
-
-    def _documents(self) -> list[DocumentRecord] | None:
-        """The catalog's documents, or None when it cannot be read (the greeting goes out all the same)."""
-        try:
-            catalog = self._catalog()
-            catalog.ensure_schema()
-            return catalog.documents()
-        except CatalogError as exc:
-            log.warning("no suggested prompts: knowledge base unreadable error=%s", type(exc).__name__)
-            return None

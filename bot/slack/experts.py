@@ -1,26 +1,33 @@
-"""Feedback on answers, "Ask an expert" and "Save as guidance": how the knowledge base grows.
+"""Feedback on answers, "Ask an expert" and "Save as guidance" in Slack: how the knowledge base grows.
 
-Every click is idempotent: feedback is one vote per person and answer; routing a gap and saving
-its draft are claimed atomically in the database, so double clicks and several replicas act once.
+The gap service (bot/answers/gaps.py) records, routes and drafts, each click at most once; this module
+reads the clicks, reaches the experts in Slack (`SlackExperts`) and tells people what happened.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.answers.guidance import GuidanceDraft, GuidanceError, draft_filename, write_draft
-from bot.config import Settings
+from bot.answers.gaps import (
+    ALREADY,
+    FAILED,
+    GAP_CLOSED,
+    GAP_DRAFTED,
+    MISSING,
+    NOWHERE,
+    Gap,
+    GapService,
+    Routing,
+)
 from bot.metrics import FEEDBACK
 from bot.redaction import mask_secrets, masked_notice
 from bot.slack.mrkdwn import escape
@@ -35,7 +42,6 @@ from bot.slack.payloads import (
     SaveGuidanceValue,
 )
 from bot.slack.posting import Poster
-from bot.store.conversations import GAP_CLOSED, GAP_DRAFTED, ConversationStore, Gap
 
 log = logging.getLogger("steward.slack")
 
@@ -70,22 +76,10 @@ def offer_to_save(
 class Expertise:
     """Handlers for feedback, the expert route and guidance capture."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: ConversationStore,
-        poster: Poster,
-        today: Callable[[], dt.date] = dt.date.today,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.settings = settings
-        self.store = store
+    def __init__(self, gaps: GapService, poster: Poster, clock: Callable[[], float] = time.monotonic) -> None:
+        self.gaps = gaps
         self.poster = poster
-        self.today = today
-        self.clock = clock
-        self._directory: dict[str, str] = {}
-        self._directory_read_at = -_DIRECTORY_TTL
-        self._directory_lock = threading.Lock()
+        self.directory = SlackDirectory(clock)  # owners named by handle, looked up in Slack
 
     # -- feedback ------------------------------------------------------------------------------
 
@@ -98,12 +92,12 @@ class Expertise:
         except ValidationError:
             log.warning("feedback button with an unreadable value dropped user=%s", user)
             return
-        if self.store.answer(value.answer_id) is None:
+        feedback_id = self.gaps.record_feedback(value.answer_id, user, value.helpful)
+        if feedback_id is None:
             self.poster.whisper(
                 client, channel, user, "That answer is no longer on record; feedback not stored."
             )
             return
-        feedback_id = self.store.record_feedback(value.answer_id, user, value.helpful)
         FEEDBACK.labels("helpful" if value.helpful else "not_helpful").inc()
         log.info("feedback answer=%s helpful=%s", value.answer_id, value.helpful)
         thread_ts = (body.get("message") or {}).get("thread_ts")
@@ -129,7 +123,7 @@ class Expertise:
         reason = str(((state.get(BLOCK_REASON) or {}).get(INPUT_REASON) or {}).get("value") or "").strip()
         if reason:
             user = str(body["user"]["id"])
-            self.store.set_feedback_reason(metadata.feedback_id, user, reason[:2000])  # stored masked
+            self.gaps.give_reason(metadata.feedback_id, user, reason)  # stored masked
             kinds = mask_secrets(reason).kinds
             if kinds:
                 self.poster.whisper(client, metadata.channel, user, masked_notice(kinds, "your feedback"))
@@ -145,96 +139,31 @@ class Expertise:
         except ValidationError:
             log.warning("ask-expert button with an unreadable value dropped user=%s", user)
             return
-        gap = self.store.gap(gap_id)
-        if gap is None:
+        routing = self.gaps.route(gap_id, user, SlackExperts(client, self.poster, self.directory))
+        gap = routing.gap
+        if routing.outcome == MISSING or gap is None:
             self.poster.whisper(client, channel, user, "I have no record of that question any more.")
             return
-        if not self.store.claim_routing(gap_id, user):
+        if routing.outcome == ALREADY:
             self.poster.whisper(client, channel, user, _already(gap), thread_ts=gap.thread_ts)
             return
-        try:
-            where = self._route(client, gap)
-        except Exception:
-            self.store.release_routing(gap_id)
-            log.exception("routing gap=%s failed", gap_id)
-            self.poster.say(
-                client,
-                gap.channel,
-                "I could not reach the experts; please try *Ask an expert* again.",
-                gap.thread_ts,
+        if routing.outcome in (FAILED, NOWHERE):
+            text = (
+                "I could not reach the experts; please try *Ask an expert* again."
+                if routing.outcome == FAILED
+                else "I cannot route this: no experts channel is configured (`STEWARD_EXPERTS_CHANNEL`) and "
+                "none of the owners could be found in Slack. Ask an admin to set one."
             )
-            return
-        if where is None:
-            self.store.release_routing(gap_id)
-            self.poster.say(
-                client,
-                gap.channel,
-                "I cannot route this: no experts channel is configured (`STEWARD_EXPERTS_CHANNEL`) and "
-                "none of the owners could be found in Slack. Ask an admin to set one.",
-                gap.thread_ts,
-            )
+            self.poster.say(client, gap.channel, text, gap.thread_ts)
             return
         self.poster.say(
             client,
             gap.channel,
-            f"I asked {where}. An answer posted in this thread can be saved as guidance for next time.",
+            f"I asked {_asked(routing)}. An answer posted in this thread can be saved as guidance for next "
+            "time.",
             gap.thread_ts,
         )
         self._mark_asked(client, body, user)
-        log.info("gap routed gap=%s", gap_id)
-
-    def _route(self, client: WebClient, gap: Gap) -> str | None:
-        link = self.poster.permalink(client, gap.channel, gap.thread_ts)
-        thread = f"<{link}|this thread>" if link else f"<#{gap.channel}>"
-        owners = ", ".join(escape(owner) for owner in gap.owners) or "nobody named"
-        question = mask_secrets(gap.question).text  # a gap recorded before questions were stored masked
-        text = (
-            f"*A question Steward could not answer*, from <@{gap.asker}> in {thread}:\n"
-            f">{escape(question)}\n"
-            f"Owners of the nearest documents: {owners}.\n"
-            "Reply in the thread; the reply can then be saved with *Save as guidance* "
-            "(button, or the message shortcut) as a draft for the knowledge base."
-        )
-        experts = self.settings.experts_channel
-        if experts:
-            ts = self.poster.say(client, experts, text)
-            self.store.set_expert_post(gap.gap_id, experts, ts)
-            return f"the experts in <#{experts}>"
-        people = [uid for uid in (self._user_id(client, owner) for owner in gap.owners) if uid]
-        for person in dict.fromkeys(people):
-            self.poster.say(client, person, text)
-        return ", ".join(f"<@{person}>" for person in dict.fromkeys(people)) or None
-
-    def _user_id(self, client: WebClient, owner: str) -> str | None:
-        """A Slack user id for an owner written as `<@U…>`, `U…` or a handle such as `@dana.okafor`."""
-        match = _USER_ID.match(owner.strip())
-        if match:
-            return match.group(1)
-        handle = owner.strip().lstrip("@").lower()
-        with self._directory_lock:
-            if self.clock() - self._directory_read_at > _DIRECTORY_TTL:
-                self._directory = self._read_directory(client)
-                self._directory_read_at = self.clock()
-            return self._directory.get(handle)
-
-    @staticmethod
-    def _read_directory(client: WebClient) -> dict[str, str]:
-        names: dict[str, str] = {}
-        try:
-            for page in client.users_list(limit=200):
-                for member in page.get("members") or []:
-                    if member.get("deleted") or member.get("is_bot"):
-                        continue
-                    profile = member.get("profile") or {}
-                    for name in (member.get("name"), profile.get("display_name"), member.get("real_name")):
-                        if name:
-                            names.setdefault(str(name).lower(), str(member["id"]))
-        except SlackApiError as exc:
-            log.warning(
-                "users.list failed error=%s; owners named by handle cannot be reached",
-                exc.response.get("error"),
-            )
-        return names
 
     def _mark_asked(self, client: WebClient, body: dict[str, Any], user: str) -> None:
         """Replace the "Ask an expert" button with who asked, so nobody clicks it again."""
@@ -265,7 +194,7 @@ class Expertise:
         except ValidationError:
             log.warning("save-guidance button with an unreadable value dropped user=%s", user)
             return
-        gap = self.store.gap(value.gap_id)
+        gap = self.gaps.gap(value.gap_id)
         if gap is None:
             self.poster.whisper(client, value.channel, user, "I have no record of that question any more.")
             return
@@ -283,11 +212,9 @@ class Expertise:
         channel = str((body.get("channel") or {}).get("id") or "")
         message = dict(body.get("message") or {})
         thread_ts = str(message.get("thread_ts") or message.get("ts") or "")
-        gap = self.store.gap_in_thread(channel, thread_ts) if channel and thread_ts else None
+        gap = self.gaps.open_in_thread(channel, thread_ts) if channel and thread_ts else None
         if gap is None:
-            closed = next(
-                (g for g in self.store.gaps() if g.thread_ts == thread_ts and g.channel == channel), None
-            )
+            closed = self.gaps.asked_in_thread(channel, thread_ts)
             text = (
                 _already(closed)
                 if closed
@@ -315,7 +242,7 @@ class Expertise:
         """Write the reply as a draft guidance document, once, and say where it is."""
         author = str(message.get("user") or "")
         reply = mask_secrets(str(message.get("text") or "").strip())
-        text, question = reply.text, mask_secrets(gap.question).text
+        text = reply.text
         thread_ts = gap.thread_ts if channel == gap.channel else gap.expert_ts
         if not author or message.get("bot_id") or not text:
             self.poster.whisper(
@@ -326,40 +253,105 @@ class Expertise:
                 thread_ts,
             )
             return
-        inbox = Path(self.settings.guidance_inbox)
-        draft = GuidanceDraft(
-            gap_id=gap.gap_id,
-            question=question,
-            answer=text,
-            expert=f"<@{author}>",
-            thread_url=self.poster.permalink(client, channel, str(message.get("ts") or "")),
-            asked_on=self.today(),
-        )
-        path = inbox / draft_filename(gap.gap_id, question)
-        if not self.store.claim_draft(gap.gap_id, author, str(path)):
-            current = self.store.gap(gap.gap_id) or gap
-            self.poster.whisper(client, channel, clicked_by, _already(current), thread_ts)
+        link = self.poster.permalink(client, channel, str(message.get("ts") or ""))
+        drafting = self.gaps.save_draft(gap, author, text, link)
+        if drafting.outcome == ALREADY:
+            self.poster.whisper(client, channel, clicked_by, _already(drafting.gap), thread_ts)
             return
-        try:
-            written = write_draft(inbox, draft)
-        except GuidanceError as exc:
-            self.store.release_draft(gap.gap_id)
-            log.error("draft for gap=%s not written: %s", gap.gap_id, exc)
-            self.poster.whisper(
-                client, channel, clicked_by, f"I could not save the draft: {escape(str(exc))}.", thread_ts
-            )
+        if drafting.path is None:
+            text = f"I could not save the draft: {escape(drafting.error)}."
+            self.poster.whisper(client, channel, clicked_by, text, thread_ts)
             return
-        log.info("guidance drafted gap=%s chars=%d", gap.gap_id, len(text))
         if reply.kinds:
             notice = masked_notice(reply.kinds, f"<@{author}>'s reply")
             self.poster.whisper(client, channel, clicked_by, notice, thread_ts)
         self.poster.say(
             client,
             gap.channel,
-            f"<@{author}>'s answer is saved as draft guidance `{written}` for review. When a reviewer sets "
-            "`status: accepted` and runs `steward ingest`, I will answer this question from it.",
+            f"<@{author}>'s answer is saved as draft guidance `{drafting.path}` for review. When a reviewer "
+            "sets `status: accepted` and runs `steward ingest`, I will answer this question from it.",
             gap.thread_ts,
         )
+
+
+class SlackDirectory:
+    """Slack user ids for the owners documents name by handle (`@dana.okafor`), from users.list, kept an
+    hour."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._names: dict[str, str] = {}
+        self._read_at = -_DIRECTORY_TTL
+        self._lock = threading.Lock()
+
+    def user_id(self, client: WebClient, owner: str) -> str | None:
+        """A Slack user id for an owner written as `<@U…>`, `U…` or a handle such as `@dana.okafor`."""
+        match = _USER_ID.match(owner.strip())
+        if match:
+            return match.group(1)
+        handle = owner.strip().lstrip("@").lower()
+        with self._lock:
+            if self.clock() - self._read_at > _DIRECTORY_TTL:
+                self._names = self._read(client)
+                self._read_at = self.clock()
+            return self._names.get(handle)
+
+    @staticmethod
+    def _read(client: WebClient) -> dict[str, str]:
+        names: dict[str, str] = {}
+        try:
+            for page in client.users_list(limit=200):
+                for member in page.get("members") or []:
+                    if member.get("deleted") or member.get("is_bot"):
+                        continue
+                    profile = member.get("profile") or {}
+                    for name in (member.get("name"), profile.get("display_name"), member.get("real_name")):
+                        if name:
+                            names.setdefault(str(name).lower(), str(member["id"]))
+        except SlackApiError as exc:
+            log.warning(
+                "users.list failed error=%s; owners named by handle cannot be reached",
+                exc.response.get("error"),
+            )
+        return names
+
+
+class SlackExperts:
+    """The gap service's way to the experts (`ExpertReach`): a channel, or the owners' direct messages."""
+
+    def __init__(self, client: WebClient, poster: Poster, directory: SlackDirectory) -> None:
+        self.client = client
+        self.poster = poster
+        self.directory = directory
+
+    def person(self, owner: str) -> str | None:
+        """The owner's Slack user id."""
+        return self.directory.user_id(self.client, owner)
+
+    def ask(self, gap: Gap, where: Sequence[str]) -> list[str]:
+        """Post the question to each channel or person; the messages' ts."""
+        text = self._question(gap)
+        return [self.poster.say(self.client, place, text) for place in where]
+
+    def _question(self, gap: Gap) -> str:
+        link = self.poster.permalink(self.client, gap.channel, gap.thread_ts)
+        thread = f"<{link}|this thread>" if link else f"<#{gap.channel}>"
+        owners = ", ".join(escape(owner) for owner in gap.owners) or "nobody named"
+        question = mask_secrets(gap.question).text  # a gap recorded before questions were stored masked
+        return (
+            f"*A question Steward could not answer*, from <@{gap.asker}> in {thread}:\n"
+            f">{escape(question)}\n"
+            f"Owners of the nearest documents: {owners}.\n"
+            "Reply in the thread; the reply can then be saved with *Save as guidance* "
+            "(button, or the message shortcut) as a draft for the knowledge base."
+        )
+
+
+def _asked(routing: Routing) -> str:
+    """Whom "Ask an expert" asked, as the asker's thread says it."""
+    if routing.channel:
+        return f"the experts in <#{routing.channel}>"
+    return ", ".join(f"<@{person}>" for person in routing.people)
 
 
 def reason_modal(metadata: FeedbackReasonMetadata) -> dict[str, Any]:

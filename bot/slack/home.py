@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
+from bot.answers.knowledge import KnowledgeState
 from bot.slack.blocks import MAX_SECTION_TEXT, clip, split_mrkdwn
 from bot.slack.mrkdwn import escape
+
+__all__ = ["HELP", "KnowledgeState", "home_view"]  # KnowledgeState: what home_view takes
 
 # A title or owner in a list is clipped to this many characters (Slack caps a section at 3,000).
 LIST_TITLE_CHARS = 150
@@ -29,17 +30,6 @@ HELP = (
     "When I do not know, I say so and offer *Ask an expert*; an expert's reply in the thread can be "
     "saved as draft guidance for the knowledge base."
 )
-
-
-@dataclass(frozen=True)
-class KnowledgeState:
-    """What the App Home shows about the knowledge base."""
-
-    documents: int
-    last_ingest: dt.datetime | None
-    stale: list[tuple[str, str, str | None]]  # (title, review-by date, owner)
-    open_gaps: int
-    drafts_waiting: int
 
 
 def home_view(state: KnowledgeState) -> dict[str, Any]:

@@ -1,15 +1,15 @@
 """Questions asked in Slack: mentions, direct messages, the assistant pane, sticky follow-ups, `/steward`,
 App Home.
 
-Each handler parses the Slack payload into a neutral question, calls the answer service (the same
-one `steward ask` uses) and renders the result. Handlers run after the acknowledgement, on the
-listener executor's threads (see `listeners.py`). With an LLM, the answer streams into its thread as
-it is written and is then replaced by its checked version (see `streaming.py`).
+Each handler parses the Slack payload into a neutral question, calls the question service (the same
+one `steward ask` uses: it answers and records, bot/answers/questions.py) and renders the result.
+Handlers run after the acknowledgement, on the listener executor's threads (see `listeners.py`). With an
+LLM, the answer streams into its thread as it is written and is then replaced by its checked version
+(see `streaming.py`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import logging
 import re
@@ -22,9 +22,13 @@ from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.answers.deliveries import Deliveries
+from bot.answers.gaps import GapService
+from bot.answers.knowledge import KnowledgeBase, KnowledgeState
 from bot.answers.models import Answer, Citation
+from bot.answers.questions import Asked, QuestionService
 from bot.answers.retrieval import IndexMissingError
-from bot.answers.service import AnswerService, EmptyQuestionError
+from bot.answers.service import EmptyQuestionError
 from bot.config import Settings
 from bot.errors import Situation, Told, Unavailable, new_reference
 from bot.metrics import ANSWERS
@@ -32,7 +36,7 @@ from bot.redaction import mask_secrets, masked_notice
 from bot.slack.action_flows import ActionFlows
 from bot.slack.blocks import RenderedMessage, answer_messages
 from bot.slack.experts import offer_to_save
-from bot.slack.home import HELP, KnowledgeState, home_view
+from bot.slack.home import HELP, home_view
 from bot.slack.incidents import IncidentFlows
 from bot.slack.links import LinkPolicy
 from bot.slack.mrkdwn import escape
@@ -40,14 +44,6 @@ from bot.slack.places import DIRECT, REQUEST_IN_A_CHANNEL
 from bot.slack.posting import FAILED, WORKING, Poster
 from bot.slack.runbooks import document_url
 from bot.slack.streaming import LiveAnswer
-from bot.store.catalog import Catalog
-from bot.store.conversations import (
-    GAP_DRAFTED,
-    GAP_OPEN,
-    GAP_ROUTED,
-    ConversationStore,
-    EventWork,
-)
 
 log = logging.getLogger("steward.slack")
 _CLAIMED = "steward_claimed"  # set in the context at acknowledgement: this delivery is ours to answer
@@ -123,43 +119,40 @@ class QuestionFlows:
     def __init__(
         self,
         settings: Settings,
-        answers: Callable[[], AnswerService],
-        catalog: Callable[[], Catalog],
-        store: ConversationStore,
+        questions: QuestionService,
+        gaps: GapService,
+        knowledge: KnowledgeBase,
+        deliveries: Deliveries,
         poster: Poster,
-        today: Callable[[], dt.date] = dt.date.today,
         actions: ActionFlows | None = None,
         incidents: IncidentFlows | None = None,
-        replica: str | None = None,
     ) -> None:
         self.settings = settings
-        self._answers = answers
-        self._catalog = catalog
-        self.store = store
+        self.questions = questions  # answers and records them, as `steward ask` does
+        self.gaps = gaps  # a reply in a gap's thread may be its answer
+        self.knowledge = knowledge  # the App Home's state of the knowledge base
+        self.deliveries = deliveries  # each event answered once, by one replica (or its successor)
         self.poster = poster
-        self.today = today
         self.actions = actions  # guarded actions: `/steward run` and mentions that request an action
         self.incidents = incidents  # `/steward incident open|resolve`, acknowledgements in their threads
-        self.replica = replica  # this replica's name: question events stay open until answered
 
     # -- events ------------------------------------------------------------------------------
 
     def first_delivery(self, body: dict[str, Any], event: dict[str, Any] | None = None) -> bool:
         """False for an event Slack (or another replica) already delivered.
 
-        With the `event` and a replica name, the claim stays open until `finished`: if this replica dies
-        before that, a live one answers the event (bot/slack/recovery.py).
+        With the `event`, the claim stays open until `finished`: if this replica dies before that, a live
+        one answers the event (bot/slack/recovery.py).
         """
         event_id = body.get("event_id")
         if not event_id:
             return True
-        work = None
-        if event is not None and self.replica is not None:
+        if event is None:
+            fresh = self.deliveries.claim(str(event_id))
+        else:
             thread = event.get("thread_ts")
-            work = EventWork(
-                self.replica, str(event["channel"]), str(event["ts"]), str(thread) if thread else None
-            )
-        fresh = self.store.claim_event(str(event_id), self.settings.event_retention_seconds, work)
+            channel, ts = str(event["channel"]), str(event["ts"])
+            fresh = self.deliveries.claim(str(event_id), channel, ts, str(thread) if thread else None)
         if not fresh:
             log.info("duplicate delivery dropped event=%s", event_id)
         return fresh
@@ -167,9 +160,9 @@ class QuestionFlows:
     def finished(self, body: dict[str, Any]) -> None:
         """The event is handled: no other replica needs to take it over."""
         event_id = body.get("event_id")
-        if event_id and self.replica is not None:
+        if event_id and self.deliveries.replica is not None:
             try:
-                self.store.finish_event(str(event_id))
+                self.deliveries.finish(str(event_id))
             except Exception as exc:  # the answer is out; at worst a live replica answers it again later
                 log.warning("event not marked finished event=%s error=%s", event_id, type(exc).__name__)
 
@@ -288,11 +281,11 @@ class QuestionFlows:
         if thread_ts and not is_dm and self.incidents is not None:
             self.incidents.on_reply(channel, str(thread_ts), user)
         if thread_ts and not is_dm:
-            gap = self.store.gap_in_thread(channel, str(thread_ts))
+            gap = self.gaps.open_in_thread(channel, str(thread_ts))
             if gap is not None and user != gap.asker:
                 offer_to_save(self.poster, client, gap.gap_id, channel, ts, user, str(thread_ts))
                 return
-            if not self._sticky(channel) or not self.store.answered_in(channel, str(thread_ts)):
+            if not self.questions.follows_up(channel, str(thread_ts)):
                 return
         answer_thread = str(thread_ts or ts)
         thread = self._thread(client, event, answer_thread, context) if thread_ts else _Thread()
@@ -340,10 +333,6 @@ class QuestionFlows:
         if bot_id and (bot_id == context.bot_id or bot_id not in self.settings.answer_bots):
             return False
         return bool(event.get("ts") and event.get("channel"))
-
-    def _sticky(self, channel: str) -> bool:
-        own = self.store.channel_sticky(channel)
-        return self.settings.sticky_threads if own is None else own
 
     def _thread(
         self, client: WebClient, event: dict[str, Any], thread_ts: str, context: BoltContext
@@ -395,7 +384,6 @@ class QuestionFlows:
                 self.poster.whisper(client, question.channel, question.user, notice, question.thread_ts)
             messages, answer = self.render(question, on_text=live.write)
             live.finish(messages)
-            self.store.mark_thread_answered(question.channel, question.thread_ts)
             ANSWERS.labels("abstained" if answer.abstained else "answered").inc()
             log.info(
                 "answered ref=%s channel=%s question_chars=%d abstained=%s confidence=%.2f streamed=%d "
@@ -435,33 +423,24 @@ class QuestionFlows:
     def render(
         self, question: Question, on_text: Callable[[str], None] | None = None
     ) -> tuple[list[RenderedMessage], Answer]:
-        """Ask the answer service, log the answer (and the gap, when it abstains), build the blocks.
+        """Ask the question service (it records the answer, the gap when it abstains, the thread answered),
+        build the blocks.
 
         `on_text` receives an LLM's text as it is written (see `AnswerService.ask`).
         """
-        answer = self._answers().ask(question.text, earlier=question.earlier, on_text=on_text)
-        answer_id = self.store.record_answer(
-            channel=question.channel,
-            thread_ts=question.thread_ts,
+        asked = Asked(
+            text=question.text,
+            place=question.channel,
             asker=question.user,
-            question=question.text,
-            cited=[citation.path for citation in answer.citations],
-            confidence=answer.confidence,
-            abstained=answer.abstained,
+            thread=question.thread_ts,
+            earlier=question.earlier,
         )
-        gap_id = None
-        if answer.abstained:
-            gap_id = self.store.open_gap(
-                question=question.text,
-                channel=question.channel,
-                thread_ts=question.thread_ts,
-                asker=question.user,
-                owners=answer.owners,
-            )
+        recorded = self.questions.ask(asked, on_text=on_text)
+        answer = recorded.answer
         messages = answer_messages(
             answer,
-            answer_id=None if answer.abstained else answer_id,
-            gap_id=gap_id,
+            answer_id=None if answer.abstained else recorded.answer_id,
+            gap_id=recorded.gap_id,
             source_url=self.source_url,
             allowed=LinkPolicy.from_settings(self.settings).allows,
         )
@@ -541,12 +520,12 @@ class QuestionFlows:
 
     def _set_sticky(self, channel: str, user: str, value: str, respond: Respond) -> None:
         if value not in ("on", "off"):
-            state = "on" if self._sticky(channel) else "off"
+            state = "on" if self.questions.sticky(channel) else "off"
             respond(
                 text=f"Follow-ups without a mention are *{state}* here. Use `/steward sticky on` or `off`."
             )
             return
-        self.store.set_channel_sticky(channel, value == "on", user)
+        self.questions.set_sticky(channel, value == "on", user)
         if value == "on":
             respond(text="In this channel I will answer follow-ups in threads I answered, without a mention.")
         else:
@@ -562,24 +541,7 @@ class QuestionFlows:
 
     def knowledge_state(self) -> KnowledgeState:
         """Documents, last ingest, stale documents, gaps and drafts."""
-        catalog = self._catalog()
-        catalog.ensure_schema()
-        documents = catalog.documents()
-        today = self.today().isoformat()
-        stale = sorted(
-            ((d.title, d.review_by or "", d.owner) for d in documents if d.review_by and d.review_by < today),
-            key=lambda row: (row[1], row[0]),
-        )
-        raw_last = catalog.get_meta("last_ingest_at")
-        last = dt.datetime.fromtimestamp(float(raw_last), tz=dt.UTC) if raw_last else None
-        gaps = self.store.gaps([GAP_OPEN, GAP_ROUTED, GAP_DRAFTED])
-        return KnowledgeState(
-            documents=len(documents),
-            last_ingest=last,
-            stale=stale,
-            open_gaps=sum(1 for gap in gaps if gap.status != GAP_DRAFTED),
-            drafts_waiting=sum(1 for gap in gaps if gap.status == GAP_DRAFTED),
-        )
+        return self.knowledge.state()
 
 
 def _team(body: dict[str, Any], context: BoltContext) -> str:

@@ -16,8 +16,8 @@ from slack_bolt import BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.answers.deliveries import Deliveries, OpenEvent
 from bot.slack.questions import QuestionFlows
-from bot.store.events import EventLedger, OpenEvent
 
 log = logging.getLogger("steward.slack")
 
@@ -27,20 +27,19 @@ class EventRecovery:
     """Heartbeats, and the take-over of orphaned question events."""
 
     conversations: QuestionFlows
-    ledger: EventLedger
+    deliveries: Deliveries
     _identity: dict[str, str] = field(default_factory=dict)
 
     def heartbeat(self) -> None:
         """This replica is alive."""
-        self.ledger.heartbeat()
+        self.deliveries.heartbeat()
 
     def recover(self, client: WebClient, dead_after: float) -> int:
         """Answer the events dead replicas left open; returns how many this replica took over."""
-        self.ledger.heartbeat()
+        self.deliveries.heartbeat()
         taken = 0
-        retention = self.conversations.settings.event_retention_seconds
-        for orphan in self.ledger.orphans(dead_after, retention):
-            if not self.ledger.take_over(orphan):
+        for orphan in self.deliveries.orphans(dead_after):
+            if not self.deliveries.take_over(orphan):
                 continue  # another live replica has it
             taken += 1
             body = {"event_id": orphan.event_id}
