@@ -18,7 +18,6 @@ Printed as Markdown and saved as JSON under bench/results/.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import random
@@ -27,12 +26,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.report import ingested_services, save
+from bench.report import cross_validation_arguments, ingested_services, save
 from bot.answers.compose import (
     DEFAULT_METHOD,
     ExcerptMethod,
@@ -47,8 +45,6 @@ from bot.answers.evaluation import (
     reads_the_hint,
 )
 from bot.answers.retrieval import Retrieval
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -279,13 +275,7 @@ def reliability(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, required=True, help="STEWARD_DATA_DIR of an ingested index")
-    parser.add_argument("--questions", type=Path, default=ROOT.parent / "shared" / "eval" / "dev.jsonl")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "answers.json")
-    args = parser.parse_args()
+    args = cross_validation_arguments(__doc__.splitlines()[0], "answers")
     questions = read_questions(args.questions)
     services = ingested_services(args.data_dir)
     retriever = services.retriever

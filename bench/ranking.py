@@ -14,18 +14,16 @@ what a user would get. Finally the model is fitted on all questions: those are t
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.answers import fit_logistic, folds_of
-from bench.report import ingested_services, save
+from bench.report import cross_validation_arguments, ingested_services, save
 from bot.answers.evaluation import LabelledQuestion, read_questions
 from bot.answers.retrieval import (
     PASSAGE_CHUNKS,
@@ -35,8 +33,6 @@ from bot.answers.retrieval import (
     Retriever,
     document_features,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
 
 FEATURES = tuple(RERANK_WEIGHTS)
 
@@ -94,13 +90,7 @@ def _fit(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, required=True, help="STEWARD_DATA_DIR of an ingested index")
-    parser.add_argument("--questions", type=Path, default=ROOT.parent / "shared" / "eval" / "dev.jsonl")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ranking.json")
-    args = parser.parse_args()
+    args = cross_validation_arguments(__doc__.splitlines()[0], "ranking")
     questions = read_questions(args.questions)
     services = ingested_services(args.data_dir)
     retriever = services.retriever

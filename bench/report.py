@@ -3,6 +3,7 @@ and reading a process's resident memory."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bot.wiring import Services
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def save(figures: dict[str, Any], out: Path) -> int:
@@ -55,3 +58,16 @@ def ingested_services(data: Path) -> Services:
         services.close()
         raise SystemExit(f"--data-dir {data}: {exc}") from None
     return services
+
+
+def cross_validation_arguments(description: str, name: str) -> argparse.Namespace:
+    """The command line of a benchmark cross-validated over the labelled questions: the ingested
+    `--data-dir`, `--questions` (the shared dev set), `--folds`, `--seed` and `--out`
+    (bench/results/<name>.json)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data-dir", type=Path, required=True, help="STEWARD_DATA_DIR of an ingested index")
+    parser.add_argument("--questions", type=Path, default=ROOT.parent / "shared" / "eval" / "dev.jsonl")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / f"{name}.json")
+    return parser.parse_args()

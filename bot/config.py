@@ -10,7 +10,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigurationError
@@ -20,6 +28,22 @@ from bot.store.engine import same_file, sqlite_file
 
 class SettingsError(ConfigurationError):
     """A setting has a value Steward cannot use; the message names the variable."""
+
+
+def _comma_separated(value: object, blank: tuple[str, ...] | None = ()) -> object:
+    """A variable's comma-separated names as a tuple, blank parts dropped (`blank` when none is left);
+    values given in code stay as they are."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip()) or blank
+    return value
+
+
+# A list of names written `a, b, c` in the environment (not JSON).
+Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_separated)]
+# The same where unset means something of its own: blank is unset, as for every other setting.
+NamesOrUnset = Annotated[
+    tuple[str, ...] | None, NoDecode, BeforeValidator(lambda value: _comma_separated(value, blank=None))
+]
 
 
 class Settings(BaseSettings):
@@ -142,7 +166,7 @@ class Settings(BaseSettings):
         default=Path("policies"),
         description="Folder of the policy files (`*.yaml`, `*.yml`) that decide guarded actions.",
     )
-    allowed_programs: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+    allowed_programs: Names | None = Field(
         default=None,
         description="Comma-separated programs that `command` actions may run (names found on PATH, or full "
         "paths): the deployment's second key beside the policy files. A program not listed fails its action "
@@ -261,23 +285,23 @@ class Settings(BaseSettings):
             "`/steward sticky off` overrides it for one channel."
         ),
     )
-    answer_bots: Annotated[tuple[str, ...], NoDecode] = Field(
+    answer_bots: Names = Field(
         default=(),
         description="Comma-separated bot ids (`B…`) whose messages Steward answers; other bots are ignored.",
     )
-    link_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+    link_hosts: Names = Field(
         default=(),
         description="Comma-separated hosts Steward may link to in Slack besides STEWARD_DOCS_BASE_URL's "
         "(`grafana.example.com`, or `.example.com` for a domain and its subdomains); links to any other "
         "host, in documents or in an LLM's answer, are shown as text.",
     )
-    runbook_sources: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+    runbook_sources: NamesOrUnset = Field(
         default=None,
         description="Comma-separated sources (an ingested folder's name, e.g. `knowledge`, or its path) "
         "whose documents approval cards may quote as an action's runbook. Unset: the one source, when only "
         "one folder is ingested; with several, none until this names it.",
     )
-    untrusted_sources: Annotated[tuple[str, ...], NoDecode] = Field(
+    untrusted_sources: Names = Field(
         default=(),
         description="Comma-separated sources (names or folders) whose documents are answered from with a "
         "warning, ranked below the others and never quoted as a runbook.",
@@ -310,21 +334,6 @@ class Settings(BaseSettings):
         ge=600,
         description="How long delivered event ids are kept to drop Slack's retries and duplicates.",
     )
-
-    @field_validator("answer_bots", "link_hosts", "allowed_programs", "untrusted_sources", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-    @field_validator("runbook_sources", mode="before")
-    @classmethod
-    def _comma_separated_or_unset(cls, value: object) -> object:
-        # blank is unset (the one-source default), as for every other setting
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip()) or None
-        return value
 
     @field_validator("link_hosts")
     @classmethod
