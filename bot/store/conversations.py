@@ -507,3 +507,22 @@ class ConversationStore:
                 if updated.rowcount:
                     closed.append(gap_id)
         return closed
+
+    def cited_between(self, start: float, end: float) -> list[str]:
+        """The documents the answers given in [start, end) cite, once per citing answer."""
+        query = sa.select(answer_log.c.cited).where(
+            answer_log.c.created_at >= start, answer_log.c.created_at < end
+        )
+        with self._begin() as connection:
+            return [str(path) for (raw,) in connection.execute(query) for path in json.loads(raw or "[]")]
+
+    def feedback_between(self, start: float, end: float) -> list[tuple[bool, str | None]]:
+        """The votes given in [start, end): helpful or not, and the reason given."""
+        query = sa.select(feedback.c.helpful, feedback.c.reason).where(
+            feedback.c.created_at >= start, feedback.c.created_at < end
+        )
+        with self._begin() as connection:
+            return [
+                (bool(helpful), None if reason is None else str(reason))
+                for helpful, reason in connection.execute(query)
+            ]
