@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.report import cross_validation_arguments, ingested_services, save
+from bench.report import cross_validation_inputs, save
 from bot.answers.compose import (
     DEFAULT_METHOD,
     ExcerptMethod,
@@ -41,7 +41,6 @@ from bot.answers.evaluation import (
     LabelledQuestion,
     fragment_lines,
     percentile,
-    read_questions,
     reads_the_hint,
 )
 from bot.answers.retrieval import Retrieval
@@ -275,9 +274,7 @@ def reliability(
 
 
 def main() -> int:
-    args = cross_validation_arguments(__doc__.splitlines()[0], "answers")
-    questions = read_questions(args.questions)
-    services = ingested_services(args.data_dir)
+    args, questions, services = cross_validation_inputs(__doc__.splitlines()[0], "answers")
     retriever = services.retriever
     started = time.perf_counter()
     asked: list[Asked] = []

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from bench.answers import fit_logistic, folds_of
-from bench.report import cross_validation_arguments, ingested_services, save
-from bot.answers.evaluation import LabelledQuestion, read_questions
+from bench.report import cross_validation_inputs, save
+from bot.answers.evaluation import LabelledQuestion
 from bot.answers.retrieval import (
     PASSAGE_CHUNKS,
     RERANK_DEPTH,
@@ -90,9 +90,7 @@ def _fit(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
 
 
 def main() -> int:
-    args = cross_validation_arguments(__doc__.splitlines()[0], "ranking")
-    questions = read_questions(args.questions)
-    services = ingested_services(args.data_dir)
+    args, questions, services = cross_validation_inputs(__doc__.splitlines()[0], "ranking")
     retriever = services.retriever
     started = time.perf_counter()
 

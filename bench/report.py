@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bot.answers.evaluation import LabelledQuestion
     from bot.wiring import Services
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,14 +61,19 @@ def ingested_services(data: Path) -> Services:
     return services
 
 
-def cross_validation_arguments(description: str, name: str) -> argparse.Namespace:
-    """The command line of a benchmark cross-validated over the labelled questions: the ingested
-    `--data-dir`, `--questions` (the shared dev set), `--folds`, `--seed` and `--out`
-    (bench/results/<name>.json)."""
+def cross_validation_inputs(
+    description: str, name: str
+) -> tuple[argparse.Namespace, list[LabelledQuestion], Services]:
+    """What a benchmark cross-validated over labelled questions reads: its command line (the ingested
+    `--data-dir`, `--questions` (the shared dev set), `--folds`, `--seed`, `--out`, by default
+    bench/results/<name>.json), the questions and the services over the index."""
+    from bot.answers.evaluation import read_questions
+
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data-dir", type=Path, required=True, help="STEWARD_DATA_DIR of an ingested index")
     parser.add_argument("--questions", type=Path, default=ROOT.parent / "shared" / "eval" / "dev.jsonl")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / f"{name}.json")
-    return parser.parse_args()
+    args = parser.parse_args()
+    return args, read_questions(args.questions), ingested_services(args.data_dir)
