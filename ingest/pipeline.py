@@ -129,8 +129,9 @@ class Ingestor:
         report = IngestReport()
         if rebuild:
             self.vectors.reset()
-            self.catalog.drop()
-        self.catalog.ensure_schema()
+            self.catalog.rebuild()
+        else:  # the first ingest into a data dir creates the index's tables (after checking its paths)
+            self.catalog.ensure_schema()
         try:
             self._check_model()
             report.repaired = self._reconcile()

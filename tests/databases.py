@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from bot.store.engine import create_engine
 from tests.audit_support import shared_key
+from tests.support.records import migrated
 
 POSTGRES = os.environ.get("STEWARD_TEST_POSTGRES_URL")
 
@@ -36,6 +37,10 @@ class StateDatabase:
         shared_key(built)  # another replica: the same audit key
         self.opened.append(built)
         return built
+
+    def migrated_engine(self) -> Engine:
+        """A new engine on this database, migrated to the newest schema as `steward` does at start-up."""
+        return migrated(self.engine())
 
 
 @contextmanager

@@ -37,7 +37,7 @@ SMALL_LIMIT = 20_000
 @pytest.fixture
 def store(state_db: StateDatabase) -> IncidentStore:
     """The incident store on SQLite, then on PostgreSQL (where CI provides one)."""
-    return IncidentStore(state_db.engine())
+    return IncidentStore(state_db.migrated_engine())
 
 
 @pytest.fixture

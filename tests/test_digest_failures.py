@@ -29,6 +29,7 @@ from bot.store.engine import create_engine
 from bot.wiring import Services
 from tests.conftest import ROOT
 from tests.servers import chroma_server, free_port
+from tests.support.records import migrated_engine
 from tests.support.slack import FakeSlack
 
 AT = dt.date(2026, 11, 5)
@@ -98,7 +99,7 @@ def test_a_state_database_that_is_down_is_named_in_the_digest(
 
 def test_a_scheduled_digest_whose_database_fails_is_posted_as_a_failure(tmp_path: Path) -> None:
     """The fire is claimed and posted: the channel learns that today's governance digest failed, and why."""
-    runs = DigestRuns(create_engine(f"sqlite:///{tmp_path}/runs.db"))
+    runs = DigestRuns(migrated_engine(tmp_path / "runs.db"))
     down = Catalog(_down_postgres())
     with FakeSlack() as slack:
         digests = DigestPoster(

@@ -17,10 +17,10 @@ from pydantic import SecretStr
 from bot.incidents.alertmanager import AlertReceiver
 from bot.incidents.digest import gather, incident_runbooks, render_text
 from bot.incidents.records import AlertUpdate, IncidentStore
-from bot.store.engine import create_engine
 from bot.wiring import Services
 from tests import alertmanager_bodies as bodies
 from tests.slackbot import CHANNEL, EXPERT, SECRET, USER, RunningBot, build_test_app, serving
+from tests.support.records import migrated_engine
 from tests.support.slack import FakeSlack
 
 T0 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
@@ -50,7 +50,7 @@ def _notification(*alerts: dict[str, object], truncated: int = 0) -> bytes:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[IncidentStore]:
-    engine = create_engine(f"sqlite:///{tmp_path}/state.db")
+    engine = migrated_engine(tmp_path / "state.db")
     yield IncidentStore(engine)
     engine.dispose()
 

@@ -52,9 +52,9 @@ from bot.slack.payloads import (
 )
 from bot.slack.posting import Poster
 from bot.slack.questions import question_text
-from bot.store.engine import create_engine
 from ingest.documents import KINDS, STATUSES, Skipped, SourceDocument, decode, parse
 from tests.conftest import ROOT
+from tests.support.records import migrated_engine
 
 # The project's way (tests/test_policy.py): no deadline, since the first examples warm up imports and
 # SQLite; a few hundred examples each keeps the whole file to seconds on two cores.
@@ -212,7 +212,7 @@ class _Respond:
 
 @pytest.fixture(scope="module")
 def incident_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IncidentStore]:
-    engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('incidents')}/state.db")
+    engine = migrated_engine(tmp_path_factory.mktemp("incidents") / "state.db")
     yield IncidentStore(engine)
     engine.dispose()
 

@@ -12,12 +12,21 @@ from typing import Any
 
 import pytest
 
+from bot.index.embedding import Embedder
 from bot.index.vectors import VectorStoreError
 from bot.store.catalog import CatalogError
 from bot.wiring import Services
 from ingest.documents import Skipped
 from ingest.pipeline import IngestError
 from tests.conftest import ROOT, write_tree
+
+
+def _cli_services(tmp_path: Path, **settings: Any) -> Services:
+    """Services as `steward ingest` builds them: nothing used before the ingest (the `make_services`
+    fixture builds the answer service at once, which opens the catalog)."""
+    from bot.config import Settings
+
+    return Services(Settings(data_dir=tmp_path / "data", **settings))
 
 
 def _paths(services: Services) -> list[str]:
@@ -235,50 +244,63 @@ def test_vectors_lost_from_chroma_are_detected_and_re_embedded(
 
 
 def test_a_corrupt_catalog_is_reported_and_the_named_repair_works(
-    small_kb: Path, make_services: Callable[..., Services], tmp_path: Path
+    small_kb: Path, make_services: Callable[..., Services], tmp_path: Path, embedder: Embedder
 ) -> None:
-    """A damaged catalog file gives a message naming `--rebuild`, and `--rebuild` repairs it."""
+    """A damaged catalog file gives a message naming `--rebuild`, and `--rebuild` repairs it (the CLI's
+    services: answering migrates the catalog when it is built, so it fails too, with the same advice)."""
+    from bot.config import Settings
+
     services = make_services()
     services.ingestor.run([small_kb])
-    services.catalog.dispose()
+    services.close()
     (tmp_path / "data" / "catalog.db").write_bytes(b"this is not a database" * 100)
-    broken = make_services()
+
+    def fresh() -> Services:
+        built = Services(Settings(data_dir=tmp_path / "data"))
+        built.override("embedder", embedder)
+        return built
+
+    broken = fresh()
     with pytest.raises(CatalogError, match="--rebuild"):
         broken.ingestor.run([small_kb])
-    broken.catalog.dispose()
-    repaired = make_services()
+    with pytest.raises(CatalogError, match="--rebuild"):
+        broken.answers.ask("How do I roll back the fraud-scorer model?")
+    broken.close()
+    repaired = fresh()
     report = repaired.ingestor.run([small_kb], rebuild=True)
     assert len(report.added) == 5
     assert repaired.answers.ask("How do I roll back the fraud-scorer model?").citations
+    repaired.close()
 
 
-def test_a_missing_path_is_an_error_and_nothing_is_written(
-    small_kb: Path, make_services: Callable[..., Services], tmp_path: Path
-) -> None:
-    """All paths are checked before anything is written."""
-    services = make_services()
+def test_a_missing_path_is_an_error_and_nothing_is_written(small_kb: Path, tmp_path: Path) -> None:
+    """All paths are checked before anything is written (the CLI's services: nothing built before)."""
+    services = _cli_services(tmp_path)
     with pytest.raises(IngestError, match="no such file or folder"):
         services.ingestor.run([small_kb, tmp_path / "nope"])
+    services.close()
     assert not (tmp_path / "data" / "steward.db").exists()
     assert not (tmp_path / "data" / "catalog.db").exists()
 
 
-def test_unusable_database_url_is_named(small_kb: Path, make_services: Callable[..., Services]) -> None:
+def test_unusable_database_url_is_named(small_kb: Path, tmp_path: Path) -> None:
     """A database URL SQLAlchemy cannot use names the setting."""
     from bot.config import SettingsError
 
-    services = make_services(database_url="nosuchdb://x")
+    services = _cli_services(tmp_path, database_url="nosuchdb://x")
     with pytest.raises(SettingsError, match="STEWARD_DATABASE_URL"):
         services.ingestor.run([small_kb])
     with pytest.raises(CatalogError, match="STEWARD_DATABASE_URL"):  # the catalog shares it by default
         services.catalog.count()
 
 
-def test_unreachable_postgres_is_named(small_kb: Path, make_services: Callable[..., Services]) -> None:
+def test_unreachable_postgres_is_named(small_kb: Path, tmp_path: Path) -> None:
     """A database server that is not there gives 'cannot reach', not 'rebuild'."""
     from tests.servers import free_port
 
-    services = make_services(database_url=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    services = _cli_services(
+        tmp_path, database_url=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none"
+    )
     with pytest.raises(CatalogError, match="cannot reach the state database"):
         services.ingestor.run([small_kb])
 

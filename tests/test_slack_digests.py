@@ -59,7 +59,7 @@ def test_a_fire_posts_a_parent_message_and_one_reply_per_model(
     demo: Path, slack: FakeSlack, state_db: StateDatabase
 ) -> None:
     """The parent lists each model's verdict; the thread has the columns, windows and runbook."""
-    digests = _poster(demo, DigestRuns(state_db.engine()))
+    digests = _poster(demo, DigestRuns(state_db.migrated_engine()))
     assert digests.fire(_client(slack), "model-drift", FIRE)
     (parent,) = slack.messages("C0MLOPS")
     assert "model-drift* (2026-11-05): drift digest" in str(parent["blocks"])
@@ -83,7 +83,7 @@ def test_two_schedulers_on_one_database_post_each_fire_once(
     demo: Path, slack: FakeSlack, state_db: StateDatabase
 ) -> None:
     """Replicas fire the same schedule at once: one claims and posts, the others do nothing."""
-    replicas = [_poster(demo, DigestRuns(state_db.engine())) for _ in range(4)]
+    replicas = [_poster(demo, DigestRuns(state_db.migrated_engine())) for _ in range(4)]
     won: list[bool] = []
     threads = [
         threading.Thread(target=lambda p=p: won.append(p.fire(_client(slack), "model-drift", FIRE)))
@@ -105,7 +105,7 @@ def test_a_quiet_digest_is_one_line_or_nothing(
     demo: Path, slack: FakeSlack, state_db: StateDatabase, tmp_path: Path
 ) -> None:
     """Before the drift: one "all quiet" line; with when_quiet: skip, no message and a 'quiet' run."""
-    digests = _poster(demo, DigestRuns(state_db.engine()))
+    digests = _poster(demo, DigestRuns(state_db.migrated_engine()))
     early = dt.datetime(2026, 10, 22, 8, 0, tzinfo=BERLIN)
     digests.fire(_client(slack), "model-drift", early)
     (message,) = slack.messages("C0MLOPS")
@@ -126,18 +126,18 @@ def test_a_failed_fire_is_recorded_not_retried_by_another_replica(
 ) -> None:
     """Slack refuses the channel: the run is 'failed' with the error; the claim stops a second attempt."""
     slack.fail("chat.postMessage", status=200, error="channel_not_found")
-    digests = _poster(demo, DigestRuns(state_db.engine()))
+    digests = _poster(demo, DigestRuns(state_db.migrated_engine()))
     assert digests.fire(_client(slack), "model-drift", FIRE)
     (run,) = digests.runs.runs("model-drift")
     assert run["status"] == "failed" and "channel_not_found" in str(run["detail"])
-    assert not _poster(demo, DigestRuns(state_db.engine())).fire(_client(slack), "model-drift", FIRE)
+    assert not _poster(demo, DigestRuns(state_db.migrated_engine())).fire(_client(slack), "model-drift", FIRE)
 
 
 def test_the_next_digest_compares_each_column_with_the_last_one(
     demo: Path, slack: FakeSlack, state_db: StateDatabase
 ) -> None:
     """Results are stored after posting; the next day's thread says what each column scored before."""
-    engine = state_db.engine()
+    engine = state_db.migrated_engine()
     digests = DigestPoster(
         config=lambda: load_digests(demo / "digests.yaml"),
         runs=DigestRuns(engine),
@@ -200,7 +200,7 @@ def test_the_scheduler_has_one_job_per_digest_in_its_timezone(
     demo: Path, slack: FakeSlack, tmp_path: Path
 ) -> None:
     """APScheduler runs the starter digest at 08:00 Berlin time on weekdays; a broken file: nothing."""
-    digests = _poster(demo, DigestRuns(StateDatabase(f"sqlite:///{tmp_path}/s.db").engine()))
+    digests = _poster(demo, DigestRuns(StateDatabase(f"sqlite:///{tmp_path}/s.db").migrated_engine()))
     scheduler = start_scheduler(digests, _client(slack), demo / "digests.yaml", 600)
     try:
         jobs = {job.id: job for job in scheduler.get_jobs()}

@@ -34,7 +34,6 @@ from bot.slack.blocks import MAX_BUTTON_TEXT, answer_messages, button
 from bot.slack.digests import drift_messages, text_messages
 from bot.slack.home import KnowledgeState, home_view
 from bot.store.catalog import DocumentRecord
-from bot.store.engine import create_engine
 from tests.slack_payloads import (
     PayloadError,
     check_message,
@@ -42,6 +41,7 @@ from tests.slack_payloads import (
     message_problems,
     view_problems,
 )
+from tests.support.records import migrated_engine
 from tests.support.slack import FakeSlack
 
 LONG_TITLE = "Rolling back the fraud scorer after a failed retraining " * 6  # 336 characters
@@ -368,7 +368,7 @@ def test_a_drift_digest_with_200_drifted_columns_fits_slack() -> None:
 
 def test_an_incident_digest_with_300_incidents_fits_slack(tmp_path: Path) -> None:
     """300 incidents with long titles full of `&<>` give digest messages Slack takes."""
-    engine = create_engine(f"sqlite:///{tmp_path}/state.db")
+    engine = migrated_engine(tmp_path / "state.db")
     try:
         store = IncidentStore(engine)
         start = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)

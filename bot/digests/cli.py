@@ -11,10 +11,11 @@ from sqlalchemy.engine import Engine
 from bot.answers.retrieval import Retriever
 from bot.digests.config import DigestConfigError, load_digests
 from bot.digests.drift_digest import knowledge_runbooks, render_text, run_drift
-from bot.digests.reports import build_report
+from bot.digests.reports import build_report, period
 from bot.incidents.digest import incident_runbooks
-from bot.store.catalog import Catalog
+from bot.store.catalog import Catalog, CatalogError
 from bot.store.digests import DriftHistory
+from bot.store.schema import StateStoreError
 
 # The exit code when the digest was printed but a source of it failed (a cron job should notice).
 SOURCE_FAILED = 3
@@ -39,12 +40,19 @@ def run_digest(
         known = ", ".join(sorted(config.digests)) or "none"
         raise DigestConfigError(f"{config.path}: no digest named {name!r} (configured: {known})")
     if digest.kind in ("governance", "incidents"):
+        today = at or today_for(digests_file, name)
+        try:  # opening the catalog and the records migrates them: a damaged or unreachable one fails here
+            documents, engine = catalog(), records()
+        except (CatalogError, StateStoreError) as exc:
+            start, until = period(today, digest.period_days, since)
+            print(f"{name} ({start:%Y-%m-%d} to {until:%Y-%m-%d}): NOT PRODUCED: {exc}")
+            return SOURCE_FAILED
         text, failed = build_report(
             name,
             digest,
-            catalog(),
-            records(),
-            at or today_for(digests_file, name),
+            documents,
+            engine,
+            today,
             since,
             incident_runbooks(retriever, runbook_min_similarity),
         )

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.redaction import mask_secrets
-from bot.store.schema import StateStoreError, upgrade
+from bot.store.schema import StateStoreError
 
 metadata = sa.MetaData()
 
@@ -153,7 +153,6 @@ class IncidentStore:
     ) -> None:
         """One notification: each alert's episode opened or resolved, every alert logged, and the alerts it
         lost (`truncated` by Alertmanager, `rejected` as unreadable) noted for the digest."""
-        upgrade(self.engine)
         notification = uuid.uuid4().hex
         with self.engine.begin() as connection:
             for update in updates:
@@ -177,7 +176,6 @@ class IncidentStore:
 
     def record_refused(self, reason: str, now: float) -> None:
         """A notification refused whole (its alerts are unknown): the digest says so."""
-        upgrade(self.engine)
         with self.engine.begin() as connection:
             connection.execute(
                 sa.insert(alert_gaps).values(received_at=now, reason="refused", detail=_clean(reason))
@@ -239,7 +237,6 @@ class IncidentStore:
         self, title: str, severity: str, service: str | None, user: str, channel: str, now: float
     ) -> int:
         """An incident declared in Slack; returns its number."""
-        upgrade(self.engine)
         with self.engine.begin() as connection:
             result = connection.execute(
                 sa.insert(incidents).values(
@@ -268,7 +265,6 @@ class IncidentStore:
 
     def resolve(self, incident_id: int, now: float) -> Incident | None:
         """Resolve an open incident; the incident (None: no such open incident)."""
-        upgrade(self.engine)
         with self.engine.begin() as connection:
             changed = connection.execute(
                 sa.update(incidents)
@@ -291,7 +287,6 @@ class IncidentStore:
 
     def acknowledge_in_thread(self, channel: str, thread_ts: str, user: str, now: float) -> bool:
         """The first reply by someone other than the declarer in an incident's thread acknowledges it."""
-        upgrade(self.engine)
         with self.engine.begin() as connection:
             return bool(
                 connection.execute(
@@ -308,7 +303,6 @@ class IncidentStore:
 
     def in_period(self, start: float, end: float) -> list[Incident]:
         """Incidents open at some time in [start, end): begun before its end, not resolved before it."""
-        upgrade(self.engine)
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.select(incidents)
@@ -339,7 +333,6 @@ class IncidentStore:
     def noisiest(self, start: float, end: float, limit: int = 5) -> tuple[list[NoisyAlert], int]:
         """The alert names that fired in the most notifications in the period (each notification counted
         once, however many alerts of that name it held), and how many alert names fired in all."""
-        upgrade(self.engine)
         firing = sa.and_(
             alert_events.c.status == "firing",
             alert_events.c.received_at >= start,
@@ -363,7 +356,6 @@ class IncidentStore:
 
     def gaps(self, start: float, end: float) -> AlertGaps:
         """What the period's notifications lost: truncated and rejected alerts, refused notifications."""
-        upgrade(self.engine)
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.select(alert_gaps.c.reason, alert_gaps.c.alerts, alert_gaps.c.detail)

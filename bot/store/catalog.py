@@ -231,13 +231,19 @@ class Catalog:
         )
 
     def ensure_schema(self) -> None:
-        """Create the tables that do not exist yet."""
+        """Create the tables that do not exist yet: once, at start-up (bot/wiring.py builds the catalog)."""
+        with self._connect() as connection:
+            metadata.create_all(connection)
+
+    def rebuild(self) -> None:
+        """Drop the catalog's tables and create them empty (`--rebuild`)."""
+        self.drop()
         with self._connect() as connection:
             metadata.create_all(connection)
 
     def drop(self) -> None:
-        """Remove the catalog's tables and nothing else (used by `--rebuild`); a damaged catalog file
-        is deleted, unless it is the records database's."""
+        """Remove the catalog's tables and nothing else; a damaged catalog file is deleted, unless it is
+        the records database's."""
         try:
             with self.engine.begin() as connection:
                 metadata.drop_all(connection)

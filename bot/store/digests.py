@@ -8,8 +8,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from bot.store.schema import upgrade
-
 metadata = sa.MetaData()
 
 digest_runs = sa.Table(
@@ -55,7 +53,6 @@ class DriftHistory:
 
     def record(self, digest: str, model: str, day: str, rows: list[dict[str, object]]) -> None:
         """Store one model's columns for `day` (a digest posted again that day replaces them)."""
-        upgrade(self.engine)
         with self.engine.begin() as connection:
             connection.execute(
                 sa.delete(drift_results).where(
@@ -72,7 +69,6 @@ class DriftHistory:
 
     def earlier(self, digest: str, model: str, before: str) -> dict[str, EarlierResult]:
         """Each column's most recent result from a digest made before `before` (a day)."""
-        upgrade(self.engine)
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.select(drift_results)
@@ -94,7 +90,6 @@ class DigestRuns:
 
     def claim(self, digest: str, fire_time: str, now: float) -> bool:
         """True for exactly one caller per (digest, fire time), in every process sharing the database."""
-        upgrade(self.engine)
         try:
             with self.engine.begin() as connection:
                 connection.execute(
@@ -117,7 +112,6 @@ class DigestRuns:
 
     def runs(self, digest: str) -> list[dict[str, object]]:
         """The recorded fires of a digest, oldest first."""
-        upgrade(self.engine)
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.select(digest_runs).where(digest_runs.c.digest == digest).order_by(digest_runs.c.fire_time)

@@ -51,7 +51,9 @@ def damaged_records(engine: Engine, exc: DatabaseError) -> RecordsDamagedError |
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the database to the newest schema (once per process and database; safe across replicas)."""
+    """Bring the database to the newest schema (once per process and database; safe across replicas).
+
+    `steward` calls it once, at start-up, when bot/wiring.py opens the records; no store calls it."""
     with _lock:
         if engine in _done:
             return
@@ -65,7 +67,11 @@ def upgrade(engine: Engine) -> None:
                 command.upgrade(config, "head")
         except DatabaseError as exc:
             damaged = damaged_records(engine, exc)
-            if damaged is None:
-                raise
-            raise damaged from None
+            if damaged is not None:
+                raise damaged from None
+            where = engine.url.render_as_string(hide_password=True)
+            raise StateStoreError(
+                f"cannot create or upgrade Steward's tables in {where} ({str(exc.orig).strip()}); "
+                "check STEWARD_DATABASE_URL and the database user's rights"
+            ) from None
         _done.add(engine)
