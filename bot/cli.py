@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import json
 import os
 import re
@@ -27,6 +28,7 @@ from bot.actions.policy.gate import no_slack_groups
 from bot.actions.policy.rules import USERGROUP_ID
 from bot.answers.evaluation import evaluate, read_questions
 from bot.answers.models import Answer
+from bot.answers.questions import CLI, Asked
 from bot.answers.retrieval import Filters
 from bot.config import SettingsError, load_settings
 from bot.errors import EXIT_FAILURE, StewardError, cli_report
@@ -93,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--status", action="append", choices=STATUSES, help="only documents with this status")
     ask.add_argument("--tag", action="append", help="only documents with this tag (repeatable: any of them)")
     ask.add_argument("--json", action="store_true", help="print the answer as JSON")
+    ask.add_argument(
+        "--as",
+        dest="asker",
+        type=_asker,
+        metavar="NAME",
+        help="who is asking, as the answer log records it (default: your login name)",
+    )
 
     evaluation = commands.add_parser("eval", help=COMMANDS["eval"], description=COMMANDS["eval"])
     evaluation.add_argument("questions", type=Path, metavar="QUESTIONS.jsonl")
@@ -299,11 +308,13 @@ def _ask(services: Services, args: argparse.Namespace) -> int:
         statuses=tuple(args.status or ()),
         tags=tuple(t.lower() for t in args.tag or ()),
     )
-    masked = mask_secrets(args.question)  # searched without it; `ask` stores nothing
+    masked = mask_secrets(args.question)  # searched without it, and recorded masked
     if masked.kinds:
         notice = masked_notice(masked.kinds, "the question", exposed="it is in your shell history")
         print(f"steward: note: {notice}", file=sys.stderr)
-    answer = services.answers.ask(args.question, filters)
+    # recorded as Slack records it: the answer log, and a knowledge gap when Steward abstains
+    asked = Asked(args.question, place=CLI, asker=args.asker or _login_name(), filters=filters)
+    answer = services.questions.ask(asked).answer
     for problem in services.retriever.sources().problems:  # the trust settings name no such source
         print(f"steward: warning: {problem}", file=sys.stderr)
     if args.json:
@@ -311,6 +322,24 @@ def _ask(services: Services, args: argparse.Namespace) -> int:
     else:
         print(format_answer(answer))
     return 0
+
+
+MAX_ASKER = 32  # characters: the answer log's asker column (a Slack user id in Slack)
+
+
+def _asker(text: str) -> str:
+    name = text.strip()
+    if not name or len(name) > MAX_ASKER:
+        raise argparse.ArgumentTypeError(f"give a name of 1 to {MAX_ASKER} characters")
+    return name
+
+
+def _login_name() -> str:
+    """Who runs `steward ask`: the login name, or the user id where the system has no name for it."""
+    try:
+        return getpass.getuser()[:MAX_ASKER]
+    except (KeyError, OSError):  # a container's uid without a passwd entry
+        return f"uid:{os.getuid()}"
 
 
 def format_answer(answer: Answer) -> str:

@@ -11,13 +11,21 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from bot.config import load_settings
+from bot.store.conversations import GAP_OPEN, ConversationStore, Gap
 from tests.servers import free_port
+from tests.support.records import migrated_engine
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+ROLLBACK = "How do I roll back the fraud-scorer model in production?"
+UNKNOWN = "How often do we rotate the feature store encryption key?"  # the small knowledge base does not say
+AWS_KEY = "AKIAZ7Q4XJ2LMNB5RT3W"
 
 
 @pytest.fixture
@@ -35,7 +43,7 @@ def ingested(
 
 def test_ask_prints_answer_sources_and_confidence(ingested: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The terminal answer has cited text, a numbered source list and a confidence line."""
-    code, out, _ = _run(capsys, "ask", "How do I roll back the fraud-scorer model in production?")
+    code, out, _ = _run(capsys, "ask", ROLLBACK)
     assert code == 0
     assert "Sources:" in out
     assert "[1] Model rollback — runbooks/model-rollback.md" in out
@@ -50,6 +58,54 @@ def test_ask_json_and_kind_filter(ingested: Path, capsys: pytest.CaptureFixture[
     data = json.loads(out)
     assert data["citations"] and all(c["path"].startswith("decisions/") for c in data["citations"])
     assert isinstance(data["confidence"], float)
+
+
+def _recorded() -> tuple[ConversationStore, list[Gap]]:
+    """The records `steward` keeps in the data dir the test set: the answer log's store, the gaps."""
+    store = ConversationStore(migrated_engine(load_settings().resolved_database_url))
+    return store, store.gaps()
+
+
+def test_ask_records_the_answer_as_slack_does(ingested: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`steward ask` logs its answer (source "cli", the asker given with --as) and opens no gap."""
+    code, out, _ = _run(capsys, "ask", ROLLBACK, "--as", "dana", "--json")
+    assert code == 0 and not json.loads(out)["abstained"]
+    store, gaps = _recorded()
+    logged = store.answer(1)
+    assert logged is not None and store.answer(2) is None
+    assert (logged.channel, logged.asker, logged.thread_ts, logged.abstained) == ("cli", "dana", "", False)
+    assert "runbooks/model-rollback.md" in logged.cited
+    assert logged.question == ROLLBACK
+    assert gaps == []
+
+
+def test_ask_opens_a_knowledge_gap_when_it_abstains(
+    ingested: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An abstention from the command line is a knowledge gap, as in Slack (credentials in the question
+    masked); the asker is the login name."""
+    code, out, err = _run(capsys, "ask", f"{UNKNOWN} Ours is {AWS_KEY}")
+    assert code == 0 and "abstained" in out
+    assert "it is in your shell history" in err
+    store, [gap] = _recorded()
+    logged = store.answer(1)
+    assert logged is not None and logged.abstained and logged.channel == "cli"
+    assert (gap.channel, gap.status, gap.source) == ("cli", GAP_OPEN, "abstention")
+    for question in (gap.question, logged.question):
+        assert question.startswith(UNKNOWN) and AWS_KEY not in question
+    assert gap.asker == logged.asker and gap.asker  # whoever runs the command (getpass.getuser)
+
+
+@pytest.mark.parametrize("name", ["", "x" * 33])
+def test_ask_as_takes_a_name_the_answer_log_can_hold(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--as with an empty or over-long name is a usage error (exit 2) naming the limit."""
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["ask", "anything?", "--as", name])
+    assert exit_.value.code == 2
+    assert "give a name of 1 to 32 characters" in capsys.readouterr().err
 
 
 def test_reingest_reports_unchanged(ingested: Path, capsys: pytest.CaptureFixture[str]) -> None:
