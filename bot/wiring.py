@@ -29,6 +29,7 @@ from bot.store.catalog import Catalog
 from bot.store.conversations import ConversationStore
 from bot.store.engine import create_engine, sqlite_file
 from bot.store.events import replica_name
+from bot.store.schema import upgrade
 from ingest.pipeline import Ingestor
 
 if TYPE_CHECKING:  # Slack's modules load only in the commands that post (imported where they are used)
@@ -65,7 +66,16 @@ class Services:
 
     @cached_property
     def catalog(self) -> Catalog:
-        """The knowledge catalog: derived from the documents, kept apart from the records."""
+        """The knowledge catalog: derived from the documents, kept apart from the records. Its tables are
+        created here, once (a data dir never ingested into reads as an empty knowledge base)."""
+        catalog = self.index_catalog
+        catalog.ensure_schema()
+        return catalog
+
+    @cached_property
+    def index_catalog(self) -> Catalog:
+        """The catalog as `steward ingest` takes it: its tables not yet created, since ingest checks its
+        paths before it writes anything, and `--rebuild` replaces a catalog too damaged to open."""
         settings = self.settings
         if settings.catalog_url is None and sqlite_file(settings.resolved_catalog_url) is not None:
             settings.data_dir.mkdir(parents=True, exist_ok=True)  # catalog.db goes there
@@ -75,7 +85,15 @@ class Services:
     @cached_property
     def records(self) -> Engine:
         """The records database: conversations, action requests, approvals, the audit log, digests and
-        incidents. Nothing deletes or recreates it."""
+        incidents, migrated to the newest schema here, once; every store assumes it is. Nothing deletes
+        or recreates it."""
+        engine = self.records_engine
+        upgrade(engine)
+        return engine
+
+    @cached_property
+    def records_engine(self) -> Engine:
+        """The records database's engine, not yet migrated (`records` is the one the stores use)."""
         if self.settings.database_url is None:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -138,9 +156,9 @@ class Services:
         return ConversationStore(self.records)
 
     def migrate(self) -> None:
-        """Bring the catalog and the records to the current schema: once, at start-up (`steward serve`)."""
-        self.catalog.ensure_schema()
-        self.conversations.ensure_schema()
+        """Bring the catalog and the records to the current schema now, not on first use: `steward serve`
+        starts with it (building `catalog` and `records` migrates them, once)."""
+        _ = self.catalog, self.records
 
     @cached_property
     def slack_app(self) -> SlackApp:
@@ -229,12 +247,15 @@ class Services:
     @cached_property
     def ingestor(self) -> Ingestor:
         """Runs `steward ingest`; accepted guidance closes the knowledge gap it answers."""
+        _ = self.records_engine  # a STEWARD_DATABASE_URL SQLAlchemy cannot use is named before ingesting
         return Ingestor(
-            self.catalog,
+            self.index_catalog,
             self.vectors,
             self.embedder,
             self.settings.max_file_bytes,
-            close_gaps=self.conversations.close_gaps,
+            # the records are opened (and migrated) only when guidance closes a gap: ingest needs the
+            # index alone, and leaves a damaged records database as it is
+            close_gaps=lambda gaps: self.conversations.close_gaps(gaps),
         )
 
     @cached_property
@@ -245,10 +266,10 @@ class Services:
 
     def close(self) -> None:
         """Release the database pools and the vector store's client (those that were opened)."""
-        if "catalog" in self.__dict__:
-            self.catalog.dispose()
-        if "records" in self.__dict__:
-            self.records.dispose()
+        if "index_catalog" in self.__dict__:
+            self.index_catalog.dispose()
+        if "records_engine" in self.__dict__:
+            self.records_engine.dispose()
         if "vectors" in self.__dict__:
             self.vectors.close()
 
