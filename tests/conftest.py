@@ -10,15 +10,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from slack_sdk import WebClient
 
 from bot.config import Settings
 from bot.demo.predictions import DEMO_DRIFT_FROM, DEMO_START, prediction_log, write_csv
 from bot.index.embedding import Embedder
 from bot.wiring import Services
 from tests.databases import StateDatabase, fresh_postgres_database, state_database
+from tests.fakes.webhook import WebhookReceiver
 from tests.slackbot import RunningBot, running_bot
 from tests.support.clock import TUESDAY_NOON, RunningClock
-from tests.support.slack import payload_violations
+from tests.support.slack import FakeSlack, payload_violations
 from tests.support.tiers import mark_tiers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,6 +162,29 @@ def bot(services: Services) -> Iterator[RunningBot]:
     """Steward serving on loopback against a fresh fake Slack (the test module provides `services`)."""
     with running_bot(services) as running:
         yield running
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    """A running fake Slack on loopback (a test module may provide its own)."""
+    with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+def client(slack: FakeSlack) -> WebClient:
+    """slack_sdk's WebClient pointed at the fake Slack."""
+    return WebClient(token="xoxb-test", base_url=slack.api_url)
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
+    """The retraining pipeline's webhook: a receiver on loopback, its URL and signing key set where the
+    starter policies read them (a test module may provide its own `receiver`)."""
+    with WebhookReceiver() as hook:
+        monkeypatch.setenv("RETRAIN_WEBHOOK_URL", hook.url)
+        monkeypatch.setenv("ACTIONS_WEBHOOK_SECRET", "test-webhook-key")
+        yield hook
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

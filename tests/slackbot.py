@@ -97,6 +97,15 @@ class RunningBot:
         )
         return self.send(body, "application/x-www-form-urlencoded")
 
+    def slash_ask(self, question: str, *, user: str = USER) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """`/steward ask question` in the channel, answered: the one post it made at the channel's top level,
+        and Steward's replies in that post's thread."""
+        assert self.command(f"ask {question}", user=user).status == 200
+        self.settle()
+        roots = self.bot_posts(CHANNEL)
+        assert len(roots) == 1, roots
+        return roots[0], self.bot_posts(CHANNEL, roots[0]["ts"])
+
     def interact(self, payload: dict[str, Any]) -> Reply:
         """A button click, shortcut or modal submission."""
         return self.send(form_body(payload), "application/x-www-form-urlencoded")
@@ -110,17 +119,15 @@ class RunningBot:
             for element in block["elements"]
             if element.get("action_id") == action_id
         )
-        payload = {
-            "type": "block_actions",
-            "user": {"id": user, "username": user.lower()},
-            "team": {"id": "T0FAKE"},
-            "api_app_id": "A0FAKE",
-            "trigger_id": "trigger-1",
-            "channel": {"id": message["channel"]},
-            "container": {"type": "message", "message_ts": message["ts"], "channel_id": message["channel"]},
-            "message": message,
-            "response_url": self.slack.response_url("click"),
-            "actions": [
+        payload = interaction(
+            "block_actions",
+            user,
+            "trigger-1",
+            channel={"id": message["channel"]},
+            container={"type": "message", "message_ts": message["ts"], "channel_id": message["channel"]},
+            message=message,
+            response_url=self.slack.response_url("click"),
+            actions=[
                 {
                     "type": "button",
                     "action_id": action_id,
@@ -129,20 +136,13 @@ class RunningBot:
                     "action_ts": str(time.time()),
                 }
             ],
-        }
+        )
         return self.interact(payload)
 
     def submit_view(self, view: dict[str, Any], values: dict[str, dict[str, Any]], user: str = USER) -> Reply:
         """Submit a modal Steward opened, with `values` as its state (block_id -> action_id -> value)."""
-        payload = {
-            "type": "view_submission",
-            "user": {"id": user, "username": user.lower()},
-            "team": {"id": "T0FAKE"},
-            "api_app_id": "A0FAKE",
-            "trigger_id": "trigger-2",
-            "view": {**view, "id": view.get("id") or "V1", "state": {"values": values}},
-        }
-        return self.interact(payload)
+        view = {**view, "id": view.get("id") or "V1", "state": {"values": values}}
+        return self.interact(interaction("view_submission", user, "trigger-2", view=view))
 
     def message(self, channel: str, ts: str) -> dict[str, Any]:
         """A message as it is now in the fake (after any chat.update), wherever it is."""
@@ -200,6 +200,19 @@ class TrackingExecutor(ContextExecutor):
             pending, self.futures = self.futures, []
             for future in pending:
                 future.result(timeout=timeout)
+
+
+def interaction(kind: str, user: str, trigger_id: str, **fields: Any) -> dict[str, Any]:
+    """An interaction payload of type `kind` (a click, shortcut or modal submission) by `user`, as Slack
+    sends it from the fake workspace, with the fields of its kind."""
+    return {
+        "type": kind,
+        "user": {"id": user, "username": user.lower()},
+        "team": {"id": "T0FAKE"},
+        "api_app_id": "A0FAKE",
+        "trigger_id": trigger_id,
+        **fields,
+    }
 
 
 def assert_valid_blocks(blocks: Any) -> None:

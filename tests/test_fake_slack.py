@@ -7,7 +7,6 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from slack_sdk import WebClient
@@ -19,19 +18,6 @@ from tests.support.slack import FakeSlack, command_body, event_body, form_body, 
 
 TOKEN = "xoxb-test"
 SECRET = "test-signing-secret"
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    """A running fake Slack."""
-    with FakeSlack() as fake:
-        yield fake
-
-
-@pytest.fixture
-def client(slack: FakeSlack) -> WebClient:
-    """slack_sdk's WebClient pointed at the fake."""
-    return WebClient(token=TOKEN, base_url=slack.api_url)
 
 
 def post(url: str, data: bytes, content_type: str) -> tuple[int, bytes]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,19 +13,6 @@ from tests.support.slack import FakeSlack
 from tests.support.slack.assistant import COMPLETED, MAX_MARKDOWN_TEXT, STREAMING, block_problems
 
 SECTION = {"type": "section", "text": {"type": "mrkdwn", "text": "Roll back with the alias."}}
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    """A running fake Slack."""
-    with FakeSlack() as fake:
-        yield fake
-
-
-@pytest.fixture
-def client(slack: FakeSlack) -> WebClient:
-    """slack_sdk's WebClient pointed at the fake."""
-    return WebClient(token="xoxb-test", base_url=slack.api_url)
 
 
 @pytest.fixture

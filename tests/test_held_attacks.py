@@ -331,15 +331,6 @@ def test_unicode_digits_do_not_slip_under_a_numeric_rule(starter: Policy) -> Non
 
 
 @pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
-    """The retraining pipeline's webhook, on loopback."""
-    with WebhookReceiver() as hook:
-        monkeypatch.setenv("RETRAIN_WEBHOOK_URL", hook.url)
-        monkeypatch.setenv("ACTIONS_WEBHOOK_SECRET", "test-webhook-key")
-        yield hook
-
-
-@pytest.fixture
 def bot(tmp_path: Path, policies: Path) -> Iterator[RunningBot]:
     """Steward on loopback against a fake Slack; no knowledge base (no embedding model is loaded)."""
     services = Services(

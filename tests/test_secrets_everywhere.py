@@ -169,15 +169,6 @@ def action_bot(action_services: Services) -> Iterator[RunningBot]:
         yield running
 
 
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
-    """The retraining pipeline's webhook, on loopback."""
-    with WebhookReceiver() as hook:
-        monkeypatch.setenv("RETRAIN_WEBHOOK_URL", hook.url)
-        monkeypatch.setenv("ACTIONS_WEBHOOK_SECRET", "test-webhook-key")
-        yield hook
-
-
 def _thread(bot: RunningBot) -> str:
     roots = bot.bot_posts(CHANNEL)
     assert roots, f"nothing posted; answered privately: {_private(bot)}"

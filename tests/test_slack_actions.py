@@ -7,7 +7,7 @@ import html
 import json
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +81,6 @@ def services(
     built.ingestor.run([kb])
     built.override("approvals", ApprovalService(built.records, built.policy, clock=clock))
     return built
-
-
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
-    """The retraining pipeline's webhook, on loopback."""
-    with WebhookReceiver() as hook:
-        monkeypatch.setenv("RETRAIN_WEBHOOK_URL", hook.url)
-        monkeypatch.setenv("ACTIONS_WEBHOOK_SECRET", "test-webhook-key")
-        yield hook
 
 
 def _private(bot: RunningBot) -> list[dict[str, Any]]:

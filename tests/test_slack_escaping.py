@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot.actions.approvals import ApprovalService, RequestView
+from bot.actions.approvals import ApprovalService
 from bot.actions.executors.dispatch import ExecutionResult
 from bot.digests.config import load_digests
 from bot.incidents.records import IncidentStore
@@ -40,7 +40,8 @@ from bot.slack.posting import Poster
 from bot.store.digests import DigestRuns
 from bot.wiring import Services
 from tests.conftest import ROOT, write_tree
-from tests.slackbot import CHANNEL, USER, RunningBot, blocks_text, running_bot
+from tests.request_views import request_view
+from tests.slackbot import CHANNEL, USER, RunningBot, blocks_text, interaction, running_bot
 from tests.support.clock import SettableClock
 
 TUESDAY = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC).timestamp()
@@ -118,9 +119,14 @@ def _submit(bot: RunningBot, view: dict[str, Any], values: dict[str, Any], user:
     bot.settle()
 
 
-def _ask(bot: RunningBot) -> None:
-    bot.command("ask " + slack_escaped(f"is {HOSTILE} the current runbook?"))
-    bot.settle()
+def _typed_command(text: str) -> Callable[[RunningBot], None]:
+    """`/steward` followed by `text` as a person typed it (Slack escapes its `&`, `<` and `>`)."""
+
+    def drive(bot: RunningBot) -> None:
+        bot.command(slack_escaped(text))
+        bot.settle()
+
+    return drive
 
 
 def _ask_with_slack_mentions(bot: RunningBot) -> None:
@@ -157,28 +163,8 @@ def _document(bot: RunningBot) -> None:
     _answer(bot, "how do I quarantine the hostile queue?")
 
 
-def _run_reason(bot: RunningBot) -> None:
-    bot.command(slack_escaped(f'run retrain-model model=fraud-scorer env=prod reason="{HOSTILE}"'))
-    bot.settle()
-
-
 def _mention_request(bot: RunningBot) -> None:
     bot.say(slack_escaped(f'retrain-model model=fraud-scorer env=prod reason="{HOSTILE}"'))
-    bot.settle()
-
-
-def _run_unknown(bot: RunningBot) -> None:
-    bot.command(slack_escaped(f"run {HOSTILE}"))
-    bot.settle()
-
-
-def _incident(bot: RunningBot) -> None:
-    bot.command(slack_escaped(f'incident open "{HOSTILE}" sev=2 service=checkout'))
-    bot.settle()
-
-
-def _incident_problems(bot: RunningBot) -> None:
-    bot.command(slack_escaped(f'incident open "x" sev="{HOSTILE}" <!here>=1'))
     bot.settle()
 
 
@@ -219,15 +205,9 @@ def _expert(bot: RunningBot) -> None:
 
 
 def _form(bot: RunningBot) -> None:
-    shortcut = {
-        "type": "shortcut",
-        "callback_id": SHORTCUT_REQUEST_ACTION,
-        "trigger_id": "trigger-3",
-        "user": {"id": USER, "username": USER.lower()},
-        "team": {"id": "T0FAKE"},
-        "api_app_id": "A0FAKE",
-        "action_ts": "1.0",
-    }
+    shortcut = interaction(
+        "shortcut", USER, "trigger-3", callback_id=SHORTCUT_REQUEST_ACTION, action_ts="1.0"
+    )
     assert bot.interact(shortcut).status == 200
     bot.settle()
     opened = bot.slack.calls("views.open")[-1].args["view"]
@@ -236,15 +216,13 @@ def _form(bot: RunningBot) -> None:
             ACTION_PICK_ACTION: {"type": "static_select", "selected_option": {"value": "retrain-model"}}
         }
     }
-    pick = {
-        "type": "block_actions",
-        "user": {"id": USER, "username": USER.lower()},
-        "team": {"id": "T0FAKE"},
-        "api_app_id": "A0FAKE",
-        "trigger_id": "trigger-4",
-        "container": {"type": "view", "view_id": "V1"},
-        "view": {**opened, "id": "V1", "hash": "h1", "state": {"values": picked}},
-        "actions": [
+    pick = interaction(
+        "block_actions",
+        USER,
+        "trigger-4",
+        container={"type": "view", "view_id": "V1"},
+        view={**opened, "id": "V1", "hash": "h1", "state": {"values": picked}},
+        actions=[
             {
                 "type": "static_select",
                 "action_id": ACTION_PICK_ACTION,
@@ -253,7 +231,7 @@ def _form(bot: RunningBot) -> None:
                 "action_ts": "2.0",
             }
         ],
-    }
+    )
     assert bot.interact(pick).status == 200
     bot.settle()
     form = bot.slack.calls("views.update")[-1].args["view"]
@@ -272,15 +250,17 @@ def _form(bot: RunningBot) -> None:
 
 
 ENTRY_POINTS: dict[str, Callable[[RunningBot], None]] = {
-    "/steward ask": _ask,
+    "/steward ask": _typed_command(f"ask is {HOSTILE} the current runbook?"),
     "/steward ask (Slack's markup)": _ask_with_slack_mentions,
     "mention question": _mention,
     "document title, owner and text": _document,
-    "/steward run reason": _run_reason,
-    "/steward run unknown action": _run_unknown,
+    "/steward run reason": _typed_command(
+        f'run retrain-model model=fraud-scorer env=prod reason="{HOSTILE}"'
+    ),
+    "/steward run unknown action": _typed_command(f"run {HOSTILE}"),
     "mention request": _mention_request,
-    "/steward incident open": _incident,
-    "/steward incident open with bad fields": _incident_problems,
+    "/steward incident open": _typed_command(f'incident open "{HOSTILE}" sev=2 service=checkout'),
+    "/steward incident open with bad fields": _typed_command(f'incident open "x" sev="{HOSTILE}" <!here>=1'),
     "rejection reason": _rejection,
     "feedback reason": _feedback,
     "ask an expert": _expert,
@@ -341,21 +321,7 @@ def test_an_incident_title_is_unescaped_once_and_escaped_once(escaping_bot: Runn
 
 def test_a_run_result_shows_the_executor_words_as_text() -> None:
     """An executor's summary (a webhook's or a program's words) is escaped in the blocks and the fallback."""
-    view = RequestView(
-        request_id="r1",
-        action="retrain-model",
-        params={"model": "fraud-scorer", "env": "prod"},
-        requester=USER,
-        channel=CHANNEL,
-        thread_ts="1.0",
-        status="running",
-        rule="retrain-prod-one-approver",
-        reason="Production retraining needs one approver from ml-platform.",
-        policy_version="v1",
-        required_count=1,
-        required_groups=("ml-platform",),
-        deadline=TUESDAY,
-    )
+    view = request_view(status="running")
     message = result_message(view, ExecutionResult(False, HOSTILE, HOSTILE, 0.2, 1))
     texts = [message.text, *_mrkdwn_texts(message.blocks)]
     assert not [(marker, text) for text in texts for marker in LIVE if marker in text]

@@ -13,11 +13,8 @@ QUESTION = "How do I roll back the fraud-scorer model in production, and is the 
 
 def test_a_slash_command_mentioning_payload_is_answered(bot: RunningBot) -> None:
     """`/steward ask … payload …` is posted and answered like any other question (it was dropped)."""
-    assert bot.command(f"ask {QUESTION}").status == 200
-    bot.settle()
-    roots = bot.bot_posts(CHANNEL)
-    assert len(roots) == 1 and roots[0]["text"] == f"<@{USER}> asked: {QUESTION}"
-    answers = bot.bot_posts(CHANNEL, roots[0]["ts"])
+    root, answers = bot.slash_ask(QUESTION)
+    assert root["text"] == f"<@{USER}> asked: {QUESTION}"
     assert len(answers) == 1 and "Model rollback" in blocks_text(answers[0])
 
 

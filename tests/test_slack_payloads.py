@@ -10,7 +10,7 @@ import datetime as dt
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,19 +154,6 @@ def test_steward_buttons_keep_slacks_75_character_label() -> None:
 
 
 # ---- the fake Slack checks every payload
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    """A fake Slack on loopback."""
-    with FakeSlack() as fake:
-        yield fake
-
-
-@pytest.fixture
-def client(slack: FakeSlack) -> WebClient:
-    """A slack_sdk client pointed at the fake."""
-    return WebClient(token="xoxb-test", base_url=slack.api_url)
 
 
 def test_the_fake_refuses_invalid_blocks_like_slack_and_records_them(
