@@ -199,9 +199,6 @@ class Retriever:
 
     def lexicon(self) -> _Lexicon:
         """The BM25 index, rebuilt when the catalog has changed since it was built."""
-        if self._lexicon is None:
-            # A data dir that was never ingested into has no tables yet: that is "empty", not "corrupt".
-            self.catalog.ensure_schema()
         generation = self.catalog.generation()
         with self._lock:
             if self._lexicon is None or self._lexicon.generation != generation:

@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.store.conversations import metadata, slack_events
-from bot.store.schema import upgrade
 
 steward_replicas = sa.Table(
     "steward_replicas",
@@ -48,7 +47,7 @@ class OpenEvent:
 
 
 class EventLedger:
-    """Heartbeats and the take-over of events their replica did not finish."""
+    """Heartbeats and the take-over of events their replica did not finish (on migrated records)."""
 
     def __init__(self, engine: Engine, name: str, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
@@ -57,7 +56,6 @@ class EventLedger:
 
     def heartbeat(self) -> None:
         """This replica is alive (called at start and at every housekeeping round)."""
-        upgrade(self.engine)
         now = self.clock()
         with self.engine.begin() as connection:
             updated = connection.execute(
@@ -70,7 +68,6 @@ class EventLedger:
 
     def orphans(self, dead_after: float, younger_than: float) -> list[OpenEvent]:
         """Open events (of the last `younger_than` s) whose owner has not been seen for `dead_after` s."""
-        upgrade(self.engine)
         now = self.clock()
         alive = sa.select(steward_replicas.c.replica).where(steward_replicas.c.seen_at >= now - dead_after)
         query = sa.select(slack_events).where(
