@@ -12,9 +12,9 @@ from tests.support.clock import SettableClock
 
 @pytest.fixture
 def store(state_db: StateDatabase) -> tuple[ConversationStore, SettableClock]:
-    """A conversation store on a fresh SQLite file or PostgreSQL schema, with a settable clock."""
+    """A conversation store on a fresh SQLite file or PostgreSQL schema (migrated), with a settable clock."""
     clock = SettableClock(1_000.0)
-    return ConversationStore(state_db.engine(), clock=clock), clock
+    return ConversationStore(state_db.migrated_engine(), clock=clock), clock
 
 
 def test_an_event_id_is_claimed_once(store: tuple[ConversationStore, SettableClock]) -> None:

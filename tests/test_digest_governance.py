@@ -53,7 +53,6 @@ def test_the_report_gathers_the_period(engine, tmp_path: Path) -> None:  # type:
     edited.write_text(edited.read_text().replace("within_minutes: 15", "within_minutes: 20"))
     approvals.note_policy()
     store = ConversationStore(engine, clock=RunningClock(NOW))
-    store.ensure_schema()
     answer = store.record_answer(
         channel="C1",
         thread_ts="1.0",

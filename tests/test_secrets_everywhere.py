@@ -483,7 +483,7 @@ def test_an_incident_title_with_a_token_is_posted_and_stored_masked(
 
 def test_the_conversation_store_masks_what_it_keeps_on_both_databases(state_db: StateDatabase) -> None:
     """Answers, gaps and feedback reasons, whoever calls the store (SQLite and PostgreSQL)."""
-    store = ConversationStore(state_db.engine())
+    store = ConversationStore(state_db.migrated_engine())
     answer = store.record_answer(
         channel=CHANNEL,
         thread_ts="1.0",

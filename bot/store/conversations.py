@@ -19,7 +19,7 @@ from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from bot.redaction import mask_secrets
 from bot.store.schema import StateStoreError as StateStoreError  # its old home; importers keep working
-from bot.store.schema import damaged_records, upgrade
+from bot.store.schema import damaged_records
 
 metadata = sa.MetaData()
 
@@ -170,17 +170,17 @@ def _gap(row: sa.Row[tuple[object, ...]]) -> Gap:
 
 
 class ConversationStore:
-    """Repository over the conversation tables; every method is one short transaction."""
+    """Repository over the conversation tables; every method is one short transaction.
+
+    The records database is migrated before a store is built on it (once, at start-up: bot/wiring.py).
+    """
 
     def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.clock = clock
-        self._ready = False
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
-        if not self._ready:
-            self.ensure_schema()
         try:
             with self.engine.begin() as connection:
                 yield connection
@@ -200,18 +200,6 @@ class ConversationStore:
         if key is None:
             raise StateStoreError(f"the database gave no id for the new row in {table.name}")
         return int(key[0])
-
-    def ensure_schema(self) -> None:
-        """Create or upgrade the state tables (migrations; replicas starting together wait for each other)."""
-        try:
-            upgrade(self.engine)
-        except DatabaseError as exc:
-            where = self.engine.url.render_as_string(hide_password=True)
-            raise StateStoreError(
-                f"cannot create or upgrade Steward's tables in {where} ({str(exc.orig).strip()}); "
-                "check STEWARD_DATABASE_URL and the database user's rights"
-            ) from None
-        self._ready = True
 
     # -- delivery ----------------------------------------------------------------------------
 
