@@ -1,7 +1,8 @@
 """Steward's settings: the only code that reads the environment.
 
-Every field carries its help text; `tests/test_docs.py` fails when one is missing from the Settings table
-(docs/reference.md).
+Every setting carries its help text, the docstring below it (pydantic's `use_attribute_docstrings` makes
+it the field's description); `tests/test_docs.py` fails when one is missing from the Settings table
+(docs/reference.md) or has no help.
 """
 
 from __future__ import annotations
@@ -50,290 +51,195 @@ class Settings(BaseSettings):
     """Configuration from `STEWARD_*` environment variables (or a `.env` file)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="STEWARD_", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix="STEWARD_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        use_attribute_docstrings=True,  # each setting's help is the docstring below it
     )
 
-    data_dir: Path = Field(
-        default=Path("./.steward"),
-        description=(
-            "Folder for Steward's state: the records database `steward.db` and, derived from the knowledge "
-            "base, the catalog `catalog.db` and the embedded Chroma index `chroma/`."
-        ),
-    )
-    database_url: str | None = Field(
-        default=None,
-        description=(
-            "SQLAlchemy URL of the records database: conversations, action requests, approvals, the audit "
-            "log, digest runs and incidents. Back it up; no command deletes or recreates it. Unset: SQLite "
-            "file `steward.db` in the data dir. Example: `postgresql+psycopg://steward@db/steward`."
-        ),
-    )
-    catalog_url: str | None = Field(
-        default=None,
-        description=(
-            "SQLAlchemy URL of the knowledge catalog (documents, passages, the ingest manifest), an index "
-            "derived from the knowledge base that `steward ingest --rebuild` recreates. Unset: SQLite file "
-            "`catalog.db` in the data dir when the records database is SQLite, else the records database "
-            "itself (its own `kb_*` tables, which replicas share). Never the records database's SQLite file."
-        ),
-    )
-    chroma_url: str | None = Field(
-        default=None,
-        description=(
-            "URL of a Chroma server (`http://host:8000`). Unset: embedded Chroma under the data dir."
-        ),
-    )
-    chroma_collection: str = Field(
-        default="steward-knowledge",
-        description="Name of the Chroma collection that holds the knowledge base's vectors.",
-    )
-    llm: str | None = Field(
-        default=None,
-        description=(
-            "`provider:model` (`openai:gpt-4o-mini`, `anthropic:MODEL`, `ollama:llama3.1`; an "
-            "OpenAI-compatible server is `openai:MODEL` with STEWARD_LLM_BASE_URL) for written answers and "
-            "for proposing action requests from free words; needs `pip install 'steward[PROVIDER]'`. "
-            "Unset: extractive answers, no LLM."
-        ),
-    )
-    llm_timeout_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description=(
-            "How long the whole LLM step (an answer, streamed or not, or a proposal) may take before "
-            "Steward falls back to the extractive answer (or reads the mention as a question). The client "
-            "gets the same timeout and no retries of its own."
-        ),
-    )
-    llm_base_url: str | None = Field(
-        default=None,
-        description=(
-            "Base URL of the LLM's API: an OpenAI-compatible server with `STEWARD_LLM=openai:MODEL` "
-            "(vLLM, llama.cpp's server, Ollama's `http://localhost:11434/v1`, LM Studio, a company proxy). "
-            "Unset: the provider's own API."
-        ),
-    )
-    llm_api_key: SecretStr | None = Field(
-        default=None,
-        description=(
-            "API key sent to the LLM (a secret: never logged or shown). Unset: the provider's own variable "
-            "(`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`); with `openai:` and STEWARD_LLM_BASE_URL, the "
-            "placeholder `EMPTY` (an OpenAI key never goes to another server)."
-        ),
-    )
-    llm_temperature: float | None = Field(
-        default=None,
-        ge=0,
-        le=2,
-        description="Sampling temperature of the LLM (0 is the most literal). Unset: the provider's default.",
-    )
-    max_file_bytes: int = Field(
-        default=2_000_000,
-        gt=0,
-        description="Files larger than this are skipped by `steward ingest` (and listed as skipped).",
-    )
-    abstain_below: float = Field(
-        default=0.79,
-        ge=0,
-        le=1,
-        description=(
-            "Confidence under which Steward abstains instead of answering (0 never abstains, "
-            "1 always abstains). The default is the threshold fitted on the dev set (docs/benchmarks.md)."
-        ),
-    )
-    sources: int = Field(
-        default=5,
-        ge=1,
-        le=20,
-        description="How many distinct documents an answer's source list may hold.",
-    )
-    embedded_word_pieces: int = Field(
-        default=96,
-        ge=16,
-        le=256,
-        description=(
-            "Word pieces of each chunk the embedding model sees (heading path first; BM25 always sees "
-            "the whole chunk). Up to 256; higher is slower to ingest. Changing it needs `--rebuild`."
-        ),
-    )
-    embedding_batch_size: int = Field(
-        default=16,
-        ge=1,
-        description="Chunks per forward pass of the embedding model during ingest.",
-    )
+    data_dir: Path = Path("./.steward")
+    """Folder for Steward's state: the records database `steward.db` and, derived from the knowledge base, the
+    catalog `catalog.db` and the embedded Chroma index `chroma/`."""
 
-    policies_dir: Path = Field(
-        default=Path("policies"),
-        description="Folder of the policy files (`*.yaml`, `*.yml`) that decide guarded actions.",
-    )
-    allowed_programs: Names | None = Field(
-        default=None,
-        description="Comma-separated programs that `command` actions may run (names found on PATH, or full "
-        "paths): the deployment's second key beside the policy files. A program not listed fails its action "
-        "without running. Unset: the policy files alone decide, and `steward policy check` warns.",
-    )
-    alertmanager_token: SecretStr | None = Field(
-        default=None,
-        description="Bearer token Alertmanager's webhook must send to POST /hooks/alertmanager (HTTP mode). "
-        "Unset: the receiver answers 503.",
-    )
-    alertmanager_max_bytes: int = Field(
-        default=16 * 1024 * 1024,
-        gt=0,
-        description="The largest Alertmanager notification body accepted (bytes); a larger one gets 413. "
-        "The default (16 MiB) holds a group of about 4,000 alerts with long annotations (1,300 are about "
-        "5.4 MB); Alertmanager's webhook_config `max_alerts` keeps its bodies smaller.",
-    )
-    runbook_min_similarity: float = Field(
-        default=0.5,
-        ge=0,
-        le=1,
-        description="The incident digest names a knowledge-base document as the runbook of an incident "
-        "without a `runbook_url` only when its best passage is at least this similar to the incident's "
-        "title and description (cosine similarity of the embedding model); below it, 'no runbook found'.",
-    )
-    log_format: Literal["json", "text"] = Field(
-        default="json",
-        description="`steward serve`'s log lines: `json` (one object a line, with the correlation id of the "
-        "Slack request) or `text`.",
-    )
-    housekeeping_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        le=3600,
-        description="How often `steward serve` does its housekeeping: expiring requests, reporting "
-        "interrupted runs, and answering the questions of a replica that died (one not seen for three "
-        "rounds).",
-    )
-    audit_key: SecretStr | None = Field(
-        default=None,
-        description="The key (at least 32 characters) the audit log's MACs and checkpoints are signed with. "
-        "A secret: never stored in the database, logged or shown. Unset: a random key generated once into "
-        "`<data dir>/audit.key` (mode 0600), fine on one machine; in production set it, the same on every "
-        "replica and wherever `steward audit verify` runs.",
-    )
-    audit_checkpoint_path: Path | None = Field(
-        default=None,
-        description="The append-only file the signed audit checkpoints (entry count and head) are added to. "
-        "In production, a path the database's writers cannot rewrite (an append-only file, another "
-        "volume). Unset: `<data dir>/audit-checkpoints.jsonl`.",
-    )
-    audit_checkpoint_every: int = Field(
-        default=100,
-        ge=1,
-        description="A checkpoint of the audit log is signed at least every this many entries.",
-    )
-    audit_checkpoint_seconds: float = Field(
-        default=300.0,
-        gt=0,
-        description="While `steward serve` runs, each replica signs a checkpoint this often when the audit "
-        "log has grown (checked at each housekeeping round).",
-    )
-    audit_channel: str | None = Field(
-        default=None,
-        description="Channel id (`C…`) where `steward serve` also posts each periodic audit checkpoint, "
-        "a copy out of the database writers' reach. Unset: the checkpoint file only.",
-    )
-    digest_misfire_grace_seconds: int = Field(
-        default=600,
-        ge=1,
-        description="A scheduled digest that could not fire on time (Steward was down) still posts within "
-        "this many seconds of its time; later, that fire is skipped.",
-    )
-    digests_file: Path = Field(
-        default=Path("digests.yaml"),
-        description="The digest configuration: schedules, channels and drift monitors (paths in it are "
-        "relative to its folder).",
-    )
+    database_url: str | None = None
+    """SQLAlchemy URL of the records database: conversations, action requests, approvals, the audit log,
+    digest runs and incidents. Back it up; no command deletes or recreates it. Unset: SQLite file `steward.db`
+    in the data dir. Example: `postgresql+psycopg://steward@db/steward`."""
+
+    catalog_url: str | None = None
+    """SQLAlchemy URL of the knowledge catalog (documents, passages, the ingest manifest), an index derived
+    from the knowledge base that `steward ingest --rebuild` recreates. Unset: SQLite file `catalog.db` in the
+    data dir when the records database is SQLite, else the records database itself (its own `kb_*` tables,
+    which replicas share). Never the records database's SQLite file."""
+
+    chroma_url: str | None = None
+    """URL of a Chroma server (`http://host:8000`). Unset: embedded Chroma under the data dir."""
+
+    chroma_collection: str = "steward-knowledge"
+    """Name of the Chroma collection that holds the knowledge base's vectors."""
+
+    llm: str | None = None
+    """`provider:model` (`openai:gpt-4o-mini`, `anthropic:MODEL`, `ollama:llama3.1`; an OpenAI-compatible
+    server is `openai:MODEL` with STEWARD_LLM_BASE_URL) for written answers and for proposing action requests
+    from free words; needs `pip install 'steward[PROVIDER]'`. Unset: extractive answers, no LLM."""
+
+    llm_timeout_seconds: float = Field(default=30.0, gt=0)
+    """How long the whole LLM step (an answer, streamed or not, or a proposal) may take before Steward falls
+    back to the extractive answer (or reads the mention as a question). The client gets the same timeout and
+    no retries of its own."""
+
+    llm_base_url: str | None = None
+    """Base URL of the LLM's API: an OpenAI-compatible server with `STEWARD_LLM=openai:MODEL` (vLLM,
+    llama.cpp's server, Ollama's `http://localhost:11434/v1`, LM Studio, a company proxy). Unset: the
+    provider's own API."""
+
+    llm_api_key: SecretStr | None = None
+    """API key sent to the LLM (a secret: never logged or shown). Unset: the provider's own variable
+    (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`); with `openai:` and STEWARD_LLM_BASE_URL, the placeholder `EMPTY`
+    (an OpenAI key never goes to another server)."""
+
+    llm_temperature: float | None = Field(default=None, ge=0, le=2)
+    """Sampling temperature of the LLM (0 is the most literal). Unset: the provider's default."""
+
+    max_file_bytes: int = Field(default=2_000_000, gt=0)
+    """Files larger than this are skipped by `steward ingest` (and listed as skipped)."""
+
+    abstain_below: float = Field(default=0.79, ge=0, le=1)
+    """Confidence under which Steward abstains instead of answering (0 never abstains, 1 always abstains). The
+    default is the threshold fitted on the dev set (docs/benchmarks.md)."""
+
+    sources: int = Field(default=5, ge=1, le=20)
+    """How many distinct documents an answer's source list may hold."""
+
+    embedded_word_pieces: int = Field(default=96, ge=16, le=256)
+    """Word pieces of each chunk the embedding model sees (heading path first; BM25 always sees the whole
+    chunk). Up to 256; higher is slower to ingest. Changing it needs `--rebuild`."""
+
+    embedding_batch_size: int = Field(default=16, ge=1)
+    """Chunks per forward pass of the embedding model during ingest."""
+
+    policies_dir: Path = Path("policies")
+    """Folder of the policy files (`*.yaml`, `*.yml`) that decide guarded actions."""
+
+    allowed_programs: Names | None = None
+    """Comma-separated programs that `command` actions may run (names found on PATH, or full paths): the
+    deployment's second key beside the policy files. A program not listed fails its action without running.
+    Unset: the policy files alone decide, and `steward policy check` warns."""
+
+    alertmanager_token: SecretStr | None = None
+    """Bearer token Alertmanager's webhook must send to POST /hooks/alertmanager (HTTP mode). Unset: the
+    receiver answers 503."""
+
+    alertmanager_max_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    """The largest Alertmanager notification body accepted (bytes); a larger one gets 413. The default (16
+    MiB) holds a group of about 4,000 alerts with long annotations (1,300 are about 5.4 MB); Alertmanager's
+    webhook_config `max_alerts` keeps its bodies smaller."""
+
+    runbook_min_similarity: float = Field(default=0.5, ge=0, le=1)
+    """The incident digest names a knowledge-base document as the runbook of an incident without a
+    `runbook_url` only when its best passage is at least this similar to the incident's title and description
+    (cosine similarity of the embedding model); below it, 'no runbook found'."""
+
+    log_format: Literal["json", "text"] = "json"
+    """`steward serve`'s log lines: `json` (one object a line, with the correlation id of the Slack request)
+    or `text`."""
+
+    housekeeping_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """How often `steward serve` does its housekeeping: expiring requests, reporting interrupted runs, and
+    answering the questions of a replica that died (one not seen for three rounds)."""
+
+    audit_key: SecretStr | None = None
+    """The key (at least 32 characters) the audit log's MACs and checkpoints are signed with. A secret: never
+    stored in the database, logged or shown. Unset: a random key generated once into `<data dir>/audit.key`
+    (mode 0600), fine on one machine; in production set it, the same on every replica and wherever `steward
+    audit verify` runs."""
+
+    audit_checkpoint_path: Path | None = None
+    """The append-only file the signed audit checkpoints (entry count and head) are added to. In production, a
+    path the database's writers cannot rewrite (an append-only file, another volume). Unset: `<data
+    dir>/audit-checkpoints.jsonl`."""
+
+    audit_checkpoint_every: int = Field(default=100, ge=1)
+    """A checkpoint of the audit log is signed at least every this many entries."""
+
+    audit_checkpoint_seconds: float = Field(default=300.0, gt=0)
+    """While `steward serve` runs, each replica signs a checkpoint this often when the audit log has grown
+    (checked at each housekeeping round)."""
+
+    audit_channel: str | None = None
+    """Channel id (`C…`) where `steward serve` also posts each periodic audit checkpoint, a copy out of the
+    database writers' reach. Unset: the checkpoint file only."""
+
+    digest_misfire_grace_seconds: int = Field(default=600, ge=1)
+    """A scheduled digest that could not fire on time (Steward was down) still posts within this many seconds
+    of its time; later, that fire is skipped."""
+
+    digests_file: Path = Path("digests.yaml")
+    """The digest configuration: schedules, channels and drift monitors (paths in it are relative to its
+    folder)."""
 
     # -- Slack (the names Slack's own tooling uses, without the STEWARD_ prefix) -------------------
-    slack_bot_token: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("SLACK_BOT_TOKEN"),
-        description="The bot token (`xoxb-…`) from the Slack app's OAuth page. Needed by `steward serve`.",
-    )
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN"))
+    """The bot token (`xoxb-…`) from the Slack app's OAuth page. Needed by `steward serve`."""
+
     slack_signing_secret: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("SLACK_SIGNING_SECRET"),
-        description="The app's signing secret; HTTP mode rejects requests whose signature does not match.",
+        default=None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET")
     )
-    slack_app_token: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("SLACK_APP_TOKEN"),
-        description="App-level token (`xapp-…`, scope `connections:write`). Set: Socket Mode, no public URL.",
-    )
-    slack_api_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("SLACK_API_URL"),
-        description="Base URL of the Slack Web API the bot calls (a proxy, or a local fake in tests).",
-    )
-    host: str = Field(
-        default="0.0.0.0",  # noqa: S104 -- Slack must reach HTTP mode; bind 127.0.0.1 behind a local proxy
-        description="Interface `steward serve` listens on in HTTP mode.",
-    )
-    port: int = Field(default=3000, ge=0, le=65535, description="Port of HTTP mode (`--port` overrides).")
-    slack_workers: int = Field(
-        default=4,
-        ge=1,
-        le=64,
-        description="Threads that answer after the acknowledgement (retrieval, rendering, posting).",
-    )
-    sticky_threads: bool = Field(
-        default=True,
-        description=(
-            "Answer follow-ups in a thread Steward has answered without a new mention. "
-            "`/steward sticky off` overrides it for one channel."
-        ),
-    )
-    answer_bots: Names = Field(
-        default=(),
-        description="Comma-separated bot ids (`B…`) whose messages Steward answers; other bots are ignored.",
-    )
-    link_hosts: Names = Field(
-        default=(),
-        description="Comma-separated hosts Steward may link to in Slack besides STEWARD_DOCS_BASE_URL's "
-        "(`grafana.example.com`, or `.example.com` for a domain and its subdomains); links to any other "
-        "host, in documents or in an LLM's answer, are shown as text.",
-    )
-    runbook_sources: NamesOrUnset = Field(
-        default=None,
-        description="Comma-separated sources (an ingested folder's name, e.g. `knowledge`, or its path) "
-        "whose documents approval cards may quote as an action's runbook. Unset: the one source, when only "
-        "one folder is ingested; with several, none until this names it.",
-    )
-    untrusted_sources: Names = Field(
-        default=(),
-        description="Comma-separated sources (names or folders) whose documents are answered from with a "
-        "warning, ranked below the others and never quoted as a runbook.",
-    )
-    experts_channel: str | None = Field(
-        default=None,
-        description=(
-            'Channel id (`C…`) where "Ask an expert" posts questions Steward could not answer. '
-            "Unset: the owners of the nearest documents get a direct message."
-        ),
-    )
-    guidance_inbox: Path = Field(
-        default=Path("knowledge/inbox"),
-        description='Folder of the knowledge base where "Save as guidance" writes draft documents.',
-    )
-    docs_base_url: str | None = Field(
-        default=None,
-        description=(
-            "Base URL for source links of documents without a `url` (e.g. a Git web view "
-            "`https://git.example.com/kb/blob/main/knowledge/`); the document's path is appended."
-        ),
-    )
-    channel_posts_per_second: float = Field(
-        default=1.0,
-        gt=0,
-        description="Pace of Steward's posts in one channel (Slack allows about one a second, with bursts).",
-    )
-    event_retention_seconds: int = Field(
-        default=3600,
-        ge=600,
-        description="How long delivered event ids are kept to drop Slack's retries and duplicates.",
-    )
+    """The app's signing secret; HTTP mode rejects requests whose signature does not match."""
+
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN"))
+    """App-level token (`xapp-…`, scope `connections:write`). Set: Socket Mode, no public URL."""
+
+    slack_api_url: str | None = Field(default=None, validation_alias=AliasChoices("SLACK_API_URL"))
+    """Base URL of the Slack Web API the bot calls (a proxy, or a local fake in tests)."""
+
+    host: str = "0.0.0.0"  # noqa: S104 -- Slack must reach HTTP mode; bind 127.0.0.1 behind a local proxy
+    """Interface `steward serve` listens on in HTTP mode."""
+
+    port: int = Field(default=3000, ge=0, le=65535)
+    """Port of HTTP mode (`--port` overrides)."""
+
+    slack_workers: int = Field(default=4, ge=1, le=64)
+    """Threads that answer after the acknowledgement (retrieval, rendering, posting)."""
+
+    sticky_threads: bool = True
+    """Answer follow-ups in a thread Steward has answered without a new mention. `/steward sticky off`
+    overrides it for one channel."""
+
+    answer_bots: Names = ()
+    """Comma-separated bot ids (`B…`) whose messages Steward answers; other bots are ignored."""
+
+    link_hosts: Names = ()
+    """Comma-separated hosts Steward may link to in Slack besides STEWARD_DOCS_BASE_URL's
+    (`grafana.example.com`, or `.example.com` for a domain and its subdomains); links to any other host, in
+    documents or in an LLM's answer, are shown as text."""
+
+    runbook_sources: NamesOrUnset = None
+    """Comma-separated sources (an ingested folder's name, e.g. `knowledge`, or its path) whose documents
+    approval cards may quote as an action's runbook. Unset: the one source, when only one folder is ingested;
+    with several, none until this names it."""
+
+    untrusted_sources: Names = ()
+    """Comma-separated sources (names or folders) whose documents are answered from with a warning, ranked
+    below the others and never quoted as a runbook."""
+
+    experts_channel: str | None = None
+    """Channel id (`C…`) where "Ask an expert" posts questions Steward could not answer. Unset: the owners of
+    the nearest documents get a direct message."""
+
+    guidance_inbox: Path = Path("knowledge/inbox")
+    """Folder of the knowledge base where "Save as guidance" writes draft documents."""
+
+    docs_base_url: str | None = None
+    """Base URL for source links of documents without a `url` (e.g. a Git web view
+    `https://git.example.com/kb/blob/main/knowledge/`); the document's path is appended."""
+
+    channel_posts_per_second: float = Field(default=1.0, gt=0)
+    """Pace of Steward's posts in one channel (Slack allows about one a second, with bursts)."""
+
+    event_retention_seconds: int = Field(default=3600, ge=600)
+    """How long delivered event ids are kept to drop Slack's retries and duplicates."""
 
     @field_validator("link_hosts")
     @classmethod
