@@ -34,6 +34,7 @@ from bot.slack.blocks import MAX_BUTTON_TEXT, answer_messages, button
 from bot.slack.digests import drift_messages, text_messages
 from bot.slack.home import KnowledgeState, home_view
 from bot.store.catalog import DocumentRecord
+from tests.request_views import request_view
 from tests.slack_payloads import (
     PayloadError,
     check_message,
@@ -279,17 +280,13 @@ def test_sources_with_long_and_hostile_titles_and_owners_fit_slack() -> None:
 
 
 def _request(params: dict[str, Any], status: str = PENDING) -> RequestView:
-    return RequestView(
+    """A retraining request needing two approvers, its reason full of `&<>`."""
+    return request_view(
         request_id="r-1",
-        action="retrain-model",
         params=params,
-        requester="UASKER",
-        channel="CGENERAL",
         thread_ts="1.000100",
         status=status,
-        rule="retrain-prod-one-approver",
         reason=ANGLES * 3,
-        policy_version="v1",
         required_count=2,
         required_groups=("ml-platform", "sre"),
         deadline=1_800_000_000.0,
