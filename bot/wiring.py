@@ -35,6 +35,7 @@ from ingest.pipeline import Ingestor
 if TYPE_CHECKING:  # Slack's modules load only in the commands that post (imported where they are used)
     from slack_sdk import WebClient
 
+    from bot.digests.publishing import DigestPublisher
     from bot.incidents.alertmanager import AlertReceiver
     from bot.slack.app import SlackApp
     from bot.slack.digests import DigestPoster
@@ -191,30 +192,37 @@ class Services:
         """Alert episodes from Alertmanager and their incident threads (records)."""
         return IncidentStore(self.records)
 
-    def digest_poster(self, poster: Poster | None = None) -> DigestPoster:
-        """The digests of `STEWARD_DIGESTS_FILE`, posted through `poster` (the Slack app's, when serving) or
-        a poster of their own paced by STEWARD_CHANNEL_POSTS_PER_SECOND (`steward digest run --post`)."""
+    @cached_property
+    def digest_publisher(self) -> DigestPublisher:
+        """The digests of `STEWARD_DIGESTS_FILE`: run, claimed once per scheduled fire, published to an
+        outlet (`steward serve` and `steward digest run --post` both publish through this one)."""
         from bot.digests.config import load_digests
         from bot.digests.drift_digest import knowledge_runbooks
+        from bot.digests.publishing import DigestPublisher
         from bot.incidents.digest import incident_runbooks
-        from bot.slack.digests import DigestPoster
-        from bot.slack.pacing import ChannelPacer
-        from bot.slack.posting import Poster
         from bot.store.digests import DigestRuns, DriftHistory
 
         settings = self.settings
-        if poster is None:
-            poster = Poster(ChannelPacer(settings.channel_posts_per_second))
-        return DigestPoster(
+        return DigestPublisher(
             config=lambda: load_digests(settings.digests_file),
             runs=DigestRuns(self.records),
-            poster=poster,
             history=DriftHistory(self.records),
             policy=self.policy,
             catalog=lambda: self.catalog,
             incident_runbooks=incident_runbooks(lambda: self.retriever, settings.runbook_min_similarity),
             find_runbook=knowledge_runbooks(lambda: self.retriever),
         )
+
+    def digest_poster(self, poster: Poster | None = None) -> DigestPoster:
+        """The digest publisher posting in Slack through `poster` (the Slack app's, when serving) or a
+        poster of its own paced by STEWARD_CHANNEL_POSTS_PER_SECOND (`steward digest run --post`)."""
+        from bot.slack.digests import DigestPoster
+        from bot.slack.pacing import ChannelPacer
+        from bot.slack.posting import Poster
+
+        if poster is None:
+            poster = Poster(ChannelPacer(self.settings.channel_posts_per_second))
+        return DigestPoster(self.digest_publisher, poster)
 
     @cached_property
     def slack_client(self) -> WebClient:

@@ -17,6 +17,7 @@ from bot.cli import main
 from bot.digests.cli import SOURCE_FAILED
 from bot.digests.config import load_digests
 from bot.digests.drift_digest import knowledge_runbooks, render_text, run_drift
+from bot.digests.publishing import DigestPublisher
 from bot.digests.reports import build_report
 from bot.incidents.digest import incident_runbooks
 from bot.incidents.records import IncidentStore
@@ -103,10 +104,10 @@ def test_a_scheduled_digest_whose_database_fails_is_posted_as_a_failure(tmp_path
     down = Catalog(_down_postgres())
     with FakeSlack() as slack:
         digests = DigestPoster(
-            config=lambda: load_digests(ROOT / "digests.yaml"),
-            runs=runs,
-            poster=Poster(ChannelPacer(50.0)),
-            catalog=lambda: down,
+            DigestPublisher(
+                config=lambda: load_digests(ROOT / "digests.yaml"), runs=runs, catalog=lambda: down
+            ),
+            Poster(ChannelPacer(50.0)),
         )
         client = WebClient(token="xoxb-test", base_url=slack.api_url)
         assert digests.fire(client, "governance", dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC))
@@ -118,10 +119,12 @@ def test_a_fire_that_cannot_be_claimed_is_logged_as_not_posted(caplog: pytest.Lo
     """Without the database no replica can claim the fire: none posts, and each logs why (no password)."""
     with FakeSlack() as slack:
         digests = DigestPoster(
-            config=lambda: load_digests(ROOT / "digests.yaml"),
-            runs=DigestRuns(create_engine(_down_postgres())),
-            poster=Poster(ChannelPacer(50.0)),
-            catalog=lambda: Catalog(_down_postgres()),
+            DigestPublisher(
+                config=lambda: load_digests(ROOT / "digests.yaml"),
+                runs=DigestRuns(create_engine(_down_postgres())),
+                catalog=lambda: Catalog(_down_postgres()),
+            ),
+            Poster(ChannelPacer(50.0)),
         )
         client = WebClient(token="xoxb-test", base_url=slack.api_url)
         with caplog.at_level("ERROR", logger="steward.digests"):

@@ -13,7 +13,9 @@ from slack_sdk import WebClient
 
 from bot.cli import main
 from bot.digests.config import load_digests
-from bot.slack.digests import DigestPoster, latest_fire, start_scheduler
+from bot.digests.publishing import DigestPublisher
+from bot.runtime.scheduling import latest_fire, start_scheduler
+from bot.slack.digests import DigestPoster
 from bot.slack.pacing import ChannelPacer
 from bot.slack.payloads import ACTION_DIGEST_REQUEST, BLOCK_PARAM_PREFIX, BLOCK_PICK_ACTION
 from bot.slack.posting import Poster
@@ -45,9 +47,8 @@ def slack() -> Iterator[FakeSlack]:
 
 def _poster(demo: Path, runs: DigestRuns) -> DigestPoster:
     return DigestPoster(
-        config=lambda: load_digests(demo / "digests.yaml"),
-        runs=runs,
-        poster=Poster(ChannelPacer(50.0)),
+        DigestPublisher(config=lambda: load_digests(demo / "digests.yaml"), runs=runs),
+        Poster(ChannelPacer(50.0)),
     )
 
 
@@ -68,7 +69,7 @@ def test_a_fire_posts_a_parent_message_and_one_reply_per_model(
     assert "new: crypto_exchange" in str(reply["blocks"]) and "2026-10-29 to 2026-11-04" in str(
         reply["blocks"]
     )
-    (run,) = digests.runs.runs("model-drift")
+    (run,) = digests.publisher.runs.runs("model-drift")
     assert (
         run["fire_time"] == "2026-11-05T07:00:00Z"
         and run["status"] == "posted"
@@ -114,11 +115,12 @@ def test_a_quiet_digest_is_one_line_or_nothing(
     skipping.write_text((demo / "digests.yaml").read_text().replace("when_quiet: say", "when_quiet: skip"))
     (tmp_path / ".steward-demo").symlink_to(demo / ".steward-demo")
     quiet = DigestPoster(
-        config=lambda: load_digests(skipping), runs=digests.runs, poster=Poster(ChannelPacer(50.0))
+        DigestPublisher(config=lambda: load_digests(skipping), runs=digests.publisher.runs),
+        Poster(ChannelPacer(50.0)),
     )
     quiet.fire(_client(slack), "model-drift", early + dt.timedelta(days=1))
     assert len(slack.messages("C0MLOPS")) == 1
-    assert [run["status"] for run in digests.runs.runs("model-drift")] == ["posted", "quiet"]
+    assert [run["status"] for run in digests.publisher.runs.runs("model-drift")] == ["posted", "quiet"]
 
 
 def test_a_failed_fire_is_recorded_not_retried_by_another_replica(
@@ -128,7 +130,7 @@ def test_a_failed_fire_is_recorded_not_retried_by_another_replica(
     slack.fail("chat.postMessage", status=200, error="channel_not_found")
     digests = _poster(demo, DigestRuns(state_db.migrated_engine()))
     assert digests.fire(_client(slack), "model-drift", FIRE)
-    (run,) = digests.runs.runs("model-drift")
+    (run,) = digests.publisher.runs.runs("model-drift")
     assert run["status"] == "failed" and "channel_not_found" in str(run["detail"])
     assert not _poster(demo, DigestRuns(state_db.migrated_engine())).fire(_client(slack), "model-drift", FIRE)
 
@@ -139,10 +141,12 @@ def test_the_next_digest_compares_each_column_with_the_last_one(
     """Results are stored after posting; the next day's thread says what each column scored before."""
     engine = state_db.migrated_engine()
     digests = DigestPoster(
-        config=lambda: load_digests(demo / "digests.yaml"),
-        runs=DigestRuns(engine),
-        poster=Poster(ChannelPacer(50.0)),
-        history=DriftHistory(engine),
+        DigestPublisher(
+            config=lambda: load_digests(demo / "digests.yaml"),
+            runs=DigestRuns(engine),
+            history=DriftHistory(engine),
+        ),
+        Poster(ChannelPacer(50.0)),
     )
     digests.fire(_client(slack), "model-drift", FIRE)
     digests.fire(_client(slack), "model-drift", FIRE + dt.timedelta(days=1))
@@ -156,10 +160,12 @@ def test_the_next_digest_compares_each_column_with_the_last_one(
 def test_retrain_opens_the_request_form_with_the_model_filled_in(demo: Path, bot: RunningBot) -> None:
     """The drifting model's thread offers Retrain… / Roll back…: a pre-filled form the person submits."""
     digests = DigestPoster(
-        config=lambda: load_digests(demo / "digests.yaml"),
-        runs=DigestRuns(bot.services.records),
-        poster=Poster(ChannelPacer(50.0)),
-        policy=bot.services.policy,
+        DigestPublisher(
+            config=lambda: load_digests(demo / "digests.yaml"),
+            runs=DigestRuns(bot.services.records),
+            policy=bot.services.policy,
+        ),
+        Poster(ChannelPacer(50.0)),
     )
     digests.fire(bot.app.bolt.client, "model-drift", FIRE)
     (parent,) = bot.slack.messages("C0MLOPS")
@@ -178,10 +184,12 @@ def test_retrain_opens_the_request_form_with_the_model_filled_in(demo: Path, bot
 def test_the_governance_digest_is_posted_to_its_channel(services: Services, slack: FakeSlack) -> None:
     """The starter governance digest (Mondays) posts its report; long ones continue in the thread."""
     digests = DigestPoster(
-        config=lambda: load_digests(ROOT / "digests.yaml"),
-        runs=DigestRuns(services.records),
-        poster=Poster(ChannelPacer(50.0)),
-        catalog=lambda: services.catalog,
+        DigestPublisher(
+            config=lambda: load_digests(ROOT / "digests.yaml"),
+            runs=DigestRuns(services.records),
+            catalog=lambda: services.catalog,
+        ),
+        Poster(ChannelPacer(50.0)),
     )
     assert digests.fire(_client(slack), "governance", dt.datetime(2026, 11, 23, 9, 0, tzinfo=BERLIN))
     (message,) = slack.messages("C0GOVERN")
@@ -201,7 +209,9 @@ def test_the_scheduler_has_one_job_per_digest_in_its_timezone(
 ) -> None:
     """APScheduler runs the starter digest at 08:00 Berlin time on weekdays; a broken file: nothing."""
     digests = _poster(demo, DigestRuns(StateDatabase(f"sqlite:///{tmp_path}/s.db").migrated_engine()))
-    scheduler = start_scheduler(digests, _client(slack), demo / "digests.yaml", 600)
+    scheduler = start_scheduler(
+        lambda name, when: digests.fire(_client(slack), name, when), demo / "digests.yaml", 600
+    )
     try:
         jobs = {job.id: job for job in scheduler.get_jobs()}
         assert set(jobs) == {"model-drift", "governance", "incidents"}
@@ -212,7 +222,12 @@ def test_the_scheduler_has_one_job_per_digest_in_its_timezone(
     finally:
         scheduler.shutdown(wait=False)
     (tmp_path / "broken.yaml").write_text("digests: [")
-    assert start_scheduler(digests, _client(slack), tmp_path / "broken.yaml", 600) is None
+    assert (
+        start_scheduler(
+            lambda name, when: digests.fire(_client(slack), name, when), tmp_path / "broken.yaml", 600
+        )
+        is None
+    )
 
 
 def test_steward_digest_run_post_posts_to_the_channel(

@@ -16,6 +16,7 @@ import pytest
 from bot.actions.approvals import ApprovalService
 from bot.actions.executors.dispatch import ExecutionResult
 from bot.digests.config import load_digests
+from bot.digests.publishing import DigestPublisher
 from bot.incidents.records import IncidentStore
 from bot.slack.action_cards import result_message
 from bot.slack.digests import DigestPoster
@@ -189,10 +190,12 @@ def _feedback(bot: RunningBot) -> None:
     _submit(bot, view, values)
     # the reason is stored; the governance digest quotes it (the week up to tomorrow holds today's vote)
     digests = DigestPoster(
-        config=lambda: load_digests(ROOT / "digests.yaml"),
-        runs=DigestRuns(bot.services.records),
-        poster=Poster(ChannelPacer(50.0)),
-        catalog=lambda: bot.services.catalog,
+        DigestPublisher(
+            config=lambda: load_digests(ROOT / "digests.yaml"),
+            runs=DigestRuns(bot.services.records),
+            catalog=lambda: bot.services.catalog,
+        ),
+        Poster(ChannelPacer(50.0)),
     )
     tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
     assert digests.post(bot.app.bolt.client, "governance", tomorrow)

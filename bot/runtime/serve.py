@@ -16,8 +16,8 @@ from bot.metrics import watch_action_requests
 from bot.runtime.health import Readiness
 from bot.runtime.housekeeping import start_housekeeping
 from bot.runtime.http import EVENTS_PATH, HttpServer
+from bot.runtime.scheduling import start_scheduler
 from bot.slack.app import SlackApp, SlackSetupError, credentials_message, missing_credentials
-from bot.slack.digests import start_scheduler
 from bot.store.action_requests import count_by_state
 from bot.wiring import Services
 
@@ -63,8 +63,11 @@ def start_digests(slack: SlackApp, services: Services) -> object | None:
     """The digest schedule of `STEWARD_DIGESTS_FILE` (none when the file is missing or broken: logged)."""
     settings = services.settings
     digests = services.digest_poster(slack.conversations.poster)
+    client = slack.bolt.client
     return start_scheduler(
-        digests, slack.bolt.client, settings.digests_file, settings.digest_misfire_grace_seconds
+        lambda name, when: digests.fire(client, name, when),
+        settings.digests_file,
+        settings.digest_misfire_grace_seconds,
     )
 
 
