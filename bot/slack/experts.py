@@ -11,9 +11,9 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -47,6 +47,7 @@ log = logging.getLogger("steward.slack")
 
 _USER_ID = re.compile(r"^<?@?([UW][A-Z0-9]{6,})(?:\|[^>]*)?>?$")
 _DIRECTORY_TTL = 3600.0
+Payload = TypeVar("Payload", bound=BaseModel)
 
 
 def offer_to_save(
@@ -87,10 +88,8 @@ class Expertise:
         """Helpful / not helpful: store the vote; "not helpful" also asks for an optional reason."""
         user = str(body["user"]["id"])
         channel = str((body.get("channel") or {}).get("id") or "")
-        try:
-            value = FeedbackValue.model_validate_json(str(action.get("value") or ""))
-        except ValidationError:
-            log.warning("feedback button with an unreadable value dropped user=%s", user)
+        value = _read(FeedbackValue, action.get("value"), "feedback button", user)
+        if value is None:
             return
         feedback_id = self.gaps.record_feedback(value.answer_id, user, value.helpful)
         if feedback_id is None:
@@ -114,15 +113,13 @@ class Expertise:
 
     def on_reason(self, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         """The optional reason of a "not helpful" vote."""
-        try:
-            metadata = FeedbackReasonMetadata.model_validate_json(str(view.get("private_metadata") or ""))
-        except ValidationError:
-            log.warning("feedback reason with unreadable metadata dropped")
+        user = str(body["user"]["id"])
+        metadata = _read(FeedbackReasonMetadata, view.get("private_metadata"), "feedback reason", user)
+        if metadata is None:
             return
         state = (view.get("state") or {}).get("values") or {}
         reason = str(((state.get(BLOCK_REASON) or {}).get(INPUT_REASON) or {}).get("value") or "").strip()
         if reason:
-            user = str(body["user"]["id"])
             self.gaps.give_reason(metadata.feedback_id, user, reason)  # stored masked
             kinds = mask_secrets(reason).kinds
             if kinds:
@@ -134,12 +131,10 @@ class Expertise:
         """Post the question to the experts channel (or the owners), once, and say so in the thread."""
         user = str(body["user"]["id"])
         channel = str((body.get("channel") or {}).get("id") or "")
-        try:
-            gap_id = ExpertValue.model_validate_json(str(action.get("value") or "")).gap_id
-        except ValidationError:
-            log.warning("ask-expert button with an unreadable value dropped user=%s", user)
+        value = _read(ExpertValue, action.get("value"), "ask-expert button", user)
+        if value is None:
             return
-        routing = self.gaps.route(gap_id, user, SlackExperts(client, self.poster, self.directory))
+        routing = self.gaps.route(value.gap_id, user, SlackExperts(client, self.poster, self.directory))
         gap = routing.gap
         if routing.outcome == MISSING or gap is None:
             self.poster.whisper(client, channel, user, "I have no record of that question any more.")
@@ -189,10 +184,8 @@ class Expertise:
     def on_save_button(self, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         """The "Save as guidance" button offered to whoever replied in a gap's thread."""
         user = str(body["user"]["id"])
-        try:
-            value = SaveGuidanceValue.model_validate_json(str(action.get("value") or ""))
-        except ValidationError:
-            log.warning("save-guidance button with an unreadable value dropped user=%s", user)
+        value = _read(SaveGuidanceValue, action.get("value"), "save-guidance button", user)
+        if value is None:
             return
         gap = self.gaps.gap(value.gap_id)
         if gap is None:
@@ -345,6 +338,15 @@ class SlackExperts:
             "Reply in the thread; the reply can then be saved with *Save as guidance* "
             "(button, or the message shortcut) as a draft for the knowledge base."
         )
+
+
+def _read(model: type[Payload], text: object, what: str, user: str) -> Payload | None:
+    """A button's value or a modal's metadata as its typed payload; None (logged) when unreadable."""
+    try:
+        return model.model_validate_json(str(text or ""))
+    except ValidationError:
+        log.warning("%s with an unreadable value dropped user=%s", what, user)
+        return None
 
 
 def _asked(routing: Routing) -> str:
