@@ -21,6 +21,7 @@ from bot.answers.service import AnswerService
 from bot.answers.sources import SourceTrust
 from bot.config import Settings, SettingsError
 from bot.incidents.records import IncidentStore
+from bot.incidents.service import IncidentService
 from bot.index.embedding import Embedder
 from bot.index.vectors import VectorIndex
 from bot.store.audit_anchor import AuditAnchor, AuditKey, AuditKeyError, key_from_file, register_anchor
@@ -175,7 +176,7 @@ class Services:
             policy=self.policy,
             proposer=self.proposer,
             client=self.slack_client,
-            incidents=self.incidents,
+            incidents=self.incident_service,
         )
 
     @cached_property
@@ -191,6 +192,11 @@ class Services:
     def incidents(self) -> IncidentStore:
         """Alert episodes from Alertmanager and their incident threads (records)."""
         return IncidentStore(self.records)
+
+    @cached_property
+    def incident_service(self) -> IncidentService:
+        """Incidents people declare, resolve and acknowledge (the `/steward incident` command)."""
+        return IncidentService(self.incidents, clock=self.clock)
 
     @cached_property
     def digest_publisher(self) -> DigestPublisher:

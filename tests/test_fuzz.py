@@ -37,6 +37,7 @@ from bot.actions.policy.engine import (
 from bot.actions.policy.rules import value_problem
 from bot.incidents.alertmanager import AlertReceiver, read_notification
 from bot.incidents.records import IncidentStore, alert_events, incidents
+from bot.incidents.service import IncidentService
 from bot.slack.incidents import IncidentFlows
 from bot.slack.pacing import ChannelPacer
 from bot.slack.payloads import (
@@ -250,7 +251,7 @@ INCIDENT_TEXT = st.one_of(
 def test_incident_command_answers_every_text(incident_store: IncidentStore, text: str) -> None:
     """Any `/steward incident …` text gets one answer: the declaration, or a reply saying what to fix."""
     poster, respond = _Poster(), _Respond()
-    flows = IncidentFlows(incident_store, poster, clock=lambda: 1_790_000_000.0)
+    flows = IncidentFlows(IncidentService(incident_store, clock=lambda: 1_790_000_000.0), poster)
     flows.on_command(text, {"user_id": "U0PERSON1", "channel_id": "C0INCIDENT"}, WebClient(), respond)
     answers = [*poster.said, *respond.texts]
     assert len(answers) == 1 and answers[0].strip()

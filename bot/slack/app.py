@@ -30,6 +30,7 @@ from bot.answers.questions import QuestionService
 from bot.answers.service import AnswerService
 from bot.config import Settings, SettingsError
 from bot.incidents.records import IncidentStore
+from bot.incidents.service import IncidentService
 from bot.logs import ContextExecutor, correlate
 from bot.metrics import CountingRetryHandler, count_api_error
 from bot.slack.action_flows import ActionFlows
@@ -155,7 +156,7 @@ def build_app(
     policy: Callable[[], PolicyGate] | None = None,
     proposer: Proposer | None = None,
     client: WebClient | None = None,
-    incidents: IncidentStore | None = None,
+    incidents: IncidentService | None = None,
 ) -> SlackApp:
     """The Bolt app with Steward's listeners; checks the bot token with Slack (auth.test).
 
@@ -223,7 +224,7 @@ def build_app(
         deliveries=deliveries,
         poster=poster,
         actions=actions,
-        incidents=IncidentFlows(incidents or IncidentStore(store.engine), poster),
+        incidents=IncidentFlows(incidents or IncidentService(IncidentStore(store.engine)), poster),
     )
     expertise = Expertise(gaps, poster)
     bolt.middleware(correlate)

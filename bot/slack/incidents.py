@@ -1,7 +1,7 @@
 """Incidents declared in Slack: `/steward incident open "title" sev=2 service=...` and `resolve N`.
 
-The declaration is posted in the channel and its thread is the timeline; the first reply there by
-someone other than the declarer acknowledges the incident (the digest's time to acknowledge).
+The command is parsed here and rendered here; bot/incidents/service.py declares, resolves and
+acknowledges. The declaration is posted in the channel and its thread is the timeline.
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ import html
 import logging
 import re
 import shlex
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.incidents.records import IncidentStore
-from bot.redaction import mask_secrets, masked_notice
+from bot.incidents.service import MAX_SERVICE, SEVERITIES, IncidentService
+from bot.redaction import masked_notice
 from bot.slack.mrkdwn import escape
 from bot.slack.posting import Poster
 
@@ -29,17 +28,14 @@ USAGE = (
     '`/steward incident open "title" sev=1..5 [service=NAME]` to declare one, '
     "`/steward incident resolve NUMBER` when it is over."
 )
-SEVERITIES = ("1", "2", "3", "4", "5")
-MAX_SERVICE = 128  # the incidents table's service column
 
 
 class IncidentFlows:
     """The `/steward incident` command and acknowledgements in incident threads."""
 
-    def __init__(self, store: IncidentStore, poster: Poster, clock: Callable[[], float] = time.time) -> None:
-        self.store = store
+    def __init__(self, incidents: IncidentService, poster: Poster) -> None:
+        self.incidents = incidents
         self.poster = poster
-        self.clock = clock
 
     def on_command(self, text: str, command: Mapping[str, Any], client: WebClient, respond: Respond) -> None:
         """`open …` posts the incident in the channel; `resolve N` closes it in its thread."""
@@ -73,11 +69,10 @@ class IncidentFlows:
         if problems:
             respond(text=f"Not declared: {'; '.join(problems)}. {USAGE}", response_type="ephemeral")
             return
-        masked = mask_secrets(title)  # posted for the channel to see, stored
-        title, service = masked.text, mask_secrets(fields.get("service") or "").text or None
-        if masked.kinds:
-            respond(text=masked_notice(masked.kinds, "the incident's title"), response_type="ephemeral")
-        number = self.store.declare(title, fields["sev"], service, user, channel, self.clock())
+        declared = self.incidents.declare(title, fields["sev"], fields.get("service"), user, channel)
+        if declared.masked:
+            respond(text=masked_notice(declared.masked, "the incident's title"), response_type="ephemeral")
+        number, title, service = declared.number, declared.title, declared.service
         where = f", service {escape(service)}" if service else ""
         text = (
             f":rotating_light: *Incident #{number}* (sev {fields['sev']}{where}): {escape(title)}, "
@@ -93,7 +88,7 @@ class IncidentFlows:
                 response_type="ephemeral",
             )
             return
-        self.store.set_thread(number, ts)
+        self.incidents.posted(number, ts)
         log.info("incident declared number=%s channel=%s", number, channel)
 
     def _resolve(self, rest: str, user: str, client: WebClient, respond: Respond) -> None:
@@ -101,23 +96,18 @@ class IncidentFlows:
         if not re.fullmatch(r"[0-9]{1,18}", number):  # str.isdigit() takes "²", and the database takes int64
             respond(text=f"Which incident? {USAGE}", response_type="ephemeral")
             return
-        incident = self.store.resolve(int(number), self.clock())
-        if incident is None:
+        resolved = self.incidents.resolve(int(number))
+        if resolved is None:
             respond(text=f"There is no open incident #{number}.", response_type="ephemeral")
             return
-        minutes = ((incident.resolved_at or incident.started_at) - incident.started_at) / 60
-        channel, thread_ts = self.store.thread_of(incident.incident_id)
-        if channel and thread_ts:
-            self.poster.say(
-                client,
-                channel,
-                f":white_check_mark: Incident #{number} resolved by <@{user}> after {minutes:.0f} min.",
-                thread_ts=thread_ts,
-            )
+        if resolved.channel and resolved.thread:
+            after = f"after {resolved.minutes:.0f} min"
+            text = f":white_check_mark: Incident #{number} resolved by <@{user}> {after}."
+            self.poster.say(client, resolved.channel, text, thread_ts=resolved.thread)
         else:
             respond(text=f"Incident #{number} is resolved.", response_type="ephemeral")
 
     def on_reply(self, channel: str, thread_ts: str, user: str) -> None:
         """A reply in a thread: the first one by someone other than the declarer acknowledges it."""
-        if self.store.acknowledge_in_thread(channel, thread_ts, user, self.clock()):
+        if self.incidents.replied(channel, thread_ts, user):
             log.info("incident acknowledged channel=%s thread=%s", channel, thread_ts)
