@@ -1,4 +1,5 @@
-"""Shared fixtures: the real embedding model (loaded once), small knowledge trees, isolated settings."""
+"""Shared fixtures: the embedding models (the fake in the unit tier, the real one loaded once where a test
+needs its semantics), small knowledge trees, isolated settings."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.databases import StateDatabase, fresh_postgres_database, state_databa
 from tests.fakes.webhook import WebhookReceiver
 from tests.slackbot import RunningBot, running_bot
 from tests.support.clock import TUESDAY_NOON, RunningClock
+from tests.support.embedding import FakeEmbedder
 from tests.support.slack import FakeSlack, payload_violations
 from tests.support.tiers import mark_tiers
 
@@ -38,10 +40,36 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    """The packaged all-MiniLM-L6-v2, loaded once for the whole run."""
+    """The packaged all-MiniLM-L6-v2, loaded once for the whole run: for tests that need its semantics
+    (ranking, abstention, the starter questions), which the tiers keep out of the unit tier."""
     model = Embedder()
     model.embed(["warm up"])
     return model
+
+
+@pytest.fixture(scope="session")
+def fake_embedder() -> FakeEmbedder:
+    """The hashed-words stand-in (tests/support/embedding.py): vectors without torch or a model load."""
+    return FakeEmbedder()
+
+
+@pytest.fixture(autouse=True)
+def _fake_model_in_the_unit_tier(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the unit tier, Services a test builds itself (the CLI's, a restarted process's) build the fake
+    model too, so an index is written and read by the same model."""
+    if request.node.get_closest_marker("unit") is not None:
+        monkeypatch.setattr("bot.wiring.Embedder", FakeEmbedder)
+
+
+@pytest.fixture
+def services_embedder(request: pytest.FixtureRequest) -> Embedder:
+    """The model `make_services` gives Services: the fake in the unit tier, the real one in the other
+    tiers (they run Steward as it is deployed) and for a test marked `real_model`."""
+    if request.node.get_closest_marker("unit") is not None:
+        fake: Embedder = request.getfixturevalue("fake_embedder")
+        return fake
+    real: Embedder = request.getfixturevalue("embedder")
+    return real
 
 
 def write_tree(root: Path, files: dict[str, str]) -> Path:
@@ -127,8 +155,8 @@ def small_kb(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_services(tmp_path: Path, embedder: Embedder) -> Iterator[Callable[..., Services]]:
-    """Build Services on a private data dir, sharing the session's loaded model."""
+def make_services(tmp_path: Path, services_embedder: Embedder) -> Iterator[Callable[..., Services]]:
+    """Build Services on a private data dir, sharing one embedder (`services_embedder` says which)."""
     built: list[Services] = []
 
     def build(
@@ -139,7 +167,7 @@ def make_services(tmp_path: Path, embedder: Embedder) -> Iterator[Callable[..., 
         # The policy reads a Tuesday noon that runs on, never the machine's weekday (the weekend freeze).
         settings = Settings(**values)  # type: ignore[arg-type]
         services = Services(settings, chat_model=chat_model, clock=clock or RunningClock(TUESDAY_NOON))
-        services.override("embedder", embedder)
+        services.override("embedder", services_embedder)
         services.answers.today = lambda: TODAY
         built.append(services)
         return services

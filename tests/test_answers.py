@@ -33,6 +33,7 @@ def test_answer_cites_the_document_that_holds_it(services: Services) -> None:
     assert "alias" in answer.answer or "approvers" in answer.answer
 
 
+@pytest.mark.real_model  # the successor outranks the superseded decision by meaning
 def test_superseded_document_ranks_below_its_successor_with_a_warning(services: Services) -> None:
     """Both drift decisions match; the current one comes first and the old one is flagged."""
     answer = services.answers.ask("What PSI value means a feature has drifted?")

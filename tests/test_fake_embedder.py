@@ -67,3 +67,14 @@ def test_a_related_passage_is_closer_than_an_unrelated_one(
 def test_the_fake_never_passes_for_the_real_model(embedder: Embedder) -> None:
     """An index built with the fake names another model, so the real one refuses to read it."""
     assert FakeEmbedder().identity != embedder.identity
+
+
+@pytest.mark.parametrize("kind", ["real", "fake"])
+def test_the_model_counts_as_loaded_once_it_first_embeds(kind: str, embedder: Embedder) -> None:
+    """`loaded` turns true at the first text embedded, not before (an unchanged ingest never loads it)."""
+    model = Embedder() if kind == "real" else FakeEmbedder()
+    model.count_word_pieces(["word pieces need no model"])
+    model.embed([])
+    assert not model.loaded
+    model.embed(["now it is needed"])
+    assert model.loaded

@@ -30,9 +30,10 @@ class FakeEmbedder(Embedder):
     """Normalised 384-dimension vectors from hashed word stems; counts word pieces like the real one."""
 
     @property
-    def identity(self) -> str:  # type: ignore[override]
-        """Never the real model's identity, so an index built with the fake is never read with the real."""
-        return f"fake-hashed-words/{DIMENSIONS}"
+    def identity(self) -> str:
+        """Never the real model's identity, so an index built with the fake is never read with the real;
+        like the real one's, it names the embedded length (a change of it asks for a rebuild)."""
+        return f"fake-hashed-words/{DIMENSIONS}/max{self.max_word_pieces}"
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """One unit vector per text: the signed counts of its word stems, hashed into 384 dimensions."""
@@ -44,5 +45,6 @@ class FakeEmbedder(Embedder):
                 out[row, column] += sign
             out[row] /= np.linalg.norm(out[row])
         if texts:
+            self._model = self  # "loaded" when vectors are first needed, as the real model is
             self.embedded_word_pieces += sum(self.count_word_pieces(texts))
         return out

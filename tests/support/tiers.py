@@ -4,14 +4,16 @@ Each test gets exactly one tier from what it uses, so a new test is placed witho
 - deploy: builds or runs the container image or the compose stack;
 - slack: drives Steward's Slack app (a fixture or the test itself starts `running_bot` or builds the app);
 - integration: real servers, subprocesses or PostgreSQL (a `postgresql` parameter, the `slow` marker,
-  or its code or fixtures start a process, a Chroma server or replicas);
-- unit: everything else (in-process, SQLite, loopback fakes).
+  or its code or fixtures start a process, a Chroma server or replicas), or the real embedding model
+  (the `embedder` fixture, or the `real_model` marker on a test whose services need its semantics);
+- unit: everything else (in-process, SQLite, loopback fakes, the fake embedder).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,26 @@ def _source(function: Any) -> str:
         return ""
 
 
+CALL = re.compile(r"\b([A-Za-z_]\w*)\(")
+
+
+def _with_helpers(functions: list[Any], module: Any) -> list[Any]:
+    """The functions and, transitively, the helpers of their test module that they call (a test that
+    runs `steward` through `_run_cli(...)` starts a process as surely as one that calls Popen itself)."""
+    found: list[Any] = []
+    pending = list(functions)
+    while pending:
+        function = pending.pop()
+        if function in found:
+            continue
+        found.append(function)
+        for name in CALL.findall(_source(function)):
+            helper = getattr(module, name, None)
+            if inspect.isfunction(helper) and helper.__module__ == getattr(module, "__name__", None):
+                pending.append(helper)
+    return found
+
+
 def tier(item: pytest.Item) -> str:
     """The one tier of a collected test."""
     if item.path.name in DEPLOY_MODULES:
@@ -43,7 +65,8 @@ def tier(item: pytest.Item) -> str:
     fixtures = getattr(item, "_fixtureinfo", None)
     if fixtures is not None:
         functions += [definition.func for defs in fixtures.name2fixturedefs.values() for definition in defs]
-    sources = [_source(function) for function in functions if function is not None]
+    functions = _with_helpers([f for f in functions if f is not None], getattr(item, "module", None))
+    sources = [_source(function) for function in functions]
     if any(word in source for source in sources for word in SLACK_WORDS):
         return "slack"
     callspec = getattr(item, "callspec", None)
@@ -51,6 +74,8 @@ def tier(item: pytest.Item) -> str:
     if (
         "postgresql" in parameters
         or item.get_closest_marker("slow") is not None
+        or item.get_closest_marker("real_model") is not None
+        or "embedder" in getattr(item, "fixturenames", ())
         or any(word in source for source in sources for word in INTEGRATION_WORDS)
     ):
         return "integration"
