@@ -38,18 +38,21 @@ class OutletRefused(Unavailable):
         self.code = code
 
 
+@dataclass(frozen=True)
+class DriftPost:
+    """A drift digest to publish: its models' results as of `today`."""
+
+    name: str
+    today: dt.date
+    results: list[MonitorResult]
+    when_quiet: str  # "say": a quiet digest is one line (the publisher never posts one set to "skip")
+    policy: Policy | None  # offers Retrain… / Roll back… for drifting models when it has them
+
+
 class DigestOutlet(Protocol):
     """Where digests are published: posts and uploads in a channel (raises OutletRefused when refused)."""
 
-    def post_drift(
-        self,
-        channel: str,
-        name: str,
-        results: list[MonitorResult],
-        today: dt.date,
-        when_quiet: str,
-        policy: Policy | None,
-    ) -> str:
+    def post_drift(self, channel: str, post: DriftPost) -> str:
         """Post a drift digest (a headline message, one thread reply per model); the headline's id."""
         ...
 
@@ -91,7 +94,7 @@ class DigestPublisher:
         policy = self._policy()
         ts = None
         if not (is_quiet(results) and digest.when_quiet == "skip"):
-            ts = out.post_drift(digest.channel, name, results, today, digest.when_quiet, policy)
+            ts = out.post_drift(digest.channel, DriftPost(name, today, results, digest.when_quiet, policy))
             for result in results:
                 if result.chart is not None:
                     out.upload_chart(digest.channel, ts, result.model, result.chart, result.chart_title)

@@ -12,8 +12,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.actions.policy.engine import Policy
-from bot.digests.drift_digest import MonitorResult, details, headline, is_quiet, quiet_line
-from bot.digests.publishing import DigestPublisher, OutletRefused
+from bot.digests.drift_digest import details, headline, is_quiet, quiet_line
+from bot.digests.publishing import DigestPublisher, DriftPost, OutletRefused
 from bot.slack.app import SlackSetupError
 from bot.slack.blocks import MAX_SECTION_TEXT, RenderedMessage, button, split_mrkdwn
 from bot.slack.mrkdwn import escape
@@ -106,19 +106,11 @@ class SlackOutlet:
         self.client = client
         self.poster = poster
 
-    def post_drift(
-        self,
-        channel: str,
-        name: str,
-        results: list[MonitorResult],
-        today: dt.date,
-        when_quiet: str,
-        policy: Policy | None,
-    ) -> str:
+    def post_drift(self, channel: str, post: DriftPost) -> str:
         """The headline message, one thread reply per model; the headline's ts."""
-        parent, replies = drift_messages(name, results, today, when_quiet, policy)
+        parent, replies = drift_messages(post.name, post.results, post.today, post.when_quiet, post.policy)
         if parent is None:  # the publisher does not publish a quiet digest set to skip
-            raise ValueError(f"digest {name!r} is quiet and set to skip: there is nothing to post")
+            raise ValueError(f"digest {post.name!r} is quiet and set to skip: there is nothing to post")
         return self._post(channel, parent, replies)
 
     def post_text(self, channel: str, text: str) -> str:

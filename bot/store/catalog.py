@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,23 +142,27 @@ class CatalogSnapshot:
     chunks: list[ChunkRecord] = field(default_factory=list)
 
 
+# The document columns a DocumentRecord holds (all but `ingested_at`); these two are JSON lists.
+_DOCUMENT_COLUMNS = tuple(column.name for column in kb_documents.columns if column.name != "ingested_at")
+_LIST_COLUMNS = ("tags", "services")
+
+
 def _document_from_row(row: Any) -> DocumentRecord:
-    return DocumentRecord(
-        doc_id=row.doc_id,
-        root=row.root,
-        path=row.path,
-        content_hash=row.content_hash,
-        title=row.title,
-        kind=row.kind,
-        status=row.status,
-        owner=row.owner,
-        tags=tuple(json.loads(row.tags or "[]")),
-        services=tuple(json.loads(row.services or "[]")),
-        last_reviewed=row.last_reviewed,
-        review_by=row.review_by,
-        superseded_by=row.superseded_by,
-        url=row.url,
-    )
+    values = {name: row._mapping[name] for name in _DOCUMENT_COLUMNS}
+    values.update({name: tuple(json.loads(values[name] or "[]")) for name in _LIST_COLUMNS})
+    return DocumentRecord(**values)
+
+
+def _document_row(document: DocumentRecord, ingested_at: float) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(document, name) for name in _DOCUMENT_COLUMNS}
+    values.update({name: json.dumps(list(values[name])) for name in _LIST_COLUMNS})
+    return {**values, "ingested_at": ingested_at}
+
+
+def _delete_documents(connection: Connection, doc_ids: Sequence[str]) -> None:
+    """Delete documents with their chunks and unit vectors (in the caller's transaction)."""
+    for table in (kb_unit_vectors, kb_chunks, kb_documents):
+        connection.execute(sa.delete(table).where(table.c.doc_id.in_(doc_ids)))
 
 
 def _named(documents: list[DocumentRecord]) -> list[DocumentRecord]:
@@ -346,45 +350,9 @@ class Catalog:
         now = time.time()
         doc_of = {c.chunk_id: c.doc_id for _, chunks in items for c in chunks}
         with self._connect() as connection:
-            doc_ids = [document.doc_id for document, _ in items]
-            connection.execute(sa.delete(kb_unit_vectors).where(kb_unit_vectors.c.doc_id.in_(doc_ids)))
-            connection.execute(sa.delete(kb_chunks).where(kb_chunks.c.doc_id.in_(doc_ids)))
-            connection.execute(sa.delete(kb_documents).where(kb_documents.c.doc_id.in_(doc_ids)))
-            connection.execute(
-                sa.insert(kb_documents),
-                [
-                    {
-                        "doc_id": d.doc_id,
-                        "root": d.root,
-                        "path": d.path,
-                        "content_hash": d.content_hash,
-                        "title": d.title,
-                        "kind": d.kind,
-                        "status": d.status,
-                        "owner": d.owner,
-                        "tags": json.dumps(list(d.tags)),
-                        "services": json.dumps(list(d.services)),
-                        "last_reviewed": d.last_reviewed,
-                        "review_by": d.review_by,
-                        "superseded_by": d.superseded_by,
-                        "url": d.url,
-                        "ingested_at": now,
-                    }
-                    for d, _ in items
-                ],
-            )
-            rows = [
-                {
-                    "chunk_id": c.chunk_id,
-                    "doc_id": c.doc_id,
-                    "ord": c.ord,
-                    "section": c.section,
-                    "text": c.text,
-                    "terms": c.terms,
-                }
-                for _, chunks in items
-                for c in chunks
-            ]
+            _delete_documents(connection, [document.doc_id for document, _ in items])
+            connection.execute(sa.insert(kb_documents), [_document_row(d, now) for d, _ in items])
+            rows = [asdict(c) for _, chunks in items for c in chunks]
             if rows:
                 connection.execute(sa.insert(kb_chunks), rows)
             unit_rows = [
@@ -407,10 +375,7 @@ class Catalog:
             return
         with self._connect() as connection:
             for start in range(0, len(doc_ids), 500):
-                part = list(doc_ids[start : start + 500])
-                connection.execute(sa.delete(kb_unit_vectors).where(kb_unit_vectors.c.doc_id.in_(part)))
-                connection.execute(sa.delete(kb_chunks).where(kb_chunks.c.doc_id.in_(part)))
-                connection.execute(sa.delete(kb_documents).where(kb_documents.c.doc_id.in_(part)))
+                _delete_documents(connection, list(doc_ids[start : start + 500]))
             self._bump_generation(connection)
 
     def unit_vectors(self, chunk_ids: Sequence[str], dimensions: int) -> dict[str, NDArray[np.float32]]:
