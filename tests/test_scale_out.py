@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -30,6 +31,9 @@ import sqlalchemy as sa
 from bot.actions.approvals import ApprovalService
 from bot.actions.models import ActionRequest, Actor
 from bot.actions.policy.gate import PolicyFolder
+from bot.store.action_requests import APPROVED, PENDING, RUNNING, action_requests
+from bot.store.conversations import slack_events
+from bot.store.events import steward_replicas
 from bot.wiring import Services
 from tests.audit_support import shared_key
 from tests.conftest import write_tree
@@ -39,6 +43,7 @@ from tests.support.clock import starter_policies
 from tests.support.replicas import Replica, approve_click, replica_env, send, start_replicas
 from tests.support.slack import FakeSlack, event_body
 
+T = TypeVar("T")
 FORM = "application/x-www-form-urlencoded"
 REQUESTER = "U0000SRE01"
 APPROVERS = ["U0000MLP01", "U0000MLP02", "U0000MLP03"]
@@ -103,6 +108,71 @@ def _deliver(replicas: list[Replica], body: bytes, content_type: str, rng: rando
     raise AssertionError("no replica answered")
 
 
+def _wait_for(condition: Callable[[], T | None], deadline: float, what: str) -> T:
+    """The condition's first value that is not None, polled until the monotonic `deadline`."""
+    while (value := condition()) is None:
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+    return value
+
+
+def _open_events(engine: sa.Engine) -> int:
+    """Events claimed and not yet finished: an answer (or a take-over) may still come from them."""
+    with engine.connect() as connection:
+        query = sa.select(sa.func.count()).select_from(slack_events).where(slack_events.c.done_at.is_(None))
+        return int(connection.execute(query).scalar_one())
+
+
+def _answered(slack: FakeSlack, channel: str, threads: list[str]) -> bool:
+    return all(slack.messages(channel, ts)[1:] for ts in threads)
+
+
+def _settled(engine: sa.Engine, slack: FakeSlack, threads: list[str]) -> frozenset[str] | None:
+    """Once every question is answered, no event is open and no request waits for approvals or a run:
+    the requests still `running` (the killed replica's, or runs a live replica has not finished)."""
+    if _open_events(engine) or not _answered(slack, "CGENERAL", threads):
+        return None
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(action_requests.c.request_id, action_requests.c.status).where(
+                action_requests.c.status.in_((PENDING, APPROVED, RUNNING))
+            )
+        ).all()
+    if any(status != RUNNING for _request, status in rows):
+        return None
+    return frozenset(str(request) for request, _status in rows)
+
+
+def _whole_housekeeping_round(engine: sa.Engine, deadline: float) -> None:
+    """Return once every live replica has begun two housekeeping rounds since the call, so that one whole
+    round ran after it: the take-overs, recovered runs, released holds and stranded runs that could
+    answer or execute a second time (each round begins with the replica's heartbeat)."""
+
+    def heartbeats() -> dict[str, float]:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.select(steward_replicas.c.replica, steward_replicas.c.seen_at))
+            return {str(name): float(seen) for name, seen in rows}
+
+    live = {name: seen for name, seen in heartbeats().items() if seen > time.time() - 3}
+    assert len(live) == 3, live
+    rounds = dict.fromkeys(live, 0)
+
+    def counted() -> bool | None:
+        for name, seen in heartbeats().items():
+            if name in live and seen != live[name]:
+                live[name], rounds[name] = seen, rounds[name] + 1
+        return True if min(rounds.values()) >= 2 else None
+
+    _wait_for(counted, deadline, "a whole housekeeping round of every replica")
+
+
+def _fire_seen_by_every_replica(replicas: list[Replica], fire: str) -> bool | None:
+    """Each replica logged its outcome of the governance fire (posted, quiet, failed or lost to another)."""
+    mark = f"digest=governance fire={fire}"
+    seen = sum(1 for replica in replicas for line in replica.log.read_text().splitlines() if mark in line)
+    return True if seen >= len(replicas) else None
+
+
 NEW_RUNBOOKS = {
     f"runbooks/service-{n:02d}.md": f"---\ntitle: Restarting the service-{n:02d} workers\n---\n"
     f"# Restarting the service-{n:02d} workers\n\nDrain the queue of service-{n:02d}, then restart its "
@@ -117,7 +187,7 @@ def _failed(post: dict[str, object]) -> bool:
 
 
 def _ask_during_ingest(
-    replicas: list[Replica], slack: FakeSlack, kb: Path, rng: random.Random
+    replicas: list[Replica], slack: FakeSlack, engine: sa.Engine, kb: Path, rng: random.Random
 ) -> dict[str, list[dict[str, object]]]:
     """Questions sent every 0.3 s while `steward ingest` adds 40 runbooks; each thread's answers."""
     write_tree(kb, NEW_RUNBOOKS)
@@ -146,10 +216,13 @@ def _ask_during_ingest(
     event = {"type": "app_mention", "channel": "CINGEST", "user": "UASKER", "ts": ts, "text": text}
     assert _deliver(replicas, event_body(event, "EvIngestAfter"), "application/json", rng) == 200
     asked.append(ts)
-    deadline = time.monotonic() + 60
-    while not all(slack.messages("CINGEST", ts)[1:] for ts in asked) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(2)  # a second answer would arrive now
+    # Every question answered and every claimed event finished: each delivery was claimed or dropped
+    # as a duplicate before it was acknowledged, so no second answer can come.
+    _wait_for(
+        lambda: True if _answered(slack, "CINGEST", asked) and not _open_events(engine) else None,
+        time.monotonic() + 60,
+        "the answers during the ingest",
+    )
     return {
         ts: [m for m in slack.messages("CINGEST", ts) if m.get("user") == slack.bot_user_id] for ts in asked
     }
@@ -220,26 +293,26 @@ def test_replicas_answer_once_execute_once_and_post_each_digest_once(
         replicas[0].start()
         list(pool.map(lambda c: click(*c), clicks[2 * third :]))
 
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        with engine.connect() as connection:
-            unfinished = connection.execute(
-                sa.text("SELECT count(*) FROM action_requests WHERE status IN ('pending', 'approved')")
-            ).scalar_one()
-        if not unfinished and all(slack.messages("CGENERAL", ts)[1:] for ts in threads):
+    # Settled (every question answered, no event open, no request waiting), and still so after a whole
+    # housekeeping round of every replica: a duplicate execution or a second answer would have come.
+    deadline = time.monotonic() + 120
+    while True:
+        running = _wait_for(lambda: _settled(engine, slack, threads), deadline, "the storm to settle")
+        _whole_housekeeping_round(engine, deadline)
+        if _settled(engine, slack, threads) == running:
             break
-        time.sleep(0.5)
-    time.sleep(3)  # a duplicate execution or a second answer would arrive now
 
-    # 3. Digests: wait for the next minute's fire after the restart, so every replica had its chance.
+    # 3. Digests: the next minute's fire after the restart, once every replica has had its chance at it.
     restart = dt.datetime.now(dt.UTC)
-    while dt.datetime.now(dt.UTC) < restart.replace(second=0, microsecond=0) + dt.timedelta(
-        minutes=1, seconds=8
-    ):
-        time.sleep(1)
+    fire = restart.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    _wait_for(
+        lambda: _fire_seen_by_every_replica(replicas, fire.strftime("%Y-%m-%dT%H:%M:%SZ")),
+        time.monotonic() + 150,
+        "every replica's outcome of the fire after the restart",
+    )
 
     # 4. `steward ingest` into the Chroma server while the replicas answer questions.
-    during = _ask_during_ingest(replicas, slack, small_kb, rng)
+    during = _ask_during_ingest(replicas, slack, engine, small_kb, rng)
 
     with engine.connect() as connection:
         grouped = connection.execute(sa.text("SELECT status, count(*) FROM action_requests GROUP BY status"))
