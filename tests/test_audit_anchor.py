@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sqlite3
@@ -17,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from slack_sdk import WebClient
 
+from bot.actions.checkpoints import sign_due
 from bot.actions.models import ActionRequest, Actor
 from bot.cli import main
 from bot.config import Settings, SettingsError, load_settings
@@ -251,12 +253,13 @@ def test_the_checkpoint_round_posts_to_the_audit_channel(tmp_path: Path) -> None
     with FakeSlack() as slack:
         client = WebClient(token="xoxb-test", base_url=slack.api_url)
         clock.now += services.settings.audit_checkpoint_seconds
-        checkpoint = checkpoint_round(services.records, client, services.settings.audit_channel)
+        sign = functools.partial(sign_due, services.records)
+        checkpoint = checkpoint_round(sign, client, services.settings.audit_channel)
         assert checkpoint is not None
-        assert checkpoint_round(services.records, client, "CAUDIT") is None  # not due again yet
+        assert checkpoint_round(sign, client, "CAUDIT") is None  # not due again yet
         (post,) = slack.messages("CAUDIT")
     lines = (tmp_path / "data" / "audit-checkpoints.jsonl").read_text().splitlines()
-    assert f"```{lines[-1]}```" in post["text"] and checkpoint.describe() in post["text"]
+    assert f"```{lines[-1]}```" in post["text"] and checkpoint.description in post["text"]
     services.close()
 
 

@@ -13,11 +13,12 @@ from bot.actions.approvals import ApprovalService
 from bot.actions.models import ActionRequest, Actor
 from bot.actions.policy.gate import PolicyFolder
 from bot.digests.governance import gather, render_text
+from bot.store.action_requests import ActionRequestStore
 from bot.store.catalog import DocumentRecord
 from bot.store.conversations import ConversationStore
-from bot.store.engine import create_engine
 from tests.conftest import ROOT
 from tests.support.clock import TUESDAY_NOON, RunningClock
+from tests.support.records import migrated_engine
 
 NOW = TUESDAY_NOON  # the period's end; the services below read a clock that starts here
 SINCE = dt.datetime.fromtimestamp(NOW - 7 * 86400, dt.UTC)
@@ -33,8 +34,8 @@ FRESH = DocumentRecord("d3", "kb", "runbooks/rollback.md", "h", "Rollback", revi
 
 @pytest.fixture
 def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A state database with Steward's tables."""
-    built = create_engine(f"sqlite:///{tmp_path}/state.db")
+    """A state database with Steward's tables (migrated, as start-up does)."""
+    built = migrated_engine(tmp_path / "state.db")
     yield built
     built.dispose()
 
@@ -73,7 +74,7 @@ def test_the_report_gathers_the_period(engine, tmp_path: Path) -> None:  # type:
     store.open_gap(
         question="Who owns the feature store?", channel="C1", thread_ts="3.0", asker="U1", owners=["@sec"]
     )
-    report = gather(engine, [OLD, STALE, FRESH], SINCE, UNTIL)
+    report = gather(ActionRequestStore(engine), store, [OLD, STALE, FRESH], SINCE, UNTIL)
     assert [p.request_id for p in report.pending] == [pending.request_id]
     assert report.outcomes == {"cancelled": 1}
     assert len(report.policy_changes) == 1
@@ -99,7 +100,7 @@ def test_the_report_gathers_the_period(engine, tmp_path: Path) -> None:  # type:
 
 def test_an_empty_period_is_one_line_or_nothing(engine) -> None:  # type: ignore[no-untyped-def]
     """No requests, changes, stale documents, gaps or feedback: "all quiet", or nothing when skipped."""
-    report = gather(engine, [FRESH], SINCE, UNTIL)
+    report = gather(ActionRequestStore(engine), ConversationStore(engine), [FRESH], SINCE, UNTIL)
     assert render_text("governance", report).endswith("all quiet: nothing pending, done, stale or asked.")
     assert render_text("governance", report, quiet="skip") == ""
 

@@ -20,6 +20,7 @@ from bot.actions.approvals import ApprovalService, RequestView
 from bot.actions.models import ActionSpec, ExecutorSpec, ParamSpec
 from bot.actions.phrases import read_request
 from bot.actions.policy.gate import PolicyFolder
+from bot.answers.runbooks import RunbookExcerpts
 from bot.metrics import REGISTRY
 from bot.slack.action_cards import CardFacts, RunbookExcerpt, approval_card, conflict_text
 from bot.slack.payloads import (
@@ -40,7 +41,6 @@ from bot.slack.payloads import (
     RejectMetadata,
     RequestValue,
 )
-from bot.slack.runbooks import RunbookExcerpts
 from bot.slack.usergroups import SlackUserGroups
 from bot.slack.workspace import Installation
 from bot.store.action_requests import action_requests

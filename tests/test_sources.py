@@ -22,13 +22,13 @@ from bot.actions.approvals import RequestView
 from bot.actions.models import ActionSpec
 from bot.actions.policy.files import load_policy
 from bot.answers.models import Answer
+from bot.answers.runbooks import RunbookExcerpts
 from bot.cli import format_answer
 from bot.config import Settings
 from bot.digests.knowledge import best_match, by_path
 from bot.index.embedding import Embedder
 from bot.slack.action_cards import CardFacts, RunbookExcerpt, approval_card
 from bot.slack.blocks import answer_messages
-from bot.slack.runbooks import RunbookExcerpts
 from bot.store.sources import DocumentRef, document_ref, source_names
 from bot.wiring import Services
 from tests.conftest import ROOT, SMALL_KB, write_tree

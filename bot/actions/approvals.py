@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,33 +17,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from bot.actions.models import ActionRequest, Actor, ApprovalRequirement, Decision, Verb
 from bot.actions.request_state import (
-    APPROVED,
-    CANCELLED,
-    DENIED,
-    EXPIRED,
-    FAILED,
-    FINISHED,
-    NEEDS_ATTENTION,
-    PENDING,
     REDACTED,
-    REJECTED,
-    RUNNING,
     STATUS_OF,
-    SUCCEEDED,
     ClickResult,
     Gate,
-    RequestView,
     carries_secrets,
     decided_columns,
-    move,
     no_waiting_with_secrets,
-    read_view,
     redacted,
     redecide,
     refuse_finished,
@@ -53,12 +37,20 @@ from bot.actions.request_state import (
 )
 from bot.actions.standing import decide_now, quorum_met, reassess
 from bot.store.action_requests import (
-    action_requests,
-    append_audit,
-    approvals,
-    authorised_in_log,
-    lock_audit,
-    policy_versions,
+    APPROVED,
+    CANCELLED,
+    DENIED,
+    EXPIRED,
+    FAILED,
+    FINISHED,
+    NEEDS_ATTENTION,
+    PENDING,
+    REJECTED,
+    RUNNING,
+    SUCCEEDED,
+    ActionRequestStore,
+    RequestTransaction,
+    RequestView,
 )
 from bot.store.schema import upgrade
 
@@ -107,13 +99,16 @@ class ApprovalService:
     _ready: bool = field(default=False, init=False)
     _noted: str | None = field(default=None, init=False)  # the policy version this process has audited
 
+    def __post_init__(self) -> None:
+        self.store = ActionRequestStore(self.engine)
+
     @contextmanager
-    def _begin(self) -> Iterator[Connection]:
+    def _begin(self) -> Iterator[RequestTransaction]:
         if not self._ready:
             upgrade(self.engine)
             self._ready = True
-        with self.engine.begin() as connection:
-            yield connection
+        with self.store.begin() as records:
+            yield records
 
     # -- the policy ----------------------------------------------------------------------------
 
@@ -131,21 +126,14 @@ class ApprovalService:
         """
         gate = gate or self.gate()
         now = self.clock()
-        with self._begin() as connection:
-            lock_audit(connection)
-            last = connection.execute(
-                sa.select(policy_versions.c.version).order_by(policy_versions.c.seq.desc()).limit(1)
-            ).scalar()
+        with self._begin() as records:
+            records.lock_audit()
+            last = records.last_policy_version()
             changed = last != gate.version
             if changed:
                 files = list(gate.files)
-                connection.execute(
-                    sa.insert(policy_versions).values(
-                        version=gate.version, files=json.dumps(files), seen_at=now
-                    )
-                )
-                append_audit(
-                    connection,
+                records.add_policy_version(gate.version, files, now)
+                records.audit(
                     at=now,
                     kind="policy_changed" if last else "policy_loaded",
                     request_id=None,
@@ -159,8 +147,8 @@ class ApprovalService:
 
     def get(self, request_id: str) -> RequestView | None:
         """A request with its current approvers."""
-        with self._begin() as connection:
-            return read_view(connection, request_id)
+        with self._begin() as records:
+            return records.read(request_id)
 
     # -- requesting ----------------------------------------------------------------------------
 
@@ -175,28 +163,24 @@ class ApprovalService:
         requirement = decision.approval
         request_id = str(uuid.uuid4())
         stored = redacted(request, gate.action(request.action))
-        with self._begin() as connection:
-            connection.execute(
-                sa.insert(action_requests).values(
-                    request_id=request_id,
-                    action=request.action,
-                    requester=actor.user_id,
-                    channel=actor.channel,
-                    thread_ts=thread_ts,
-                    created_at=now,
-                    **decided_columns(request, stored, decision, now),
-                )
+        with self._begin() as records:
+            records.insert(
+                request_id=request_id,
+                action=request.action,
+                requester=actor.user_id,
+                channel=actor.channel,
+                thread_ts=thread_ts,
+                created_at=now,
+                **decided_columns(request, stored, decision, now),
             )
-            append_audit(
-                connection,
+            records.audit(
                 at=now,
                 kind="requested",
                 request_id=request_id,
                 actor=actor.user_id,
                 data={"action": request.action, "params": stored, "channel": actor.channel},
             )
-            append_audit(
-                connection,
+            records.audit(
                 at=now,
                 kind="decided",
                 request_id=request_id,
@@ -209,7 +193,7 @@ class ApprovalService:
                     "approval": requirement.model_dump() if requirement else None,
                 },
             )
-            view = _reread(connection, request_id)
+            view = _reread(records, request_id)
         return view, decision
 
     # -- clicks --------------------------------------------------------------------------------
@@ -224,54 +208,35 @@ class ApprovalService:
     def _approve(self, request_id: str, user: str) -> ClickResult:
         now = self.clock()
         gate = self.current_gate()
-        with self._begin() as connection:
-            view, refusal = self._decider(connection, request_id, user, gate, now)
+        with self._begin() as records:
+            view, refusal = self._decider(records, request_id, user, gate, now)
             if refusal is not None or view is None:
                 return refusal or ClickResult(False, "There is no such request.", None)
             fingerprint = ActionRequest(action=view.action, params=view.params).fingerprint(gate.version)
             if gate.version != view.policy_version:
                 # The policy changed since the request: decide again; earlier approvals no longer count.
-                return redecide(connection, view, gate, now)
+                return redecide(records, view, gate, now)
             if user in view.approvers:
                 return ClickResult(False, "You have already approved this request.", view)
             # Decided again now: a freeze that began since the request holds it; a rule that denies ends it.
-            standing = reassess(connection, view, gate, now, "approval")
+            standing = reassess(records, view, gate, now, "approval")
             if standing.verdict != "proceed":
-                return ClickResult(
-                    standing.verdict == "denied", standing.message, read_view(connection, request_id)
-                )
+                return ClickResult(standing.verdict == "denied", standing.message, records.read(request_id))
             note = f" ({standing.lapsed}.)" if standing.lapsed else ""
-            # An approval given, revoked and given again is the same row, live again.
-            renewed = connection.execute(
-                sa.update(approvals)
-                .where(
-                    approvals.c.request_id == request_id,
-                    approvals.c.approver == user,
-                    approvals.c.fingerprint == fingerprint,
-                    approvals.c.revoked_at.is_not(None),
-                )
-                .values(revoked_at=None, decided_at=now)
-            ).rowcount
-            if not renewed:
-                connection.execute(
-                    sa.insert(approvals).values(
-                        request_id=request_id, approver=user, fingerprint=fingerprint, decided_at=now
-                    )
-                )
+            records.give_approval(request_id, user, fingerprint, now)
             # The audit entry first: the quorum check below may withdraw approvals, after this one.
-            append_audit(connection, at=now, kind="approval", request_id=request_id, actor=user, data={})
-            view = _reread(connection, request_id)
+            records.audit(at=now, kind="approval", request_id=request_id, actor=user, data={})
+            view = _reread(records, request_id)
             if quorum_met(view):
                 # Everyone counted is checked again: an approver who left the group no longer counts.
-                standing = reassess(connection, view, gate, now, "quorum")
+                standing = reassess(records, view, gate, now, "quorum")
                 note += "" if standing.verdict == "proceed" else f" {standing.message}"
-                view = _reread(connection, request_id)
+                view = _reread(records, request_id)
             missing = view.required_count - len(view.approvers)
-            moved = missing <= 0 and move(connection, request_id, PENDING, APPROVED, now)
+            moved = missing <= 0 and records.move(request_id, PENDING, APPROVED, now)
             if not moved:
                 return ClickResult(True, f"Approved. {max(missing, 1)} more approval(s) needed.{note}", view)
-            append_audit(
-                connection,
+            records.audit(
                 at=now,
                 kind="approved",
                 request_id=request_id,
@@ -285,77 +250,68 @@ class ApprovalService:
         """An eligible approver rejects; nothing will run."""
         now = self.clock()
         gate = self.current_gate()
-        with self._begin() as connection:
-            view, refusal = self._decider(connection, request_id, user, gate, now, "reject")
+        with self._begin() as records:
+            view, refusal = self._decider(records, request_id, user, gate, now, "reject")
             if refusal is not None or view is None:
                 return refusal or ClickResult(False, "There is no such request.", None)
-            if not move(connection, request_id, PENDING, REJECTED, now):
+            if not records.move(request_id, PENDING, REJECTED, now):
                 return ClickResult(False, "This request is no longer waiting for approval.", view)
-            append_audit(
-                connection,
+            records.audit(
                 at=now,
                 kind="rejected",
                 request_id=request_id,
                 actor=user,
                 data={"reason": reason},
             )
-            view = read_view(connection, request_id)
+            view = records.read(request_id)
         return ClickResult(True, "Rejected.", view)
 
     def cancel(self, request_id: str, user: str) -> ClickResult:
         """The requester withdraws a request that has not started running."""
         now = self.clock()
-        with self._begin() as connection:
-            view = read_view(connection, request_id, lock=True)
+        with self._begin() as records:
+            view = records.read(request_id, lock=True)
             if view is None:
                 return ClickResult(False, "There is no such request.", None)
             if user != view.requester:
                 return ClickResult(False, "Only the requester can cancel this request.", view)
-            moved = move(connection, request_id, PENDING, CANCELLED, now) or move(
-                connection, request_id, APPROVED, CANCELLED, now
+            moved = records.move(request_id, PENDING, CANCELLED, now) or records.move(
+                request_id, APPROVED, CANCELLED, now
             )
             if not moved:
                 return ClickResult(
                     False, f"This request is {view.status}; it can no longer be cancelled.", view
                 )
-            append_audit(connection, at=now, kind="cancelled", request_id=request_id, actor=user, data={})
-            view = read_view(connection, request_id)
+            records.audit(at=now, kind="cancelled", request_id=request_id, actor=user, data={})
+            view = records.read(request_id)
         return ClickResult(True, "Cancelled.", view)
 
     def revoke(self, request_id: str, user: str) -> ClickResult:
         """An approver takes their approval back before the action runs."""
         now = self.clock()
-        with self._begin() as connection:
-            view = read_view(connection, request_id, lock=True)
+        with self._begin() as records:
+            view = records.read(request_id, lock=True)
             if view is None or user not in view.approvers:
                 return ClickResult(False, "You have no approval on this request to revoke.", view)
             if view.status not in (PENDING, APPROVED):
                 return ClickResult(
                     False, f"This request is {view.status}; the approval can no longer be revoked.", view
                 )
-            connection.execute(
-                sa.update(approvals)
-                .where(
-                    approvals.c.request_id == request_id,
-                    approvals.c.approver == user,
-                    approvals.c.revoked_at.is_(None),
-                )
-                .values(revoked_at=now)
-            )
+            records.withdraw_approval(request_id, user, now)
             remaining = len(view.approvers) - 1
             if remaining < view.required_count:
-                move(connection, request_id, APPROVED, PENDING, now)  # below quorum again
-            append_audit(connection, at=now, kind="revoked", request_id=request_id, actor=user, data={})
-            view = read_view(connection, request_id)
+                records.move(request_id, APPROVED, PENDING, now)  # below quorum again
+            records.audit(at=now, kind="revoked", request_id=request_id, actor=user, data={})
+            view = records.read(request_id)
         return ClickResult(True, "Your approval is revoked.", view)
 
     def amend(self, request_id: str, user: str, params: dict[str, Any]) -> ClickResult:
         """The requester changes the parameters of a pending request: it is decided again, approvals reset."""
         now = self.clock()
         gate = self.current_gate()
-        with self._begin() as connection:
-            view = read_view(connection, request_id, lock=True)
-            refusal = refuse_finished(connection, view, now)
+        with self._begin() as records:
+            view = records.read(request_id, lock=True)
+            refusal = refuse_finished(records, view, now)
             if refusal is not None or view is None:
                 return refusal or ClickResult(False, "There is no such request.", None)
             if user != view.requester:
@@ -367,14 +323,9 @@ class ApprovalService:
             decision = no_waiting_with_secrets(decision, secret_values(request, gate.action(view.action)))
             status = STATUS_OF[decision.outcome]
             stored = redacted(request, gate.action(view.action))
-            connection.execute(
-                sa.update(action_requests)
-                .where(action_requests.c.request_id == request_id, action_requests.c.status == PENDING)
-                # A new fingerprint: approvals given for the old parameters no longer count.
-                .values(**decided_columns(request, stored, decision, now))
-            )
-            append_audit(
-                connection,
+            # A new fingerprint: approvals given for the old parameters no longer count.
+            records.update(request_id, PENDING, **decided_columns(request, stored, decision, now))
+            records.audit(
                 at=now,
                 kind="amended",
                 request_id=request_id,
@@ -386,14 +337,14 @@ class ApprovalService:
                     "approval": decision.approval.model_dump() if decision.approval else None,
                 },
             )
-            view = read_view(connection, request_id)
+            view = records.read(request_id)
         return ClickResult(
             True, "Changed; earlier approvals no longer count.", view, ready_to_run=status == APPROVED
         )
 
     def _decider(
         self,
-        connection: Connection,
+        records: RequestTransaction,
         request_id: str,
         user: str,
         gate: Gate,
@@ -401,8 +352,8 @@ class ApprovalService:
         verb: Verb = "approve",
     ) -> tuple[RequestView | None, ClickResult | None]:
         """The pending request and no refusal when `user` may decide on it; otherwise the refusal."""
-        view = read_view(connection, request_id, lock=True)
-        refusal = refuse_finished(connection, view, now)
+        view = records.read(request_id, lock=True)
+        refusal = refuse_finished(records, view, now)
         if refusal is not None or view is None:
             return view, refusal
         requirement = ApprovalRequirement(
@@ -417,21 +368,11 @@ class ApprovalService:
         """Expire every pending request past its deadline (fail closed); returns their ids."""
         now = self.clock()
         expired = []
-        with self._begin() as connection:
-            due = (
-                connection.execute(
-                    sa.select(action_requests.c.request_id).where(
-                        action_requests.c.status == PENDING, action_requests.c.deadline < now
-                    )
-                )
-                .scalars()
-                .all()
-            )
+        with self._begin() as records:
+            due = records.ids(PENDING, deadline_before=now)
             for request_id in due:
-                if move(connection, request_id, PENDING, EXPIRED, now):
-                    append_audit(
-                        connection, at=now, kind="expired", request_id=request_id, actor=None, data={}
-                    )
+                if records.move(request_id, PENDING, EXPIRED, now):
+                    records.audit(at=now, kind="expired", request_id=request_id, actor=None, data={})
                     expired.append(str(request_id))
         return expired
 
@@ -444,25 +385,24 @@ class ApprovalService:
         """
         now = self.clock()
         gate = self.current_gate()
-        with self._begin() as connection:
-            view = read_view(connection, request_id, lock=True)
+        with self._begin() as records:
+            view = records.read(request_id, lock=True)
             if view is None or view.status != APPROVED:
                 return Claim(False)
             if gate.version != view.policy_version:
                 # Approved under an earlier policy: decided again, and earlier approvals no longer count.
-                move(connection, request_id, APPROVED, PENDING, now)
+                records.move(request_id, APPROVED, PENDING, now)
                 view = dataclasses.replace(view, status=PENDING)
-                return Claim(False, redecide(connection, view, gate, now).message)
-            standing = reassess(connection, view, gate, now, "run")
+                return Claim(False, redecide(records, view, gate, now).message)
+            standing = reassess(records, view, gate, now, "run")
             if standing.verdict != "proceed":
                 return Claim(False, standing.message)
             # The state row alone is not enough: someone who can write the database could set
             # `approved` directly. Only a request the verified audit log authorises runs.
-            authorised, why = authorised_in_log(connection, request_id)
+            authorised, why = records.authorised(request_id)
             if not authorised:
-                move(connection, request_id, APPROVED, NEEDS_ATTENTION, now)
-                append_audit(
-                    connection,
+                records.move(request_id, APPROVED, NEEDS_ATTENTION, now)
+                records.audit(
                     at=now,
                     kind="run_refused",
                     request_id=request_id,
@@ -474,57 +414,37 @@ class ApprovalService:
                     f"Not run: the audit log does not authorise this request ({why}). It needs a "
                     "person's attention: run `steward audit verify`.",
                 )
-            claimed = connection.execute(
-                sa.update(action_requests)
-                .where(action_requests.c.request_id == request_id, action_requests.c.status == APPROVED)
-                .values(status=RUNNING, claimed_at=now, heartbeat_at=now, updated_at=now)
-            ).rowcount
+            claimed = records.update(
+                request_id, APPROVED, status=RUNNING, claimed_at=now, heartbeat_at=now, updated_at=now
+            )
             if claimed:
-                append_audit(
-                    connection, at=now, kind="execution_started", request_id=request_id, actor=None, data={}
-                )
+                records.audit(at=now, kind="execution_started", request_id=request_id, actor=None, data={})
         return Claim(bool(claimed))
 
     def renew(self, request_id: str) -> bool:
         """Renew the lease on a run this process is doing; False once the run is no longer running."""
         now = self.clock()
-        with self._begin() as connection:
-            return bool(
-                connection.execute(
-                    sa.update(action_requests)
-                    .where(action_requests.c.request_id == request_id, action_requests.c.status == RUNNING)
-                    .values(heartbeat_at=now)
-                ).rowcount
-            )
+        with self._begin() as records:
+            return records.update(request_id, RUNNING, heartbeat_at=now)
 
     def release_held(self) -> list[str]:
         """Held requests whose approvals are all in and that the policy now lets run: approved again."""
         now = self.clock()
         released: list[str] = []
-        with self._begin() as connection:
-            waiting = (
-                connection.execute(
-                    sa.select(action_requests.c.request_id).where(
-                        action_requests.c.status == PENDING,
-                        sa.or_(action_requests.c.deadline.is_(None), action_requests.c.deadline >= now),
-                    )
-                )
-                .scalars()
-                .all()
-            )
+        with self._begin() as records:
+            waiting = records.ids(PENDING, live_at=now)
             if not waiting:
                 return released
             gate = self.current_gate()
             for request_id in waiting:
-                view = read_view(connection, request_id, lock=True)
+                view = records.read(request_id, lock=True)
                 if view is None or not quorum_met(view) or gate.version != view.policy_version:
                     continue
                 if decide_now(view, gate, now).outcome == "deny":
                     continue  # still held: nothing to record until it changes
-                standing = reassess(connection, view, gate, now, "release")
-                if standing.verdict == "proceed" and move(connection, request_id, PENDING, APPROVED, now):
-                    append_audit(
-                        connection,
+                standing = reassess(records, view, gate, now, "release")
+                if standing.verdict == "proceed" and records.move(request_id, PENDING, APPROVED, now):
+                    records.audit(
                         at=now,
                         kind="released",
                         request_id=request_id,
@@ -537,20 +457,17 @@ class ApprovalService:
     def finish(self, request_id: str, ok: bool, summary: str, output: str, duration_seconds: float) -> None:
         """Record the result of a run this process claimed."""
         now = self.clock()
-        with self._begin() as connection:
-            connection.execute(
-                sa.update(action_requests)
-                .where(action_requests.c.request_id == request_id, action_requests.c.status == RUNNING)
-                .values(
-                    status=SUCCEEDED if ok else FAILED,
-                    result_summary=summary,
-                    result_output=output,
-                    duration_seconds=duration_seconds,
-                    updated_at=now,
-                )
+        with self._begin() as records:
+            records.update(
+                request_id,
+                RUNNING,
+                status=SUCCEEDED if ok else FAILED,
+                result_summary=summary,
+                result_output=output,
+                duration_seconds=duration_seconds,
+                updated_at=now,
             )
-            append_audit(
-                connection,
+            records.audit(
                 at=now,
                 kind="execution_finished",
                 request_id=request_id,
@@ -564,22 +481,16 @@ class ApprovalService:
         long the run takes, so its run is never started twice."""
         now = self.clock()
         recovered = []
-        with self._begin() as connection:
-            last_sign = sa.func.coalesce(action_requests.c.heartbeat_at, action_requests.c.claimed_at)
-            stuck = connection.execute(
-                sa.select(
-                    action_requests.c.request_id, action_requests.c.action, action_requests.c.params
-                ).where(action_requests.c.status == RUNNING, last_sign < now - lease_seconds)
-            ).all()
+        with self._begin() as records:
+            stuck = records.stale_runs(now - lease_seconds)
             gate = self.gate() if stuck else None  # the policy is read only when something is stuck
             for request_id, action_name, params in stuck:
                 spec = gate.action(action_name) if gate is not None else None
                 # A secret went with the process that died: running again would pass the masked value.
-                again = spec is not None and spec.idempotent and not carries_secrets(json.loads(params))
+                again = spec is not None and spec.idempotent and not carries_secrets(params)
                 target = APPROVED if again else NEEDS_ATTENTION
-                if move(connection, request_id, RUNNING, target, now):
-                    append_audit(
-                        connection,
+                if records.move(request_id, RUNNING, target, now):
+                    records.audit(
                         at=now,
                         kind="interrupted",
                         request_id=request_id,
@@ -590,9 +501,9 @@ class ApprovalService:
         return recovered
 
 
-def _reread(connection: Connection, request_id: str) -> RequestView:
+def _reread(records: RequestTransaction, request_id: str) -> RequestView:
     """The request again, in the transaction that just read and changed it (so it is there)."""
-    view = read_view(connection, request_id)
+    view = records.read(request_id)
     if view is None:
         raise LookupError(f"action request {request_id} vanished inside its own transaction")
     return view

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from bot.actions.executors.dispatch import ExecutionError, ExecutionResult, run_action
 from bot.actions.models import (
@@ -23,12 +19,15 @@ from bot.actions.models import (
     Waiting,
 )
 from bot.redaction import mask_secrets
-from bot.store.action_requests import action_requests, append_audit, approvals
+from bot.store.action_requests import (
+    APPROVED,
+    DENIED,
+    EXPIRED,
+    PENDING,
+    RequestTransaction,
+    RequestView,
+)
 
-PENDING, APPROVED, RUNNING = "pending", "approved", "running"
-DENIED, REJECTED, CANCELLED, EXPIRED = "denied", "rejected", "cancelled", "expired"
-SUCCEEDED, FAILED, NEEDS_ATTENTION = "succeeded", "failed", "needs_attention"
-FINISHED = frozenset({DENIED, REJECTED, CANCELLED, EXPIRED, SUCCEEDED, FAILED, NEEDS_ATTENTION})
 REDACTED = "[redacted]"
 
 Execute = Callable[[ActionSpec, Mapping[str, Any], str], ExecutionResult]
@@ -69,28 +68,6 @@ class Gate(Protocol):
 
 
 @dataclass(frozen=True)
-class RequestView:
-    """A request as the approval card and the CLI show it."""
-
-    request_id: str
-    action: str
-    params: dict[str, Any]
-    requester: str
-    channel: str | None
-    thread_ts: str | None
-    status: str
-    rule: str | None
-    reason: str
-    policy_version: str
-    required_count: int
-    required_groups: tuple[str, ...]
-    deadline: float | None
-    approvers: tuple[str, ...] = ()
-    result_summary: str | None = None
-    result_output: str | None = None
-
-
-@dataclass(frozen=True)
 class ClickResult:
     """What a click did: whether anything changed, what to tell the clicker, and the request now."""
 
@@ -98,46 +75,6 @@ class ClickResult:
     message: str
     request: RequestView | None
     ready_to_run: bool = False
-
-
-def read_view(connection: Connection, request_id: str, lock: bool = False) -> RequestView | None:
-    """The request as this transaction sees it; `lock` holds its row until commit.
-
-    Decisions lock the row first, so concurrent clicks on one request are decided one after the
-    other (on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises every writer).
-    """
-    query = sa.select(action_requests).where(action_requests.c.request_id == request_id)
-    row = connection.execute(query.with_for_update() if lock else query).first()
-    if row is None:
-        return None
-    m = row._mapping
-    approvers = connection.execute(
-        sa.select(approvals.c.approver)
-        .where(
-            approvals.c.request_id == request_id,
-            approvals.c.fingerprint == m["fingerprint"],
-            approvals.c.revoked_at.is_(None),
-        )
-        .order_by(approvals.c.approval_id)
-    ).scalars()
-    return RequestView(
-        request_id=m["request_id"],
-        action=m["action"],
-        params=json.loads(m["params"]),
-        requester=m["requester"],
-        channel=m["channel"],
-        thread_ts=m["thread_ts"],
-        status=m["status"],
-        rule=m["rule"],
-        reason=m["reason"],
-        policy_version=m["policy_version"],
-        required_count=int(m["required_count"] or 0),
-        required_groups=tuple(json.loads(m["required_groups"] or "[]")),
-        deadline=m["deadline"],
-        approvers=tuple(str(a) for a in approvers),
-        result_summary=m["result_summary"],
-        result_output=m["result_output"],
-    )
 
 
 STATUS_OF = {"deny": DENIED, "allow": APPROVED, "require_approval": PENDING}
@@ -149,43 +86,21 @@ def decided_columns(
     """The request's columns that follow from its (redacted) parameters and the policy's decision."""
     requirement = decision.approval
     return {
-        "params": json.dumps(stored, sort_keys=True, default=str),
+        "params": stored,
         "status": STATUS_OF[decision.outcome],
         "rule": decision.rule,
         "reason": decision.reason,
         "policy_version": decision.policy_version,
         "fingerprint": request.fingerprint(decision.policy_version),
         "required_count": requirement.count if requirement else 0,
-        "required_groups": json.dumps(list(requirement.groups) if requirement else []),
+        "required_groups": list(requirement.groups) if requirement else [],
         "deadline": now + requirement.within_minutes * 60 if requirement else None,
         "updated_at": now,
     }
 
 
-def stranded(connection: Connection, before: float) -> list[str]:
-    """Requests approved before `before` that nobody claimed to run: the replica that recorded the
-    deciding approval died before it could claim the run. Running them is safe: the claim is atomic."""
-    rows = connection.execute(
-        sa.select(action_requests.c.request_id).where(
-            action_requests.c.status == APPROVED, action_requests.c.updated_at < before
-        )
-    )
-    return [str(request_id) for (request_id,) in rows]
-
-
 def utc(timestamp: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
-
-
-def move(connection: Connection, request_id: str, source: str, target: str, now: float) -> bool:
-    """A conditional state change: True only for the caller that found the request in `source`."""
-    return bool(
-        connection.execute(
-            sa.update(action_requests)
-            .where(action_requests.c.request_id == request_id, action_requests.c.status == source)
-            .values(status=target, updated_at=now)
-        ).rowcount
-    )
 
 
 def _declared(spec: ActionSpec | None) -> set[str]:
@@ -264,12 +179,14 @@ def with_masked_results(execute: Execute | None) -> Execute:
     return masked
 
 
-def refuse_finished(connection: Connection, view: RequestView | None, now: float) -> ClickResult | None:
+def refuse_finished(records: RequestTransaction, view: RequestView | None, now: float) -> ClickResult | None:
+    """The refusal of a click on a request that no longer waits for approval (expiring it when its
+    deadline passed), or None while it waits."""
     if view is None:
         return ClickResult(False, "There is no such request.", None)
     if view.status == PENDING and view.deadline is not None and now > view.deadline:
-        if move(connection, view.request_id, PENDING, EXPIRED, now):
-            append_audit(connection, at=now, kind="expired", request_id=view.request_id, actor=None, data={})
+        if records.move(view.request_id, PENDING, EXPIRED, now):
+            records.audit(at=now, kind="expired", request_id=view.request_id, actor=None, data={})
         return ClickResult(
             False,
             "This request has expired; nothing will run. Ask again if it is still needed.",
@@ -280,7 +197,7 @@ def refuse_finished(connection: Connection, view: RequestView | None, now: float
     return None
 
 
-def redecide(connection: Connection, view: RequestView, gate: Gate, now: float) -> ClickResult:
+def redecide(records: RequestTransaction, view: RequestView, gate: Gate, now: float) -> ClickResult:
     """The policy changed since the request: decide it again; earlier approvals no longer count."""
     request = ActionRequest(action=view.action, params=view.params)
     decision = gate.decide(
@@ -290,24 +207,19 @@ def redecide(connection: Connection, view: RequestView, gate: Gate, now: float) 
     )
     status = {"deny": DENIED, "allow": PENDING, "require_approval": PENDING}[decision.outcome]
     requirement = decision.approval
-    connection.execute(
-        sa.update(action_requests)
-        .where(action_requests.c.request_id == view.request_id, action_requests.c.status == PENDING)
-        .values(
-            status=status,
-            rule=decision.rule,
-            reason=decision.reason,
-            policy_version=decision.policy_version,
-            fingerprint=request.fingerprint(decision.policy_version),
-            required_count=requirement.count if requirement else 1,
-            required_groups=json.dumps(
-                list(requirement.groups) if requirement else list(view.required_groups)
-            ),
-            updated_at=now,
-        )
+    records.update(
+        view.request_id,
+        PENDING,
+        status=status,
+        rule=decision.rule,
+        reason=decision.reason,
+        policy_version=decision.policy_version,
+        fingerprint=request.fingerprint(decision.policy_version),
+        required_count=requirement.count if requirement else 1,
+        required_groups=list(requirement.groups) if requirement else list(view.required_groups),
+        updated_at=now,
     )
-    append_audit(
-        connection,
+    records.audit(
         at=now,
         kind="redecided",
         request_id=view.request_id,
@@ -323,5 +235,5 @@ def redecide(connection: Connection, view: RequestView, gate: Gate, now: float) 
         True,
         "The policy changed since this request was made, so earlier approvals no longer count. "
         "It has been decided again; please approve again if you still agree.",
-        read_view(connection, view.request_id),
+        records.read(view.request_id),
     )

@@ -17,16 +17,12 @@ Every change is a conditional update in the caller's transaction, audited there.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Literal
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from bot.actions.models import ActionRequest, Actor, ApprovalRequirement, Decision
-from bot.actions.request_state import APPROVED, DENIED, PENDING, Gate, RequestView, carries_secrets, move, utc
-from bot.store.action_requests import action_requests, append_audit, approvals
+from bot.actions.request_state import Gate, carries_secrets, utc
+from bot.store.action_requests import APPROVED, DENIED, PENDING, RequestTransaction, RequestView
 
 Stage = Literal["approval", "quorum", "run", "release"]
 _STAGE_TEXT = {
@@ -57,7 +53,9 @@ def decide_now(view: RequestView, gate: Gate, now: float) -> Decision:
     return gate.decide(request, Actor(user_id=view.requester, channel=view.channel), utc(now))
 
 
-def reassess(connection: Connection, view: RequestView, gate: Gate, now: float, stage: Stage) -> Standing:
+def reassess(
+    records: RequestTransaction, view: RequestView, gate: Gate, now: float, stage: Stage
+) -> Standing:
     """Decide the request again and check its approvers; record and audit what changed.
 
     `view` must be read with its row locked in this transaction, and decided with the policy version it
@@ -67,15 +65,15 @@ def reassess(connection: Connection, view: RequestView, gate: Gate, now: float, 
     carries_secret = carries_secrets(view.params)
     if decision.outcome == "deny":
         if gate.waiting(decision.rule) == "hold" and not carries_secret:
-            return _hold(connection, view, decision, now, stage)
-        return _deny(connection, view, decision, now, stage)
+            return _hold(records, view, decision, now, stage)
+        return _deny(records, view, decision, now, stage)
     if decision.outcome == "allow":
         return Standing("proceed", decision=decision)
     requirement = decision.approval
     if requirement is None:  # the policy schema makes every require_approval rule name its approvers
         raise ValueError(f"rule {decision.rule!r} requires approval but names no approvers")
-    _update_requirement(connection, view, requirement, decision, now, stage)
-    lapsed = _withdraw_lapsed(connection, view, gate, requirement, now, stage)
+    _update_requirement(records, view, requirement, decision, now, stage)
+    lapsed = _withdraw_lapsed(records, view, gate, requirement, now, stage)
     counted = [approver for approver in view.approvers if approver not in lapsed]
     why = "; ".join(
         f"<@{approver}>'s approval no longer counts: {reason}" for approver, reason in lapsed.items()
@@ -84,11 +82,10 @@ def reassess(connection: Connection, view: RequestView, gate: Gate, now: float, 
         return Standing("proceed", decision=decision, lapsed=why)
     if carries_secret and view.status == APPROVED:
         # A secret is never stored: a request that must wait again cannot keep it.
-        return _deny(connection, view, decision, now, stage, secret=True)
+        return _deny(records, view, decision, now, stage, secret=True)
     if view.status == APPROVED:
-        move(connection, view.request_id, APPROVED, PENDING, now)
-    append_audit(
-        connection,
+        records.move(view.request_id, APPROVED, PENDING, now)
+    records.audit(
         at=now,
         kind="quorum_lost",
         request_id=view.request_id,
@@ -103,12 +100,11 @@ def reassess(connection: Connection, view: RequestView, gate: Gate, now: float, 
 
 
 def _hold(
-    connection: Connection, view: RequestView, decision: Decision, now: float, stage: Stage
+    records: RequestTransaction, view: RequestView, decision: Decision, now: float, stage: Stage
 ) -> Standing:
     if view.status == APPROVED:
-        move(connection, view.request_id, APPROVED, PENDING, now)
-    append_audit(
-        connection,
+        records.move(view.request_id, APPROVED, PENDING, now)
+    records.audit(
         at=now,
         kind="held",
         request_id=view.request_id,
@@ -124,7 +120,7 @@ def _hold(
 
 
 def _deny(
-    connection: Connection,
+    records: RequestTransaction,
     view: RequestView,
     decision: Decision,
     now: float,
@@ -137,13 +133,10 @@ def _deny(
             f"{reason} It carries a secret parameter, which Steward never stores, so it cannot wait for "
             "approval again. Ask again with a reference to the secret."
         )
-    connection.execute(
-        sa.update(action_requests)
-        .where(action_requests.c.request_id == view.request_id, action_requests.c.status == view.status)
-        .values(status=DENIED, rule=decision.rule, reason=reason, updated_at=now)
+    records.update(
+        view.request_id, view.status, status=DENIED, rule=decision.rule, reason=reason, updated_at=now
     )
-    append_audit(
-        connection,
+    records.audit(
         at=now,
         kind="redecided",
         request_id=view.request_id,
@@ -160,7 +153,7 @@ def _deny(
 
 
 def _update_requirement(
-    connection: Connection,
+    records: RequestTransaction,
     view: RequestView,
     requirement: ApprovalRequirement,
     decision: Decision,
@@ -170,19 +163,16 @@ def _update_requirement(
     """Store the requirement that decides now, when it differs from the one stored."""
     if requirement.count == view.required_count and tuple(requirement.groups) == view.required_groups:
         return
-    connection.execute(
-        sa.update(action_requests)
-        .where(action_requests.c.request_id == view.request_id, action_requests.c.status == view.status)
-        .values(
-            rule=decision.rule,
-            reason=decision.reason,
-            required_count=requirement.count,
-            required_groups=json.dumps(list(requirement.groups)),
-            updated_at=now,
-        )
+    records.update(
+        view.request_id,
+        view.status,
+        rule=decision.rule,
+        reason=decision.reason,
+        required_count=requirement.count,
+        required_groups=list(requirement.groups),
+        updated_at=now,
     )
-    append_audit(
-        connection,
+    records.audit(
         at=now,
         kind="requirement_changed",
         request_id=view.request_id,
@@ -192,7 +182,7 @@ def _update_requirement(
 
 
 def _withdraw_lapsed(
-    connection: Connection,
+    records: RequestTransaction,
     view: RequestView,
     gate: Gate,
     requirement: ApprovalRequirement,
@@ -206,17 +196,8 @@ def _withdraw_lapsed(
         if allowed:
             continue
         lapsed[approver] = why
-        connection.execute(
-            sa.update(approvals)
-            .where(
-                approvals.c.request_id == view.request_id,
-                approvals.c.approver == approver,
-                approvals.c.revoked_at.is_(None),
-            )
-            .values(revoked_at=now)
-        )
-        append_audit(
-            connection,
+        records.withdraw_approval(view.request_id, approver, now)
+        records.audit(
             at=now,
             kind="approval_lapsed",
             request_id=view.request_id,

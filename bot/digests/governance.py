@@ -4,21 +4,13 @@ superseded knowledge, knowledge gaps with the owners to ask, and feedback; over 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-
 from bot.redaction import mask_secrets
-from bot.store.action_requests import action_requests, audit_log
+from bot.store.action_requests import ActionRequestStore
 from bot.store.catalog import DocumentRecord
-from bot.store.conversations import answer_log, feedback, knowledge_gaps
-from bot.store.schema import upgrade
-
-FINISHED = ("succeeded", "failed", "rejected", "expired", "cancelled", "denied", "needs_attention")
-
+from bot.store.conversations import GAP_DRAFTED, GAP_OPEN, GAP_ROUTED, ConversationStore
 
 # A title, path or owner in a list is clipped to this many characters (Slack caps a section at 3,000).
 TITLE_CHARS = 150
@@ -69,76 +61,44 @@ class GovernanceReport:
 
 
 def gather(
-    engine: Engine, documents: list[DocumentRecord], since: dt.datetime, until: dt.datetime
+    requests: ActionRequestStore,
+    conversations: ConversationStore,
+    documents: list[DocumentRecord],
+    since: dt.datetime,
+    until: dt.datetime,
 ) -> GovernanceReport:
-    """Read the period from the state database and the catalog's documents."""
-    upgrade(engine)
+    """Read the period from the action requests, the conversations and the catalog's documents."""
     start, end = since.timestamp(), until.timestamp()
     report = GovernanceReport(since, until)
-    with engine.connect() as connection:
-        for row in connection.execute(
-            sa.select(action_requests)
-            .where(action_requests.c.status == "pending")
-            .order_by(action_requests.c.created_at)
-        ):
-            report.pending.append(
-                Pending(
-                    row.request_id,
-                    row.action,
-                    row.requester,
-                    row.channel,
-                    (end - row.created_at) / 3600,
-                    int(row.required_count or 0),
-                )
-            )
-        finished = connection.execute(
-            sa.select(action_requests.c.status, sa.func.count())
-            .where(
-                action_requests.c.status.in_(FINISHED),
-                action_requests.c.updated_at >= start,
-                action_requests.c.updated_at < end,
-            )
-            .group_by(action_requests.c.status)
+    report.pending = [
+        Pending(
+            item.request_id,
+            item.action,
+            item.requester,
+            item.channel,
+            (end - item.created_at) / 3600,
+            item.required_count,
         )
-        report.outcomes = Counter({str(status): int(count) for status, count in finished})
-        for row in connection.execute(
-            sa.select(audit_log.c.at, audit_log.c.data)
-            .where(audit_log.c.kind == "policy_changed", audit_log.c.at >= start, audit_log.c.at < end)
-            .order_by(audit_log.c.seq)
-        ):
-            data = json.loads(row.data)
-            report.policy_changes.append(
-                (dt.datetime.fromtimestamp(row.at, dt.UTC), data["version"], data["previous"])
-            )
-        cited: Counter[str] = Counter()
-        for (raw,) in connection.execute(
-            sa.select(answer_log.c.cited).where(
-                answer_log.c.created_at >= start, answer_log.c.created_at < end
-            )
-        ):
-            cited.update(str(path) for path in json.loads(raw or "[]"))
-        gaps = connection.execute(
-            sa.select(knowledge_gaps.c.question, knowledge_gaps.c.owners).where(
-                knowledge_gaps.c.status.in_(("open", "routed", "drafted"))
-            )
-        )
-        grouped: dict[str, list[str]] = defaultdict(list)
-        for question, owners in gaps:
-            names = json.loads(owners or "[]")
-            # masked again: rows recorded before questions were stored masked are posted too
-            grouped[", ".join(sorted(names)) or "no owner named"].append(mask_secrets(str(question)).text)
-        report.gaps_by_owners = dict(sorted(grouped.items(), key=lambda item: -len(item[1])))
-        for helpful, reason in connection.execute(
-            sa.select(feedback.c.helpful, feedback.c.reason).where(
-                feedback.c.created_at >= start, feedback.c.created_at < end
-            )
-        ):
-            if helpful:
-                report.helpful += 1
-            else:
-                report.not_helpful += 1
-                if reason:
-                    report.not_helpful_reasons.append(mask_secrets(str(reason)).text)
+        for item in requests.pending()
+    ]
+    report.outcomes = Counter(requests.finished_between(start, end))
+    report.policy_changes = [
+        (dt.datetime.fromtimestamp(at, dt.UTC), new, old)
+        for at, new, old in requests.policy_changes_between(start, end)
+    ]
+    cited = Counter(conversations.cited_between(start, end))
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for gap in conversations.gaps((GAP_OPEN, GAP_ROUTED, GAP_DRAFTED)):
+        # masked again: rows recorded before questions were stored masked are posted too
+        grouped[", ".join(sorted(gap.owners)) or "no owner named"].append(mask_secrets(gap.question).text)
+    report.gaps_by_owners = dict(sorted(grouped.items(), key=lambda item: -len(item[1])))
+    for helpful, reason in conversations.feedback_between(start, end):
+        if helpful:
+            report.helpful += 1
+        else:
+            report.not_helpful += 1
+            if reason:
+                report.not_helpful_reasons.append(mask_secrets(reason).text)
     today = until.date().isoformat()
     report.stale = sorted(
         (d for d in documents if d.review_by and d.review_by < today),

@@ -21,7 +21,9 @@ from bot.incidents.digest import RunbookFor
 from bot.incidents.digest import gather as gather_incidents
 from bot.incidents.digest import render_text as render_incidents
 from bot.incidents.records import IncidentStore
+from bot.store.action_requests import ActionRequestStore
 from bot.store.catalog import Catalog, CatalogError
+from bot.store.conversations import ConversationStore
 from bot.store.schema import StateStoreError
 
 log = logging.getLogger("steward.digests")
@@ -56,7 +58,8 @@ def build_report(
     try:
         catalog.ensure_schema()
         if digest.kind == "governance":
-            report = gather_governance(records, catalog.documents(), start, until)
+            requests, conversations = ActionRequestStore(records), ConversationStore(records)
+            report = gather_governance(requests, conversations, catalog.documents(), start, until)
             return Report(render_governance(name, report, digest.when_quiet))
         incidents = gather_incidents(IncidentStore(records), start, until, runbook_for)
         return Report(render_incidents(name, incidents, digest.when_quiet))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 
+from bot.actions.checkpoints import sign_due
 from bot.actions.runner import LEASE_SECONDS
 from bot.slack.app import SlackApp
 from bot.slack.audit import checkpoint_round
@@ -37,7 +39,8 @@ def start_housekeeping(slack: SlackApp, services: Services) -> threading.Thread:
 
     def audit() -> None:
         if slack.actions is not None:  # the audit log records guarded actions: signed every few minutes
-            checkpoint_round(services.records, slack.bolt.client, services.settings.audit_channel)
+            sign = functools.partial(sign_due, services.records)
+            checkpoint_round(sign, slack.bolt.client, services.settings.audit_channel)
 
     def loop() -> None:
         while True:

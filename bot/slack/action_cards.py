@@ -27,6 +27,7 @@ from bot.actions.approvals import (
 from bot.actions.executors.dispatch import ExecutionResult
 from bot.actions.models import ActionSpec, ParamSpec
 from bot.actions.policy.engine import Policy, conflict_problem, usage
+from bot.answers.runbooks import RunbookExcerpt
 from bot.redaction import mask_secrets
 from bot.slack.blocks import RenderedMessage, button
 from bot.slack.mrkdwn import escape, link, to_plain
@@ -62,20 +63,6 @@ POLICY_BROKEN = (
     "The policy files cannot be loaded, so I cannot run or request any action right now. "
     "An admin can see what is wrong with `steward policy check`."
 )
-
-
-@dataclass(frozen=True)
-class RunbookExcerpt:
-    """The passage of an action's runbook shown on its card; no `title`: not quoted (`problem` says why,
-    else it is not in the knowledge base)."""
-
-    path: str
-    title: str | None = None
-    section: str = ""
-    text: str = ""
-    url: str | None = None
-    source: str | None = None  # the quoted document's source, named when the catalog holds several
-    problem: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Guarded actions in Slack: `/steward run`, plain requests in a mention, the approval card and its clicks.
 
-Each handler reads the payload, calls the approval service (`bot/actions/approvals.py`, the same one the
-CLI uses) and renders with `action_cards.py`. Handlers run after the acknowledgement (see `listeners.py`).
+Each handler reads the payload, makes one call to the guarded-actions service (`bot/actions/guarded.py`,
+over the approval service the CLI uses) and renders what it returns with `action_cards.py`. Handlers
+run after the acknowledgement (see `listeners.py`).
 Only the words a person wrote are read as a request; retrieved documents never trigger an action.
 """
 
@@ -22,17 +23,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import DBAPIError
 
-from bot.actions.approvals import (
-    APPROVED,
-    FINISHED,
-    PENDING,
-    ApprovalService,
-    ClickResult,
-    RequestView,
-    secret_values,
-)
+from bot.actions.approvals import FINISHED, ApprovalService, ClickResult, RequestView
 from bot.actions.executors.dispatch import allow_listed
-from bot.actions.models import ActionRequest, ActionSpec, Actor, ApprovalRequirement, Decision
+from bot.actions.guarded import ClickOutcome, GuardedActions, Notice, RequestNotice, RunOutcome, Submission
+from bot.actions.models import ActionRequest, Actor
 from bot.actions.phrases import read_request, starts_like_request
 from bot.actions.policy.engine import (
     ParamError,
@@ -41,8 +35,8 @@ from bot.actions.policy.engine import (
     parse_key_values,
 )
 from bot.actions.policy.gate import PolicyGate
-from bot.actions.request_state import detected_secrets, stranded, with_masked_results
-from bot.actions.runner import Execute, execute_once
+from bot.actions.request_state import Execute
+from bot.answers.runbooks import RunbookExcerpts
 from bot.answers.service import AnswerService
 from bot.config import Settings
 from bot.errors import Situation, Told
@@ -79,7 +73,6 @@ from bot.slack.places import REQUEST_IN_A_CHANNEL, RUN_IN_A_CHANNEL, Places, com
 from bot.slack.posting import Poster
 from bot.slack.proposals import ProposalFlows, Say, Submit
 from bot.slack.request_forms import RequestForms
-from bot.slack.runbooks import RunbookExcerpts
 
 log = logging.getLogger("steward.slack")
 
@@ -137,7 +130,8 @@ class ActionFlows:
         """`proposals` builds the LLM's proposal flows (when one is configured) from this object's own
         `submit` and `tell`, so nothing is patched in after construction."""
         self.settings = settings
-        self.service = service
+        # Commands run only the deployment's allowed programs; results are masked before they are shown.
+        self.actions = GuardedActions(service, execute or allow_listed(settings.allowed_programs))
         self.policy = policy
         self._answers = answers
         self.excerpts = RunbookExcerpts(
@@ -147,8 +141,6 @@ class ActionFlows:
         self.forms = RequestForms(policy, poster, self.submit, self.tell)
         self.poster = poster
         self.places = Places()  # channels, or direct messages where no request is made
-        # A run's output is stored and posted masked; commands run only the deployment's allowed programs.
-        self.execute = with_masked_results(execute or allow_listed(settings.allowed_programs))
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -292,86 +284,58 @@ class ActionFlows:
             return
         self.sweep(client)
         try:
-            view, decision = self.service.submit(request, Actor(user_id=user, channel=channel), thread_ts)
-            spec = self.policy().action(request.action)
-            self._decided(client, view, decision, secret_values(request, spec))
-            self._masked_notice(client, request, spec, user, channel, thread_ts)
+            submission = self.actions.submit(
+                request,
+                Actor(user_id=user, channel=channel),
+                thread_ts,
+                before_run=lambda decided: self._decided(client, decided),
+            )
+            if submission.run is None:
+                self._decided(client, submission)
+            else:
+                self._ran(client, submission.run)
+            self._masked_notice(client, submission, user, channel, thread_ts)
         except Exception as exc:
             text = REQUESTING.render(exc, log, reference, action=request.action, channel=channel)
             self.tell(client, channel, text, thread_ts)
 
     def _masked_notice(
-        self,
-        client: WebClient,
-        request: ActionRequest,
-        spec: ActionSpec | None,
-        user: str,
-        channel: str,
-        thread_ts: str,
+        self, client: WebClient, submission: Submission, user: str, channel: str, thread_ts: str
     ) -> None:
         """Tell the requester privately that a credential in an ordinary parameter was masked."""
-        detected = detected_secrets(request, spec)
+        detected = submission.masked
         if detected:
             kinds = sorted({kind for found in detected.values() for kind in found})
             where = "the parameter " + ", ".join(f"`{name}`" for name in detected)
             self.poster.whisper(client, channel, user, masked_notice(kinds, where), thread_ts)
 
-    def _decided(
-        self, client: WebClient, view: RequestView, decision: Decision, secrets: Mapping[str, Any]
-    ) -> None:
-        """Post the denial, run the allowed request (with its secrets, held only here) or post the card."""
-        view = self.shown(view)
+    def _decided(self, client: WebClient, submission: Submission) -> None:
+        """Post the denial, the note that the allowed request runs now, or the approval card."""
+        view, outcome = self.shown(submission.request), submission.decision.outcome
         channel, thread_ts = str(view.channel), str(view.thread_ts)
-        log.info(
-            "action requested request=%s action=%s outcome=%s rule=%s",
-            view.request_id,
-            view.action,
-            decision.outcome,
-            decision.rule,
-        )
-        if decision.outcome == "deny":
+        if outcome == "deny":
             self.poster.say(client, channel, denied_text(view, self._source(view.rule)), thread_ts)
-        elif decision.outcome == "allow":
+        elif outcome == "allow":
             self.poster.say(client, channel, allowed_text(view, self._source(view.rule)), thread_ts)
-            self._run(client, view.request_id, card=None, secrets=secrets)
         else:
             self.poster.post(client, channel, [approval_card(view, self.facts(view))], thread_ts)
 
-    def _run(
-        self,
-        client: WebClient,
-        request_id: str,
-        card: tuple[str, str] | None,
-        secrets: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Run an approved request (exactly once, wherever the click landed) and post its result."""
-        result = execute_once(
-            self.service,
-            self.policy(),
-            request_id,
-            self.execute,
-            secrets,
-            lambda _, why: self._blocked(client, request_id, why),
-        )
-        view = self.service.get(request_id)
+    def _ran(self, client: WebClient, run: RunOutcome, card: tuple[str, str] | None = None) -> None:
+        """Say why a run was stopped (with a new approval card when it waits for approvals again), post
+        the result of a run, and redraw the card it was approved on."""
+        view = run.request
         if view is None:
             return
-        if result is not None and view.channel and view.thread_ts:
-            self.poster.post(client, view.channel, [result_message(view, result)], view.thread_ts)
+        if run.blocked and view.channel and view.thread_ts:
+            self.tell(client, view.channel, run.blocked, view.thread_ts)
+            if run.reopened:
+                self.poster.post(
+                    client, view.channel, [approval_card(self.shown(view), self.facts(view))], view.thread_ts
+                )
+        if run.result is not None and view.channel and view.thread_ts:
+            self.poster.post(client, view.channel, [result_message(view, run.result)], view.thread_ts)
         if card is not None:
             self._update_card(client, card[0], card[1], view)
-
-    def _blocked(self, client: WebClient, request_id: str, why: str) -> None:
-        """The policy or the approvers stopped a run at the last moment: say why in the thread; a
-        request that now waits for approvals it never had gets its approval card."""
-        view = self.service.get(request_id)
-        if view is None or not view.channel or not view.thread_ts:
-            return
-        self.tell(client, view.channel, why, view.thread_ts)
-        if view.status == PENDING and not view.approvers and view.required_count > 0:
-            self.poster.post(
-                client, view.channel, [approval_card(self.shown(view), self.facts(view))], view.thread_ts
-            )
 
     # -- the card ------------------------------------------------------------------------------
 
@@ -414,12 +378,16 @@ class ActionFlows:
         if click is None:
             return
         with self._reported(client, click):
-            if self._elsewhere(client, click):
-                return
-            result = self.service.approve(click.request_id, click.user)
-            self._clicked(client, click, result, always_tell=True)
-            if result.ready_to_run:
-                self._run(client, click.request_id, card=(click.channel, click.ts))
+            outcome = self.actions.approve(
+                click.request_id,
+                click.user,
+                click.channel,
+                before_run=lambda counted: self._clicked(client, click, counted, always_tell=True),
+            )
+            if outcome.run is None:
+                self._shown_click(client, click, outcome, always_tell=True)
+            else:
+                self._ran(client, outcome.run, card=(click.channel, click.ts))
 
     def on_reject(self, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         """Reject: ask for the reason in a modal (after checking the clicker may reject at all)."""
@@ -427,24 +395,18 @@ class ActionFlows:
         if click is None:
             return
         with self._reported(client, click):
-            if self._elsewhere(client, click):
-                return
-            view = self.service.get(click.request_id)
-            refusal = self._reject_refusal(view, click.user)
-            if refusal is not None or view is None:
-                self.poster.whisper(client, click.channel, click.user, refusal or "There is no such request.")
-                return
-            metadata = RejectMetadata(request_id=click.request_id, channel=click.channel, ts=click.ts)
-            client.views_open(trigger_id=click.trigger_id, view=reject_modal(metadata, self.shown(view)))
-
-    def _reject_refusal(self, view: RequestView | None, user: str) -> str | None:
-        if view is None:
-            return "There is no such request."
-        if view.status in FINISHED:
-            return f"This request is already {view.status}; there is nothing to reject."
-        requirement = ApprovalRequirement(count=1, groups=view.required_groups or ("nobody",))
-        refusal = self.policy().refusal(user, view.requester, requirement)
-        return None if refusal is None else refusal.render("reject")
+            check = self.actions.check_reject(click.request_id, click.user, click.channel)
+            if check.elsewhere:
+                self._elsewhere(client, click)
+            elif check.refusal is not None or check.request is None:
+                self.poster.whisper(
+                    client, click.channel, click.user, check.refusal or "There is no such request."
+                )
+            else:
+                metadata = RejectMetadata(request_id=click.request_id, channel=click.channel, ts=click.ts)
+                client.views_open(
+                    trigger_id=click.trigger_id, view=reject_modal(metadata, self.shown(check.request))
+                )
 
     @staticmethod
     def ack_reject_reason(ack: Ack, view: dict[str, Any]) -> None:
@@ -464,48 +426,35 @@ class ActionFlows:
             return
         click = _Click(user, metadata.request_id, metadata.channel, metadata.ts, "", has_buttons=True)
         with self._reported(client, click):
-            result = self.service.reject(metadata.request_id, user, _reason(view))
+            outcome = self.actions.reject(metadata.request_id, user, _reason(view))
             reason = mask_secrets(_reason(view)).text
-            self._clicked(client, click, result, decided_by=f"<@{user}>: {escape(reason)}")
+            self._shown_click(client, click, outcome, decided_by=f"<@{user}>: {escape(reason)}")
 
     def on_cancel(self, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         """Cancel: only the requester, before the action runs."""
         click = self._click(body, action, client)
         if click is not None:
             with self._reported(client, click):
-                if self._elsewhere(client, click):
-                    return
-                result = self.service.cancel(click.request_id, click.user)
-                self._clicked(client, click, result, decided_by=f"<@{click.user}>")
+                outcome = self.actions.cancel(click.request_id, click.user, click.channel)
+                self._shown_click(client, click, outcome, decided_by=f"<@{click.user}>")
 
     def on_revoke(self, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         """Revoke my approval: the approval no longer counts."""
         click = self._click(body, action, client)
         if click is not None:
             with self._reported(client, click):
-                if not self._elsewhere(client, click):
-                    self._clicked(client, click, self.service.revoke(click.request_id, click.user))
+                self._shown_click(
+                    client, click, self.actions.revoke(click.request_id, click.user, click.channel)
+                )
 
-    def _elsewhere(self, client: WebClient, click: _Click) -> bool:
-        """Whether the click comes from another channel than the request's card: a button's value
-        replayed in a message elsewhere is refused, and nothing is counted."""
-        view = self.service.get(click.request_id)
-        if view is None or not view.channel or view.channel == click.channel:
-            return False
-        log.warning(
-            "click refused: from another channel request=%s channel=%s card_channel=%s user=%s",
-            click.request_id,
-            click.channel,
-            view.channel,
-            click.user,
-        )
+    def _elsewhere(self, client: WebClient, click: _Click) -> None:
+        """A button's value replayed in another channel than the request's card: nothing changed."""
         self.poster.whisper(
             client,
             click.channel,
             click.user,
             "That button belongs to a request in another channel; nothing changed.",
         )
-        return True
 
     @contextmanager
     def _reported(self, client: WebClient, click: _Click) -> Iterator[None]:
@@ -536,6 +485,20 @@ class ActionFlows:
             has_buttons=any(block.get("type") == "actions" for block in message.get("blocks") or []),
         )
 
+    def _shown_click(
+        self,
+        client: WebClient,
+        click: _Click,
+        outcome: ClickOutcome,
+        decided_by: str | None = None,
+        always_tell: bool = False,
+    ) -> None:
+        """A click's outcome that ran nothing: refused as from elsewhere, or what changed."""
+        if outcome.elsewhere is not None:
+            self._elsewhere(client, click)
+        elif outcome.click is not None:
+            self._clicked(client, click, outcome.click, decided_by, always_tell)
+
     def _clicked(
         self,
         client: WebClient,
@@ -558,22 +521,52 @@ class ActionFlows:
 
     def sweep(self, client: WebClient) -> list[str]:
         """Expire requests past their deadline and say so in their threads; returns their ids."""
+        return [notice.request_id for notice in self._post(client, self.actions.sweep())]
+
+    def recover(self, client: WebClient, older_than_seconds: float) -> list[tuple[str, str]]:
+        """Runs a dead process left behind: say so in their threads; idempotent ones run again now."""
+        notices = self._post(client, self.actions.recover(older_than_seconds))
+        return [(notice.request_id, notice.state) for notice in notices]
+
+    def release_held(self, client: WebClient) -> list[str]:
+        """Requests a rule held (a freeze) whose approvals are in and that may run now: run them."""
+        return [notice.request_id for notice in self._post(client, self.actions.release_held())]
+
+    def run_stranded(self, client: WebClient, older_than_seconds: float) -> list[str]:
+        """Approved requests whose replica died before running them: run them now (exactly once)."""
+        notices = self._post(client, self.actions.run_stranded(older_than_seconds))
+        return [notice.request_id for notice in notices]
+
+    def _post(self, client: WebClient, notices: Iterator[Notice]) -> list[RequestNotice]:
+        """Post each notice in its request's thread as it comes (a run comes after its notice is out);
+        the request notices."""
+        posted: list[RequestNotice] = []
+        for notice in notices:
+            if isinstance(notice, RunOutcome):
+                self._ran(client, notice)
+                continue
+            posted.append(notice)
+            view = notice.request
+            if view is None or not view.channel or not view.thread_ts:
+                continue
+            if notice.kind == "expired":
+                self._expired(client, notice.request_id, view)
+            elif notice.kind == "interrupted":
+                self.tell(client, view.channel, interrupted_text(self.shown(view)), view.thread_ts)
+            elif notice.kind == "released":
+                self.tell(client, view.channel, released_text(self.shown(view)), view.thread_ts)
+        return posted
+
+    def _expired(self, client: WebClient, request_id: str, view: RequestView) -> None:
+        """Say so in the thread and redraw its cards without buttons; a failure is logged (the next
+        request's notice still goes out)."""
+        channel, thread_ts = str(view.channel), str(view.thread_ts)
         try:
-            expired = self.service.expire_due()
+            self.tell(client, channel, expired_text(self.shown(view)), thread_ts)
+            for ts in self._live_cards(client, channel, thread_ts, request_id):
+                self._update_card(client, channel, ts, view)  # expired, without buttons
         except Exception:
-            log.exception("expiry sweep failed")
-            return []
-        for request_id in expired:
-            log.info("request expired request=%s", request_id)
-            try:
-                view = self.service.get(request_id)
-                if view is not None and view.channel and view.thread_ts:
-                    self.tell(client, view.channel, expired_text(self.shown(view)), view.thread_ts)
-                    for ts in self._live_cards(client, view.channel, view.thread_ts, request_id):
-                        self._update_card(client, view.channel, ts, view)  # expired, without buttons
-            except Exception:  # the next request's notice still goes out
-                log.exception("expiry notice failed request=%s", request_id)
-        return expired
+            log.exception("expiry notice failed request=%s", request_id)
 
     @staticmethod
     def _live_cards(client: WebClient, channel: str, thread_ts: str, request_id: str) -> list[str]:
@@ -601,39 +594,6 @@ class ActionFlows:
             cursor = ((replies.get("response_metadata") or {}).get("next_cursor")) or None
             if not replies.get("has_more") or not cursor:
                 break
-        return found
-
-    def recover(self, client: WebClient, older_than_seconds: float) -> list[tuple[str, str]]:
-        """Runs a dead process left behind: say so in their threads; idempotent ones run again now."""
-        recovered = self.service.recover_interrupted(older_than_seconds)
-        for request_id, state in recovered:
-            log.warning("interrupted run request=%s is now %s", request_id, state)
-            view = self.service.get(request_id)
-            if view is None or not view.channel or not view.thread_ts:
-                continue
-            self.tell(client, view.channel, interrupted_text(self.shown(view)), view.thread_ts)
-            if state == APPROVED:
-                self._run(client, request_id, card=None)
-        return recovered
-
-    def release_held(self, client: WebClient) -> list[str]:
-        """Requests a rule held (a freeze) whose approvals are in and that may run now: run them."""
-        released = self.service.release_held()
-        for request_id in released:
-            log.info("held request released request=%s", request_id)
-            view = self.service.get(request_id)
-            if view is not None and view.channel and view.thread_ts:
-                self.tell(client, view.channel, released_text(self.shown(view)), view.thread_ts)
-            self._run(client, request_id, card=None)
-        return released
-
-    def run_stranded(self, client: WebClient, older_than_seconds: float) -> list[str]:
-        """Approved requests whose replica died before running them: run them now (exactly once)."""
-        with self.service.engine.connect() as connection:
-            found = stranded(connection, self.service.clock() - older_than_seconds)
-        for request_id in found:
-            log.warning("approved request left unrun by a dead replica request=%s: running it", request_id)
-            self._run(client, request_id, card=None)
         return found
 
     def tell(self, client: WebClient, channel: str, text: str, thread_ts: str) -> None:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -108,6 +109,294 @@ audit_head = sa.Table(
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
+
+
+# The states of an action request (`bot/actions/approvals.py` describes them).
+PENDING, APPROVED, RUNNING = "pending", "approved", "running"
+DENIED, REJECTED, CANCELLED, EXPIRED = "denied", "rejected", "cancelled", "expired"
+SUCCEEDED, FAILED, NEEDS_ATTENTION = "succeeded", "failed", "needs_attention"
+FINISHED = frozenset({DENIED, REJECTED, CANCELLED, EXPIRED, SUCCEEDED, FAILED, NEEDS_ATTENTION})
+
+_JSON_COLUMNS = ("params", "required_groups")
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """A request as the approval card and the CLI show it."""
+
+    request_id: str
+    action: str
+    params: dict[str, Any]
+    requester: str
+    channel: str | None
+    thread_ts: str | None
+    status: str
+    rule: str | None
+    reason: str
+    policy_version: str
+    required_count: int
+    required_groups: tuple[str, ...]
+    deadline: float | None
+    approvers: tuple[str, ...] = ()
+    result_summary: str | None = None
+    result_output: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    """A request waiting for approvals, as the governance digest lists it."""
+
+    request_id: str
+    action: str
+    requester: str
+    channel: str | None
+    created_at: float
+    required_count: int
+
+
+def _encoded(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Column values as stored: parameters and approver groups as JSON text."""
+    out = dict(values)
+    if "params" in out and not isinstance(out["params"], str):
+        out["params"] = json.dumps(out["params"], sort_keys=True, default=str)
+    if "required_groups" in out and not isinstance(out["required_groups"], str):
+        out["required_groups"] = json.dumps(list(out["required_groups"]))
+    return out
+
+
+class RequestTransaction:
+    """One transaction on the action tables: every read, conditional change and audit entry of one
+    decision, committed together (exactly-once rests on that)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def read(self, request_id: str, lock: bool = False) -> RequestView | None:
+        """The request as this transaction sees it; `lock` holds its row until commit.
+
+        Decisions lock the row first, so concurrent clicks on one request are decided one after the
+        other (on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises every writer).
+        """
+        query = sa.select(action_requests).where(action_requests.c.request_id == request_id)
+        row = self.connection.execute(query.with_for_update() if lock else query).first()
+        if row is None:
+            return None
+        m = row._mapping
+        approvers = self.connection.execute(
+            sa.select(approvals.c.approver)
+            .where(
+                approvals.c.request_id == request_id,
+                approvals.c.fingerprint == m["fingerprint"],
+                approvals.c.revoked_at.is_(None),
+            )
+            .order_by(approvals.c.approval_id)
+        ).scalars()
+        return RequestView(
+            request_id=m["request_id"],
+            action=m["action"],
+            params=json.loads(m["params"]),
+            requester=m["requester"],
+            channel=m["channel"],
+            thread_ts=m["thread_ts"],
+            status=m["status"],
+            rule=m["rule"],
+            reason=m["reason"],
+            policy_version=m["policy_version"],
+            required_count=int(m["required_count"] or 0),
+            required_groups=tuple(json.loads(m["required_groups"] or "[]")),
+            deadline=m["deadline"],
+            approvers=tuple(str(a) for a in approvers),
+            result_summary=m["result_summary"],
+            result_output=m["result_output"],
+        )
+
+    def insert(self, **values: Any) -> None:
+        """Record a new request (its columns; parameters and groups as Python values)."""
+        self.connection.execute(sa.insert(action_requests).values(**_encoded(values)))
+
+    def update(self, request_id: str, current: str, /, **values: Any) -> bool:
+        """A conditional change: True only for the caller that found the request in state `current`."""
+        return bool(
+            self.connection.execute(
+                sa.update(action_requests)
+                .where(action_requests.c.request_id == request_id, action_requests.c.status == current)
+                .values(**_encoded(values))
+            ).rowcount
+        )
+
+    def move(self, request_id: str, source: str, target: str, now: float) -> bool:
+        """A conditional state change: True only for the caller that found the request in `source`."""
+        return self.update(request_id, source, status=target, updated_at=now)
+
+    def ids(
+        self, status: str, *, deadline_before: float | None = None, live_at: float | None = None
+    ) -> list[str]:
+        """The requests in `status`: past their deadline at `deadline_before`, or within it (or without
+        one) at `live_at`."""
+        query = sa.select(action_requests.c.request_id).where(action_requests.c.status == status)
+        if deadline_before is not None:
+            query = query.where(action_requests.c.deadline < deadline_before)
+        if live_at is not None:
+            query = query.where(
+                sa.or_(action_requests.c.deadline.is_(None), action_requests.c.deadline >= live_at)
+            )
+        return [str(request_id) for request_id in self.connection.execute(query).scalars()]
+
+    def stale_runs(self, last_sign_before: float) -> list[tuple[str, str, dict[str, Any]]]:
+        """Running requests whose lease lapsed (no heartbeat since `last_sign_before`): id, action, params."""
+        last_sign = sa.func.coalesce(action_requests.c.heartbeat_at, action_requests.c.claimed_at)
+        rows = self.connection.execute(
+            sa.select(action_requests.c.request_id, action_requests.c.action, action_requests.c.params).where(
+                action_requests.c.status == RUNNING, last_sign < last_sign_before
+            )
+        )
+        return [(str(request_id), str(action), json.loads(params)) for request_id, action, params in rows]
+
+    def stranded(self, before: float) -> list[str]:
+        """Requests approved before `before` that nobody claimed to run."""
+        rows = self.connection.execute(
+            sa.select(action_requests.c.request_id).where(
+                action_requests.c.status == APPROVED, action_requests.c.updated_at < before
+            )
+        )
+        return [str(request_id) for (request_id,) in rows]
+
+    # -- approvals -----------------------------------------------------------------------------
+
+    def give_approval(self, request_id: str, approver: str, fingerprint: str, now: float) -> None:
+        """Count `approver`'s approval of the request's current parameters (an approval given, revoked
+        and given again is the same row, live again)."""
+        renewed = self.connection.execute(
+            sa.update(approvals)
+            .where(
+                approvals.c.request_id == request_id,
+                approvals.c.approver == approver,
+                approvals.c.fingerprint == fingerprint,
+                approvals.c.revoked_at.is_not(None),
+            )
+            .values(revoked_at=None, decided_at=now)
+        ).rowcount
+        if not renewed:
+            self.connection.execute(
+                sa.insert(approvals).values(
+                    request_id=request_id, approver=approver, fingerprint=fingerprint, decided_at=now
+                )
+            )
+
+    def withdraw_approval(self, request_id: str, approver: str, now: float) -> None:
+        """`approver`'s live approval no longer counts (revoked, or lapsed)."""
+        self.connection.execute(
+            sa.update(approvals)
+            .where(
+                approvals.c.request_id == request_id,
+                approvals.c.approver == approver,
+                approvals.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+        )
+
+    # -- the policy versions and the audit log -------------------------------------------------
+
+    def last_policy_version(self) -> str | None:
+        """The policy version recorded last."""
+        query = sa.select(policy_versions.c.version).order_by(policy_versions.c.seq.desc()).limit(1)
+        found = self.connection.execute(query).scalar()
+        return None if found is None else str(found)
+
+    def add_policy_version(self, version: str, files: Sequence[str], now: float) -> None:
+        """Record a policy version Steward decides with from now on."""
+        self.connection.execute(
+            sa.insert(policy_versions).values(version=version, files=json.dumps(list(files)), seen_at=now)
+        )
+
+    def lock_audit(self) -> None:
+        """Take the audit head's lock until the transaction ends."""
+        lock_audit(self.connection)
+
+    def audit(
+        self, *, at: float, kind: str, request_id: str | None, actor: str | None, data: dict[str, Any]
+    ) -> int:
+        """Append one audit entry in this transaction; returns its number."""
+        return append_audit(self.connection, at=at, kind=kind, request_id=request_id, actor=actor, data=data)
+
+    def authorised(self, request_id: str) -> tuple[bool, str]:
+        """Whether the verified audit log lets the request run now, and why."""
+        return authorised_in_log(self.connection, request_id)
+
+
+class ActionRequestStore:
+    """The action requests, their approvals, the policy versions and the audit log: every query on
+    them goes through here (`RequestTransaction` for a decision's changes)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def begin(self) -> Iterator[RequestTransaction]:
+        """A transaction; committed when the block ends without an error."""
+        with self.engine.begin() as connection:
+            yield RequestTransaction(connection)
+
+    def read(self, request_id: str) -> RequestView | None:
+        """A request with its current approvers."""
+        with self.engine.connect() as connection:
+            return RequestTransaction(connection).read(request_id)
+
+    def stranded(self, before: float) -> list[str]:
+        """Requests approved before `before` that nobody claimed to run: the replica that recorded the
+        deciding approval died before it could claim the run. Running them is safe: the claim is atomic."""
+        with self.engine.connect() as connection:
+            return RequestTransaction(connection).stranded(before)
+
+    def pending(self) -> list[PendingRequest]:
+        """Every request waiting for approvals, oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(action_requests)
+                .where(action_requests.c.status == PENDING)
+                .order_by(action_requests.c.created_at)
+            )
+            return [
+                PendingRequest(
+                    row.request_id,
+                    row.action,
+                    row.requester,
+                    row.channel,
+                    float(row.created_at),
+                    int(row.required_count or 0),
+                )
+                for row in rows
+            ]
+
+    def finished_between(self, start: float, end: float) -> dict[str, int]:
+        """How many requests ended in each final state in [start, end)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(action_requests.c.status, sa.func.count())
+                .where(
+                    action_requests.c.status.in_(sorted(FINISHED)),
+                    action_requests.c.updated_at >= start,
+                    action_requests.c.updated_at < end,
+                )
+                .group_by(action_requests.c.status)
+            )
+            return {str(status): int(count) for status, count in rows}
+
+    def policy_changes_between(self, start: float, end: float) -> list[tuple[float, str, str | None]]:
+        """The audited policy changes in [start, end): when, the new version, the one before."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(audit_log.c.at, audit_log.c.data)
+                .where(audit_log.c.kind == "policy_changed", audit_log.c.at >= start, audit_log.c.at < end)
+                .order_by(audit_log.c.seq)
+            )
+            changes = []
+            for row in rows:
+                data = json.loads(row.data)
+                changes.append((float(row.at), str(data["version"]), data["previous"]))
+            return changes
 
 
 def lock_audit(connection: Connection) -> None:

@@ -20,6 +20,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from bot.store.action_requests import (
+    APPROVED,
+    FAILED,
+    NEEDS_ATTENTION,
+    RUNNING,
+    SUCCEEDED,
     action_requests,
     appended_here,
     audit_head,
@@ -32,7 +37,7 @@ from bot.store.audit_checkpoints import Checkpoint, CheckpointError
 from bot.store.audit_trail import Logged, RequestTrail
 
 # Request states that need the log's authority: ready to run, or ran (the store's own status values).
-AUTHORISED_STATES = ("approved", "running", "succeeded", "failed", "needs_attention")
+AUTHORISED_STATES = (APPROVED, RUNNING, SUCCEEDED, FAILED, NEEDS_ATTENTION)
 
 
 @dataclass
@@ -153,7 +158,7 @@ def _cross_check(connection: Connection, trails: dict[str, RequestTrail]) -> tup
         trail = trails.get(request_id)
         if trail is None:
             problems.append(AuditProblem(0, f"is {status} but has no entries in the audit log", request_id))
-        elif status == "approved":
+        elif status == APPROVED:
             allowed, why = trail.may_run()
             if not allowed:
                 problems.append(
