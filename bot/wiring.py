@@ -14,6 +14,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from bot.actions.approvals import ApprovalService
 from bot.actions.policy.gate import PolicyFolder
 from bot.actions.proposals import Proposer
+from bot.answers.deliveries import Deliveries
+from bot.answers.gaps import GapService
+from bot.answers.knowledge import KnowledgeBase
 from bot.answers.llm import LLMSetupError, LLMWriter, build_chat_model
 from bot.answers.questions import QuestionService
 from bot.answers.retrieval import Retriever
@@ -29,7 +32,7 @@ from bot.store.audit_checkpoints import CheckpointFile
 from bot.store.catalog import Catalog
 from bot.store.conversations import ConversationStore
 from bot.store.engine import create_engine, sqlite_file
-from bot.store.events import replica_name
+from bot.store.events import EventLedger, replica_name
 from bot.store.schema import upgrade
 from ingest.pipeline import Ingestor
 
@@ -170,8 +173,10 @@ class Services:
         return build_app(
             self.settings,
             lambda: self.answers,
-            lambda: self.catalog,
-            self.conversations,
+            self.questions,
+            self.gaps,
+            self.knowledge,
+            self.deliveries,
             approvals=self.approvals,
             policy=self.policy,
             proposer=self.proposer,
@@ -330,6 +335,25 @@ class Services:
     def questions(self) -> QuestionService:
         """Answers questions and records them (the answer, the gap, the thread): `steward ask` and Slack."""
         return QuestionService(lambda: self.answers, self.conversations, self.settings.sticky_threads)
+
+    @cached_property
+    def gaps(self) -> GapService:
+        """Feedback and knowledge gaps: routed to the experts (STEWARD_EXPERTS_CHANNEL or the owners) and
+        drafted into STEWARD_GUIDANCE_INBOX."""
+        settings = self.settings
+        return GapService(self.conversations, settings.guidance_inbox, settings.experts_channel)
+
+    @cached_property
+    def knowledge(self) -> KnowledgeBase:
+        """The state of the knowledge base (App Home) and its documents (the assistant pane's prompts)."""
+        return KnowledgeBase(lambda: self.catalog, self.conversations)
+
+    @cached_property
+    def deliveries(self) -> Deliveries:
+        """Slack events claimed once across replicas; this replica's heartbeat and its take-over of the
+        questions a dead replica left unanswered."""
+        ledger = EventLedger(self.records, replica_name())
+        return Deliveries(self.conversations, self.settings.event_retention_seconds, ledger)
 
     @cached_property
     def answers(self) -> AnswerService:

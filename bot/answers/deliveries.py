@@ -25,17 +25,25 @@ class Deliveries:
         return None if self.ledger is None else self.ledger.name
 
     def claim(
-        self, event_id: str, channel: str | None = None, message_ts: str = "", thread_ts: str | None = None
+        self,
+        event_id: str,
+        channel: str | None = None,
+        message_ts: str = "",
+        thread_ts: str | None = None,
+        retention_seconds: float | None = None,
     ) -> bool:
-        """True for the first delivery of an event id, False for a retry or another replica's.
+        """True for the first delivery of an event id (or any key claimed once), False for a retry or
+        another replica's.
 
         With the question's `channel` and `message_ts` and a ledger, the event stays open until `finish`:
-        if this replica dies first, a live one answers it (`orphans`, `take_over`).
+        if this replica dies first, a live one answers it (`orphans`, `take_over`). `retention_seconds`
+        keeps this key longer than events are kept.
         """
         work = None
         if channel is not None and self.ledger is not None:
             work = EventWork(self.ledger.name, channel, message_ts, thread_ts)
-        return self.conversations.claim_event(event_id, self.retention_seconds, work)
+        retention = self.retention_seconds if retention_seconds is None else retention_seconds
+        return self.conversations.claim_event(event_id, retention, work)
 
     def finish(self, event_id: str) -> None:
         """The event is handled: no other replica needs to take it over."""

@@ -29,7 +29,6 @@ from bot.answers.knowledge import KnowledgeBase
 from bot.answers.questions import QuestionService
 from bot.answers.service import AnswerService
 from bot.config import Settings, SettingsError
-from bot.incidents.records import IncidentStore
 from bot.incidents.service import IncidentService
 from bot.logs import ContextExecutor, correlate
 from bot.metrics import CountingRetryHandler, count_api_error
@@ -45,9 +44,6 @@ from bot.slack.questions import QuestionFlows
 from bot.slack.recovery import EventRecovery
 from bot.slack.usergroups import SlackUserGroups
 from bot.slack.workspace import Installation, other_teams_refused
-from bot.store.catalog import Catalog
-from bot.store.conversations import ConversationStore
-from bot.store.events import EventLedger, replica_name
 
 log = logging.getLogger("steward.slack")
 
@@ -149,8 +145,10 @@ def check_token(client: WebClient) -> Installation:
 def build_app(
     settings: Settings,
     answers: Callable[[], AnswerService],
-    catalog: Callable[[], Catalog],
-    store: ConversationStore,
+    questions: QuestionService,
+    gaps: GapService,
+    knowledge: KnowledgeBase,
+    deliveries: Deliveries,
     executor: ThreadPoolExecutor | None = None,
     approvals: ApprovalService | None = None,
     policy: Callable[[], PolicyGate] | None = None,
@@ -162,8 +160,9 @@ def build_app(
 
     Guarded actions (`/steward run`, action mentions, approval cards) are on when `approvals` and
     `policy` are given; with a `proposer` (an LLM), mentions in free words may become proposals too.
-    `client` and `incidents` are the composition root's (`steward serve`'s); without them, the app builds
-    its own from `settings` and `store`.
+    `client` is the composition root's (`steward serve`'s); without it, the app builds its own from
+    `settings`. `/steward incident` and acknowledgements in incident threads are on with `incidents`.
+    The services come from the composition root (bot/wiring.py); the app builds only Slack's side.
     """
     missing = missing_credentials(settings)
     if missing:
@@ -204,27 +203,24 @@ def build_app(
         gate, llm = policy, proposer
 
         def proposals(submit: Submit, say: Say) -> ProposalFlows:
-            return ProposalFlows(llm, gate, poster, submit, say, lambda key: store.claim_event(key, kept))
+            return ProposalFlows(
+                llm, gate, poster, submit, say, lambda key: deliveries.claim(key, retention_seconds=kept)
+            )
 
     actions = (
         ActionFlows(settings, approvals, policy, answers, poster, proposals=proposals)
         if approvals is not None and policy is not None
         else None
     )
-    deliveries = Deliveries(
-        store, settings.event_retention_seconds, EventLedger(store.engine, replica_name())
-    )
-    gaps = GapService(store, settings.guidance_inbox, settings.experts_channel)
-    knowledge = KnowledgeBase(catalog, store)
     conversations = QuestionFlows(
         settings,
-        questions=QuestionService(answers, store, settings.sticky_threads),
+        questions=questions,
         gaps=gaps,
         knowledge=knowledge,
         deliveries=deliveries,
         poster=poster,
         actions=actions,
-        incidents=IncidentFlows(incidents or IncidentService(IncidentStore(store.engine)), poster),
+        incidents=None if incidents is None else IncidentFlows(incidents, poster),
     )
     expertise = Expertise(gaps, poster)
     bolt.middleware(correlate)
