@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +15,9 @@ from sqlalchemy.engine import Engine
 from bot.incidents import records as incidents
 from bot.store import action_requests as actions
 from bot.store import catalog, conversations, digests
+from bot.store.engine import create_engine
 from bot.store.schema import MIGRATIONS, upgrade
+from tests.conftest import ROOT
 from tests.databases import StateDatabase
 
 TABLES = [
@@ -139,3 +142,30 @@ def test_alert_incidents_from_before_episodes_are_their_first_episode(state_db: 
         (2, "open", 5000.0),
     ]
     assert store.noisiest(0, float("inf")) == ([incidents.NoisyAlert("DiskFull", 3, 2)], 1)
+
+
+def test_a_brand_new_data_dir_is_migrated_once_by_the_command_that_opens_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No store migrates itself: the commands reading records open them through wiring, which migrates a
+    brand-new data dir at start-up, and each finds its tables."""
+    from bot.cli import main
+
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("STEWARD_DIGESTS_FILE", str(ROOT / "digests.yaml"))
+    monkeypatch.delenv("STEWARD_DATABASE_URL", raising=False)
+    for argv in (
+        ["digest", "run", "incidents", "--at", "2026-11-24"],
+        ["digest", "run", "governance", "--at", "2026-11-24"],
+        ["audit", "verify"],
+        ["audit", "export"],
+    ):
+        assert main(argv) == 0, argv
+    out = capsys.readouterr().out
+    assert "incidents (2026-11-23 to 2026-11-24): all quiet" in out
+    assert "governance (2026-11-17 to 2026-11-24): all quiet" in out
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'steward.db'}")
+    try:
+        assert {table.name for table in TABLES} <= set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
