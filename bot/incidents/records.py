@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -271,9 +272,10 @@ class IncidentStore:
                 .where(incidents.c.incident_id == incident_id, incidents.c.status == "open")
                 .values(status="resolved", resolved_at=now)
             ).rowcount
-        if not changed:
-            return None
-        return next((i for i in self.in_period(0, float("inf")) if i.incident_id == incident_id), None)
+            if not changed:
+                return None
+            row = connection.execute(sa.select(incidents).where(incidents.c.incident_id == incident_id)).one()
+        return _incident(row)
 
     def thread_of(self, incident_id: int) -> tuple[str | None, str | None]:
         """The channel and thread of a Slack-declared incident (None, None for alerts)."""
@@ -312,23 +314,7 @@ class IncidentStore:
                 )
                 .order_by(incidents.c.started_at)
             )
-            return [
-                Incident(
-                    r.incident_id,
-                    r.source,
-                    r.title,
-                    r.severity,
-                    r.service,
-                    r.status,
-                    r.started_at,
-                    r.acknowledged_at,
-                    r.resolved_at,
-                    r.runbook_url,
-                    r.description,
-                    r.episode,
-                )
-                for r in rows
-            ]
+            return [_incident(row) for row in rows]
 
     def noisiest(self, start: float, end: float, limit: int = 5) -> tuple[list[NoisyAlert], int]:
         """The alert names that fired in the most notifications in the period (each notification counted
@@ -377,6 +363,13 @@ class IncidentStore:
             refused=sum(1 for r in rows if r.reason == "refused"),
             refused_reasons=details["refused"],
         )
+
+
+_INCIDENT_FIELDS = tuple(field.name for field in fields(Incident))  # each one a column of `incidents`
+
+
+def _incident(row: sa.Row[Any]) -> Incident:
+    return Incident(**{name: row._mapping[name] for name in _INCIDENT_FIELDS})
 
 
 def utc(moment: float) -> str:
