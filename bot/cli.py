@@ -252,21 +252,12 @@ def _command(argv: Sequence[str] | None) -> int:
     try:
         settings = load_settings()
         services = build(settings)
-        if args.command == "ingest":
-            return _ingest(services, args)
-        if args.command == "ask":
-            return _ask(services, args)
-        if args.command == "policy":
-            return _policy(services, args)
-        if args.command == "audit":
-            return _audit(services, args)
-        if args.command == "digest":
-            return _digest(services, args)
-        if args.command == "serve":
-            from bot.runtime.serve import serve
-
-            return serve(services, port=args.port, host=args.host)
-        return _eval(services, args)
+        try:
+            return _run(services, args)
+        finally:
+            # now, not whenever the garbage collector gets to it: the databases' connections closed
+            # (SQLite folds its -wal file back in), the vector store's client released
+            services.close()
     except StewardError as exc:
         code, line = cli_report(exc)
         print(line, file=sys.stderr)
@@ -274,6 +265,24 @@ def _command(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("steward: interrupted; nothing half-written is kept, run the command again", file=sys.stderr)
         return 130
+
+
+def _run(services: Services, args: argparse.Namespace) -> int:
+    if args.command == "ingest":
+        return _ingest(services, args)
+    if args.command == "ask":
+        return _ask(services, args)
+    if args.command == "policy":
+        return _policy(services, args)
+    if args.command == "audit":
+        return _audit(services, args)
+    if args.command == "digest":
+        return _digest(services, args)
+    if args.command == "serve":
+        from bot.runtime.serve import serve
+
+        return serve(services, port=args.port, host=args.host)
+    return _eval(services, args)
 
 
 def _ingest(services: Services, args: argparse.Namespace) -> int:
