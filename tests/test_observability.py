@@ -47,9 +47,13 @@ def test_an_empty_index_is_ready_and_says_so(make_services: Callable[..., Servic
     assert ready and checks["index"] == "ok: empty (run `steward ingest`)"
 
 
-def test_a_database_that_is_down_is_not_ready_and_named(make_services: Callable[..., Services]) -> None:
+def test_a_database_that_is_down_is_not_ready_and_named(tmp_path: Path) -> None:
+    """Services as `steward serve` builds them before start-up has opened anything (the `make_services`
+    fixture builds the answer service at once, which opens the catalog: here, the same database)."""
     url = f"postgresql+psycopg://steward:s3cret@127.0.0.1:{free_port()}/steward"
-    ready, checks = Readiness(make_services(database_url=url)).check()
+    services = Services(Settings(data_dir=tmp_path / "data", database_url=url))
+    ready, checks = Readiness(services).check()
+    services.close()
     assert not ready
     assert checks["database"].startswith("failed: postgresql+psycopg://steward:***@127.0.0.1:")
     assert "s3cret" not in json.dumps(checks)

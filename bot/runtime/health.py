@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.store.catalog import kb_chunks
 from bot.wiring import Services
 
 log = logging.getLogger("steward.health")
@@ -59,7 +58,7 @@ class Readiness:
         return ready, checks
 
     def _database(self) -> str:
-        records = self.services.records
+        records = self.services.records_engine  # reachable is enough; migrating is start-up's
         try:
             with records.connect() as connection:
                 connection.execute(sa.text("SELECT 1"))
@@ -69,10 +68,7 @@ class Readiness:
 
     def _index(self) -> str:
         try:
-            catalog = self.services.catalog
-            if not sa.inspect(catalog.engine).has_table(kb_chunks.name):  # nothing ingested yet
-                return "ok: empty (run `steward ingest`)"
-            _documents, chunks = catalog.count()
+            _documents, chunks = self.services.catalog.count()  # its tables exist once it is built
             vectors = self.services.vectors.count() if chunks else 0
         except Exception as exc:
             return f"failed: {_reason(exc)}"
