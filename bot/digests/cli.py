@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from bot.incidents.digest import incident_runbooks
 from bot.store.catalog import Catalog, CatalogError
 from bot.store.digests import DriftHistory
 from bot.store.schema import StateStoreError
+
+log = logging.getLogger("steward.digests")
 
 # The exit code when the digest was printed but a source of it failed (a cron job should notice).
 SOURCE_FAILED = 3
@@ -45,6 +48,7 @@ def run_digest(
             documents, engine = catalog(), records()
         except (CatalogError, StateStoreError) as exc:
             start, until = period(today, digest.period_days, since)
+            log.error("digest source failed digest=%s source=state-database", name)
             print(f"{name} ({start:%Y-%m-%d} to {until:%Y-%m-%d}): NOT PRODUCED: {exc}")
             return SOURCE_FAILED
         text, failed = build_report(
