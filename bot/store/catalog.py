@@ -422,14 +422,7 @@ class Catalog:
             named = _named([_document_from_row(row) for row in connection.execute(sa.select(kb_documents))])
             documents = {document.doc_id: document for document in named}
             chunks = [
-                ChunkRecord(
-                    chunk_id=row.chunk_id,
-                    doc_id=row.doc_id,
-                    ord=row.ord,
-                    section=row.section,
-                    text=row.text,
-                    terms=row.terms,
-                )
+                ChunkRecord(**row._mapping)  # its fields are the table's columns (as written: asdict)
                 for row in connection.execute(
                     sa.select(kb_chunks).order_by(kb_chunks.c.doc_id, kb_chunks.c.ord)
                 )
