@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 DEMO_DATA := .steward-demo
 
-.PHONY: demo test test-unit test-weekend test-at bench-answers bench-ranking lint types unit image image-offline image-test bench-image bench-knowledge bench-slack bench-actions bench-drift bench-events bench-events-soak bench-retrieval-server bench-scale-out clean
+.PHONY: demo test test-unit coverage test-weekend test-at bench-answers bench-ranking lint types unit image image-offline image-test bench-image bench-knowledge bench-slack bench-actions bench-drift bench-events bench-events-soak bench-retrieval-server bench-scale-out clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,14 +59,27 @@ $(FAKETIME_LIB):
 	tests/clock/build-libfaketime.sh $(VENV)/faketime
 
 # lint, types, import contracts and tests in one command; then the tests whose outcome once hung on the weekday, again,
-# with the machine's clock moved into the starter weekend freeze
+# with the machine's clock moved into the starter weekend freeze. The whole suite runs: the unit and slack tiers
+# under coverage (its summary by package is printed), the integration and deploy tiers without (subprocesses,
+# replicas and containers are not measured); both parts run even when the first fails.
 test: $(VENV)/.installed $(FAKETIME_LIB)
 	$(BIN)/ruff check bot ingest tests bench deploy
 	$(BIN)/ruff format --check bot ingest tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/pytest
+	$(BIN)/coverage erase
+	failed=0; \
+	$(BIN)/coverage run -m pytest -m "unit or slack" || failed=1; \
+	$(BIN)/pytest -m "integration or deploy" || failed=1; \
+	$(BIN)/python -m tests.support.coverage_summary; \
+	exit $$failed
 	$(MAKE) --no-print-directory test-weekend
+
+# the coverage of the unit and slack tiers alone, file by file (make test prints the summary by package)
+coverage: $(VENV)/.installed
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest -q -m "unit or slack"
+	$(BIN)/coverage report --skip-covered --sort=cover
 
 # Approvals, faults, scale-out, the demo and the digests at a Saturday noon in Berlin (inside the
 # starter freeze): no test may depend on the day it runs.
@@ -123,7 +136,7 @@ bench-drift: $(VENV)/.installed
 	$(BIN)/python -m bench.drift --rows 1000000 --columns 50 --repeat 3 --samples 100
 
 clean:
-	rm -rf $(VENV) $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache .coverage
 
 bench-events: $(VENV)/.installed
 	$(BIN)/python -m bench.events --rate 50 --seconds 300 --drain 300 \
