@@ -47,6 +47,7 @@ from bot.answers.evaluation import percentile
 from tests.audit_support import shared_key
 from tests.fakes.webhook import WebhookReceiver
 from tests.support.clock import starter_policies
+from tests.support.records import migrated
 from tests.support.replicas import Replica, approve_click, replica_env, send
 from tests.support.slack import FakeSlack
 
@@ -93,7 +94,7 @@ def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
             [str(steward), "ingest", str(ROOT / "knowledge")], env=env, check=True, capture_output=True
         )
         # Each request in its own thread, with its card there, as `/steward run` would have posted them.
-        engine = shared_key(sa.create_engine(url))  # the replicas' audit key (tests.support.replicas)
+        engine = migrated(shared_key(sa.create_engine(url)))  # the replicas' audit key, migrated
         service = ApprovalService(engine, PolicyFolder(work / "policies"))
         retrain = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})
         card_of: dict[str, tuple[str, str]] = {}

@@ -78,7 +78,7 @@ def policies(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def engine(state_db: StateDatabase) -> Engine:
-    return state_db.engine()
+    return state_db.migrated_engine()
 
 
 def _service(

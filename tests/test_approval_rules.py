@@ -29,9 +29,9 @@ from bot.actions.approvals import (
 )
 from bot.actions.models import ActionRequest, Actor
 from bot.actions.policy.gate import PolicyFolder
-from bot.store.engine import create_engine
 from tests.conftest import ROOT
 from tests.support.clock import SettableClock
+from tests.support.records import migrated_engine
 from tests.test_approvals import TUESDAY
 
 ML_PLATFORM = ("U0000MLP01", "U0000MLP02", "U0000MLP03")
@@ -68,7 +68,7 @@ class ApprovalRules(RuleBasedStateMachine):
         super().__init__()
         self.folder = Path(tempfile.mkdtemp(prefix="steward-rules-"))
         shutil.copytree(ROOT / "policies", self.folder / "policies")
-        self.engine = create_engine(f"sqlite:///{self.folder}/state.db")
+        self.engine = migrated_engine(self.folder / "state.db")
         self.clock = SettableClock(TUESDAY)
         self.service = ApprovalService(self.engine, PolicyFolder(self.folder / "policies"), clock=self.clock)
         self.expected: dict[str, Expected] = {}

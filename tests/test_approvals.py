@@ -36,7 +36,6 @@ from bot.actions.models import ActionRequest, Actor
 from bot.actions.policy.gate import PolicyFolder
 from bot.actions.runner import execute_once
 from bot.store.action_requests import approvals, iter_audit, verify_chain
-from bot.store.engine import create_engine
 from bot.store.schema import upgrade
 from tests.actions_worker import click_storm
 from tests.audit_support import shared_key
@@ -44,6 +43,7 @@ from tests.conftest import ROOT
 from tests.databases import StateDatabase
 from tests.fakes.webhook import WebhookReceiver
 from tests.support.clock import SettableClock
+from tests.support.records import migrated_engine
 
 TUESDAY = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC).timestamp()
 FRIDAY_EVENING = dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.UTC).timestamp()  # 19:00 in Berlin
@@ -62,7 +62,7 @@ def policies(tmp_path: Path) -> Path:
 @pytest.fixture
 def database(state_db: StateDatabase) -> tuple[Engine, str, str | None]:
     """(engine, url, schema) of a fresh SQLite file or PostgreSQL schema."""
-    return state_db.engine(), state_db.url, state_db.schema
+    return state_db.migrated_engine(), state_db.url, state_db.schema
 
 
 @pytest.fixture
@@ -392,7 +392,7 @@ def test_click_storms_from_threads_and_two_processes_execute_each_request_once(
 def test_a_run_killed_after_its_claim_is_not_repeated(tmp_path: Path, policies: Path) -> None:
     """Kill the process while the webhook is in flight: the request needs attention and never runs again."""
     url = f"sqlite:///{tmp_path}/state.db"
-    engine = shared_key(create_engine(url))  # the child process seals with the same key
+    engine = shared_key(migrated_engine(url))  # the child process seals with the same key
     clock = SettableClock(TUESDAY)
     service = ApprovalService(engine, PolicyFolder(policies), clock=clock)
     retrain = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})

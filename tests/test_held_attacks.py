@@ -165,9 +165,9 @@ def policies(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    """A fresh SQLite state database sealed with the test audit key."""
+    """A fresh SQLite state database sealed with the test audit key (migrated, as start-up does)."""
     with state_database("sqlite", tmp_path) as database:
-        yield database.engine()
+        yield database.migrated_engine()
 
 
 @pytest.fixture

@@ -342,7 +342,7 @@ def test_the_service_stores_a_credential_parameter_masked_on_both_databases(
 ) -> None:
     """Through the approval service (SQLite and PostgreSQL): the request row and the audit are masked."""
     policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
-    service = ApprovalService(state_db.engine(), PolicyFolder(policies), clock=lambda: TUESDAY_NOON)
+    service = ApprovalService(state_db.migrated_engine(), PolicyFolder(policies), clock=lambda: TUESDAY_NOON)
     request = ActionRequest(
         action="retrain-model", params={"model": "fraud-scorer", "env": "prod", "reason": AWS_KEY}
     )

@@ -52,7 +52,6 @@ from bot.store.action_requests import (
     RequestTransaction,
     RequestView,
 )
-from bot.store.schema import upgrade
 
 __all__ = [
     "APPROVED",
@@ -96,7 +95,6 @@ class ApprovalService:
     engine: Engine
     gate: Callable[[], Gate]
     clock: Callable[[], float] = time.time
-    _ready: bool = field(default=False, init=False)
     _noted: str | None = field(default=None, init=False)  # the policy version this process has audited
 
     def __post_init__(self) -> None:
@@ -104,9 +102,7 @@ class ApprovalService:
 
     @contextmanager
     def _begin(self) -> Iterator[RequestTransaction]:
-        if not self._ready:
-            upgrade(self.engine)
-            self._ready = True
+        # The tables are there: start-up migrates the records database once (bot/wiring.py).
         with self.store.begin() as records:
             yield records
 

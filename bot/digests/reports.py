@@ -55,8 +55,7 @@ def build_report(
     """A governance or incident digest (from the catalog's documents and the records): its text ("" when
     quiet and set to skip), and the reason when its source failed."""
     start, until = period(today, digest.period_days, since)
-    try:
-        catalog.ensure_schema()
+    try:  # the catalog and the records were migrated at start-up (bot/wiring.py)
         if digest.kind == "governance":
             requests, conversations = ActionRequestStore(records), ConversationStore(records)
             report = gather_governance(requests, conversations, catalog.documents(), start, until)

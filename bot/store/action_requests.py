@@ -35,7 +35,7 @@ from bot.store.audit_chain import (
     sealed_by,
 )
 from bot.store.audit_checkpoints import Checkpoint, CheckpointError, Signer
-from bot.store.schema import StateStoreError, damaged_records, upgrade
+from bot.store.schema import StateStoreError, damaged_records
 
 log = logging.getLogger("steward.audit")
 
@@ -622,16 +622,15 @@ def iter_audit(connection: Connection, since: float | None = None) -> Iterator[d
 
 @contextmanager
 def actions_transaction(records: Engine, snapshot: bool = False) -> Iterator[Connection]:
-    """A transaction on the action tables (created when missing) of the records database `records`;
+    """A transaction on the action tables of the records database `records` (migrated at start-up);
     `snapshot`: everything it reads is as of one moment (PostgreSQL's REPEATABLE READ)."""
     try:
-        upgrade(records)
         with records.connect() as connection:
             if snapshot and connection.dialect.name == "postgresql":
                 connection.execution_options(isolation_level="REPEATABLE READ")
             with connection.begin():
                 yield connection
-    except DatabaseError as exc:  # a file damaged where `upgrade` does not read is found here
+    except DatabaseError as exc:  # a file damaged where the start-up migration does not read is found here
         damaged = damaged_records(records, exc)
         if damaged is not None:
             raise damaged from None
