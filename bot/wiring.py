@@ -12,6 +12,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from bot.actions.approvals import ApprovalService
+from bot.actions.executors.dispatch import allow_listed
+from bot.actions.guarded import GuardedActions
 from bot.actions.policy.gate import PolicyFolder
 from bot.actions.proposals import Proposer
 from bot.answers.deliveries import Deliveries
@@ -177,7 +179,7 @@ class Services:
             self.gaps,
             self.knowledge,
             self.deliveries,
-            approvals=self.approvals,
+            actions=self.guarded_actions,
             policy=self.policy,
             proposer=self.proposer,
             client=self.slack_client,
@@ -262,6 +264,12 @@ class Services:
     def approvals(self) -> ApprovalService:
         """Action requests, approvals and execution claims, audited, in the records database."""
         return ApprovalService(self.records, self.policy, clock=self.clock)
+
+    @cached_property
+    def guarded_actions(self) -> GuardedActions:
+        """Requests, clicks and housekeeping of guarded actions as single calls over `approvals`; commands
+        run only the deployment's allowed programs."""
+        return GuardedActions(self.approvals, allow_listed(self.settings.allowed_programs))
 
     @cached_property
     def ingestor(self) -> Ingestor:

@@ -240,7 +240,7 @@ def build_test_app(services: Services, slack: FakeSlack, **settings_overrides: A
         services.deliveries,
         executor=TrackingExecutor(),
         incidents=services.incident_service,
-        approvals=services.approvals,
+        actions=services.guarded_actions,
         policy=services.policy,
         proposer=services.proposer,
     )

@@ -23,8 +23,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import DBAPIError
 
-from bot.actions.approvals import FINISHED, ApprovalService, ClickResult, RequestView
-from bot.actions.executors.dispatch import allow_listed
+from bot.actions.approvals import FINISHED, ClickResult, RequestView
 from bot.actions.guarded import ClickOutcome, GuardedActions, Notice, RequestNotice, RunOutcome, Submission
 from bot.actions.models import ActionRequest, Actor
 from bot.actions.phrases import read_request, starts_like_request
@@ -35,7 +34,6 @@ from bot.actions.policy.engine import (
     parse_key_values,
 )
 from bot.actions.policy.gate import PolicyGate
-from bot.actions.request_state import Execute
 from bot.answers.runbooks import RunbookExcerpts
 from bot.answers.service import AnswerService
 from bot.config import Settings
@@ -120,18 +118,16 @@ class ActionFlows:
     def __init__(
         self,
         settings: Settings,
-        service: ApprovalService,
+        actions: GuardedActions,
         policy: Callable[[], PolicyGate],
         answers: Callable[[], AnswerService],
         poster: Poster,
-        execute: Execute | None = None,
         proposals: Callable[[Submit, Say], ProposalFlows] | None = None,
     ) -> None:
         """`proposals` builds the LLM's proposal flows (when one is configured) from this object's own
         `submit` and `tell`, so nothing is patched in after construction."""
         self.settings = settings
-        # Commands run only the deployment's allowed programs; results are masked before they are shown.
-        self.actions = GuardedActions(service, execute or allow_listed(settings.allowed_programs))
+        self.actions = actions  # built by the composition root (bot/wiring.py)
         self.policy = policy
         self._answers = answers
         self.excerpts = RunbookExcerpts(

@@ -20,7 +20,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot.actions.approvals import ApprovalService
+from bot.actions.guarded import GuardedActions
 from bot.actions.policy.gate import PolicyFolder, PolicyGate
 from bot.actions.proposals import Proposer
 from bot.answers.deliveries import Deliveries
@@ -72,7 +72,7 @@ class SlackApp:
     socket_mode: bool
     conversations: QuestionFlows
     expertise: Expertise
-    actions: ActionFlows | None = None  # None when no approval service was given
+    actions: ActionFlows | None = None  # None when no guarded-actions service was given
     recovery: EventRecovery | None = None  # answers what a dead replica acknowledged (housekeeping)
     pane: AssistantPane | None = None  # Slack's assistant pane (the AI app split view)
     signing_secret: str | None = None  # HTTP mode: requests are checked before Bolt (bot/slack/intake.py)
@@ -150,7 +150,7 @@ def build_app(
     knowledge: KnowledgeBase,
     deliveries: Deliveries,
     executor: ThreadPoolExecutor | None = None,
-    approvals: ApprovalService | None = None,
+    actions: GuardedActions | None = None,
     policy: Callable[[], PolicyGate] | None = None,
     proposer: Proposer | None = None,
     client: WebClient | None = None,
@@ -158,7 +158,7 @@ def build_app(
 ) -> SlackApp:
     """The Bolt app with Steward's listeners; checks the bot token with Slack (auth.test).
 
-    Guarded actions (`/steward run`, action mentions, approval cards) are on when `approvals` and
+    Guarded actions (`/steward run`, action mentions, approval cards) are on when `actions` and
     `policy` are given; with a `proposer` (an LLM), mentions in free words may become proposals too.
     `client` is the composition root's (`steward serve`'s); without it, the app builds its own from
     `settings`. `/steward incident` and acknowledgements in incident threads are on with `incidents`.
@@ -207,9 +207,9 @@ def build_app(
                 llm, gate, poster, submit, say, lambda key: deliveries.claim(key, retention_seconds=kept)
             )
 
-    actions = (
-        ActionFlows(settings, approvals, policy, answers, poster, proposals=proposals)
-        if approvals is not None and policy is not None
+    action_flows = (
+        ActionFlows(settings, actions, policy, answers, poster, proposals=proposals)
+        if actions is not None and policy is not None
         else None
     )
     conversations = QuestionFlows(
@@ -219,13 +219,15 @@ def build_app(
         knowledge=knowledge,
         deliveries=deliveries,
         poster=poster,
-        actions=actions,
+        actions=action_flows,
         incidents=None if incidents is None else IncidentFlows(incidents, poster),
     )
     expertise = Expertise(gaps, poster)
     bolt.middleware(correlate)
     bolt.middleware(other_teams_refused(installation))  # after Bolt's signature check, before listeners
     pane = AssistantPane(conversations, knowledge, poster)
-    register(bolt, conversations, expertise, actions, pane)
+    register(bolt, conversations, expertise, action_flows, pane)
     recovery = EventRecovery(conversations, deliveries)
-    return SlackApp(bolt, executor, socket_mode, conversations, expertise, actions, recovery, pane, secret)
+    return SlackApp(
+        bolt, executor, socket_mode, conversations, expertise, action_flows, recovery, pane, secret
+    )
