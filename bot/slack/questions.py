@@ -28,6 +28,7 @@ from bot.answers.knowledge import KnowledgeBase, KnowledgeState
 from bot.answers.models import Answer, Citation
 from bot.answers.questions import Asked, QuestionService
 from bot.answers.retrieval import IndexMissingError
+from bot.answers.runbooks import document_url
 from bot.answers.service import EmptyQuestionError
 from bot.config import Settings
 from bot.errors import Situation, Told, Unavailable, new_reference
@@ -42,7 +43,6 @@ from bot.slack.links import LinkPolicy
 from bot.slack.mrkdwn import escape
 from bot.slack.places import DIRECT, REQUEST_IN_A_CHANNEL
 from bot.slack.posting import FAILED, WORKING, Poster
-from bot.slack.runbooks import document_url
 from bot.slack.streaming import LiveAnswer
 
 log = logging.getLogger("steward.slack")
