@@ -44,6 +44,7 @@ from bot.actions.approvals import ApprovalService
 from bot.actions.models import ActionRequest, Actor
 from bot.actions.policy.gate import PolicyFolder
 from bot.answers.evaluation import percentile
+from bot.store.action_requests import ActionRequestStore
 from tests.audit_support import shared_key
 from tests.fakes.webhook import WebhookReceiver
 from tests.support.clock import starter_policies
@@ -95,7 +96,7 @@ def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
         )
         # Each request in its own thread, with its card there, as `/steward run` would have posted them.
         engine = migrated(shared_key(sa.create_engine(url)))  # the replicas' audit key, migrated
-        service = ApprovalService(engine, PolicyFolder(work / "policies"))
+        service = ApprovalService(ActionRequestStore(engine), PolicyFolder(work / "policies"))
         retrain = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})
         card_of: dict[str, tuple[str, str]] = {}
         for number in range(args.requests + args.latency_requests):

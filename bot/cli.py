@@ -182,7 +182,8 @@ def _digest(services: Services, args: argparse.Namespace) -> int:
         return run_digest(
             services.settings.digests_file,
             lambda: services.catalog,
-            lambda: services.records,
+            lambda: services.report_records,
+            lambda: services.drift_history,
             lambda: services.retriever,
             services.settings.runbook_min_similarity,
             args.name,

@@ -29,6 +29,7 @@ from bot.incidents.records import IncidentStore
 from bot.incidents.service import IncidentService
 from bot.index.embedding import Embedder
 from bot.index.vectors import VectorIndex
+from bot.store.action_requests import ActionRequestStore
 from bot.store.audit_anchor import AuditAnchor, AuditKey, AuditKeyError, key_from_file, register_anchor
 from bot.store.audit_checkpoints import CheckpointFile
 from bot.store.catalog import Catalog
@@ -42,11 +43,13 @@ if TYPE_CHECKING:  # Slack's modules load only in the commands that post (import
     from slack_sdk import WebClient
 
     from bot.digests.publishing import DigestPublisher
+    from bot.digests.reports import ReportRecords
     from bot.incidents.alertmanager import AlertReceiver
     from bot.slack.app import SlackApp
     from bot.slack.digests import DigestPoster
     from bot.slack.posting import Poster
     from bot.slack.usergroups import SlackUserGroups
+    from bot.store.digests import DriftHistory
 
 log = logging.getLogger("steward.audit")
 
@@ -213,18 +216,34 @@ class Services:
         from bot.digests.drift_digest import knowledge_runbooks
         from bot.digests.publishing import DigestPublisher
         from bot.incidents.digest import incident_runbooks
-        from bot.store.digests import DigestRuns, DriftHistory
+        from bot.store.digests import DigestRuns
 
         settings = self.settings
         return DigestPublisher(
             config=lambda: load_digests(settings.digests_file),
             runs=DigestRuns(self.records),
-            history=DriftHistory(self.records),
+            history=self.drift_history,
             policy=self.policy,
             catalog=lambda: self.catalog,
+            records=lambda: self.report_records,
             incident_runbooks=incident_runbooks(lambda: self.retriever, settings.runbook_min_similarity),
             find_runbook=knowledge_runbooks(lambda: self.retriever),
         )
+
+    @cached_property
+    def drift_history(self) -> DriftHistory:
+        """The drift results of published digests (each model's trend), in the records."""
+        from bot.store.digests import DriftHistory
+
+        return DriftHistory(self.records)
+
+    @cached_property
+    def report_records(self) -> ReportRecords:
+        """The repositories the governance and incident digests read."""
+        from bot.digests.reports import ReportRecords
+        from bot.store.action_requests import ActionRequestStore
+
+        return ReportRecords(ActionRequestStore(self.records), self.conversations, self.incidents)
 
     def digest_poster(self, poster: Poster | None = None) -> DigestPoster:
         """The digest publisher posting in Slack through `poster` (the Slack app's, when serving) or a
@@ -263,7 +282,7 @@ class Services:
     @cached_property
     def approvals(self) -> ApprovalService:
         """Action requests, approvals and execution claims, audited, in the records database."""
-        return ApprovalService(self.records, self.policy, clock=self.clock)
+        return ApprovalService(ActionRequestStore(self.records), self.policy, clock=self.clock)
 
     @cached_property
     def guarded_actions(self) -> GuardedActions:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from bot.actions.approvals import ApprovalService
 from bot.actions.policy.gate import PolicyFolder
 from bot.actions.runner import execute_once
+from bot.store.action_requests import ActionRequestStore
 from bot.store.engine import create_engine
 from tests.audit_support import shared_key
 from tests.support.clock import TUESDAY_NOON, RunningClock
@@ -36,7 +37,7 @@ def click_storm(
         else sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
     )
     folder = PolicyFolder(Path(policies))
-    service = ApprovalService(engine, folder, clock=RunningClock(start))
+    service = ApprovalService(ActionRequestStore(engine), folder, clock=RunningClock(start))
     rng = random.Random(seed)
     won = 0
     for request_id in rng.sample(request_ids, len(request_ids)):
@@ -56,7 +57,9 @@ def claim_and_run(
     os.environ.update(env)
     engine = shared_key(create_engine(url))
     folder = PolicyFolder(Path(policies))
-    execute_once(ApprovalService(engine, folder, clock=RunningClock(start)), folder(), request_id)
+    execute_once(
+        ApprovalService(ActionRequestStore(engine), folder, clock=RunningClock(start)), folder(), request_id
+    )
 
 
 def slow_action(params: dict[str, object], request_id: str) -> str:

@@ -30,7 +30,7 @@ from bot.actions.models import ActionRequest, ActionSpec, Actor
 from bot.actions.policy.engine import PolicyError, load_policy
 from bot.actions.policy.gate import PolicyFolder
 from bot.actions.runner import LEASE_SECONDS, execute_once
-from bot.store.action_requests import action_requests, approvals, iter_audit
+from bot.store.action_requests import ActionRequestStore, action_requests, approvals, iter_audit
 from tests.conftest import ROOT
 from tests.databases import StateDatabase
 from tests.support.clock import SettableClock
@@ -85,7 +85,7 @@ def _service(
     engine: Engine, policies: Path, clock: SettableClock, groups: Groups | None = None
 ) -> ApprovalService:
     folder = PolicyFolder(policies, resolver=groups) if groups is not None else PolicyFolder(policies)
-    return ApprovalService(engine, folder, clock=clock)
+    return ApprovalService(ActionRequestStore(engine), folder, clock=clock)
 
 
 def _submit(service: ApprovalService, request: ActionRequest = PROD_PROMOTION) -> str:

@@ -29,6 +29,7 @@ from bot.actions.approvals import (
 )
 from bot.actions.models import ActionRequest, Actor
 from bot.actions.policy.gate import PolicyFolder
+from bot.store.action_requests import ActionRequestStore
 from tests.conftest import ROOT
 from tests.support.clock import SettableClock
 from tests.support.records import migrated_engine
@@ -70,7 +71,9 @@ class ApprovalRules(RuleBasedStateMachine):
         shutil.copytree(ROOT / "policies", self.folder / "policies")
         self.engine = migrated_engine(self.folder / "state.db")
         self.clock = SettableClock(TUESDAY)
-        self.service = ApprovalService(self.engine, PolicyFolder(self.folder / "policies"), clock=self.clock)
+        self.service = ApprovalService(
+            ActionRequestStore(self.engine), PolicyFolder(self.folder / "policies"), clock=self.clock
+        )
         self.expected: dict[str, Expected] = {}
 
     def teardown(self) -> None:

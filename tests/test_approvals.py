@@ -35,7 +35,7 @@ from bot.actions.approvals import (
 from bot.actions.models import ActionRequest, Actor
 from bot.actions.policy.gate import PolicyFolder
 from bot.actions.runner import execute_once
-from bot.store.action_requests import approvals, iter_audit, verify_chain
+from bot.store.action_requests import ActionRequestStore, approvals, iter_audit, verify_chain
 from bot.store.schema import upgrade
 from tests.actions_worker import click_storm
 from tests.audit_support import shared_key
@@ -76,7 +76,7 @@ def service(
     database: tuple[Engine, str, str | None], policies: Path, clock: SettableClock
 ) -> ApprovalService:
     """The approval service over the starter policies."""
-    return ApprovalService(database[0], PolicyFolder(policies), clock=clock)
+    return ApprovalService(ActionRequestStore(database[0]), PolicyFolder(policies), clock=clock)
 
 
 def _submit(service: ApprovalService, request: ActionRequest = PROD_ROLLBACK, user: str = REQUESTER) -> str:
@@ -162,8 +162,8 @@ def test_policy_versions_are_audited_once_per_change_across_replicas(
 ) -> None:
     """The first decision audits the loaded policy; an edit is audited once, whichever replica sees it."""
     engine = database[0]
-    first = ApprovalService(engine, PolicyFolder(policies), clock=clock)
-    second = ApprovalService(engine, PolicyFolder(policies), clock=clock)
+    first = ApprovalService(ActionRequestStore(engine), PolicyFolder(policies), clock=clock)
+    second = ApprovalService(ActionRequestStore(engine), PolicyFolder(policies), clock=clock)
     _submit(first)
     _submit(second)
     (loaded,) = _policy_entries(first)
@@ -359,7 +359,7 @@ def test_click_storms_from_threads_and_two_processes_execute_each_request_once(
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         folder = PolicyFolder(policies)
-        service = ApprovalService(engine, folder, clock=clock)
+        service = ApprovalService(ActionRequestStore(engine), folder, clock=clock)
         retrain = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})
         ids = [_submit(service, retrain, user=SRE1) for _ in range(20)]
         approvers = [MLP1, MLP2, REQUESTER, OUTSIDER, SRE1]
@@ -394,7 +394,7 @@ def test_a_run_killed_after_its_claim_is_not_repeated(tmp_path: Path, policies: 
     url = f"sqlite:///{tmp_path}/state.db"
     engine = shared_key(migrated_engine(url))  # the child process seals with the same key
     clock = SettableClock(TUESDAY)
-    service = ApprovalService(engine, PolicyFolder(policies), clock=clock)
+    service = ApprovalService(ActionRequestStore(engine), PolicyFolder(policies), clock=clock)
     retrain = ActionRequest(action="retrain-model", params={"model": "fraud-scorer", "env": "prod"})
     request_id = _submit(service, retrain, user=SRE1)
     service.approve(request_id, MLP1)

@@ -16,6 +16,7 @@ from bot.actions.approvals import ApprovalService
 from bot.actions.models import ActionRequest, Actor
 from bot.actions.policy.gate import PolicyFolder
 from bot.store.action_requests import (
+    ActionRequestStore,
     action_requests,
     append_audit,
     approvals,
@@ -54,7 +55,7 @@ def engine(state_db: StateDatabase, tmp_path: Path) -> Engine:
 def service(engine: Engine, tmp_path: Path) -> ApprovalService:
     """The approval service over the starter policies, on a working Tuesday."""
     policies = Path(shutil.copytree(ROOT / "policies", tmp_path / "policies"))
-    return ApprovalService(engine, PolicyFolder(policies), clock=lambda: TUESDAY_NOON)
+    return ApprovalService(ActionRequestStore(engine), PolicyFolder(policies), clock=lambda: TUESDAY_NOON)
 
 
 def _submit(service: ApprovalService, request: ActionRequest = PROD_ROLLBACK, user: str = REQUESTER) -> str:

@@ -18,7 +18,7 @@ from bot.digests.cli import SOURCE_FAILED
 from bot.digests.config import load_digests
 from bot.digests.drift_digest import knowledge_runbooks, render_text, run_drift
 from bot.digests.publishing import DigestPublisher
-from bot.digests.reports import build_report
+from bot.digests.reports import ReportRecords, build_report
 from bot.incidents.digest import incident_runbooks
 from bot.incidents.records import IncidentStore
 from bot.slack.digests import DigestPoster
@@ -70,7 +70,7 @@ def test_a_chroma_server_that_is_down_is_named_where_the_runbook_would_be(
         "incidents",
         digest,
         services.catalog,
-        services.records,
+        services.report_records,
         AT,
         runbook_for=incident_runbooks(lambda: services.retriever),
     )
@@ -105,7 +105,10 @@ def test_a_scheduled_digest_whose_database_fails_is_posted_as_a_failure(tmp_path
     with FakeSlack() as slack:
         digests = DigestPoster(
             DigestPublisher(
-                config=lambda: load_digests(ROOT / "digests.yaml"), runs=runs, catalog=lambda: down
+                config=lambda: load_digests(ROOT / "digests.yaml"),
+                runs=runs,
+                catalog=lambda: down,
+                records=lambda: ReportRecords.on(runs.engine),
             ),
             Poster(ChannelPacer(50.0)),
         )
@@ -123,6 +126,7 @@ def test_a_fire_that_cannot_be_claimed_is_logged_as_not_posted(caplog: pytest.Lo
                 config=lambda: load_digests(ROOT / "digests.yaml"),
                 runs=DigestRuns(create_engine(_down_postgres())),
                 catalog=lambda: Catalog(_down_postgres()),
+                records=lambda: ReportRecords.on(create_engine(_down_postgres())),
             ),
             Poster(ChannelPacer(50.0)),
         )

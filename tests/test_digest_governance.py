@@ -43,7 +43,7 @@ def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_the_report_gathers_the_period(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Each part of the report comes from its table; the text lists them."""
     policies = Path(shutil.copytree(ROOT / "policies", tmp_path / "policies"))
-    approvals = ApprovalService(engine, PolicyFolder(policies), clock=RunningClock(NOW))
+    approvals = ApprovalService(ActionRequestStore(engine), PolicyFolder(policies), clock=RunningClock(NOW))
     rollback = ActionRequest(
         action="rollback-model", params={"model": "fraud-scorer", "version": 2, "env": "prod"}
     )

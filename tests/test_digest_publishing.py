@@ -11,6 +11,7 @@ import pytest
 
 from bot.digests.config import load_digests
 from bot.digests.publishing import DigestPublisher, DriftPost, OutletRefused
+from bot.digests.reports import ReportRecords
 from bot.incidents.records import IncidentStore
 from bot.store.catalog import Catalog
 from bot.store.digests import DigestRuns
@@ -50,7 +51,10 @@ def publisher(tmp_path: Path) -> DigestPublisher:
     catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
     catalog.ensure_schema()
     return DigestPublisher(
-        config=lambda: load_digests(ROOT / "digests.yaml"), runs=DigestRuns(records), catalog=lambda: catalog
+        config=lambda: load_digests(ROOT / "digests.yaml"),
+        runs=DigestRuns(records),
+        catalog=lambda: catalog,
+        records=lambda: ReportRecords.on(records),
     )
 
 

@@ -125,7 +125,7 @@ from bot.actions.runner import execute_once
 from bot.cli import main
 from bot.config import Settings
 from bot.slack.payloads import ACTION_APPROVE, RequestValue
-from bot.store.action_requests import audit_log
+from bot.store.action_requests import ActionRequestStore, audit_log
 from bot.wiring import Services
 from tests.conftest import ROOT
 from tests.databases import state_database
@@ -179,7 +179,7 @@ def clock() -> SettableClock:
 @pytest.fixture
 def service(engine: Engine, policies: Path, clock: SettableClock) -> ApprovalService:
     """The approval service over the private starter policies."""
-    return ApprovalService(engine, PolicyFolder(policies), clock=clock)
+    return ApprovalService(ActionRequestStore(engine), PolicyFolder(policies), clock=clock)
 
 
 def _submit(service: ApprovalService, request: ActionRequest = PROD_ROLLBACK) -> str:

@@ -19,7 +19,7 @@ from bot.actions.models import ActionSpec, ExecutorSpec, ParamSpec
 from bot.actions.policy.engine import load_policy
 from bot.actions.proposals import Proposal, Proposer, action_tool, read_tool_calls
 from bot.slack.payloads import ACTION_CONFIRM_PROPOSAL, ACTION_DISMISS_PROPOSAL, ACTION_HELPFUL
-from bot.store.action_requests import action_requests
+from bot.store.action_requests import ActionRequestStore, action_requests
 from bot.wiring import Services
 from tests.conftest import ROOT
 from tests.fakes.llm import ToolCallingFake, tool_call
@@ -44,7 +44,9 @@ def services(
     policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
     built = make_services(chat_model=model, policies_dir=policies)
     built.ingestor.run([small_kb])
-    built.override("approvals", ApprovalService(built.records, built.policy, clock=lambda: TUESDAY))
+    built.override(
+        "approvals", ApprovalService(ActionRequestStore(built.records), built.policy, clock=lambda: TUESDAY)
+    )
     return built
 
 

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from bot.actions.approvals import ApprovalService
 from bot.actions.models import ActionRequest, Actor
 from bot.actions.policy.gate import PolicyFolder
-from bot.store.action_requests import APPROVED, PENDING, RUNNING, action_requests
+from bot.store.action_requests import APPROVED, PENDING, RUNNING, ActionRequestStore, action_requests
 from bot.store.conversations import slack_events
 from bot.store.events import steward_replicas
 from bot.wiring import Services
@@ -258,7 +258,9 @@ def test_replicas_answer_once_execute_once_and_post_each_digest_once(
 
     # 2. The click storm, with replica 0 killed a third of the way in and restarted at two thirds.
     engine = shared_key(sa.create_engine(url))  # the replicas' audit key (tests.support.replicas)
-    service = ApprovalService(engine, PolicyFolder(Path(replicas[0].env["STEWARD_POLICIES_DIR"])))
+    service = ApprovalService(
+        ActionRequestStore(engine), PolicyFolder(Path(replicas[0].env["STEWARD_POLICIES_DIR"]))
+    )
     cards: dict[str, tuple[str, str]] = {}
     for number in range(REQUESTS):
         channel = f"COPS{number % 4}"

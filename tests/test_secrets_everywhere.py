@@ -33,6 +33,7 @@ from bot.slack.payloads import (
     INPUT_REASON,
     INPUT_REJECT_REASON,
 )
+from bot.store.action_requests import ActionRequestStore
 from bot.store.conversations import ConversationStore, knowledge_gaps
 from bot.wiring import Services
 from tests.conftest import ROOT
@@ -342,7 +343,9 @@ def test_the_service_stores_a_credential_parameter_masked_on_both_databases(
 ) -> None:
     """Through the approval service (SQLite and PostgreSQL): the request row and the audit are masked."""
     policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
-    service = ApprovalService(state_db.migrated_engine(), PolicyFolder(policies), clock=lambda: TUESDAY_NOON)
+    service = ApprovalService(
+        ActionRequestStore(state_db.migrated_engine()), PolicyFolder(policies), clock=lambda: TUESDAY_NOON
+    )
     request = ActionRequest(
         action="retrain-model", params={"model": "fraud-scorer", "env": "prod", "reason": AWS_KEY}
     )

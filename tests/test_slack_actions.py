@@ -43,7 +43,7 @@ from bot.slack.payloads import (
 )
 from bot.slack.usergroups import SlackUserGroups
 from bot.slack.workspace import Installation
-from bot.store.action_requests import action_requests
+from bot.store.action_requests import ActionRequestStore, action_requests
 from bot.wiring import Services
 from tests.conftest import ROOT, write_tree
 from tests.fakes.webhook import WebhookReceiver
@@ -79,7 +79,7 @@ def services(
     policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
     built = make_services(policies_dir=policies)
     built.ingestor.run([kb])
-    built.override("approvals", ApprovalService(built.records, built.policy, clock=clock))
+    built.override("approvals", ApprovalService(ActionRequestStore(built.records), built.policy, clock=clock))
     return built
 
 

@@ -188,6 +188,7 @@ def test_the_governance_digest_is_posted_to_its_channel(services: Services, slac
             config=lambda: load_digests(ROOT / "digests.yaml"),
             runs=DigestRuns(services.records),
             catalog=lambda: services.catalog,
+            records=lambda: services.report_records,
         ),
         Poster(ChannelPacer(50.0)),
     )

@@ -38,6 +38,7 @@ from bot.slack.payloads import (
     SHORTCUT_REQUEST_ACTION,
 )
 from bot.slack.posting import Poster
+from bot.store.action_requests import ActionRequestStore
 from bot.store.digests import DigestRuns
 from bot.wiring import Services
 from tests.conftest import ROOT, write_tree
@@ -97,7 +98,10 @@ def services(make_services: Callable[..., Services], kb: Path, tmp_path: Path) -
     policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
     built = make_services(policies_dir=policies, experts_channel=EXPERTS, guidance_inbox=kb / "inbox")
     built.ingestor.run([kb])
-    built.override("approvals", ApprovalService(built.records, built.policy, clock=SettableClock(TUESDAY)))
+    built.override(
+        "approvals",
+        ApprovalService(ActionRequestStore(built.records), built.policy, clock=SettableClock(TUESDAY)),
+    )
     return built
 
 
@@ -194,6 +198,7 @@ def _feedback(bot: RunningBot) -> None:
             config=lambda: load_digests(ROOT / "digests.yaml"),
             runs=DigestRuns(bot.services.records),
             catalog=lambda: bot.services.catalog,
+            records=lambda: bot.services.report_records,
         ),
         Poster(ChannelPacer(50.0)),
     )

@@ -92,13 +92,15 @@ class Claim:
 class ApprovalService:
     """Requests, approvals and execution claims over the state database."""
 
-    engine: Engine
+    store: ActionRequestStore  # the repository of requests, approvals and the audit log (wiring builds it)
     gate: Callable[[], Gate]
     clock: Callable[[], float] = time.time
     _noted: str | None = field(default=None, init=False)  # the policy version this process has audited
 
-    def __post_init__(self) -> None:
-        self.store = ActionRequestStore(self.engine)
+    @property
+    def engine(self) -> Engine:
+        """The records database the repository reads."""
+        return self.store.engine
 
     @contextmanager
     def _begin(self) -> Iterator[RequestTransaction]:

@@ -7,12 +7,10 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy.engine import Engine
-
 from bot.answers.retrieval import Retriever
 from bot.digests.config import DigestConfigError, load_digests
 from bot.digests.drift_digest import knowledge_runbooks, render_text, run_drift
-from bot.digests.reports import build_report, period
+from bot.digests.reports import ReportRecords, build_report, period
 from bot.incidents.digest import incident_runbooks
 from bot.store.catalog import Catalog, CatalogError
 from bot.store.digests import DriftHistory
@@ -27,7 +25,8 @@ SOURCE_FAILED = 3
 def run_digest(
     digests_file: Path,
     catalog: Callable[[], Catalog],
-    records: Callable[[], Engine],
+    records: Callable[[], ReportRecords],
+    history: Callable[[], DriftHistory],
     retriever: Callable[[], Retriever],
     runbook_min_similarity: float,
     name: str,
@@ -45,7 +44,7 @@ def run_digest(
     if digest.kind in ("governance", "incidents"):
         today = at or today_for(digests_file, name)
         try:  # opening the catalog and the records migrates them: a damaged or unreachable one fails here
-            documents, engine = catalog(), records()
+            documents, stores = catalog(), records()
         except (CatalogError, StateStoreError) as exc:
             start, until = period(today, digest.period_days, since)
             log.error("digest source failed digest=%s source=state-database", name)
@@ -55,7 +54,7 @@ def run_digest(
             name,
             digest,
             documents,
-            engine,
+            stores,
             today,
             since,
             incident_runbooks(retriever, runbook_min_similarity),
@@ -75,13 +74,13 @@ def run_digest(
         )
         digest = digest.model_copy(update={"monitors": monitors})
 
-    history = DriftHistory(records())  # read only: a trial in the terminal is not recorded
+    drift_history = history()  # read only: a trial in the terminal is not recorded
     results = run_drift(
         digest,
         today,
         config.path.parent,
         find_runbook=knowledge_runbooks(retriever),
-        earlier=lambda model: history.earlier(name, model, today.isoformat()),
+        earlier=lambda model: drift_history.earlier(name, model, today.isoformat()),
     )
     text = render_text(name, results, today, digest.when_quiet)
     if text:

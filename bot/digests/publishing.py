@@ -20,7 +20,7 @@ from bot.actions.policy.engine import Policy, PolicyError
 from bot.actions.policy.gate import PolicyGate
 from bot.digests.config import Digest, DigestConfig, DigestConfigError
 from bot.digests.drift_digest import MonitorResult, RunbookFinder, is_quiet, run_drift
-from bot.digests.reports import build_report
+from bot.digests.reports import ReportRecords, build_report
 from bot.errors import Unavailable
 from bot.incidents.digest import RunbookFor
 from bot.metrics import DIGEST_RUNS
@@ -73,7 +73,8 @@ class DigestPublisher:
     runs: DigestRuns
     history: DriftHistory | None = None  # results are stored here after publishing (the next trend)
     policy: Callable[[], PolicyGate] | None = None  # offers Retrain… / Roll back… when its catalog has them
-    catalog: Callable[[], Catalog] | None = None  # the governance digest reads documents (records: `runs`)
+    catalog: Callable[[], Catalog] | None = None  # the governance digest reads documents
+    records: Callable[[], ReportRecords] | None = None  # governance and incident digests read these
     incident_runbooks: RunbookFor | None = None  # an incident without a runbook_url: the best match
     find_runbook: RunbookFinder | None = None
     clock: Callable[[], float] = time.time
@@ -109,10 +110,10 @@ class DigestPublisher:
 
     def _publish_report(self, out: DigestOutlet, name: str, digest: Digest, today: dt.date) -> str | None:
         """A governance or incident digest: its text (nothing when quiet and set to skip)."""
-        if self.catalog is None:
+        if self.catalog is None or self.records is None:
             raise DigestConfigError(f"a {digest.kind} digest needs the state database (steward serve has it)")
         text = build_report(
-            name, digest, self.catalog(), self.runs.engine, today, runbook_for=self.incident_runbooks
+            name, digest, self.catalog(), self.records(), today, runbook_for=self.incident_runbooks
         ).text
         return out.post_text(digest.channel, text) if text else None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from sqlalchemy.engine import Engine
@@ -36,6 +37,25 @@ def period(today: dt.date, days: int, since: dt.date | None = None) -> tuple[dt.
     return start, until
 
 
+@dataclass(frozen=True)
+class ReportRecords:
+    """The repositories the governance and incident digests read (bot/wiring.py builds them)."""
+
+    requests: ActionRequestStore
+    conversations: ConversationStore
+    incidents: IncidentStore
+
+    @classmethod
+    def on(cls, records: Engine) -> ReportRecords:
+        """The three repositories over one records database."""
+        return cls(ActionRequestStore(records), ConversationStore(records), IncidentStore(records))
+
+    @property
+    def engine(self) -> Engine:
+        """The records database they read (named when it fails)."""
+        return self.requests.engine
+
+
 class Report(NamedTuple):
     """A digest's text, and why it could not be produced (None when it was)."""
 
@@ -47,7 +67,7 @@ def build_report(
     name: str,
     digest: Digest,
     catalog: Catalog,
-    records: Engine,
+    records: ReportRecords,
     today: dt.date,
     since: dt.date | None = None,
     runbook_for: RunbookFor | None = None,
@@ -57,17 +77,17 @@ def build_report(
     start, until = period(today, digest.period_days, since)
     try:  # the catalog and the records were migrated at start-up (bot/wiring.py)
         if digest.kind == "governance":
-            requests, conversations = ActionRequestStore(records), ConversationStore(records)
-            report = gather_governance(requests, conversations, catalog.documents(), start, until)
+            documents = catalog.documents()
+            report = gather_governance(records.requests, records.conversations, documents, start, until)
             return Report(render_governance(name, report, digest.when_quiet))
-        incidents = gather_incidents(IncidentStore(records), start, until, runbook_for)
+        incidents = gather_incidents(records.incidents, start, until, runbook_for)
         return Report(render_incidents(name, incidents, digest.when_quiet))
     except (CatalogError, StateStoreError) as exc:  # a damaged records file says what to do
         why = str(exc)
     except SQLAlchemyError as exc:
         reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0][:300]
         why = (
-            f"the state database {records.url.render_as_string(hide_password=True)} failed: "
+            f"the state database {records.engine.url.render_as_string(hide_password=True)} failed: "
             f"{reason or type(exc).__name__}. "
             "Check STEWARD_DATABASE_URL and that the database is up."
         )
