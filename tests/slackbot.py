@@ -243,6 +243,7 @@ def build_test_app(services: Services, slack: FakeSlack, **settings_overrides: A
         actions=services.guarded_actions,
         policy=services.policy,
         proposer=services.proposer,
+        client=services.slack_client,
     )
 
 

@@ -45,7 +45,8 @@ def services(
     built = make_services(chat_model=model, policies_dir=policies)
     built.ingestor.run([small_kb])
     built.override(
-        "approvals", ApprovalService(ActionRequestStore(built.records), built.policy, clock=lambda: TUESDAY)
+        "approvals",
+        ApprovalService(ActionRequestStore(built.records), lambda: built.policy(), clock=lambda: TUESDAY),
     )
     return built
 

@@ -79,7 +79,9 @@ def services(
     policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
     built = make_services(policies_dir=policies)
     built.ingestor.run([kb])
-    built.override("approvals", ApprovalService(ActionRequestStore(built.records), built.policy, clock=clock))
+    built.override(
+        "approvals", ApprovalService(ActionRequestStore(built.records), lambda: built.policy(), clock=clock)
+    )
     return built
 
 

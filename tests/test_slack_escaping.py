@@ -100,7 +100,9 @@ def services(make_services: Callable[..., Services], kb: Path, tmp_path: Path) -
     built.ingestor.run([kb])
     built.override(
         "approvals",
-        ApprovalService(ActionRequestStore(built.records), built.policy, clock=SettableClock(TUESDAY)),
+        ApprovalService(
+            ActionRequestStore(built.records), lambda: built.policy(), clock=SettableClock(TUESDAY)
+        ),
     )
     return built
 

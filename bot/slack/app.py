@@ -21,7 +21,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.actions.guarded import GuardedActions
-from bot.actions.policy.gate import PolicyFolder, PolicyGate
+from bot.actions.policy.gate import PolicyGate
 from bot.actions.proposals import Proposer
 from bot.answers.deliveries import Deliveries
 from bot.answers.gaps import GapService
@@ -42,7 +42,6 @@ from bot.slack.posting import Poster
 from bot.slack.proposals import PROPOSAL_SECONDS, ProposalFlows, Say, Submit
 from bot.slack.questions import QuestionFlows
 from bot.slack.recovery import EventRecovery
-from bot.slack.usergroups import SlackUserGroups
 from bot.slack.workspace import Installation, other_teams_refused
 
 log = logging.getLogger("steward.slack")
@@ -149,28 +148,25 @@ def build_app(
     gaps: GapService,
     knowledge: KnowledgeBase,
     deliveries: Deliveries,
+    client: WebClient,
     executor: ThreadPoolExecutor | None = None,
     actions: GuardedActions | None = None,
     policy: Callable[[], PolicyGate] | None = None,
     proposer: Proposer | None = None,
-    client: WebClient | None = None,
     incidents: IncidentService | None = None,
 ) -> SlackApp:
     """The Bolt app with Steward's listeners; checks the bot token with Slack (auth.test).
 
     Guarded actions (`/steward run`, action mentions, approval cards) are on when `actions` and
     `policy` are given; with a `proposer` (an LLM), mentions in free words may become proposals too.
-    `client` is the composition root's (`steward serve`'s); without it, the app builds its own from
-    `settings`. `/steward incident` and acknowledgements in incident threads are on with `incidents`.
+    `client` is the composition root's (`steward serve`'s: the one its policy folder resolves Slack user
+    groups with). `/steward incident` and acknowledgements in incident threads are on with `incidents`.
     The services come from the composition root (bot/wiring.py); the app builds only Slack's side.
     """
     missing = missing_credentials(settings)
     if missing:
         raise SlackSetupError(credentials_message(missing))
     socket_mode = settings.slack_app_token is not None
-    own_client = client is None  # the composition root's policy folder already resolves with its client
-    if client is None:
-        client = web_client(settings)
     installation = check_token(client)
     if executor is None:
         executor = ContextExecutor(
@@ -194,8 +190,6 @@ def build_app(
     except (BoltError, SlackApiError, URLError, OSError) as exc:
         executor.shutdown(wait=False)
         raise SlackSetupError(f"the Slack app could not start: {exc}") from None
-    if own_client and isinstance(policy, PolicyFolder):  # `S…` groups in the policy are Slack user groups
-        policy.use_resolver(SlackUserGroups(client))
     poster = Poster(ChannelPacer(settings.channel_posts_per_second))
     proposals: Callable[[Submit, Say], ProposalFlows] | None = None
     if policy is not None and proposer is not None:

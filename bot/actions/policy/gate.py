@@ -91,12 +91,6 @@ class PolicyFolder:
             return ()
         return tuple(sorted((name, stat.st_mtime_ns, stat.st_size) for name, stat in found))
 
-    def use_resolver(self, resolver: SlackGroupResolver) -> None:
-        """Look Slack user groups up with `resolver` from now on (the Slack app sets its own)."""
-        with self._lock:
-            self.resolver = resolver
-            self._gate = None
-
     def __call__(self) -> PolicyGate:
         """The current gate; raises `PolicyError` (naming file and line) when the files are broken."""
         with self._lock:
