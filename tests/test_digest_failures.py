@@ -18,7 +18,7 @@ from bot.digests.cli import SOURCE_FAILED
 from bot.digests.config import load_digests
 from bot.digests.drift_digest import knowledge_runbooks, render_text, run_drift
 from bot.digests.publishing import DigestPublisher
-from bot.digests.reports import ReportRecords, build_report
+from bot.digests.reports import build_report
 from bot.incidents.digest import incident_runbooks
 from bot.incidents.records import IncidentStore
 from bot.slack.digests import DigestPoster
@@ -30,7 +30,7 @@ from bot.store.engine import create_engine
 from bot.wiring import Services
 from tests.conftest import ROOT
 from tests.servers import chroma_server, free_port
-from tests.support.records import migrated_engine
+from tests.support.records import migrated_engine, report_records
 from tests.support.slack import FakeSlack
 
 AT = dt.date(2026, 11, 5)
@@ -108,7 +108,7 @@ def test_a_scheduled_digest_whose_database_fails_is_posted_as_a_failure(tmp_path
                 config=lambda: load_digests(ROOT / "digests.yaml"),
                 runs=runs,
                 catalog=lambda: down,
-                records=lambda: ReportRecords.on(runs.engine),
+                records=lambda: report_records(runs.engine),
             ),
             Poster(ChannelPacer(50.0)),
         )
@@ -126,7 +126,7 @@ def test_a_fire_that_cannot_be_claimed_is_logged_as_not_posted(caplog: pytest.Lo
                 config=lambda: load_digests(ROOT / "digests.yaml"),
                 runs=DigestRuns(create_engine(_down_postgres())),
                 catalog=lambda: Catalog(_down_postgres()),
-                records=lambda: ReportRecords.on(create_engine(_down_postgres())),
+                records=lambda: report_records(create_engine(_down_postgres())),
             ),
             Poster(ChannelPacer(50.0)),
         )

@@ -11,12 +11,11 @@ import pytest
 
 from bot.digests.config import load_digests
 from bot.digests.publishing import DigestPublisher, DriftPost, OutletRefused
-from bot.digests.reports import ReportRecords
 from bot.incidents.records import IncidentStore
 from bot.store.catalog import Catalog
 from bot.store.digests import DigestRuns
 from tests.conftest import ROOT
-from tests.support.records import migrated_engine
+from tests.support.records import migrated_engine, report_records
 
 FIRE = dt.datetime(2026, 11, 24, 8, 30, tzinfo=dt.UTC)  # the incidents digest covers 2026-11-23
 
@@ -54,7 +53,7 @@ def publisher(tmp_path: Path) -> DigestPublisher:
         config=lambda: load_digests(ROOT / "digests.yaml"),
         runs=DigestRuns(records),
         catalog=lambda: catalog,
-        records=lambda: ReportRecords.on(records),
+        records=lambda: report_records(records),
     )
 
 

@@ -45,11 +45,6 @@ class ReportRecords:
     conversations: ConversationStore
     incidents: IncidentStore
 
-    @classmethod
-    def on(cls, records: Engine) -> ReportRecords:
-        """The three repositories over one records database."""
-        return cls(ActionRequestStore(records), ConversationStore(records), IncidentStore(records))
-
     @property
     def engine(self) -> Engine:
         """The records database they read (named when it fails)."""

@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
+from bot.digests.reports import ReportRecords
+from bot.incidents.records import IncidentStore
+from bot.store.action_requests import ActionRequestStore
+from bot.store.conversations import ConversationStore
 from bot.store.engine import create_engine
 from bot.store.schema import upgrade
 
@@ -26,6 +30,11 @@ def migrated_engine(url_or_path: str | Path) -> Engine:
     if "://" not in url:
         url = f"sqlite:///{url}"
     return migrated(create_engine(url))
+
+
+def report_records(engine: Engine) -> ReportRecords:
+    """The repositories the governance and incident digests read, over `engine` (wiring's, in a test)."""
+    return ReportRecords(ActionRequestStore(engine), ConversationStore(engine), IncidentStore(engine))
 
 
 @pytest.fixture
