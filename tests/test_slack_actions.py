@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from slack_sdk import WebClient
 from slack_sdk.models.views import View
 
-from bot.actions.approvals import ApprovalService, RequestView
+from bot.actions.approvals import ApprovalService
 from bot.actions.models import ActionSpec, ExecutorSpec, ParamSpec
 from bot.actions.phrases import read_request
 from bot.actions.policy.gate import PolicyFolder
@@ -47,6 +47,7 @@ from bot.store.action_requests import ActionRequestStore, action_requests
 from bot.wiring import Services
 from tests.conftest import ROOT, write_tree
 from tests.fakes.webhook import WebhookReceiver
+from tests.request_views import request_view
 from tests.slackbot import CHANNEL, USER, Reply, RunningBot, blocks_text, running_bot
 from tests.support.clock import SettableClock
 from tests.support.slack import FakeSlack, command_body
@@ -648,21 +649,7 @@ def test_a_broken_policy_is_reported_privately(
 
 def test_the_card_links_the_runbook_when_its_url_is_known() -> None:
     """With a source URL, the runbook title on the card is a link."""
-    view = RequestView(
-        request_id="r1",
-        action="retrain-model",
-        params={"model": "fraud-scorer", "env": "prod"},
-        requester=USER,
-        channel=CHANNEL,
-        thread_ts="1.0",
-        status="pending",
-        rule="retrain-prod-one-approver",
-        reason="Production retraining needs one approver from ml-platform.",
-        policy_version="v1",
-        required_count=1,
-        required_groups=("ml-platform",),
-        deadline=TUESDAY,
-    )
+    view = request_view()
     runbook = RunbookExcerpt(
         "runbooks/r.md", "Retraining", "Step 1", "Find the failing task.", "https://kb.example/runbooks/r.md"
     )
