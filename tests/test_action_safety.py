@@ -93,6 +93,15 @@ def _submit(service: ApprovalService, request: ActionRequest = PROD_PROMOTION) -
     return view.request_id
 
 
+def _submitted(
+    engine: Engine, policies: Path, now: float, request: ActionRequest = PROD_PROMOTION
+) -> tuple[SettableClock, ApprovalService, str]:
+    """A service on a clock set to `now`, and the id of `request` submitted to it."""
+    clock = SettableClock(now)
+    service = _service(engine, policies, clock)
+    return clock, service, _submit(service, request)
+
+
 def _kinds(engine: Engine, request_id: str) -> list[str]:
     with engine.connect() as connection:
         return [entry["kind"] for entry in iter_audit(connection) if entry["request_id"] == request_id]
@@ -112,9 +121,7 @@ def test_an_approval_inside_a_freeze_that_began_after_the_request_is_held(
     engine: Engine, policies: Path
 ) -> None:
     """Requested Friday 16:59 (before the freeze), approved after 17:00: held, nothing runs."""
-    clock = SettableClock(FRIDAY_1659)
-    service = _service(engine, policies, clock)
-    request_id = _submit(service)
+    clock, service, request_id = _submitted(engine, policies, FRIDAY_1659)
     assert service.approve(request_id, MLP2).changed
     clock.now = FRIDAY_1700
     result = service.approve(request_id, SRE1)
@@ -131,9 +138,7 @@ def test_a_freeze_that_begins_between_the_quorum_and_the_run_stops_the_run(
     engine: Engine, policies: Path
 ) -> None:
     """Both approvals at 16:59, the run claimed at 17:00:01: not run; the thread is told why; it waits."""
-    clock = SettableClock(FRIDAY_1659)
-    service = _service(engine, policies, clock)
-    request_id = _submit(service)
+    clock, service, request_id = _submitted(engine, policies, FRIDAY_1659)
     service.approve(request_id, MLP2)
     assert service.approve(request_id, SRE1).ready_to_run
     clock.now = FRIDAY_1700
@@ -167,9 +172,7 @@ rules:
 def test_a_held_request_runs_when_the_freeze_ends_before_its_deadline(engine: Engine, policies: Path) -> None:
     """Housekeeping releases a held request whose approvals are in once the rule no longer holds."""
     (policies / "20-freeze.yaml").write_text(SHORT_FREEZE)
-    clock = SettableClock(FRIDAY_1659)
-    service = _service(engine, policies, clock)
-    request_id = _submit(service)
+    clock, service, request_id = _submitted(engine, policies, FRIDAY_1659)
     service.approve(request_id, MLP2)
     service.approve(request_id, SRE1)
     clock.now = FRIDAY_1700
@@ -321,9 +324,7 @@ STAGING_ROLLBACK = ActionRequest(
 
 def test_a_long_run_of_a_live_process_is_never_started_twice(engine: Engine, policies: Path) -> None:
     """An idempotent run still going after 15 minutes renews its lease: recovery leaves it alone."""
-    clock = SettableClock(TUESDAY)
-    service = _service(engine, policies, clock)
-    request_id = _submit(service, STAGING_ROLLBACK)
+    clock, service, request_id = _submitted(engine, policies, TUESDAY, STAGING_ROLLBACK)
     runs = Runs()
     runs.release.clear()
     results: list[Any] = []
@@ -346,9 +347,7 @@ def test_a_long_run_of_a_live_process_is_never_started_twice(engine: Engine, pol
 
 def test_a_run_whose_process_died_is_recovered_once_its_lease_lapses(engine: Engine, policies: Path) -> None:
     """A claimed run that nobody renews (its process died) is interrupted after the lease, not before."""
-    clock = SettableClock(TUESDAY)
-    service = _service(engine, policies, clock)
-    request_id = _submit(service, STAGING_ROLLBACK)
+    clock, service, request_id = _submitted(engine, policies, TUESDAY, STAGING_ROLLBACK)
     assert service.claim(request_id).claimed  # ... and then the process died
     clock.now += LEASE_SECONDS - 1
     assert service.recover_interrupted(LEASE_SECONDS) == []
@@ -445,9 +444,7 @@ def test_an_interrupted_run_that_carried_a_secret_is_not_run_again_with_the_mask
 def test_a_request_set_to_approved_in_the_database_is_not_run(engine: Engine, policies: Path) -> None:
     """Someone with write access sets `status='approved'` directly: the run claim counts the approvals
     again (none), runs nothing, and the request waits for approval."""
-    clock = SettableClock(TUESDAY)
-    service = _service(engine, policies, clock)
-    request_id = _submit(service)
+    _clock, service, request_id = _submitted(engine, policies, TUESDAY)
     with engine.begin() as connection:
         connection.execute(
             action_requests.update()
@@ -464,9 +461,7 @@ def test_a_request_set_to_approved_in_the_database_is_not_run(engine: Engine, po
 def test_approvals_forged_in_the_database_are_not_enough_to_run(engine: Engine, policies: Path) -> None:
     """Approval rows and `approved` written straight into the tables: the audit log holds no such
     approvals, so the claim runs nothing and hands the request to a person."""
-    clock = SettableClock(TUESDAY)
-    service = _service(engine, policies, clock)
-    request_id = _submit(service)
+    clock, service, request_id = _submitted(engine, policies, TUESDAY)
     with engine.begin() as connection:
         row = connection.execute(
             action_requests.select().where(action_requests.c.request_id == request_id)
