@@ -29,6 +29,14 @@ AWS_KEY = "AKIAZ7Q4XJ2LMNB5RT3W"
 
 
 @pytest.fixture
+def empty_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """STEWARD_DATA_DIR set to a data dir nothing was ingested into."""
+    data = tmp_path / "d"
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(data))
+    return data
+
+
+@pytest.fixture
 def ingested(
     small_kb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Path:
@@ -98,10 +106,9 @@ def test_ask_opens_a_knowledge_gap_when_it_abstains(
 
 @pytest.mark.parametrize("name", ["", "x" * 33])
 def test_ask_as_takes_a_name_the_answer_log_can_hold(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    name: str, empty_data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--as with an empty or over-long name is a usage error (exit 2) naming the limit."""
-    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
     with pytest.raises(SystemExit) as exit_:
         main(["ask", "anything?", "--as", name])
     assert exit_.value.code == 2
@@ -126,30 +133,25 @@ def test_malformed_front_matter_is_listed_in_the_summary(
 
 @pytest.mark.parametrize("question", ["", "   "])
 def test_empty_question_is_a_usage_error(
-    question: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    question: str, empty_data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Exit code 2 and a usage message, no traceback."""
-    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
     code, _, err = _run(capsys, "ask", question)
     assert code == 2
     assert "usage error: the question is empty" in err
 
 
 def test_nonexistent_path_fails_clearly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, empty_data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Exit code 1 naming the path."""
-    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
     code, _, err = _run(capsys, "ingest", str(tmp_path / "missing"))
     assert code == 1
     assert f"{tmp_path / 'missing'}: no such file or folder" in err
 
 
-def test_ask_before_ingest_says_what_to_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_ask_before_ingest_says_what_to_run(empty_data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An empty knowledge base is explained."""
-    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
     code, _, err = _run(capsys, "ask", "anything?")
     assert code == 1
     assert "the knowledge base is empty: run `steward ingest PATH...` first" in err
@@ -172,12 +174,11 @@ def test_bad_setting_names_the_variable(
     variable: str,
     value: str,
     message: str,
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    empty_data_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A setting Steward cannot use is reported with its environment variable name, exit code 1."""
-    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
     monkeypatch.setenv(variable, value)
     code, _, err = _run(capsys, "ask", "anything?")
     assert code == 1
@@ -225,10 +226,9 @@ def test_eval_prints_the_figures_and_writes_the_report(
 
 
 def test_eval_names_the_bad_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, empty_data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A question file with a broken line is refused with its line number."""
-    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
     questions = tmp_path / "q.jsonl"
     questions.write_text('{"question": "ok?"}\n{not json\n')
     code, _, err = _run(capsys, "eval", str(questions))
@@ -237,10 +237,9 @@ def test_eval_names_the_bad_line(
 
 
 def test_eval_names_a_question_file_that_is_not_utf8(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, empty_data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A Latin-1 question file: exit 1 with the file, the line and the byte, no traceback."""
-    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "d"))
     questions = tmp_path / "q.jsonl"
     questions.write_bytes(b'{"question": "ok?"}\n{"question": "caf\xe9?"}\n')
     code, _, err = _run(capsys, "eval", str(questions))
