@@ -55,6 +55,15 @@ def _answer(bot: RunningBot, question: str) -> tuple[str, dict[str, Any]]:
     return ts, posts[-1]
 
 
+def _ask_an_expert(bot: RunningBot) -> str:
+    """Ask UNKNOWN (Steward abstains) and click its Ask-an-expert button; the thread's ts."""
+    ts, answer = _answer(bot, UNKNOWN)
+    assert ACTION_ASK_EXPERT in blocks_text(answer)
+    bot.click(answer, ACTION_ASK_EXPERT)
+    bot.settle()
+    return ts
+
+
 def _submit_reason(bot: RunningBot, view: dict[str, Any], reason: str) -> None:
     payload = {
         "type": "view_submission",
@@ -164,9 +173,7 @@ def test_with_nobody_to_ask_the_thread_is_told_and_the_gap_stays_open(no_experts
     """No experts channel and no owner in Slack: a clear message, and the button can be tried again later."""
     services = no_experts_channel
     with running_bot(services) as bot:
-        ts, answer = _answer(bot, UNKNOWN)
-        bot.click(answer, ACTION_ASK_EXPERT)
-        bot.settle()
+        ts = _ask_an_expert(bot)
         assert any("STEWARD_EXPERTS_CHANNEL" in p["text"] for p in bot.bot_posts(CHANNEL, ts))
         assert services.conversations.gaps()[0].status == GAP_OPEN
 
@@ -184,9 +191,7 @@ def test_an_expert_reply_can_be_saved_as_a_draft_guidance_document(
     bot: RunningBot, services: Services, kb: Path
 ) -> None:
     """Save as guidance writes Markdown with draft status, the expert as owner, question, answer and link."""
-    ts, answer = _answer(bot, UNKNOWN)
-    bot.click(answer, ACTION_ASK_EXPERT)
-    bot.settle()
+    ts = _ask_an_expert(bot)
     offer = _offer(bot, ts)
     assert bot.bot_posts(CHANNEL, ts)[-1]["text"].startswith("I asked")  # the reply was not "answered"
     bot.click(offer, ACTION_SAVE_GUIDANCE, user=EXPERT)
@@ -207,9 +212,7 @@ def test_a_reply_in_the_experts_channel_thread_can_be_saved_with_the_message_sho
     bot: RunningBot, services: Services, kb: Path
 ) -> None:
     """The message shortcut on an expert's reply under the experts-channel post saves it too."""
-    _ts, answer = _answer(bot, UNKNOWN)
-    bot.click(answer, ACTION_ASK_EXPERT)
-    bot.settle()
+    _ask_an_expert(bot)
     [expert_post] = bot.bot_posts(EXPERTS)
     offer = _offer(bot, expert_post["ts"], channel=EXPERTS)
     payload = {
@@ -238,10 +241,7 @@ def test_the_loop_a_question_that_abstained_is_answered_after_guidance_is_accept
     bot: RunningBot, services: Services, kb: Path
 ) -> None:
     """Abstain, ask an expert, reply, save (draft not searchable), accept, ingest: answered, gap closed."""
-    ts, answer = _answer(bot, UNKNOWN)
-    assert ACTION_ASK_EXPERT in blocks_text(answer)
-    bot.click(answer, ACTION_ASK_EXPERT)
-    bot.settle()
+    ts = _ask_an_expert(bot)
     bot.click(_offer(bot, ts), ACTION_SAVE_GUIDANCE, user=EXPERT)
     bot.settle()
     [draft] = list((kb / "inbox").glob("*.md"))
