@@ -131,12 +131,11 @@ class ApprovalService:
             if changed:
                 files = list(gate.files)
                 records.add_policy_version(gate.version, files, now)
-                records.audit(
+                records.policy_audit(
+                    None,
+                    "policy_changed" if last else "policy_loaded",
+                    {"version": gate.version, "previous": last, "files": files},
                     at=now,
-                    kind="policy_changed" if last else "policy_loaded",
-                    request_id=None,
-                    actor="policy",
-                    data={"version": gate.version, "previous": last, "files": files},
                 )
         self._noted = gate.version
         return changed
@@ -178,18 +177,17 @@ class ApprovalService:
                 actor=actor.user_id,
                 data={"action": request.action, "params": stored, "channel": actor.channel},
             )
-            records.audit(
-                at=now,
-                kind="decided",
-                request_id=request_id,
-                actor="policy",
-                data={
+            records.policy_audit(
+                request_id,
+                "decided",
+                {
                     "outcome": decision.outcome,
                     "rule": decision.rule,
                     "reason": decision.reason,
                     "policy_version": decision.policy_version,
                     "approval": requirement.model_dump() if requirement else None,
                 },
+                at=now,
             )
             view = _reread(records, request_id)
         return view, decision
@@ -442,13 +440,7 @@ class ApprovalService:
                     continue  # still held: nothing to record until it changes
                 standing = reassess(records, view, gate, now, "release")
                 if standing.verdict == "proceed" and records.move(request_id, PENDING, APPROVED, now):
-                    records.audit(
-                        at=now,
-                        kind="released",
-                        request_id=request_id,
-                        actor="policy",
-                        data={"approvers": list(view.approvers)},
-                    )
+                    records.policy_audit(request_id, "released", {"approvers": list(view.approvers)}, at=now)
                     released.append(str(request_id))
         return released
 

@@ -219,17 +219,16 @@ def redecide(records: RequestTransaction, view: RequestView, gate: Gate, now: fl
         required_groups=list(requirement.groups) if requirement else list(view.required_groups),
         updated_at=now,
     )
-    records.audit(
-        at=now,
-        kind="redecided",
-        request_id=view.request_id,
-        actor="policy",
-        data={
+    records.policy_audit(
+        view.request_id,
+        "redecided",
+        {
             "outcome": decision.outcome,
             "rule": decision.rule,
             "policy_version": decision.policy_version,
             "approval": requirement.model_dump() if requirement else None,
         },
+        at=now,
     )
     return ClickResult(
         True,

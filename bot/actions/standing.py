@@ -85,12 +85,11 @@ def reassess(
         return _deny(records, view, decision, now, stage, secret=True)
     if view.status == APPROVED:
         records.move(view.request_id, APPROVED, PENDING, now)
-    records.audit(
+    records.policy_audit(
+        view.request_id,
+        "quorum_lost",
+        {"stage": stage, "counted": counted, "needed": requirement.count},
         at=now,
-        kind="quorum_lost",
-        request_id=view.request_id,
-        actor="policy",
-        data={"stage": stage, "counted": counted, "needed": requirement.count},
     )
     message = (
         f"Not run: {len(counted)} of the {requirement.count} approval(s) it needs count "
@@ -104,12 +103,8 @@ def _hold(
 ) -> Standing:
     if view.status == APPROVED:
         records.move(view.request_id, APPROVED, PENDING, now)
-    records.audit(
-        at=now,
-        kind="held",
-        request_id=view.request_id,
-        actor="policy",
-        data={"stage": stage, "rule": decision.rule, "reason": decision.reason},
+    records.policy_audit(
+        view.request_id, "held", {"stage": stage, "rule": decision.rule, "reason": decision.reason}, at=now
     )
     message = (
         f"Held {_STAGE_TEXT[stage]} by `{decision.rule}`: {decision.reason} Nothing runs while it holds; "
@@ -136,18 +131,17 @@ def _deny(
     records.update(
         view.request_id, view.status, status=DENIED, rule=decision.rule, reason=reason, updated_at=now
     )
-    records.audit(
-        at=now,
-        kind="redecided",
-        request_id=view.request_id,
-        actor="policy",
-        data={
+    records.policy_audit(
+        view.request_id,
+        "redecided",
+        {
             "stage": stage,
             "outcome": "deny",
             "rule": decision.rule,
             "reason": reason,
             "policy_version": decision.policy_version,
         },
+        at=now,
     )
     return Standing("denied", f"Denied {_STAGE_TEXT[stage]} by `{decision.rule}`: {reason}", decision)
 
@@ -172,12 +166,11 @@ def _update_requirement(
         required_groups=list(requirement.groups),
         updated_at=now,
     )
-    records.audit(
+    records.policy_audit(
+        view.request_id,
+        "requirement_changed",
+        {"stage": stage, "rule": decision.rule, "approval": requirement.model_dump()},
         at=now,
-        kind="requirement_changed",
-        request_id=view.request_id,
-        actor="policy",
-        data={"stage": stage, "rule": decision.rule, "approval": requirement.model_dump()},
     )
 
 

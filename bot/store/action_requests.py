@@ -321,6 +321,10 @@ class RequestTransaction:
         """Append one audit entry in this transaction; returns its number."""
         return append_audit(self.connection, at=at, kind=kind, request_id=request_id, actor=actor, data=data)
 
+    def policy_audit(self, request_id: str | None, kind: str, data: dict[str, Any], *, at: float) -> int:
+        """Append an entry the policy made (a decision taken again, a hold, a lapse) in this transaction."""
+        return self.audit(at=at, kind=kind, request_id=request_id, actor="policy", data=data)
+
     def authorised(self, request_id: str) -> tuple[bool, str]:
         """Whether the verified audit log lets the request run now, and why."""
         return authorised_in_log(self.connection, request_id)
