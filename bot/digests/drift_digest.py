@@ -81,62 +81,71 @@ def knowledge_runbooks(retriever: Callable[[], Retriever]) -> RunbookFinder:
     return find
 
 
-def check_monitor(
-    monitor: Monitor,
-    today: dt.date,
-    base: Path,
-    limits: Thresholds | None = None,
-    find_runbook: RunbookFinder | None = None,
-    earlier: Earlier | None = None,
-    charts: bool = False,
-    columns: Mapping[str, Thresholds] | None = None,
-) -> MonitorResult:
-    """Compare the current window with the reference; a failing source is reported in the result.
+@dataclass(frozen=True)
+class _DigestRun:
+    """What every monitor of one drift digest run is checked with."""
 
-    `limits` are the monitor's thresholds and `columns` a column's own (`config.drift_limits`)."""
-    reference_name, current_name = describe(monitor.reference, today), describe(monitor.current, today)
-    kinds = monitor.kinds()
-    try:
-        reference = load(monitor.reference, kinds, monitor.date_column, today, base)
-    except SourceError as exc:
-        return MonitorResult(monitor.model, reference_name, current_name, error=f"reference: {exc}")
-    try:
-        current = load(monitor.current, kinds, monitor.date_column, today, base)
-    except SourceError as exc:
-        return MonitorResult(monitor.model, reference_name, current_name, error=f"current: {exc}")
-    rows = {"reference": len(next(iter(reference.values()))), "current": len(next(iter(current.values())))}
-    for side, count in rows.items():
-        if count == 0:
-            source = reference_name if side == "reference" else current_name
-            return MonitorResult(
-                monitor.model, reference_name, current_name, error=f"{side}: no rows in {source}"
-            )
-    drift = dataset_drift(kinds, reference, current, limits, columns)
-    runbook, runbook_error = None, None
-    if find_runbook is not None and drift.level in ("watch", "drift"):
+    today: dt.date
+    base: Path
+    find_runbook: RunbookFinder | None
+    earlier: Earlier | None
+    charts: bool
+
+    def check(
+        self, monitor: Monitor, limits: Thresholds | None, columns: Mapping[str, Thresholds] | None
+    ) -> MonitorResult:
+        """Compare the current window with the reference; a failing source is reported in the result.
+
+        `limits` are the monitor's thresholds and `columns` a column's own (`config.drift_limits`)."""
+        reference_name, current_name = (
+            describe(monitor.reference, self.today),
+            describe(monitor.current, self.today),
+        )
+        kinds = monitor.kinds()
         try:
-            runbook = find_runbook(monitor)
-        except RunbookLookupError as exc:
-            runbook_error = str(exc)
-    chart, title = None, ""
-    moved = drift.drifted or tuple(f for f in drift.features if f.worst == "watch")
-    if charts and moved:
-        most = moved[0]
-        chart = distribution_png(monitor.model, most, reference[most.feature], current[most.feature])
-        title = f"{monitor.model}: {most.feature}, reference vs current"
-    return MonitorResult(
-        monitor.model,
-        reference_name,
-        current_name,
-        drift=drift,
-        reference_rows=rows["reference"],
-        current_rows=rows["current"],
-        runbook=runbook,
-        runbook_error=runbook_error,
-        earlier=earlier(monitor.model) if earlier is not None else {},
-        chart=chart,
-        chart_title=title,
-    )
+            reference = load(monitor.reference, kinds, monitor.date_column, self.today, self.base)
+        except SourceError as exc:
+            return MonitorResult(monitor.model, reference_name, current_name, error=f"reference: {exc}")
+        try:
+            current = load(monitor.current, kinds, monitor.date_column, self.today, self.base)
+        except SourceError as exc:
+            return MonitorResult(monitor.model, reference_name, current_name, error=f"current: {exc}")
+        rows = {
+            "reference": len(next(iter(reference.values()))),
+            "current": len(next(iter(current.values()))),
+        }
+        for side, count in rows.items():
+            if count == 0:
+                source = reference_name if side == "reference" else current_name
+                return MonitorResult(
+                    monitor.model, reference_name, current_name, error=f"{side}: no rows in {source}"
+                )
+        drift = dataset_drift(kinds, reference, current, limits, columns)
+        runbook, runbook_error = None, None
+        if self.find_runbook is not None and drift.level in ("watch", "drift"):
+            try:
+                runbook = self.find_runbook(monitor)
+            except RunbookLookupError as exc:
+                runbook_error = str(exc)
+        chart, title = None, ""
+        moved = drift.drifted or tuple(f for f in drift.features if f.worst == "watch")
+        if self.charts and moved:
+            most = moved[0]
+            chart = distribution_png(monitor.model, most, reference[most.feature], current[most.feature])
+            title = f"{monitor.model}: {most.feature}, reference vs current"
+        return MonitorResult(
+            monitor.model,
+            reference_name,
+            current_name,
+            drift=drift,
+            reference_rows=rows["reference"],
+            current_rows=rows["current"],
+            runbook=runbook,
+            runbook_error=runbook_error,
+            earlier=self.earlier(monitor.model) if self.earlier is not None else {},
+            chart=chart,
+            chart_title=title,
+        )
 
 
 def run_drift(
@@ -152,16 +161,12 @@ def run_drift(
 
     Thresholds come from the digest's configuration (`drift:` and each monitor's `columns:`), unless
     `limits` is given for all of them."""
+    run = _DigestRun(today, base, find_runbook, earlier, charts)
     results = [
-        check_monitor(
+        run.check(
             monitor,
-            today,
-            base,
             limits or drift_limits(digest, monitor),
-            find_runbook,
-            earlier,
-            charts,
-            columns=None if limits else {c: drift_limits(digest, monitor, c) for c in monitor.columns},
+            None if limits else {c: drift_limits(digest, monitor, c) for c in monitor.columns},
         )
         for monitor in digest.monitors
     ]
