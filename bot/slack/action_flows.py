@@ -69,7 +69,7 @@ from bot.slack.payloads import (
 )
 from bot.slack.places import REQUEST_IN_A_CHANNEL, RUN_IN_A_CHANNEL, Places, command_hint, unknown_place_text
 from bot.slack.posting import Poster
-from bot.slack.proposals import ProposalFlows, Say, Submit
+from bot.slack.proposals import Mention, ProposalFlows, Say, Submit
 from bot.slack.request_forms import RequestForms
 
 log = logging.getLogger("steward.slack")
@@ -195,20 +195,10 @@ class ActionFlows:
         except PolicyError:
             return starts_like_request(text)
 
-    def take_mention(
-        self,
-        client: WebClient,
-        text: str,
-        channel: str,
-        thread_ts: str,
-        user: str,
-        reference: str = "",
-        channel_type: str | None = None,
-    ) -> bool:
-        """Handle a mention that starts with an action request; False when it is a question to answer.
-
-        `channel_type` is the event's, when Slack sent one (a mention does not always carry it).
-        """
+    def take_mention(self, client: WebClient, mention: Mention) -> bool:
+        """Handle a mention that starts with an action request; False when it is a question to answer."""
+        text, channel, thread_ts, user = mention.text, mention.channel, mention.thread_ts, mention.user
+        reference = mention.reference
         try:
             policy = self.policy().policy
         except PolicyError as exc:
@@ -220,12 +210,10 @@ class ActionFlows:
         plain = read_request(text, policy)
 
         def not_here() -> str | None:
-            return self.not_a_channel(client, channel, channel_type)
+            return self.not_a_channel(client, channel, mention.channel_type)
 
         if plain is None:  # free phrasing: with an LLM configured, it may propose a request
-            return self.proposals is not None and self.proposals.take(
-                client, text, channel, thread_ts, user, policy, not_here
-            )
+            return self.proposals is not None and self.proposals.take(client, mention, policy, not_here)
         refusal = not_here()
         if refusal is not None:
             self.tell(client, channel, refusal, thread_ts)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -38,6 +39,18 @@ def _section(text: str) -> Block:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
+@dataclass(frozen=True)
+class Mention:
+    """A person's mention of Steward that may be an action request: the words and where they were said."""
+
+    text: str
+    channel: str
+    thread_ts: str
+    user: str
+    reference: str = ""  # the event id, for the logs
+    channel_type: str | None = None  # the event's, when Slack sent one (a mention does not always)
+
+
 class ProposalFlows:
     """Mentions the parser did not read as requests, offered to the LLM; its proposals, confirmed."""
 
@@ -62,10 +75,7 @@ class ProposalFlows:
     def take(
         self,
         client: WebClient,
-        text: str,
-        channel: str,
-        thread_ts: str,
-        user: str,
+        mention: Mention,
         policy: Policy,
         not_here: Callable[[], str | None] = lambda: None,
     ) -> bool:
@@ -73,6 +83,7 @@ class ProposalFlows:
 
         `not_here` says why no request may be made in this conversation (a group DM), or None.
         """
+        text, channel, thread_ts, user = mention.text, mention.channel, mention.thread_ts, mention.user
         proposal = self.proposer.propose(text, policy)
         if proposal is None:
             return False

@@ -43,6 +43,7 @@ from bot.slack.links import LinkPolicy
 from bot.slack.mrkdwn import escape
 from bot.slack.places import DIRECT, REQUEST_IN_A_CHANNEL
 from bot.slack.posting import FAILED, WORKING, Poster
+from bot.slack.proposals import Mention
 from bot.slack.streaming import LiveAnswer
 
 log = logging.getLogger("steward.slack")
@@ -224,7 +225,7 @@ class QuestionFlows:
             self.actions is not None
             and not event.get("bot_id")
             and self.actions.take_mention(
-                client, words, str(event["channel"]), thread_ts, user, ref, event.get("channel_type")
+                client, Mention(words, str(event["channel"]), thread_ts, user, ref, event.get("channel_type"))
             )
         ):
             return
