@@ -18,7 +18,7 @@ from typing import Any, Self
 from tests.slack_payloads import MISSING_TEXT, call_problems
 from tests.support.slack.assistant import AssistantThread
 from tests.support.slack.faults import Failure, Faults
-from tests.support.slack.server import POLL_SECONDS, LoopbackServer, Reply, json_reply
+from tests.support.slack.server import POLL_SECONDS, LoopbackServer, Reply, ServingThread, json_reply
 from tests.support.slack.socket_mode import FakeSocketModeServer
 from tests.support.slack.workspace import FIRST_TS_MICROS, Workspace
 
@@ -71,8 +71,7 @@ class FakeSlack(Workspace, Faults):
         self._failures: dict[str, list[Failure]] = {}
         self._next_ts = FIRST_TS_MICROS
         self._next_view = 1
-        self._server: LoopbackServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServingThread[LoopbackServer] = ServingThread("fake-slack")
         self._socket_mode: FakeSocketModeServer | None = None  # started by the first apps.connections.open
         self._token: str | None = None  # the token of the call being answered (lock held)
         self._next_ticket = 1
@@ -94,23 +93,14 @@ class FakeSlack(Workspace, Faults):
 
     def start(self) -> None:
         """Bind a free loopback port and serve in a daemon thread."""
-        if self._server is not None:
-            return
-        self._server = LoopbackServer(self, self.host)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(POLL_SECONDS,), name="fake-slack", daemon=True
-        )
-        self._thread.start()
+        if self._serving.server is None:
+            self._serving.start(LoopbackServer(self, self.host), POLL_SECONDS)
 
     def stop(self) -> None:
         """Shut the server down and release the port (then the Socket Mode server's, if started)."""
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
+        server = self._serving.stop()
         if server is not None:
-            server.shutdown()
             server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
         # After the Web API: a client reconnecting now gets no new URL, so no new server is started.
         with self._condition:
             socket_mode, self._socket_mode = self._socket_mode, None
@@ -125,9 +115,10 @@ class FakeSlack(Workspace, Faults):
     @property
     def port(self) -> int:
         """The port it listens on."""
-        if self._server is None:
+        server = self._serving.server
+        if server is None:
             raise RuntimeError("FakeSlack is not running; use it as a context manager")
-        return int(self._server.server_address[1])
+        return int(server.server_address[1])
 
     @property
     def api_url(self) -> str:
@@ -248,7 +239,7 @@ class FakeSlack(Workspace, Faults):
     @property
     def socket_mode(self) -> FakeSocketModeServer:
         """The Socket Mode server (started here if no client asked for a URL yet)."""
-        if self._server is None:
+        if self._serving.server is None:
             raise RuntimeError("FakeSlack is not running; use it as a context manager")
         with self._condition:
             if self._socket_mode is None:

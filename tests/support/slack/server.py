@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 JSON_ARGS = ("blocks", "attachments", "view", "metadata", "files", "prompts", "chunks", "loading_messages")
@@ -26,6 +27,42 @@ class Reply:
 def json_reply(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Reply:
     """A JSON reply."""
     return Reply(status=status, body=json.dumps(payload).encode("utf-8"), headers=headers)
+
+
+class Serves(Protocol):
+    """A server that serves until shut down from another thread (http.server's, websockets')."""
+
+    def serve_forever(self, *args: Any) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+S = TypeVar("S", bound=Serves)
+
+
+class ServingThread(Generic[S]):
+    """One server serving in a daemon thread: started, then shut down and its thread joined."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.server: S | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, server: S, *args: Any) -> None:
+        """Serve `server` (serve_forever(*args)) in a new daemon thread."""
+        self.server = server
+        self._thread = threading.Thread(target=server.serve_forever, args=args, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> S | None:
+        """Shut the server down and wait for its thread; the server that was stopped, if any."""
+        server, thread = self.server, self._thread
+        self.server, self._thread = None, None
+        if server is not None:
+            server.shutdown()
+        if thread is not None:
+            thread.join(timeout=5)
+        return server
 
 
 class Answers(Protocol):

@@ -14,6 +14,8 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
+from tests.support.slack.server import ServingThread
+
 CLOSE_TIMEOUT = 2.0  # how long shutdown waits for a client's close frame
 
 
@@ -27,42 +29,34 @@ class FakeSocketModeServer:
         self._connections: list[ServerConnection] = []
         self._paths: list[str] = []
         self._received: list[dict[str, Any]] = []
-        self._server: Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServingThread[Server] = ServingThread("fake-socket-mode")
 
     # lifecycle
 
     def start(self) -> None:
         """Bind a free loopback port and serve in a daemon thread."""
-        if self._server is not None:
-            return
-        # No compression: Slack's builtin client does not offer permessage-deflate anyway.
-        self._server = serve(self._serve, "127.0.0.1", 0, compression=None, close_timeout=CLOSE_TIMEOUT)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-socket-mode", daemon=True
-        )
-        self._thread.start()
+        if self._serving.server is None:
+            # No compression: Slack's builtin client does not offer permessage-deflate anyway.
+            self._serving.start(
+                serve(self._serve, "127.0.0.1", 0, compression=None, close_timeout=CLOSE_TIMEOUT)
+            )
 
     def stop(self) -> None:
         """Close open connections (code 1001, like a Slack server going away) and the listening socket."""
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
-        if server is not None:
-            server.shutdown()
-        if thread is not None:
-            thread.join(timeout=5)
+        self._serving.stop()
 
     @property
     def running(self) -> bool:
         """Whether the server is listening."""
-        return self._server is not None
+        return self._serving.server is not None
 
     @property
     def url(self) -> str:
         """The WebSocket URL without a ticket, e.g. ws://127.0.0.1:PORT/link/."""
-        if self._server is None:
+        server = self._serving.server
+        if server is None:
             raise RuntimeError("the Socket Mode server is not running")
-        return f"ws://127.0.0.1:{self._server.socket.getsockname()[1]}/link/"
+        return f"ws://127.0.0.1:{server.socket.getsockname()[1]}/link/"
 
     # the test's side
 
