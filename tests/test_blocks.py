@@ -8,15 +8,8 @@ from typing import Any
 import pytest
 
 from bot.answers.models import Answer, Citation
+from bot.slack import payloads
 from bot.slack.blocks import SHORTENED, RenderedMessage, answer_messages, confidence_label, split_mrkdwn
-from bot.slack.payloads import (
-    ACTION_ASK_EXPERT,
-    ACTION_HELPFUL,
-    ACTION_NOT_HELPFUL,
-    BLOCK_FEEDBACK,
-    ExpertValue,
-    FeedbackValue,
-)
 
 ROLLBACK = Citation(
     path="runbooks/model-rollback.md",
@@ -184,7 +177,7 @@ def test_answer_too_long_for_the_message_budget_is_shortened_with_a_marker() -> 
     assert len(messages[0].blocks) == 50
     assert SHORTENED in texts(messages)
     last = messages[-1].blocks
-    assert last[-1]["type"] == "actions" and last[-1]["block_id"] == BLOCK_FEEDBACK
+    assert last[-1]["type"] == "actions" and last[-1]["block_id"] == payloads.BLOCK_FEEDBACK
     assert last[-2]["elements"][0]["text"].startswith("Confidence:")
     assert any(block.get("text", {}).get("text") == "*Sources*" for block in last)
     shortened_at = texts(messages).index(SHORTENED)
@@ -208,14 +201,16 @@ def test_answer_needing_several_messages_keeps_order_and_ends_with_the_tail() ->
 
 
 def test_feedback_button_values_parse_back() -> None:
-    """Helpful / Not helpful carry FeedbackValue JSON for the posted answer."""
+    """Helpful / Not helpful carry payloads.FeedbackValue JSON for the posted answer."""
     messages = answer_messages(make_answer(), answer_id=42, gap_id=None, source_url=kb_url)
     assert_valid_block_kit(messages)
     helpful, not_helpful = buttons(messages)
-    assert helpful["action_id"] == ACTION_HELPFUL
-    assert not_helpful["action_id"] == ACTION_NOT_HELPFUL
-    assert FeedbackValue.model_validate_json(helpful["value"]) == FeedbackValue(answer_id=42, helpful=True)
-    assert FeedbackValue.model_validate_json(not_helpful["value"]) == FeedbackValue(
+    assert helpful["action_id"] == payloads.ACTION_HELPFUL
+    assert not_helpful["action_id"] == payloads.ACTION_NOT_HELPFUL
+    assert payloads.FeedbackValue.model_validate_json(helpful["value"]) == payloads.FeedbackValue(
+        answer_id=42, helpful=True
+    )
+    assert payloads.FeedbackValue.model_validate_json(not_helpful["value"]) == payloads.FeedbackValue(
         answer_id=42, helpful=False
     )
 
@@ -241,8 +236,8 @@ def test_abstention_offers_an_expert_and_no_feedback() -> None:
     assert texts(messages)[0] == "Steward does not know this. *Dana* might."
     assert "Who might know: @dana, <@U0123ABC>" in texts(messages, "context")
     [expert] = buttons(messages)
-    assert expert["action_id"] == ACTION_ASK_EXPERT and expert["style"] == "primary"
-    assert ExpertValue.model_validate_json(expert["value"]) == ExpertValue(gap_id=9)
+    assert expert["action_id"] == payloads.ACTION_ASK_EXPERT and expert["style"] == "primary"
+    assert payloads.ExpertValue.model_validate_json(expert["value"]) == payloads.ExpertValue(gap_id=9)
     assert not any(t.startswith("Confidence") for t in texts(messages, "context"))
 
 
@@ -310,7 +305,7 @@ def test_dozens_of_sources_and_warnings_still_fit_one_tail() -> None:
     answer = make_answer(long_markdown(60_000), citations=citations, warnings=[f"w{n}" for n in range(30)])
     messages = answer_messages(answer, answer_id=5, gap_id=None, source_url=kb_url, max_messages=1)
     assert_valid_block_kit(messages)
-    assert messages[-1].blocks[-1]["block_id"] == BLOCK_FEEDBACK
+    assert messages[-1].blocks[-1]["block_id"] == payloads.BLOCK_FEEDBACK
     sources = "\n".join(texts(messages))
     assert all(
         f"*[{n}]* <https://kb.example/runbooks/model-rollback.md|Doc {n - 1}>" in sources for n in (1, 60)
