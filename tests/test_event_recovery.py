@@ -41,6 +41,30 @@ def test_a_dead_replicas_question_is_answered_once(bot: RunningBot) -> None:
     assert len(bot.bot_posts(thread_ts=ts)) == 1
 
 
+def test_a_question_the_dead_replica_answered_before_it_died_is_not_answered_again(bot: RunningBot) -> None:
+    """The replica posted its answer and died before it finished the event: the take-over sees Steward's
+    reply right after the question in its thread and drops the event instead of answering twice."""
+    recovery = bot.app.recovery
+    assert recovery is not None
+    ts = _orphan(bot, "EvAnsweredThenDied", DEAD)
+    bot.slack.add_message(CHANNEL, "Model rollback: …", bot.slack.bot_user_id, thread_ts=ts)
+    assert recovery.recover(_client(bot), dead_after=0.0) == 1
+    bot.settle()
+    assert len(bot.bot_posts(thread_ts=ts)) == 1  # only the dead replica's answer
+    assert recovery.recover(_client(bot), dead_after=0.0) == 0  # and the event is done
+
+
+def test_a_later_question_in_an_answered_thread_is_still_answered(bot: RunningBot) -> None:
+    """Steward's earlier reply in the thread is to an earlier question: the orphan after it is answered."""
+    root = bot.slack.add_message(CHANNEL, "the fraud-scorer alerts again", "UASKER")
+    bot.slack.add_message(CHANNEL, "An earlier answer", bot.slack.bot_user_id, thread_ts=root)
+    ts = _orphan(bot, "EvLater", DEAD, thread_ts=root)
+    assert bot.app.recovery is not None and bot.app.recovery.recover(_client(bot), dead_after=0.0) == 1
+    bot.settle()
+    replies = [m for m in bot.slack.messages(CHANNEL, root) if float(m["ts"]) > float(ts)]
+    assert len(replies) == 1 and replies[0].get("user") == bot.slack.bot_user_id
+
+
 def test_a_question_in_a_thread_is_answered_in_that_thread(bot: RunningBot) -> None:
     root = bot.slack.add_message(CHANNEL, "the fraud-scorer alerts again", "UASKER")
     ts = _orphan(bot, "EvOrphan2", DEAD, thread_ts=root)

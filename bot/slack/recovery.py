@@ -52,11 +52,14 @@ class EventRecovery:
         return taken
 
     def _answer(self, client: WebClient, orphan: OpenEvent, body: dict[str, Any]) -> None:
-        message = self._message(client, orphan)
+        context = self._context(client)
+        message, answered = self._message(client, orphan, context.bot_user_id or "")
         if message is None:
             log.info("orphaned event dropped: its message is gone event=%s", orphan.event_id)
             return
-        context = self._context(client)
+        if answered:  # the dead replica posted its answer and died before it could finish the event
+            log.info("orphaned event already answered in its thread event=%s", orphan.event_id)
+            return
         event: dict[str, Any] = {
             "channel": orphan.channel,
             "channel_type": "im" if orphan.channel.startswith("D") else "channel",
@@ -73,8 +76,11 @@ class EventRecovery:
             self.conversations.handle_message(body, {**event, "type": "message"}, client, context)
 
     @staticmethod
-    def _message(client: WebClient, orphan: OpenEvent) -> dict[str, Any] | None:
-        """The event's message as Slack has it now (None when deleted or unreadable)."""
+    def _message(
+        client: WebClient, orphan: OpenEvent, bot_user_id: str
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """The event's message as Slack has it now (None when deleted or unreadable), and whether Steward
+        already replied to it: its reply comes after the message in the thread, before anyone else's."""
         try:
             replies = client.conversations_replies(
                 channel=orphan.channel, ts=orphan.thread_ts or orphan.message_ts, limit=200
@@ -83,11 +89,15 @@ class EventRecovery:
             log.info(
                 "orphaned message unreadable event=%s error=%s", orphan.event_id, exc.response.get("error")
             )
-            return None
-        for message in replies.get("messages") or []:
-            if str(message.get("ts")) == orphan.message_ts:
-                return dict(message)
-        return None
+            return None, False
+        messages = sorted(replies.get("messages") or [], key=lambda m: float(m.get("ts") or 0))
+        for index, message in enumerate(messages):
+            if str(message.get("ts")) != orphan.message_ts:
+                continue
+            later = messages[index + 1 : index + 2]  # the next message in the thread, if any
+            answered = bool(later) and bool(bot_user_id) and later[0].get("user") == bot_user_id
+            return dict(message), answered
+        return None, False
 
     def _context(self, client: WebClient) -> BoltContext:
         """Who Steward is in Slack (auth.test, once), as Bolt would have passed it."""
