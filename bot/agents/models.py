@@ -35,6 +35,33 @@ FINAL_STATES = frozenset(
 )
 
 
+AGENT_PREFIX = "agent:"  # an agent's requester id in the policy and the audit: agent:NAME
+AGENT_NAME = r"[a-z][a-z0-9-]{0,39}"
+
+
+class Agent(BaseModel):
+    """An AI agent with a token (`steward agents add`): who it is, who owns it, what it may do."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    token_id: str  # the token's public part, in the audit log; the secret is only hashed
+    owner: str  # the Slack user id of the person answerable for it
+    scopes: tuple[str, ...] = SCOPES
+    actions: tuple[str, ...] | None = None  # None: every catalog action
+    max_pending: int = 20  # requests waiting for approval at once
+    per_minute: int = 60  # requests created per minute
+
+    @property
+    def requester(self) -> str:
+        """The agent as a requester: `agent:NAME`."""
+        return AGENT_PREFIX + self.name
+
+    def may(self, action: str) -> bool:
+        """Whether the agent may request this action at all (its token's action list)."""
+        return self.actions is None or action in self.actions
+
+
 class ApiError(Exception):
     """A refusal of the agent API: an HTTP status, a stable code, a message for the agent and the field
     at fault (`parameters.version`, `action`, the header name …). Never a traceback."""
@@ -165,6 +192,14 @@ class AnswerInfo(BaseModel):
     confidence: str  # high | medium | low | none
     score: float | None = None
     citations: list[Citation]
+
+
+class Authenticator(Protocol):
+    """Who holds a bearer token: the agent, or `ApiError` 401 (missing, wrong, revoked)."""
+
+    def __call__(self, authorization: str | None) -> Agent:
+        """`authorization` is the raw `Authorization` header (`Bearer stw_…`), None when absent."""
+        ...
 
 
 class StewardBackend(Protocol):
