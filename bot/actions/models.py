@@ -86,6 +86,8 @@ class ApprovalRequirement(BaseModel):
     count: int = Field(ge=1)
     groups: tuple[str, ...]
     within_minutes: int = Field(default=60, ge=1)
+    # False: the owner of the agent that asked does not count as an approver of its request
+    owner_may_approve: bool = True
 
 
 class Actor(BaseModel):
@@ -139,20 +141,26 @@ _VERB_FORMS: dict[Verb, tuple[str, str]] = {  # the verb's past and its doer
 class Refusal(BaseModel):
     """Why a person's decision on a request does not count, told in the words of the button they clicked.
 
-    `reason`: `requester` (one never decides on one's own request), `already` (each approver counts
-    once) or `outside` (not in `groups`, the groups the requirement names, e.g. "ml or sre").
+    `reason`: `agent` (an AI agent never decides on a request, whatever groups name it), `requester`
+    (one never decides on one's own request), `owner` (the owner of the agent that asked, when the
+    requirement says `owner_may_approve: false`), `already` (each approver counts once) or `outside` (not
+    in `groups`, the groups the requirement names, e.g. "ml or sre").
     """
 
     model_config = ConfigDict(frozen=True)
 
-    reason: Literal["requester", "already", "outside"]
+    reason: Literal["agent", "requester", "owner", "already", "outside"]
     groups: str
 
     def render(self, verb: Verb = "approve") -> str:
         """The refusal for someone who clicked `verb`."""
         past, doer = _VERB_FORMS[verb]
+        if self.reason == "agent":
+            return f"an AI agent cannot {verb} a request; a person in {self.groups} must {verb}"
         if self.reason == "requester":
             return f"you are the requester; someone else in {self.groups} must {verb}"
+        if self.reason == "owner":
+            return f"you own the agent that asked; someone else in {self.groups} must {verb}"
         if self.reason == "already":
             return f"you have already {past}; each {doer} counts once"
         return f"{doer}s must be in {self.groups}"
