@@ -250,7 +250,9 @@ class ApprovalService:
             view, refusal = self._decider(records, request_id, user, gate, now, "reject")
             if refusal is not None or view is None:
                 return refusal or ClickResult(False, "There is no such request.", None)
-            if not records.move(request_id, PENDING, REJECTED, now):
+            if not records.update(
+                request_id, PENDING, status=REJECTED, updated_at=now, rejection_reason=reason
+            ):
                 return ClickResult(False, "This request is no longer waiting for approval.", view)
             records.audit(
                 at=now,

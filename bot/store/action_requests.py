@@ -47,7 +47,7 @@ action_requests = sa.Table(
     sa.Column("request_id", sa.String(36), primary_key=True),
     sa.Column("action", sa.String(64), nullable=False),
     sa.Column("params", sa.Text, nullable=False),  # JSON, secrets redacted
-    sa.Column("requester", sa.String(32), nullable=False),
+    sa.Column("requester", sa.String(64), nullable=False),  # a Slack user id, or agent:NAME
     sa.Column("channel", sa.String(32), nullable=True),
     sa.Column("thread_ts", sa.String(32), nullable=True),
     sa.Column("status", sa.String(16), nullable=False, index=True),
@@ -65,6 +65,37 @@ action_requests = sa.Table(
     sa.Column("result_summary", sa.Text, nullable=True),
     sa.Column("result_output", sa.Text, nullable=True),
     sa.Column("duration_seconds", sa.Float, nullable=True),
+    # an AI agent's request (migration 0009): who asked, on whose behalf and why
+    sa.Column("agent", sa.String(40), nullable=True),
+    sa.Column("agent_token", sa.String(16), nullable=True),
+    sa.Column("agent_owner", sa.String(32), nullable=True),
+    sa.Column("justification", sa.Text, nullable=True),
+    sa.Column("idempotency_key", sa.String(128), nullable=True),
+    sa.Column("callback_url", sa.Text, nullable=True),
+    sa.Column("callback_state", sa.String(16), nullable=True),  # due | delivered | failed
+    sa.Column("callback_attempts", sa.Integer, nullable=True),
+    sa.Column("callback_due_at", sa.Float, nullable=True),
+    sa.Column("card_url", sa.Text, nullable=True),
+    sa.Column("rejection_reason", sa.Text, nullable=True),
+    sa.UniqueConstraint("agent", "idempotency_key", name="one_request_per_idempotency_key"),
+    sa.Index("ix_action_requests_agent_created", "agent", "created_at"),
+    sa.Index("ix_action_requests_callback_due", "callback_state", "callback_due_at"),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("token_id", sa.String(16), nullable=False, unique=True),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(32), nullable=False),
+    sa.Column("scopes", sa.Text, nullable=False),
+    sa.Column("actions", sa.Text, nullable=True),
+    sa.Column("max_pending", sa.Integer, nullable=False),
+    sa.Column("per_minute", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
 )
 
 approvals = sa.Table(
@@ -140,6 +171,15 @@ class RequestView:
     approvers: tuple[str, ...] = ()
     result_summary: str | None = None
     result_output: str | None = None
+    # an AI agent's request: the agent, its owner (a Slack user id) and the reason it gave (untrusted)
+    agent: str | None = None
+    agent_owner: str | None = None
+    justification: str | None = None
+    agent_token: str | None = None
+    created_at: float = 0.0
+    card_url: str | None = None
+    rejection_reason: str | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +250,14 @@ class RequestTransaction:
             approvers=tuple(str(a) for a in approvers),
             result_summary=m["result_summary"],
             result_output=m["result_output"],
+            agent=m["agent"],
+            agent_owner=m["agent_owner"],
+            justification=m["justification"],
+            agent_token=m["agent_token"],
+            created_at=float(m["created_at"]),
+            card_url=m["card_url"],
+            rejection_reason=m["rejection_reason"],
+            idempotency_key=m["idempotency_key"],
         )
 
     def insert(self, **values: Any) -> None:
