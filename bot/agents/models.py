@@ -177,21 +177,26 @@ class Question(BaseModel):
 
 
 class Citation(BaseModel):
-    """A document an answer rests on."""
+    """A document an answer rests on, numbered as the answer cites it ([1] is the first)."""
 
     title: str
-    source: str  # the document's path or URL
-    excerpt: str = ""
+    path: str  # the document's path in the knowledge base
+    section: str = ""
+    url: str | None = None
+    owner: str | None = None
+    status: str | None = None
 
 
 class AnswerInfo(BaseModel):
-    """Steward's answer as JSON: the text, whether it abstained, its confidence and citations."""
+    """Steward's answer as JSON (the shape of `steward ask --json`): the text, whether it abstained,
+    its confidence (0-1) and its citations; `owners` are who might know when it abstained."""
 
     answer: str
     abstained: bool
-    confidence: str  # high | medium | low | none
-    score: float | None = None
+    confidence: float
     citations: list[Citation]
+    owners: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
 
 
 class Authenticator(Protocol):
