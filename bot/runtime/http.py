@@ -14,15 +14,19 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.types import StartResponse
 
+from bot.agents.models import MCP_PATH
 from bot.incidents.alertmanager import AlertReceiver
 from bot.metrics import ACK_SECONDS, SLACK_REQUESTS, exposition
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.slack.app import SlackApp
 from bot.slack.forms import FormRequestHandler
 from bot.slack.intake import guarded
+
+if TYPE_CHECKING:
+    from bot.runtime.mcp_http import McpEndpoint
 
 log = logging.getLogger("steward.slack")
 
@@ -75,8 +79,10 @@ def wsgi_application(
     slack: SlackApp,
     alerts: AlertReceiver | None = None,
     readiness: Callable[[], tuple[bool, dict[str, str]]] | None = None,
+    mcp: WSGIApp | None = None,
 ) -> WSGIApp:
-    """Route Slack's requests to Bolt and Alertmanager's to the receiver; /healthz, /readyz, /metrics."""
+    """Route Slack's requests to Bolt and Alertmanager's to the receiver, agents' MCP requests to `mcp`
+    (bot/runtime/mcp_http.py); /healthz, /readyz, /metrics."""
     bolt_handler = metered(guarded(FormRequestHandler(slack.bolt, path=EVENTS_PATH), slack.signing_secret))
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -109,6 +115,8 @@ def wsgi_application(
             body = environ["wsgi.input"].read(declared) if 0 < declared <= alerts.max_bytes else b""
             status, reply = alerts.receive(environ.get("HTTP_AUTHORIZATION"), body, declared)
             return _json(start_response, f"{status} {HTTPStatus(status).phrase}", reply)
+        if path == MCP_PATH and mcp is not None:
+            return mcp(environ, start_response)
         if path == "/healthz":
             return _json(start_response, "200 OK", {"status": "ok"})
         return _json(start_response, "404 Not Found", {"error": f"no such endpoint: {path}"})
@@ -123,7 +131,8 @@ def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> l
 
 
 class HttpServer:
-    """A waitress server around the Bolt app; `port=0` picks a free port."""
+    """A waitress server around the Bolt app (and /mcp when given, closed with the server); `port=0` picks a
+    free port."""
 
     def __init__(
         self,
@@ -133,12 +142,18 @@ class HttpServer:
         threads: int = 8,
         alerts: AlertReceiver | None = None,
         readiness: Callable[[], tuple[bool, dict[str, str]]] | None = None,
+        mcp: McpEndpoint | None = None,
     ) -> None:
         from waitress.server import create_server
 
         self.slack = slack
+        self.mcp = mcp
         self.server = create_server(
-            wsgi_application(slack, alerts, readiness), host=host, port=port, threads=threads, ident="steward"
+            wsgi_application(slack, alerts, readiness, mcp=mcp),
+            host=host,
+            port=port,
+            threads=threads,
+            ident="steward",
         )
 
     @property
@@ -151,6 +166,8 @@ class HttpServer:
         try:
             self.server.run()
         finally:
+            if self.mcp is not None:
+                self.mcp.close()
             self.slack.executor.shutdown(wait=True)
 
     def close(self) -> None:
