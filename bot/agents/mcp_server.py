@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import anyio
 import anyio.to_thread
 import mcp_types as types
 from mcp.server import Server
@@ -35,6 +36,7 @@ from bot.agents.models import (
     RequestInfo,
     StewardBackend,
 )
+from bot.errors import Refused, Unavailable
 
 log = logging.getLogger("steward.mcp")
 
@@ -105,6 +107,35 @@ def build_server(backend: BackendSource, progress_every: float = PROGRESS_EVERY)
             return error_result(exc)
 
     return Server(SERVER_NAME, instructions=INSTRUCTIONS, on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+def checked(backend: StewardBackend, where: str) -> StewardBackend:
+    """The backend, once Steward at `where` has accepted the agent's token: a clear error before any MCP
+    client is answered, not a failure at its first tool call."""
+    try:
+        backend.actions()
+    except ApiError as exc:
+        if exc.status == 401:
+            raise Refused(
+                f"Steward at {where} refused the agent's token ({exc.message}): check STEWARD_AGENT_TOKEN, "
+                "and `steward agents list` for the agent's state"
+            ) from None
+        raise Unavailable(f"Steward at {where} answered {exc.status} {exc.code}: {exc.message}") from None
+    return backend
+
+
+def serve_stdio(backend: StewardBackend) -> None:
+    """`steward mcp`: serve one agent over standard input and output until the client closes them. While
+    it serves, the SDK points file descriptor 1 at standard error, so stray output cannot corrupt the wire."""
+    from mcp.server.stdio import stdio_server
+
+    server = build_server(lambda: backend)
+
+    async def run() -> None:
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+
+    anyio.run(run)
 
 
 async def _in_thread(function: Callable[..., _T], *args: Any) -> _T:
@@ -282,13 +313,19 @@ def describe(info: RequestInfo) -> str:
 
 
 def answer_result(answer: AnswerInfo) -> types.CallToolResult:
-    """Steward's answer as a tool result: the answer, its confidence and sources; structured as JSON."""
-    lines = [
-        answer.answer,
-        "",
-        f"Confidence: {answer.confidence}" + (" (abstained)" if answer.abstained else ""),
-    ]
-    lines += [f"- {citation.title} ({citation.source})" for citation in answer.citations]
+    """Steward's answer as a tool result: the answer, its confidence, its numbered sources (and who might
+    know, when it abstained); the answer as JSON in the structured content."""
+    lines = [answer.answer, ""]
+    if answer.abstained:
+        lines.append("Steward abstained: the knowledge base does not answer this.")
+        if answer.owners:
+            lines.append(f"Who might know: {', '.join(answer.owners)}")
+    else:
+        lines.append(f"Confidence: {answer.confidence:.2f}")
+    for number, citation in enumerate(answer.citations, start=1):
+        section = f", {citation.section}" if citation.section else ""
+        lines.append(f"[{number}] {citation.title}{section}: {citation.url or citation.path}")
+    lines += [f"Warning: {warning}" for warning in answer.warnings]
     return types.CallToolResult(
         content=[types.TextContent(text="\n".join(lines))], structured_content=answer.model_dump(mode="json")
     )
