@@ -50,6 +50,7 @@ COMMANDS = {
     "policy": "Check the policy files (`policy check`) or explain a decision without running anything.",
     "audit": "Verify the tamper-evident audit log (`audit verify`) or export it as JSON lines (`export`).",
     "digest": "Render a configured digest in the terminal (`digest run NAME`), or post it now (`--post`).",
+    "agents": "Give an AI agent a token for the agent API and MCP (`agents add`), list or revoke them.",
 }
 
 
@@ -145,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--output", type=Path, metavar="FILE", help="write to FILE instead of standard output"
     )
+    _agents_parser(commands)
     digest = commands.add_parser("digest", help=COMMANDS["digest"], description=COMMANDS["digest"])
     digest_commands = digest.add_subparsers(dest="digest_command", metavar="run")
     digest_commands.required = True
@@ -166,6 +168,33 @@ def _parser() -> argparse.ArgumentParser:
         help="the current window starts on DATE instead of the configured one",
     )
     return parser
+
+
+def _agents_parser(commands: Any) -> None:
+    agents = commands.add_parser("agents", help=COMMANDS["agents"], description=COMMANDS["agents"])
+    agent_commands = agents.add_subparsers(dest="agents_command", metavar="add|list|revoke")
+    agent_commands.required = True
+    add = agent_commands.add_parser(
+        "add", help="create an agent and print its token (shown once; only its hash is kept)"
+    )
+    add.add_argument("name", help="the agent's name: lowercase letters, digits and dashes")
+    add.add_argument("--owner", required=True, metavar="USER_ID", help="the Slack user id answerable for it")
+    add.add_argument(
+        "--scope",
+        default="ask,request",
+        metavar="SCOPES",
+        help="what the token may do: ask, request or both (default ask,request)",
+    )
+    add.add_argument(
+        "--actions", metavar="A,B", help="the catalog actions it may request (default: every action)"
+    )
+    add.add_argument("--max-pending", type=int, default=20, help="requests waiting for approval at once")
+    add.add_argument("--per-minute", type=int, default=60, help="requests it may create per minute")
+    agent_commands.add_parser("list", help="every agent: owner, scopes, actions, token id, revoked or not")
+    revoke = agent_commands.add_parser(
+        "revoke", help="refuse the agent's token from now on, on every replica"
+    )
+    revoke.add_argument("name")
 
 
 def _day(text: str) -> dt.date:
@@ -279,6 +308,8 @@ def _run(services: Services, args: argparse.Namespace) -> int:
         return _audit(services, args)
     if args.command == "digest":
         return _digest(services, args)
+    if args.command == "agents":
+        return _agents(services, args)
     if args.command == "serve":
         from bot.runtime.serve import serve
 
@@ -400,6 +431,55 @@ def _policy(services: Services, args: argparse.Namespace) -> int:
     if usergroups and resolver is no_slack_groups:
         print("(Slack user groups (S…) counted nobody: set SLACK_BOT_TOKEN to look up their members)")
     return 0
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _agents(services: Services, args: argparse.Namespace) -> int:
+    registry = services.agent_registry
+    who = f"cli:{getpass.getuser()}"
+    if args.agents_command == "add":
+        agent, token = registry.add(
+            args.name,
+            args.owner,
+            scopes=_names(args.scope) or [],
+            actions=_names(args.actions),
+            known_actions=list(services.policy().policy.actions),
+            max_pending=args.max_pending,
+            per_minute=args.per_minute,
+            created_by=who,
+        )
+        actions = ", ".join(agent.actions) if agent.actions is not None else "every catalog action"
+        print(f"agent {agent.name} (token id {agent.token_id}, owner {agent.owner})")
+        print(f"scopes: {', '.join(agent.scopes)}; actions: {actions}")
+        print(f"limits: {agent.max_pending} pending, {agent.per_minute} requests per minute")
+        print()
+        print("Its token, shown this once (Steward keeps only its hash; give it to the agent as a secret):")
+        print(token)
+        return 0
+    if args.agents_command == "revoke":
+        registry.revoke(args.name, revoked_by=who)
+        print(f"agent {args.name} revoked: its token is refused from now on")
+        return 0
+    records = registry.list()
+    if not records:
+        print("no agents yet: `steward agents add NAME --owner U…` creates one")
+        return 0
+    for record in records:
+        agent = record.agent
+        state = "revoked " + _when(record.revoked_at) if record.revoked_at is not None else "active"
+        actions = ",".join(agent.actions) if agent.actions is not None else "*"
+        print(
+            f"{agent.name}\ttoken {agent.token_id}\towner {agent.owner}\tscopes {','.join(agent.scopes)}"
+            f"\tactions {actions}\tcreated {_when(record.created_at)}\t{state}"
+        )
+    return 0
+
+
+def _when(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _audit(services: Services, args: argparse.Namespace) -> int:

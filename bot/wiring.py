@@ -16,6 +16,7 @@ from bot.actions.executors.dispatch import allow_listed
 from bot.actions.guarded import GuardedActions
 from bot.actions.policy.gate import PolicyFolder
 from bot.actions.proposals import Proposer
+from bot.agents.registry import AgentRegistry
 from bot.answers.deliveries import Deliveries
 from bot.answers.gaps import GapService
 from bot.answers.knowledge import KnowledgeBase
@@ -30,6 +31,7 @@ from bot.incidents.service import IncidentService
 from bot.index.embedding import Embedder
 from bot.index.vectors import VectorIndex
 from bot.store.action_requests import ActionRequestStore
+from bot.store.agents import AgentStore
 from bot.store.audit_anchor import AuditAnchor, AuditKey, AuditKeyError, key_from_file, register_anchor
 from bot.store.audit_checkpoints import CheckpointFile
 from bot.store.catalog import Catalog
@@ -283,6 +285,11 @@ class Services:
     def approvals(self) -> ApprovalService:
         """Action requests, approvals and execution claims, audited, in the records database."""
         return ApprovalService(ActionRequestStore(self.records), self.policy, clock=self.clock)
+
+    @cached_property
+    def agent_registry(self) -> AgentRegistry:
+        """AI agents and their tokens (`steward agents`); authenticates the agent API and MCP."""
+        return AgentRegistry(AgentStore(self.records), clock=self.clock)
 
     @cached_property
     def guarded_actions(self) -> GuardedActions:
