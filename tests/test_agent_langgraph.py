@@ -1,0 +1,475 @@
+"""The LangChain / LangGraph integration (bot/agents/langchain.py): a real LangGraph agent, driven by
+LangChain's fake chat model emitting tool calls, whose tools go through a Steward backend and return the
+outcome the approvers decided."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from langchain.agents import create_agent
+from langchain.agents.middleware.human_in_the_loop import _answer_message
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolCall, ToolMessage
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool, tool
+
+from bot.agents.langchain import ASK_TOOL, guarded, steward_tools, wait_for_outcome
+from bot.agents.models import (
+    ActionInfo,
+    AnswerInfo,
+    ApiError,
+    Approvals,
+    Citation,
+    DecisionInfo,
+    NewRequest,
+    RequestInfo,
+    RunResult,
+)
+
+ROLLBACK = ActionInfo(
+    name="rollback-model",
+    description="Move a registered model's `production` alias back to an earlier version.",
+    risk="high",
+    idempotent=True,
+    runbook="runbooks/model-rollback.md",
+    input_schema={
+        "type": "object",
+        "properties": {
+            "model": {"type": "string", "pattern": "[a-z][a-z0-9-]{1,62}"},
+            "version": {"type": "integer", "minimum": 1},
+            "env": {"type": "string", "enum": ["staging", "prod"]},
+        },
+        "required": ["model", "version", "env"],
+        "additionalProperties": False,
+    },
+)
+RETRAIN = ActionInfo(
+    name="retrain-model",
+    description="Start the retraining pipeline for a model.",
+    risk="medium",
+    idempotent=False,
+    input_schema={
+        "type": "object",
+        "properties": {
+            "model": {"type": "string"},
+            "reason": {"type": "string", "description": "Why now; goes to the audit log"},
+        },
+        "required": ["model"],
+    },
+)
+ROLLBACK_ARGS = {"model": "fraud-scorer", "version": 11, "env": "prod", "reason": "error rate doubled"}
+DONE = RunResult(ok=True, summary="rollback-model succeeded", output="production -> fraud-scorer v11")
+WAIT = 10.0  # seconds a test waits for a condition before failing
+
+
+class ScriptedBackend:
+    """A StewardBackend whose requests wait until the test decides them (the policy of `decide` at once)."""
+
+    def __init__(
+        self,
+        catalog: Sequence[ActionInfo] = (ROLLBACK, RETRAIN),
+        decide: Callable[[NewRequest], str] = lambda new: "require_approval",
+    ) -> None:
+        self.catalog = list(catalog)
+        self.decide = decide
+        self.received: list[NewRequest] = []
+        self.requests: dict[str, RequestInfo] = {}
+        self.questions: list[str] = []
+        self.answer = AnswerInfo(answer="", abstained=True, confidence=0.0, citations=[])
+        self.failures: list[ApiError] = []  # raised by the next calls of get(), first first
+        self._changed = threading.Condition()
+
+    def actions(self) -> list[ActionInfo]:
+        return list(self.catalog)
+
+    def request(self, new: NewRequest) -> RequestInfo:
+        with self._changed:
+            self.received.append(new)
+            for info in self.requests.values():
+                if new.idempotency_key is not None and info.id == f"key:{new.idempotency_key}":
+                    return info.model_copy(update={"replayed": True})
+            outcome = self.decide(new)
+            status = {"deny": "denied", "allow": "succeeded"}.get(outcome, "pending")
+            request_id = f"key:{new.idempotency_key}" if new.idempotency_key else f"R{len(self.received)}"
+            info = RequestInfo(
+                id=request_id,
+                action=new.action,
+                parameters=new.parameters,
+                reason=new.reason,
+                status=status,  # type: ignore[arg-type]
+                final=status != "pending",
+                decision=DecisionInfo(outcome=outcome, rule="a-rule", reason="the rule's reason"),  # type: ignore[arg-type]
+                approvals=Approvals(required=2, groups=["ml-platform"], approvers=[]),
+                result=DONE if status == "succeeded" else None,
+                card_url="https://example.slack.com/archives/C1/p1" if status == "pending" else None,
+                created_at=time.time(),
+                agent="test-agent",
+            )
+            self.requests[info.id] = info
+            self._changed.notify_all()
+            return info
+
+    def get(self, request_id: str, wait: float = 0.0) -> RequestInfo:
+        with self._changed:
+            if self.failures:
+                raise self.failures.pop(0)
+            self._changed.wait_for(lambda: self.requests[request_id].final, timeout=wait)
+            return self.requests[request_id]
+
+    def cancel(self, request_id: str) -> RequestInfo:
+        return self.finish(request_id, "cancelled")
+
+    def ask(self, question: str) -> AnswerInfo:
+        self.questions.append(question)
+        return self.answer
+
+    # the test's side: the approvers and the executor
+
+    def next_request(self) -> RequestInfo:
+        """The first request still pending, once there is one."""
+        with self._changed:
+            assert self._changed.wait_for(
+                lambda: any(not info.final for info in self.requests.values()), timeout=WAIT
+            ), "no request came"
+            return next(info for info in self.requests.values() if not info.final)
+
+    def finish(self, request_id: str, status: str, **changes: Any) -> RequestInfo:
+        """Move a request to a final state."""
+        with self._changed:
+            info = self.requests[request_id].model_copy(update={"status": status, "final": True, **changes})
+            self.requests[request_id] = info
+            self._changed.notify_all()
+            return info
+
+
+class ToolCallingFake(FakeMessagesListChatModel):
+    """LangChain's fake chat model, its scripted replies naming tools, with the tools bound as-is."""
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        return self
+
+
+def _model(*calls: ToolCall) -> ToolCallingFake:
+    """A model that makes these tool calls, one turn each, then says it is done."""
+    turns: list[BaseMessage] = [AIMessage(content="", tool_calls=[call]) for call in calls]
+    return ToolCallingFake(responses=[*turns, AIMessage(content="Done.")])
+
+
+def _call(name: str, args: dict[str, Any], call_id: str = "call-1") -> ToolCall:
+    return ToolCall(name=name, args=args, id=call_id, type="tool_call")
+
+
+@pytest.fixture
+def backend() -> ScriptedBackend:
+    return ScriptedBackend()
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    """Where the agent runs while the test plays the approvers."""
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        yield executor
+
+
+def _agent_run(
+    pool: ThreadPoolExecutor, tools: list[BaseTool], *calls: ToolCall
+) -> Future[list[ToolMessage]]:
+    """A LangGraph agent (langchain.agents.create_agent) making these calls, started in the pool; its
+    future gives the ToolMessages the model got."""
+    agent = create_agent(_model(*calls), tools)
+
+    def run() -> list[ToolMessage]:
+        state = agent.invoke({"messages": [HumanMessage("Roll fraud-scorer back to v11 in prod")]})
+        return [m for m in state["messages"] if isinstance(m, ToolMessage)]
+
+    return pool.submit(run)
+
+
+# ---- the tools
+
+
+def test_one_tool_per_catalog_action_and_the_knowledge_base(backend: ScriptedBackend) -> None:
+    """Each catalog action is a tool whose arguments are its parameters plus a required reason."""
+    tools = {t.name: t for t in steward_tools(backend)}
+    assert sorted(tools) == [ASK_TOOL, "retrain-model", "rollback-model"]
+    schema = tools["rollback-model"].tool_call_schema
+    assert isinstance(schema, dict)
+    assert sorted(schema["required"]) == ["env", "model", "reason", "version"]
+    assert schema["properties"]["env"]["enum"] == ["staging", "prod"]
+    assert (
+        "approve" in tools["rollback-model"].description
+        and "risk: high" in tools["rollback-model"].description
+    )
+
+
+def test_only_the_named_actions_become_tools(backend: ScriptedBackend) -> None:
+    """`actions=` picks tools; a name the agent may not request is refused, naming it."""
+    assert [t.name for t in steward_tools(backend, actions=["retrain-model"], knowledge=False)] == [
+        "retrain-model"
+    ]
+    with pytest.raises(ValueError, match=r"actions: drop-table not in the catalog .*rollback-model"):
+        steward_tools(backend, actions=["drop-table"])
+
+
+# ---- a real LangGraph agent, its outcomes
+
+
+def test_an_approved_call_returns_the_runs_result_to_the_agent(
+    backend: ScriptedBackend, pool: ThreadPoolExecutor
+) -> None:
+    """The agent's tool call waits while the request is pending; once approved and run, the model gets
+    the run's summary and output, and the request as the artifact."""
+    run = _agent_run(pool, steward_tools(backend), _call("rollback-model", ROLLBACK_ARGS))
+    pending = backend.next_request()
+    assert pending.action == "rollback-model" and pending.reason == "error rate doubled"
+    assert pending.parameters == {"model": "fraud-scorer", "version": 11, "env": "prod"}
+    assert not run.done()
+    backend.finish(pending.id, "succeeded", result=DONE)
+    (message,) = run.result(timeout=WAIT)
+    assert message.status == "success" and message.tool_call_id == "call-1"
+    assert message.content == "rollback-model succeeded\n\nproduction -> fraud-scorer v11"
+    assert message.artifact["id"] == pending.id and message.artifact["status"] == "succeeded"
+
+
+def test_a_rejection_returns_the_reviewers_reason_as_human_in_the_loop_does(
+    backend: ScriptedBackend, pool: ThreadPoolExecutor
+) -> None:
+    """A reviewer's reject reaches the model as HumanInTheLoopMiddleware's own reject message."""
+    call = _call("rollback-model", ROLLBACK_ARGS)
+    run = _agent_run(pool, steward_tools(backend), call)
+    backend.finish(backend.next_request().id, "rejected", rejection_reason="v11 had the leak; use v10")
+    (message,) = run.result(timeout=WAIT)
+    theirs = _answer_message(call, {"type": "reject", "message": "v11 had the leak; use v10"})
+    assert (message.content, message.status, message.name) == (theirs.content, theirs.status, theirs.name)
+    assert "v11 had the leak; use v10" in str(message.content)
+
+
+def test_a_rejection_without_a_reason_reads_as_human_in_the_loops_too(
+    backend: ScriptedBackend, pool: ThreadPoolExecutor
+) -> None:
+    """A reject with no reason is worded as HumanInTheLoopMiddleware's, with the request's id."""
+    call = _call("rollback-model", ROLLBACK_ARGS)
+    run = _agent_run(pool, steward_tools(backend), call)
+    pending = backend.next_request()
+    backend.finish(pending.id, "rejected")
+    (message,) = run.result(timeout=WAIT)
+    theirs = _answer_message({**call, "id": pending.id}, {"type": "reject"})
+    assert message.content == theirs.content and message.status == "error"
+
+
+@pytest.mark.parametrize(
+    ("status", "changes", "expected"),
+    [
+        ("expired", {}, "expired without approval"),
+        ("cancelled", {}, "was cancelled before it ran"),
+        ("failed", {"result": RunResult(ok=False, summary="MLflow said 404", output="")}, "ran and failed"),
+        ("needs_attention", {}, "needs a person's attention"),
+    ],
+)
+def test_every_other_outcome_says_what_happened(
+    backend: ScriptedBackend, pool: ThreadPoolExecutor, status: str, changes: dict[str, Any], expected: str
+) -> None:
+    """Expired, cancelled, failed and interrupted requests each tell the model so, as an error."""
+    run = _agent_run(pool, steward_tools(backend), _call("rollback-model", ROLLBACK_ARGS))
+    backend.finish(backend.next_request().id, status, **changes)
+    (message,) = run.result(timeout=WAIT)
+    assert expected in str(message.content) and message.status == "error"
+    if status == "failed":
+        assert "MLflow said 404" in str(message.content)
+
+
+def test_a_denied_call_returns_the_policys_reason_at_once() -> None:
+    """A request the policy denies answers the model at once with the reason and the rule."""
+    backend = ScriptedBackend(decide=lambda new: "deny")
+    (rollback,) = steward_tools(backend, actions=["rollback-model"], knowledge=False)
+    message = rollback.invoke(_call("rollback-model", ROLLBACK_ARGS))
+    assert isinstance(message, ToolMessage) and message.status == "error"
+    assert "denied by policy: the rule's reason (rule `a-rule`)" in str(message.content)
+
+
+def test_a_call_still_pending_at_the_timeout_says_so_with_the_card(backend: ScriptedBackend) -> None:
+    """When the tool's timeout runs out first, the model learns it is pending and where the card is."""
+    (rollback,) = steward_tools(backend, actions=["rollback-model"], knowledge=False, timeout=0.2)
+    message = rollback.invoke(_call("rollback-model", ROLLBACK_ARGS))
+    assert isinstance(message, ToolMessage) and message.status == "error"
+    assert "still pending" in str(message.content) and "0 of 2 approvals" in str(message.content)
+    assert "https://example.slack.com/archives/C1/p1" in str(message.content)
+
+
+def test_a_call_without_a_reason_asks_for_one_and_requests_nothing(backend: ScriptedBackend) -> None:
+    """The reason is required: a call with a blank one is answered with what is missing."""
+    (rollback,) = steward_tools(backend, actions=["rollback-model"], knowledge=False)
+    message = rollback.invoke(_call("rollback-model", {**ROLLBACK_ARGS, "reason": "  "}))
+    assert isinstance(message, ToolMessage) and "needs a `reason`" in str(message.content)
+    assert backend.received == []
+
+
+def test_a_refusal_by_steward_names_the_field(backend: ScriptedBackend) -> None:
+    """An ApiError from the backend (bad parameter, limit) reaches the model with its field, no traceback."""
+
+    def refuse(new: NewRequest) -> str:
+        raise ApiError(422, "invalid_parameter", "must be at least 1", field="parameters.version")
+
+    backend.decide = refuse
+    (rollback,) = steward_tools(backend, actions=["rollback-model"], knowledge=False)
+    text = rollback.invoke({**ROLLBACK_ARGS, "version": 0})
+    assert text == (
+        "Steward refused the tool call for `rollback-model`: must be at least 1 (field `parameters.version`)."
+    )
+
+
+def test_a_replayed_tool_call_finds_the_same_request(backend: ScriptedBackend) -> None:
+    """The model's tool call id is the idempotency key: the same call made twice asks only once."""
+    backend.decide = lambda new: "allow"
+    (rollback,) = steward_tools(backend, actions=["rollback-model"], knowledge=False)
+    first = rollback.invoke(_call("rollback-model", ROLLBACK_ARGS, "call-7"))
+    second = rollback.invoke(_call("rollback-model", ROLLBACK_ARGS, "call-7"))
+    assert [new.idempotency_key for new in backend.received] == ["langchain:call-7", "langchain:call-7"]
+    assert len(backend.requests) == 1 and first.content == second.content
+    assert second.artifact["replayed"] is True
+
+
+def test_an_action_with_its_own_reason_parameter_shares_it(backend: ScriptedBackend) -> None:
+    """retrain-model has a `reason` parameter: the model gives one reason, sent as both."""
+    backend.decide = lambda new: "allow"
+    (retrain,) = steward_tools(backend, actions=["retrain-model"], knowledge=False)
+    schema = retrain.tool_call_schema
+    assert isinstance(schema, dict) and "reason" in schema["required"]
+    assert "goes to the audit log" in schema["properties"]["reason"]["description"]
+    retrain.invoke({"model": "fraud-scorer", "reason": "labels landed"})
+    (new,) = backend.received
+    assert new.reason == "labels landed" and new.parameters == {
+        "model": "fraud-scorer",
+        "reason": "labels landed",
+    }
+
+
+def test_the_async_tool_waits_without_blocking_the_event_loop(backend: ScriptedBackend) -> None:
+    """`ainvoke` runs the backend in a thread: the loop stays free while the approvers decide."""
+    (rollback,) = steward_tools(backend, actions=["rollback-model"], knowledge=False)
+
+    async def scenario() -> Any:
+        call = asyncio.ensure_future(rollback.ainvoke(_call("rollback-model", ROLLBACK_ARGS)))
+        pending = await asyncio.to_thread(backend.next_request)
+        assert not call.done()
+        backend.finish(pending.id, "succeeded", result=DONE)
+        return await asyncio.wait_for(call, timeout=WAIT)
+
+    message = asyncio.run(scenario())
+    assert isinstance(message, ToolMessage) and message.status == "success"
+
+
+def test_waiting_rides_out_a_restarting_replica(backend: ScriptedBackend) -> None:
+    """A 503 while long-polling is waited out (as Retry-After says); a 404 is not."""
+    backend.decide = lambda new: "allow"
+    info = backend.request(NewRequest(action="rollback-model", reason="r", parameters={}))
+    pending = backend.finish(info.id, "succeeded").model_copy(update={"status": "pending", "final": False})
+    backend.failures = [ApiError(503, "unavailable", "restarting", retry_after=0.01)]
+    assert wait_for_outcome(backend, pending, timeout=WAIT).status == "succeeded"
+    backend.failures = [ApiError(404, "not_found", "no such request")]
+    with pytest.raises(ApiError, match="no such request"):
+        wait_for_outcome(backend, pending, timeout=WAIT)
+
+
+# ---- the knowledge base
+
+
+def test_ask_knowledge_base_returns_the_answer_with_numbered_sources(backend: ScriptedBackend) -> None:
+    """The answer, its confidence and its sources, as the model reads them."""
+    backend.answer = AnswerInfo(
+        answer="Move the production alias back [1].",
+        abstained=False,
+        confidence=0.82,
+        citations=[Citation(title="Model rollback", path="runbooks/model-rollback.md", section="How")],
+    )
+    ask = next(t for t in steward_tools(backend) if t.name == ASK_TOOL)
+    text = ask.invoke({"question": "how do I roll back?"})
+    assert text == (
+        "Move the production alias back [1].\n\n(confidence 0.82)\n\n"
+        "Sources:\n[1] Model rollback (runbooks/model-rollback.md § How)"
+    )
+    assert backend.questions == ["how do I roll back?"]
+
+
+def test_ask_knowledge_base_says_when_there_is_no_answer(backend: ScriptedBackend) -> None:
+    """An abstention says there is no confident answer and who might know."""
+    backend.answer = AnswerInfo(answer="", abstained=True, confidence=0.1, citations=[], owners=["@dana"])
+    ask = next(t for t in steward_tools(backend) if t.name == ASK_TOOL)
+    text = ask.invoke({"question": "what is our GPU budget?"})
+    assert "no confident answer" in text and "People who might know: @dana" in text
+
+
+# ---- guarded(): an existing tool behind Steward
+
+CALLED: list[dict[str, Any]] = []
+
+
+@tool
+def rollback_model(model: str, version: int, env: str = "prod") -> str:
+    """Roll a model back (the team's own tool, before Steward)."""
+    CALLED.append({"model": model, "version": version, "env": env})
+    return "rolled back"
+
+
+def test_a_guarded_tool_becomes_a_request_and_its_function_never_runs(
+    backend: ScriptedBackend, pool: ThreadPoolExecutor
+) -> None:
+    """The wrapped tool keeps its name and arguments; the call is a request for the catalog action, the
+    agent gets Steward's result, and the local function is not called."""
+    CALLED.clear()
+    gated = guarded(rollback_model, backend, action="rollback-model")
+    assert gated.name == "rollback_model"
+    run = _agent_run(
+        pool, [gated], _call("rollback_model", {"model": "fraud-scorer", "version": 11, "reason": "r"})
+    )
+    pending = backend.next_request()
+    assert (pending.action, pending.parameters) == (
+        "rollback-model",
+        {"model": "fraud-scorer", "version": 11},
+    )
+    backend.finish(pending.id, "succeeded", result=DONE)
+    (message,) = run.result(timeout=WAIT)
+    assert message.content == "rollback-model succeeded\n\nproduction -> fraud-scorer v11"
+    assert CALLED == []
+
+
+def test_a_guarded_tool_checks_its_own_arguments_first(backend: ScriptedBackend) -> None:
+    """Arguments the tool's schema refuses are answered, naming the field, before anything is asked."""
+    gated = guarded(rollback_model, backend, action="rollback-model")
+    text = gated.invoke({"model": "fraud-scorer", "version": "eleven", "reason": "r"})
+    assert "invalid arguments: version:" in text
+    assert backend.received == []
+
+
+def test_a_guarded_tool_can_take_its_reason_from_the_arguments(backend: ScriptedBackend) -> None:
+    """With reason_from, the model is not asked for a reason; it is computed from the call."""
+    backend.decide = lambda new: "allow"
+    gated = guarded(
+        rollback_model,
+        backend,
+        action="rollback-model",
+        reason_from=lambda a: f"agent rolls back {a['model']}",
+    )
+    schema = gated.tool_call_schema
+    assert isinstance(schema, dict) and "reason" not in schema["properties"]
+    gated.invoke({"model": "fraud-scorer", "version": 11})
+    assert backend.received[0].reason == "agent rolls back fraud-scorer"
+
+
+def test_guarding_a_tool_with_no_catalog_action_is_refused(backend: ScriptedBackend) -> None:
+    """The action defaults to the tool's name, and must be in the catalog the agent may request."""
+    with pytest.raises(ValueError, match=r"action: 'rollback_model' is not in the catalog"):
+        guarded(rollback_model, backend)
