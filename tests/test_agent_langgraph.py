@@ -5,10 +5,13 @@ outcome the approvers decided."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -473,3 +476,33 @@ def test_guarding_a_tool_with_no_catalog_action_is_refused(backend: ScriptedBack
     """The action defaults to the tool's name, and must be in the catalog the agent may request."""
     with pytest.raises(ValueError, match=r"action: 'rollback_model' is not in the catalog"):
         guarded(rollback_model, backend)
+
+
+# ---- the example (docs/examples/langgraph_agent.py)
+
+
+def _example() -> Any:
+    """The example script as a module."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "examples" / "langgraph_agent.py"
+    spec = importlib.util.spec_from_file_location("langgraph_agent_example", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the scripted model's annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_example_agent_asks_then_requests_and_reports_the_outcome(
+    backend: ScriptedBackend, pool: ThreadPoolExecutor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The example's scripted model checks the runbook, requests the rollback and reports the result."""
+    example = _example()
+    backend.answer = AnswerInfo(answer="Move the alias back.", abstained=False, confidence=0.9, citations=[])
+    run = pool.submit(example.run, example.build_agent(backend), example.QUESTION)
+    backend.finish(backend.next_request().id, "succeeded", result=DONE)
+    messages = run.result(timeout=WAIT)
+    assert backend.questions == ["How do we roll back a production model?"]
+    assert (
+        messages[-1].content == "Steward answered: rollback-model succeeded\n\nproduction -> fraud-scorer v11"
+    )
+    assert "rollback-model [success]" in capsys.readouterr().out
