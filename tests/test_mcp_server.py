@@ -418,7 +418,7 @@ def _authenticate(authorization: str | None) -> Agent:
 
 
 @contextmanager
-def _serving(desks: dict[str, Desk]) -> Iterator[str]:
+def _endpoint_on_loopback(desks: dict[str, Desk]) -> Iterator[str]:
     """/mcp on a waitress server on a free loopback port; yields its URL. The endpoint is closed after."""
     endpoint = McpEndpoint(_authenticate, lambda agent: desks[agent.name], progress_every=0.2)
     server = create_server(endpoint, host="127.0.0.1", port=0, threads=4)
@@ -450,7 +450,7 @@ def _over_http(
 def test_over_http_each_agent_sees_its_own_tools_and_requests(mode: str) -> None:
     """Two agents on one endpoint: each token reaches its own backend (handshake era and the 2026 era)."""
     deploy, support = Desk("deploy-bot"), Desk("support-bot", actions=(PAUSE,))
-    with _serving({"deploy-bot": deploy, "support-bot": support}) as url:
+    with _endpoint_on_loopback({"deploy-bot": deploy, "support-bot": support}) as url:
 
         async def deploy_calls(client: Client) -> None:
             names = [tool.name for tool in (await client.list_tools()).tools]
@@ -475,7 +475,7 @@ def test_over_http_each_agent_sees_its_own_tools_and_requests(mode: str) -> None
 def test_over_http_get_request_waits_for_the_approval() -> None:
     """The long-poll over HTTP returns when the approvers decide (a JSON answer per POST)."""
     desk = Desk()
-    with _serving({"deploy-bot": desk}) as url:
+    with _endpoint_on_loopback({"deploy-bot": desk}) as url:
 
         async def check(client: Client) -> None:
             await client.call_tool(
@@ -493,7 +493,7 @@ def test_over_http_get_request_waits_for_the_approval() -> None:
 def test_over_http_a_wrong_token_is_refused_before_the_sdk(authorization: str | None) -> None:
     """Missing, wrong or malformed: 401 with a JSON error naming the header; the backend is never reached."""
     desk = Desk()
-    with _serving({"deploy-bot": desk}) as url:
+    with _endpoint_on_loopback({"deploy-bot": desk}) as url:
         headers = {"Authorization": authorization} if authorization else {}
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
         answer = httpx.post(
@@ -509,7 +509,7 @@ def test_over_http_a_wrong_token_is_refused_before_the_sdk(authorization: str | 
 
 def test_over_http_the_official_client_with_a_wrong_token_fails() -> None:
     """The official client gets the 401 as an error response, not a session."""
-    with _serving({"deploy-bot": Desk()}) as url:
+    with _endpoint_on_loopback({"deploy-bot": Desk()}) as url:
 
         async def never(client: Client) -> None:
             raise AssertionError("connected with a wrong token")
@@ -521,7 +521,7 @@ def test_over_http_the_official_client_with_a_wrong_token_fails() -> None:
 
 def test_over_http_get_and_delete_answer_405() -> None:
     """The endpoint is stateless: no SSE stream (GET) and no session to end (DELETE)."""
-    with _serving({"deploy-bot": Desk()}) as url:
+    with _endpoint_on_loopback({"deploy-bot": Desk()}) as url:
         for method in ("GET", "DELETE"):
             answer = httpx.request(method, url, headers={"Authorization": "Bearer stw_deploy"})
             assert (answer.status_code, answer.headers["Allow"]) == (405, "POST")
@@ -530,7 +530,7 @@ def test_over_http_get_and_delete_answer_405() -> None:
 
 def test_over_http_a_body_over_the_limit_is_refused_unread() -> None:
     """413 for a declared body over the endpoint's limit."""
-    with _serving({"deploy-bot": Desk()}) as url:
+    with _endpoint_on_loopback({"deploy-bot": Desk()}) as url:
         answer = httpx.post(
             url,
             content=b"{" + b" " * (1024 * 1024 + 1) + b"}",
