@@ -45,11 +45,15 @@ class Gate(Protocol):
         """Deny, allow or require approval."""
         ...
 
-    def may_approve(self, user: str, requester: str, requirement: ApprovalRequirement) -> tuple[bool, str]:
-        """Whether `user` counts towards `requirement`, and why not."""
+    def may_approve(
+        self, user: str, requester: str, requirement: ApprovalRequirement, owner: str | None = None
+    ) -> tuple[bool, str]:
+        """Whether `user` counts towards `requirement` (`owner`: of the agent that asked), and why not."""
         ...
 
-    def refusal(self, user: str, requester: str, requirement: ApprovalRequirement) -> Refusal | None:
+    def refusal(
+        self, user: str, requester: str, requirement: ApprovalRequirement, owner: str | None = None
+    ) -> Refusal | None:
         """Why `user` may not decide on the request (rendered per verb), or None when they may."""
         ...
 

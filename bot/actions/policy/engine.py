@@ -30,6 +30,8 @@ from bot.actions.models import (
 )
 from bot.actions.policy.files import check_report, expand_env, load_policy
 from bot.actions.policy.rules import (
+    AGENT_ID,
+    AGENTS,
     DAYS,
     USER_ID,
     USERGROUP_ID,
@@ -39,6 +41,7 @@ from bot.actions.policy.rules import (
     Rule,
     Source,
     When,
+    is_agent,
     range_text,
     suggest,
     value_problem,
@@ -235,8 +238,17 @@ def _unknown_action(policy: Policy, action: str) -> str:
 # ---- groups and approvals
 
 
-def _expand(group: str, policy: Policy) -> tuple[set[str], list[str]]:
-    """(user ids, Slack user-group ids) reachable from a group name or id, without calling Slack."""
+@dataclass(frozen=True, slots=True)
+class _Expanded:
+    """Who a group name or id reaches, without calling Slack."""
+
+    users: frozenset[str]  # user ids and agent ids (agent:NAME) listed
+    slack: tuple[str, ...]  # Slack user-group ids, resolved only when needed
+    every_agent: bool  # the built-in group `agents` is reached
+
+
+def _expand(group: str, policy: Policy) -> _Expanded:
+    """Who a group name or id reaches: listed people and agents, Slack user groups and `agents`."""
     users: set[str] = set()
     slack: list[str] = []
     pending, seen = [group], set()
@@ -249,33 +261,41 @@ def _expand(group: str, policy: Policy) -> tuple[set[str], list[str]]:
             pending.extend(policy.groups[name])
         elif USERGROUP_ID.fullmatch(name):
             slack.append(name)
-        elif USER_ID.fullmatch(name):
+        elif USER_ID.fullmatch(name) or AGENT_ID.fullmatch(name):
             users.add(name)
-    return users, slack
+    return _Expanded(frozenset(users), tuple(slack), AGENTS in seen)
 
 
 def members(group: str, policy: Policy, resolver: SlackGroupResolver) -> frozenset[str]:
-    """User ids in a policy group (nested groups expanded), a Slack user group (`S…`) or a user id (`U…`)."""
-    users, slack = _expand(group, policy)
-    return frozenset(users).union(*(resolver(usergroup) for usergroup in slack))
+    """User ids (and listed agent ids) in a policy group (nested groups expanded), a Slack user group (`S…`)
+    or a user id (`U…`). The built-in `agents` adds nobody: the agents are not known here."""
+    reached = _expand(group, policy)
+    return reached.users.union(*(resolver(usergroup) for usergroup in reached.slack))
 
 
 def is_member(user: str, group: str, policy: Policy, resolver: SlackGroupResolver) -> bool:
-    """Whether `user` is in `group`; Slack is asked only when the policy's own lists do not settle it."""
-    users, slack = _expand(group, policy)
-    return user in users or any(user in resolver(usergroup) for usergroup in slack)
+    """Whether `user` (a person or an agent) is in `group`; Slack is asked only when the policy's own lists
+    do not settle it, and never about an agent, which is in no Slack user group."""
+    reached = _expand(group, policy)
+    if is_agent(user):
+        return user in reached.users or reached.every_agent
+    return user in reached.users or any(user in resolver(usergroup) for usergroup in reached.slack)
 
 
 def groups_of(user: str, policy: Policy, resolver: SlackGroupResolver) -> frozenset[str]:
-    """The policy groups `user` belongs to (directly, nested or through a Slack user group)."""
-    return frozenset(name for name in policy.groups if is_member(user, name, policy, resolver))
+    """The policy groups `user` belongs to (directly, nested or through a Slack user group); `agents`
+    for an agent."""
+    found = frozenset(name for name in policy.groups if is_member(user, name, policy, resolver))
+    return found | {AGENTS} if is_agent(user) else found
 
 
 def eligible_approvers(
     requirement: ApprovalRequirement, policy: Policy, resolver: SlackGroupResolver
 ) -> frozenset[str]:
-    """Everyone in the requirement's groups (the requester is excluded later, by `counts_as_approval`)."""
-    return frozenset().union(*(members(group, policy, resolver) for group in requirement.groups))
+    """Everyone in the requirement's groups but agents, who never approve (the requester, and a barred
+    owner, are excluded later, by `counts_as_approval`)."""
+    everyone = frozenset().union(*(members(group, policy, resolver) for group in requirement.groups))
+    return frozenset(user for user in everyone if not is_agent(user))
 
 
 def counts_as_approval(
@@ -286,9 +306,14 @@ def counts_as_approval(
     resolver: SlackGroupResolver,
     *,
     already_approved: Collection[str] = (),
+    owner: str | None = None,
 ) -> tuple[bool, str]:
-    """Whether `user`'s approval counts, and the reason shown to them either way."""
-    group, refusal = _approval(user, requester, requirement, policy, resolver, already_approved)
+    """Whether `user`'s approval counts, and the reason shown to them either way.
+
+    `owner` is the owner of the agent that asked (None for a person's request): with
+    `owner_may_approve: false` their approval does not count.
+    """
+    group, refusal = _approval(user, requester, requirement, policy, resolver, already_approved, owner)
     if refusal is not None:
         return False, refusal.render("approve")
     return True, f"counts as an approval from {group}"
@@ -300,9 +325,15 @@ def approval_refusal(
     requirement: ApprovalRequirement,
     policy: Policy,
     resolver: SlackGroupResolver,
+    *,
+    owner: str | None = None,
 ) -> Refusal | None:
-    """Why `user` may not decide on the request (rendered per verb), or None when they may."""
-    return _approval(user, requester, requirement, policy, resolver, ())[1]
+    """Why `user` may not decide on the request (rendered per verb), or None when they may.
+
+    Pass the agent's `owner` to check an approval; leave it out for a rejection, which stays open to
+    the owner (stopping one's own agent is always allowed to an approver).
+    """
+    return _approval(user, requester, requirement, policy, resolver, (), owner)[1]
 
 
 def _approval(
@@ -312,11 +343,19 @@ def _approval(
     policy: Policy,
     resolver: SlackGroupResolver,
     already_approved: Collection[str],
+    owner: str | None = None,
 ) -> tuple[str | None, Refusal | None]:
-    """The group `user` counts for, or the refusal."""
+    """The group `user` counts for, or the refusal.
+
+    An agent is refused first, whatever the groups say, so no policy can make an agent an approver.
+    """
     wanted = _either(requirement.groups)
+    if is_agent(user):
+        return None, Refusal(reason="agent", groups=wanted)
     if user == requester:
         return None, Refusal(reason="requester", groups=wanted)
+    if owner is not None and user == owner and not requirement.owner_may_approve:
+        return None, Refusal(reason="owner", groups=wanted)
     if user in already_approved:
         return None, Refusal(reason="already", groups=wanted)
     group = next((group for group in requirement.groups if is_member(user, group, policy, resolver)), None)
@@ -331,11 +370,19 @@ def counted_approvers(
     requirement: ApprovalRequirement,
     policy: Policy,
     resolver: SlackGroupResolver,
+    *,
+    owner: str | None = None,
 ) -> tuple[str, ...]:
-    """The distinct approvers whose approval counts, in order; enough once there are `requirement.count`."""
+    """The distinct approvers whose approval counts, in order; enough once there are `requirement.count`.
+
+    `owner`: the owner of the agent that asked, as for `counts_as_approval`.
+    """
     counted: list[str] = []
     for user in approvers:
-        if counts_as_approval(user, requester, requirement, policy, resolver, already_approved=counted)[0]:
+        counts = counts_as_approval(
+            user, requester, requirement, policy, resolver, already_approved=counted, owner=owner
+        )
+        if counts[0]:
             counted.append(user)
     return tuple(counted)
 
@@ -462,17 +509,25 @@ def _clock(window: FreezeWindow, now: dt.datetime) -> str:
 
 
 def explain(
-    policy: Policy, request: ActionRequest, actor: Actor, now: dt.datetime, resolver: SlackGroupResolver
+    policy: Policy,
+    request: ActionRequest,
+    actor: Actor,
+    now: dt.datetime,
+    resolver: SlackGroupResolver,
+    *,
+    owner: str | None = None,
 ) -> str:
-    """A human explanation: decision, deciding rule (file:line), why, the earlier rules that did not match."""
+    """A human explanation: decision, deciding rule (file:line), why, the earlier rules that did not match.
+
+    The requester may be an agent (`agent:NAME`); `owner` is its owner, to say whether they may approve.
+    """
     result = trace(policy, request, actor, now, resolver)
     decision = result.decision
     action = policy.actions.get(request.action)
     shown = " ".join(f"{key}={_shown(action, key, value)}" for key, value in request.params.items())
     where = f" in {actor.channel}" if actor.channel else ""
-    lines = [
-        f"request: {request.action} {shown}".rstrip() + f", by {actor.user_id}{where} at {now.isoformat()}"
-    ]
+    by = f"{actor.user_id} (owner {owner})" if owner is not None else actor.user_id
+    lines = [f"request: {request.action} {shown}".rstrip() + f", by {by}{where} at {now.isoformat()}"]
     lines.append(f"decision: {decision.outcome}")
     rule = policy.rule(decision.rule) if decision.rule is not None else None
     if rule is not None:
@@ -484,10 +539,12 @@ def explain(
         lines.append(f"why: {decision.reason}")
     if decision.approval is not None:
         needed = decision.approval
-        who = sorted(eligible_approvers(needed, policy, resolver) - {actor.user_id})
+        barred = {actor.user_id} | ({owner} if owner is not None and not needed.owner_may_approve else set())
+        who = sorted(eligible_approvers(needed, policy, resolver) - barred)
         lines.append(
             f"approval: {needed.count} from {_either(needed.groups)} within {needed.within_minutes} minutes; "
-            f"the requester cannot approve; can approve: {', '.join(who) or 'nobody'}"
+            f"the requester cannot approve{_owner_note(needed, actor.user_id)}; "
+            f"can approve: {', '.join(who) or 'nobody'}"
         )
     earlier = [check for check in result.checks if not check.matched]
     if not result.rules_checked:
@@ -504,6 +561,15 @@ def explain(
     )
     lines.append(f"policy version: {decision.policy_version}")
     return "\n".join(lines)
+
+
+def _owner_note(requirement: ApprovalRequirement, requester: str) -> str:
+    """What the requirement says of the owner of an agent that asks (nothing for a person's request)."""
+    if not is_agent(requester):
+        return ""
+    if requirement.owner_may_approve:
+        return "; the agent's owner may approve"
+    return "; the agent's owner cannot approve (owner_may_approve: false)"
 
 
 def _shown(action: ActionSpec | None, key: str, value: Any) -> str:

@@ -23,6 +23,8 @@ from bot.actions.executors.dispatch import program_is_allowed, substitute_env
 from bot.actions.executors.machine_checks import executor_warnings
 from bot.actions.models import ActionSpec
 from bot.actions.policy.rules import (
+    AGENT_ID,
+    AGENTS,
     ANY_ACTION,
     OPERATORS,
     USER_ID,
@@ -34,6 +36,7 @@ from bot.actions.policy.rules import (
     Rule,
     Source,
     When,
+    is_agent,
     suggest,
 )
 from bot.actions.policy.schema import (
@@ -258,10 +261,18 @@ class _Loader:
             self.problems.add(
                 doc, path, "group names are lowercase letters, digits and dashes, starting with a letter"
             )
+        if name == AGENTS:
+            self.problems.add(
+                doc, path, f"{AGENTS!r} is built in: every agent (agent:NAME) is in it; choose another name"
+            )
+            return
         members = listed(members) if members is not None else []
         if not isinstance(members, list) or not all(isinstance(member, str) for member in members):
             self.problems.add(
-                doc, path, "list the members: Slack user ids (U…), user group ids (S…) or group names"
+                doc,
+                path,
+                "list the members: Slack user ids (U…), user group ids (S…), agents (agent:NAME) "
+                "or group names",
             )
             return
         if name in self.group_at:
@@ -305,6 +316,7 @@ class _Loader:
             risk=written.risk,
             idempotent=written.idempotent,
             runbook=written.runbook,
+            channel=written.channel,
         )
 
     # -- checking
@@ -312,9 +324,16 @@ class _Loader:
     def _ref_problem(self, name: str) -> str | None:
         if USER_ID.fullmatch(name) or USERGROUP_ID.fullmatch(name) or name in self.groups:
             return None
+        if AGENT_ID.fullmatch(name) or name == AGENTS:
+            return None
+        if is_agent(name):
+            return (
+                f"{name!r} is not an agent id; write agent:NAME, the NAME the agent was added with: "
+                "1 to 40 lowercase letters, digits and dashes, starting with a letter"
+            )
         return (
-            f"unknown group {name!r}{suggest(name, self.groups)}; define it under groups: "
-            "or use a Slack user id (U…) or user group id (S…)"
+            f"unknown group {name!r}{suggest(name, [*self.groups, AGENTS])}; define it under groups: "
+            "or use a Slack user id (U…), a user group id (S…), an agent (agent:NAME) or agents (every agent)"
         )
 
     def _check_groups(self) -> None:
@@ -345,6 +364,20 @@ class _Loader:
             return None
 
         return visit(start, [start])
+
+    def _agents_in(self, names: Iterable[str]) -> list[str]:
+        """The agents (agent:NAME, or `agents`) that the groups name, directly or nested, in order."""
+        found: list[str] = []
+        pending, seen = list(names), set()
+        while pending:
+            name = pending.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
+            if AGENT_ID.fullmatch(name) or name == AGENTS:
+                found.append(name)
+            pending.extend(self.groups.get(name, ()))
+        return found
 
     def _static_members(self, names: Iterable[str]) -> set[str] | None:
         """User ids in the groups, or None when a Slack user group is involved (its size is unknown here)."""
@@ -435,6 +468,11 @@ class _Loader:
             for index, group in enumerate(approval.groups):
                 if problem := self._ref_problem(group):
                     bad(_item(doc, ("approval", "groups"), index, path), problem)
+            if agents := self._agents_in(approval.groups):
+                message = (
+                    f"names {', '.join(agents)}; an agent can never approve, so only the people here count"
+                )
+                self.warnings.add(doc, (*path, "approval", "groups"), message)
             members = self._static_members(approval.groups)
             if ok and members is not None and len(members) < approval.count:
                 message = (

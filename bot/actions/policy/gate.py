@@ -41,13 +41,21 @@ class PolicyGate:
         """Deny, allow or require approval (first matching rule; deny by default)."""
         return evaluate(self.policy, request, actor, now, self.resolver)
 
-    def may_approve(self, user: str, requester: str, requirement: ApprovalRequirement) -> tuple[bool, str]:
-        """Whether the user's approval counts (never the requester's), and why not."""
-        return counts_as_approval(user, requester, requirement, self.policy, self.resolver)
+    def may_approve(
+        self, user: str, requester: str, requirement: ApprovalRequirement, owner: str | None = None
+    ) -> tuple[bool, str]:
+        """Whether the user's approval counts (never an agent's or the requester's, nor a barred `owner`'s:
+        the owner of the agent that asked), and why not."""
+        return counts_as_approval(user, requester, requirement, self.policy, self.resolver, owner=owner)
 
-    def refusal(self, user: str, requester: str, requirement: ApprovalRequirement) -> Refusal | None:
-        """Why `user` may not decide on the request (approve or reject it), or None when they may."""
-        return approval_refusal(user, requester, requirement, self.policy, self.resolver)
+    def refusal(
+        self, user: str, requester: str, requirement: ApprovalRequirement, owner: str | None = None
+    ) -> Refusal | None:
+        """Why `user` may not decide on the request (approve or reject it), or None when they may.
+
+        Give the agent's `owner` when checking an approval; a rejection stays open to the owner.
+        """
+        return approval_refusal(user, requester, requirement, self.policy, self.resolver, owner=owner)
 
     @property
     def files(self) -> tuple[str, ...]:

@@ -27,6 +27,10 @@ ANY_ACTION = "*"
 
 USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 USERGROUP_ID = re.compile(r"S[A-Z0-9]{2,}")
+# An AI agent as a requester: `agent:NAME` (the name it was added with by `steward agents add`).
+AGENT_PREFIX = "agent:"
+AGENT_ID = re.compile(r"agent:[a-z][a-z0-9-]{0,39}")
+AGENTS = "agents"  # the built-in group of every agent; a policy cannot define a group of that name
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEK_MINUTES = 7 * 24 * 60
@@ -163,6 +167,14 @@ class Policy:
     def rule(self, name: str) -> Rule | None:
         """The rule with this name, if any."""
         return next((rule for rule in self.rules if rule.name == name), None)
+
+
+def is_agent(identity: str) -> bool:
+    """Whether a requester or clicker is an AI agent (`agent:…`), not a person.
+
+    The prefix decides, not the name's shape, so a malformed agent id is never taken for a person.
+    """
+    return identity.startswith(AGENT_PREFIX)
 
 
 def value_problem(spec: ParamSpec, value: Any, *, check_range: bool = True) -> str | None:
