@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.actions.executors.mcp_checks import tool_report
 from bot.actions.models import Actor
 from bot.actions.policy.engine import (
     SlackGroupResolver,
@@ -117,7 +118,14 @@ def _parser() -> argparse.ArgumentParser:
     policy = commands.add_parser("policy", help=COMMANDS["policy"], description=COMMANDS["policy"])
     policy_commands = policy.add_subparsers(dest="policy_command", metavar="check|explain")
     policy_commands.required = True
-    policy_commands.add_parser("check", help="validate the policy files; errors name file, line and field")
+    check_parser = policy_commands.add_parser(
+        "check", help="validate the policy files; errors name file, line and field"
+    )
+    check_parser.add_argument(
+        "--tools",
+        action="store_true",
+        help="also start or reach each mcp action's server, list its tools and compare them with the catalog",
+    )
     explain_parser = policy_commands.add_parser(
         "explain", help="print the decision and the rule for a request, without running anything"
     )
@@ -417,6 +425,9 @@ def _policy(services: Services, args: argparse.Namespace) -> int:
     folder = services.settings.policies_dir
     if args.policy_command == "check":
         code, report = check_report(folder, allowed_programs=services.settings.allowed_programs)
+        if code == 0 and args.tools:  # the servers are only asked about a catalog that loads
+            code, tools = tool_report(load_policy(folder))
+            report = f"{report}\n{tools}"
         print(report, file=sys.stdout if code == 0 else sys.stderr)
         return code
     policy = load_policy(folder)

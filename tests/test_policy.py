@@ -392,7 +392,7 @@ BAD_FILES: list[tuple[str, dict[str, str], str]] = [
      "line 6: actions.hook.executor.entry_point: write package.module:function"),
     ("field of another executor kind",
      more_file(HOOK + "      kind: command\n      program: x\n      url: https://example.com"),
-     "line 7: actions.hook.executor.url: is for webhook executors, not command; remove it"),
+     "line 7: actions.hook.executor.url: is for webhook and mcp executors, not command; remove it"),
     ("webhook url neither https nor env", more_file(HOOK + "      kind: webhook\n      url: example.com"),
      "line 6: actions.hook.executor.url: write https://… or ${ENV_NAME}"),
     ("mlflow parameter missing", more_file(HOOK + "      {kind: mlflow, alias: production}"),

@@ -38,18 +38,21 @@ class ParamSpec(BaseModel):
 
 
 class ExecutorSpec(BaseModel):
-    """How an action runs: `webhook`, `command`, `python` or `mlflow`, with that kind's settings."""
+    """How an action runs: `webhook`, `command`, `python`, `mlflow` or `mcp`, with that kind's settings."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["webhook", "command", "python", "mlflow"]
-    # webhook
+    kind: Literal["webhook", "command", "python", "mlflow", "mcp"]
+    # webhook; mcp (a streamable-HTTP server)
     url: str | None = None
     secret_env: str | None = None  # environment variable holding the HMAC key
-    # command
+    # command; mcp (a server run over stdio: its args are passed as written, not templates)
     program: str | None = None
     args: tuple[str, ...] = ()  # templates: "{model}" is replaced by the parameter's value
     pass_env: tuple[str, ...] = ()  # variables the program gets besides PATH, HOME and the locale
+    # mcp: the downstream tool (default: the action's name), called with the parameters as its arguments
+    tool: str | None = None
+    token_env: str | None = None  # variable holding a bearer token for a url: server
     # python
     entry_point: str | None = None  # "package.module:function"
     # mlflow

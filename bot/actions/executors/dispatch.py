@@ -1,4 +1,4 @@
-"""Run a policy-approved action: `webhook`, `command`, `python` or `mlflow`, with typed parameters.
+"""Run a policy-approved action: `webhook`, `command`, `python`, `mlflow` or `mcp`, with typed parameters.
 
 The caller (the approvals flow) guarantees that only approved requests arrive here; nothing in this
 module parses text. A failed run is a result with `ok=False`, never an exception; `ExecutionError` is
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.actions.executors import entry_points, mlflow_registry
+from bot.actions.executors import entry_points, mcp_tools, mlflow_registry
 from bot.actions.executors.webhook import post_signed
 from bot.actions.models import ActionSpec, ExecutorSpec
 from bot.errors import ConfigurationError
@@ -72,7 +72,8 @@ def run_action(
     max_output: int = 2000,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ExecutionResult:
-    """Run an approved action once (webhooks retry); `request_id` is the idempotency key."""
+    """Run an approved action once (webhooks retry; an mcp action retries only connecting); `request_id`
+    is the idempotency key."""
     environment = os.environ if env is None else env
     spec = action.executor
     started = time.monotonic()
@@ -84,6 +85,8 @@ def run_action(
         run = _prepare_command(action, params, request_id, allowed_programs, environment)
     elif spec.kind == "python":
         run = _prepare_python(action, params, request_id)
+    elif spec.kind == "mcp":
+        run = _prepare_mcp(action, params, request_id, allowed_programs, environment, sleep)
     else:
         run = _prepare_mlflow(action, params, environment)
     try:
@@ -193,18 +196,8 @@ def _prepare_webhook(
 ) -> Callable[[], _Outcome]:
     """Check the url and signing key, then return the POST with retries."""
     spec = action.executor
-    url = expand_env(action, "url", _required(action, "url"), env)
-    if not url.startswith(("http://", "https://")):
-        # urllib would also open file: and ftp: URLs; an action only ever calls a web service.
-        raise ExecutionError(f"action {action.name!r}: executor.url must start with http:// or https://")
-    key: str | None = None
-    if spec.secret_env:
-        key = env.get(spec.secret_env)
-        if not key:
-            raise ExecutionError(
-                f"action {action.name!r}: executor.secret_env names {spec.secret_env}, which is not set; "
-                "set it to the webhook's shared signing key"
-            )
+    url = _web_url(action, env)
+    key = _variable(action, "secret_env", "the webhook's shared signing key", env)
     payload = {"action": action.name, "params": dict(params), "request_id": request_id}
 
     def run() -> _Outcome:
@@ -224,6 +217,30 @@ def _prepare_webhook(
         return _Outcome(delivery.ok, summary, delivery.body, delivery.attempts, details)
 
     return run
+
+
+def _web_url(action: ActionSpec, env: Mapping[str, str]) -> str:
+    """executor.url with `${NAME}` expanded; only http and https."""
+    url = expand_env(action, "url", _required(action, "url"), env)
+    if not url.startswith(("http://", "https://")):
+        # urllib would also open file: and ftp: URLs; an action only ever calls a web service.
+        raise ExecutionError(f"action {action.name!r}: executor.url must start with http:// or https://")
+    return url
+
+
+def _variable(action: ActionSpec, field_name: str, holding: str, env: Mapping[str, str]) -> str | None:
+    """The value of the variable an executor field names (None when the field is unset); unset or empty
+    is an ExecutionError saying it should hold `holding`."""
+    name: str | None = getattr(action.executor, field_name)
+    if not name:
+        return None
+    value = env.get(name)
+    if not value:
+        raise ExecutionError(
+            f"action {action.name!r}: executor.{field_name} names {name}, which is not set; "
+            f"set it to {holding}"
+        )
+    return value
 
 
 # --- command ---------------------------------------------------------------------------------------
@@ -275,7 +292,18 @@ def _prepare_command(
 ) -> Callable[[], _Outcome]:
     """Check the program against the allow-list and build argv, then return the run."""
     argv = build_argv(action, params)
-    program = argv[0]
+    _check_allowed(action, argv[0], allowed_programs)
+    child_env = _child_env(action, request_id, env)
+    timeout = action.executor.timeout_seconds
+
+    def run() -> _Outcome:
+        return _run_program(action.name, argv, child_env, timeout)
+
+    return run
+
+
+def _check_allowed(action: ActionSpec, program: str, allowed_programs: Collection[str] | None) -> None:
+    """Raise ExecutionError when the deployment's allow-list does not vouch for the program."""
     # None trusts the policy file alone; a deployment passes its own allow-list (STEWARD_ALLOWED_PROGRAMS)
     # as a second key, so a policy edit alone cannot make Steward run a new program.
     if allowed_programs is not None and not program_is_allowed(program, allowed_programs):
@@ -283,16 +311,14 @@ def _prepare_command(
             f"action {action.name!r}: executor.program {program!r} is not in the allowed programs; "
             "add it to the allow-list or change the policy file"
         )
-    # Not Steward's own environment (Slack tokens, database URL): the basics plus what the action names.
+
+
+def _child_env(action: ActionSpec, request_id: str, env: Mapping[str, str]) -> dict[str, str]:
+    """Not Steward's own environment (Slack tokens, database URL): the basics plus what the action names."""
     names = (*CHILD_ENV, *action.executor.pass_env)
     child_env = {name: env[name] for name in names if name in env}
     child_env["STEWARD_REQUEST_ID"] = request_id
-    timeout = action.executor.timeout_seconds
-
-    def run() -> _Outcome:
-        return _run_program(action.name, argv, child_env, timeout)
-
-    return run
+    return child_env
 
 
 def _run_program(name: str, argv: list[str], env: dict[str, str], timeout: float) -> _Outcome:
@@ -457,5 +483,64 @@ def _prepare_mlflow(
         except Exception as error:  # the registry's own failures (network, database) are results too
             return _Outcome(False, f"{action.name}: {_error_text(error)}", _error_text(error))
         return _Outcome(True, move.summary(), move.describe(), details=move.details())
+
+    return run
+
+
+# --- mcp -------------------------------------------------------------------------------------------
+
+
+def mcp_downstream(action: ActionSpec, env: Mapping[str, str], request_id: str = "") -> mcp_tools.Downstream:
+    """The downstream MCP server an mcp action names: its program (run over stdio, with the environment a
+    command gets) or its URL (`${NAME}` expanded, with the bearer token `token_env` names)."""
+    spec = action.executor
+    if spec.program:
+        child_env = _child_env(action, request_id, env)
+        if not request_id:
+            del child_env["STEWARD_REQUEST_ID"]  # listing tools is not a request
+        return mcp_tools.Downstream(program=spec.program, args=spec.args, env=child_env)
+    url = _web_url(action, env)
+    token = _variable(action, "token_env", "the MCP server's bearer token", env)
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return mcp_tools.Downstream(url=url, headers=headers)
+
+
+def mcp_arguments(action: ActionSpec, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The tool's arguments: each declared parameter the request carries, else its default, typed."""
+    arguments: dict[str, Any] = {}
+    for declared in action.params:
+        if declared.name in params:
+            arguments[declared.name] = params[declared.name]
+        elif declared.default is not None:
+            arguments[declared.name] = declared.default
+    return arguments
+
+
+def _prepare_mcp(
+    action: ActionSpec,
+    params: Mapping[str, Any],
+    request_id: str,
+    allowed_programs: Collection[str] | None,
+    env: Mapping[str, str],
+    sleep: Callable[[float], None],
+) -> Callable[[], _Outcome]:
+    """Resolve the server (allow-listed program, or URL and token), then return the one tool call."""
+    spec = action.executor
+    downstream = mcp_downstream(action, env, request_id)
+    if downstream.program is not None:
+        _check_allowed(action, downstream.program, allowed_programs)
+    arguments = mcp_arguments(action, params)
+
+    def run() -> _Outcome:
+        called = mcp_tools.call_tool(
+            downstream,
+            spec.tool or action.name,
+            arguments,
+            name=action.name,
+            timeout=spec.timeout_seconds,
+            retries=max(0, spec.retries),
+            sleep=sleep,
+        )
+        return _Outcome(called.ok, called.summary, called.output, called.attempts, called.details)
 
     return run

@@ -2,8 +2,9 @@
 
 Three checks, each a warning because the server may run elsewhere, with another environment:
 - a `python` entry point is imported and its signature compared with the action's parameters;
-- a `command` executor's program must be on PATH (or exist, when written as a path);
-- a `${VAR}` in a URL (and the variable `secret_env` names) should be set, or the action fails at run time.
+- a `command` or `mcp` executor's program must be on PATH (or exist, when written as a path);
+- a `${VAR}` in a URL (and the variables `secret_env` and `token_env` name) should be set, or the action
+  fails at run time.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def executor_warnings(action: ActionSpec, environ: Mapping[str, str]) -> list[Ex
     if executor.kind == "python" and executor.entry_point and (problem := entry_point_problem(action)):
         found.append(ExecutorWarning("entry_point", problem))
     if (
-        executor.kind == "command"
+        executor.kind in ("command", "mcp")
         and executor.program
         and (problem := _program_problem(executor.program, environ))
     ):
@@ -57,6 +58,12 @@ def executor_warnings(action: ActionSpec, environ: Mapping[str, str]) -> list[Ex
             "environment sets it to the webhook's shared signing key"
         )
         found.append(ExecutorWarning("secret_env", message))
+    if executor.kind == "mcp" and executor.url and executor.token_env and not environ.get(executor.token_env):
+        message = (
+            f"{executor.token_env} is not set here, so the action fails when it runs unless the server's "
+            "environment sets it to the MCP server's bearer token"
+        )
+        found.append(ExecutorWarning("token_env", message))
     return found
 
 

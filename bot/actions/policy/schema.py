@@ -41,6 +41,7 @@ PARAM_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 ENV_REF = re.compile(r"\$\{([^}]*)\}")
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+_PLACEHOLDER = re.compile(r"(?<!\{)\{[A-Za-z_][A-Za-z0-9_]*\}(?!\})")  # {name}, as command args write it
 
 _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _KIND_FIELDS = {
@@ -48,7 +49,10 @@ _KIND_FIELDS = {
     "command": {"program", "args"},
     "python": {"entry_point"},
     "mlflow": {"tracking_uri", "registry_uri", "model_param", "version_param", "alias"},
+    "mcp": {"program", "args", "url", "tool", "token_env"},
 }
+# An MCP tool's name (the MCP specification: 1 to 128 of these characters)
+MCP_TOOL = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 # ---- The file schema, as written: pydantic checks the shape; meaning is checked below and in the loader.
@@ -147,9 +151,10 @@ def check_executor(doc: Document, path: FieldPath, action: ActionSpec, problems:
     executor = action.executor
     params = [spec.name for spec in action.params]
     for field in sorted(executor.model_fields_set):
-        owner = next((kind for kind, fields in _KIND_FIELDS.items() if field in fields), executor.kind)
-        if owner != executor.kind:
-            problems.add(doc, (*path, field), f"is for {owner} executors, not {executor.kind}; remove it")
+        owners = [kind for kind, fields in _KIND_FIELDS.items() if field in fields]
+        if owners and executor.kind not in owners:
+            message = f"is for {' and '.join(owners)} executors, not {executor.kind}; remove it"
+            problems.add(doc, (*path, field), message)
     needs = {"webhook": "url", "command": "program", "python": "entry_point"}.get(executor.kind)
     if needs is not None and not getattr(executor, needs):
         problems.add(doc, path, f"a {executor.kind} executor needs {needs}:")
@@ -157,6 +162,9 @@ def check_executor(doc: Document, path: FieldPath, action: ActionSpec, problems:
         _check_url(doc, (*path, "url"), executor.url, problems)
     if executor.secret_env is not None and not ENV_NAME.fullmatch(executor.secret_env):
         problems.add(doc, (*path, "secret_env"), "is an environment variable name: capitals, digits and _")
+    if executor.kind == "mcp":
+        _check_mcp(doc, path, action, problems)
+        return
     for index, arg in enumerate(executor.args):
         try:
             fields = [field for _, field, _, _ in string.Formatter().parse(arg) if field is not None]
@@ -176,6 +184,34 @@ def check_executor(doc: Document, path: FieldPath, action: ActionSpec, problems:
                 problems.add(doc, (*path, field), message)
         if executor.alias is None and "alias" not in params:
             problems.add(doc, path, "an mlflow executor needs alias: (such as production) or an alias param")
+
+
+def _check_mcp(doc: Document, path: FieldPath, action: ActionSpec, problems: Problems) -> None:
+    """An mcp executor: exactly one of program and url, a tool name MCP allows, args as written."""
+    executor = action.executor
+    if not executor.program and not executor.url:
+        message = "an mcp executor needs program: (a server run over stdio) or url: (streamable HTTP)"
+        problems.add(doc, path, message)
+    if executor.program and executor.url:
+        problems.add(doc, (*path, "url"), "give program: or url:, not both; each names the MCP server")
+    if executor.url:
+        _check_url(doc, (*path, "url"), executor.url, problems)
+    tool = executor.tool if executor.tool is not None else action.name
+    if not MCP_TOOL.fullmatch(tool):
+        field = (*path, "tool") if executor.tool is not None else path
+        problems.add(doc, field, f"{tool!r} is not an MCP tool name: 1 to 128 letters, digits, _, - and .")
+    if executor.token_env is not None:
+        if not ENV_NAME.fullmatch(executor.token_env):
+            problems.add(doc, (*path, "token_env"), "is an environment variable name: capitals, digits and _")
+        if not executor.url:
+            message = "is for url: servers; a program gets its variables through pass_env:"
+            problems.add(doc, (*path, "token_env"), message)
+    if executor.args and not executor.program:
+        problems.add(doc, (*path, "args"), "is for program: servers; remove it")
+    for index, arg in enumerate(executor.args):
+        if _PLACEHOLDER.search(arg):
+            message = "an mcp server's args are passed as written; parameters reach the tool as its arguments"
+            problems.add(doc, (*path, "args", index), message)
 
 
 def _check_url(doc: Document, path: FieldPath, url: str, problems: Problems) -> None:
