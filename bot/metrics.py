@@ -86,6 +86,21 @@ SLACK_RATE_LIMITED = Counter(
     registry=REGISTRY,
 )
 
+API_REQUESTS = Counter(
+    "steward_api_requests",
+    "Requests to the agent API (/api/v1), by route (method and path template, `unmatched` for any other) "
+    "and response status",
+    ["route", "status"],
+    registry=REGISTRY,
+)
+API_SECONDS = Histogram(
+    "steward_api_seconds",
+    "Seconds the agent API took to respond, by route (long-polls included: they last up to their wait)",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
+
 
 class ApprovalStates(Collector):
     """`steward_action_requests{state=...}`: requests by state, read from the state database."""

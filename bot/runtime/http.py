@@ -2,7 +2,8 @@
 
 HTTP mode answers Slack at `POST /slack/events` (events, commands, interactivity). Both modes serve
 `GET /healthz` (alive), `GET /readyz` (database, index and Slack token checked), `GET /metrics`
-(Prometheus) and Alertmanager's `POST /hooks/alertmanager`; in Socket Mode, /slack/events is not served
+(Prometheus), Alertmanager's `POST /hooks/alertmanager` and, when it is given, the agent API under
+`/api/v1` (bot/runtime/api.py); in Socket Mode, /slack/events is not served
 (nothing there would verify Slack's signatures).
 """
 
@@ -17,7 +18,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from wsgiref.types import StartResponse
 
-from bot.agents.models import MCP_PATH
+from bot.agents.models import API_PREFIX, MCP_PATH
 from bot.incidents.alertmanager import AlertReceiver
 from bot.metrics import ACK_SECONDS, SLACK_REQUESTS, exposition
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -80,15 +81,18 @@ def wsgi_application(
     alerts: AlertReceiver | None = None,
     readiness: Callable[[], tuple[bool, dict[str, str]]] | None = None,
     mcp: WSGIApp | None = None,
+    api: WSGIApp | None = None,
 ) -> WSGIApp:
     """Route Slack's requests to Bolt and Alertmanager's to the receiver, agents' MCP requests to `mcp`
-    (bot/runtime/mcp_http.py); /healthz, /readyz, /metrics."""
+    (bot/runtime/mcp_http.py) and to the agent API (`api`, under /api/v1); /healthz, /readyz, /metrics."""
     bolt_handler = metered(guarded(FormRequestHandler(slack.bolt, path=EVENTS_PATH), slack.signing_secret))
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == EVENTS_PATH and not slack.socket_mode:  # in Socket Mode nothing here verifies signatures
             return bolt_handler(environ, start_response)
+        if api is not None and (path == API_PREFIX or path.startswith(API_PREFIX + "/")):
+            return api(environ, start_response)
         if path == "/metrics":
             data = exposition()
             start_response(
@@ -132,7 +136,8 @@ def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> l
 
 class HttpServer:
     """A waitress server around the Bolt app (and /mcp when given, closed with the server); `port=0` picks a
-    free port."""
+    free port. Each request holds one of its `threads` until it is answered, an agent's long-poll for as long
+    as it waits: STEWARD_HTTP_THREADS leaves threads to spare for Slack."""
 
     def __init__(
         self,
@@ -143,13 +148,14 @@ class HttpServer:
         alerts: AlertReceiver | None = None,
         readiness: Callable[[], tuple[bool, dict[str, str]]] | None = None,
         mcp: McpEndpoint | None = None,
+        api: WSGIApp | None = None,
     ) -> None:
         from waitress.server import create_server
 
         self.slack = slack
         self.mcp = mcp
         self.server = create_server(
-            wsgi_application(slack, alerts, readiness, mcp=mcp),
+            wsgi_application(slack, alerts, readiness, mcp=mcp, api=api),
             host=host,
             port=port,
             threads=threads,
