@@ -83,9 +83,13 @@ class Desk:
     approvals, pause-agent runs at once, rotate-secret is denied; it records the threads that call it."""
 
     def __init__(
-        self, agent: str = "deploy-bot", actions: tuple[ActionInfo, ...] = (ROLLBACK, RETRAIN, PAUSE)
+        self,
+        agent: str = "deploy-bot",
+        actions: tuple[ActionInfo, ...] = (ROLLBACK, RETRAIN, PAUSE),
+        may_request: bool = True,
     ):
         self.agent = agent
+        self.may_request = may_request
         self.offered = list(actions)
         self.requests: dict[str, RequestInfo] = {}
         self.asked: list[NewRequest] = []
@@ -97,6 +101,8 @@ class Desk:
 
     def actions(self) -> list[ActionInfo]:
         self._called()
+        if not self.may_request:
+            raise ApiError(403, "missing_scope", "the token lacks the 'request' scope", "Authorization")
         return list(self.offered)
 
     def request(self, new: NewRequest) -> RequestInfo:
@@ -213,6 +219,18 @@ def test_the_tools_are_the_agents_actions_with_a_required_reason() -> None:
         assert rollback.annotations is not None and rollback.annotations.destructive_hint is True
         # retrain-model has a reason parameter of its own: the agent's reason fills it and becomes required
         assert tools["retrain-model"].input_schema["required"] == ["model", "reason"]
+
+    _with_client(desk, check)
+
+
+def test_a_token_for_questions_only_has_only_ask_knowledge_base() -> None:
+    """An agent without the request scope (`--scope ask`) sees ask_knowledge_base alone, and it works."""
+    desk = Desk(may_request=False)
+
+    async def check(client: Client) -> None:
+        assert [tool.name for tool in (await client.list_tools()).tools] == ["ask_knowledge_base"]
+        result = await client.call_tool("ask_knowledge_base", {"question": "How do I roll back?"})
+        assert result.is_error is False
 
     _with_client(desk, check)
 

@@ -46,6 +46,7 @@ GET_TOOL = "get_request"
 CANCEL_TOOL = "cancel_request"
 REASON = "reason"
 IDEMPOTENCY_KEY = "idempotency_key"
+MISSING_SCOPE = 403  # the token may not request actions (`--scope ask`): only ask_knowledge_base
 PROGRESS_EVERY = 5.0  # seconds between progress notifications while get_request waits
 
 INSTRUCTIONS = (
@@ -79,7 +80,12 @@ def build_server(backend: BackendSource, progress_every: float = PROGRESS_EVERY)
     async def list_tools(
         _ctx: ServerRequestContext[Any], _params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        actions = await _in_thread(backend().actions)
+        try:
+            actions = await _in_thread(backend().actions)
+        except ApiError as exc:
+            if exc.status != MISSING_SCOPE:
+                raise MCPError(types.INTERNAL_ERROR, f"{exc.message} [{exc.status} {exc.code}]") from None
+            return types.ListToolsResult(tools=fixed_tools()[:1])  # a token for questions only
         return types.ListToolsResult(
             tools=fixed_tools() + [action_tool(action) for action in offered(actions)]
         )
@@ -115,6 +121,8 @@ def checked(backend: StewardBackend, where: str) -> StewardBackend:
     try:
         backend.actions()
     except ApiError as exc:
+        if exc.status == MISSING_SCOPE:  # a token for questions only: accepted
+            return backend
         if exc.status == 401:
             raise Refused(
                 f"Steward at {where} refused the agent's token ({exc.message}): check STEWARD_AGENT_TOKEN, "
@@ -161,7 +169,7 @@ async def _wait_for(
 
 
 def fixed_tools() -> list[types.Tool]:
-    """The tools every agent has: the knowledge base and its requests."""
+    """The tools every agent has: the knowledge base, then its requests (not for a questions-only token)."""
     request_id = {
         "type": "string",
         "minLength": 1,
