@@ -117,7 +117,7 @@ class Window:
     def request(self, new: NewRequest) -> RequestInfo:
         self._check()
         if new.action != ROLLBACK.name:
-            raise ApiError(404, "unknown_action", f"no action {new.action}", field="action")
+            raise ApiError(422, "unknown_action", f"no action {new.action}", field="action")
         if "version" not in new.parameters:
             raise ApiError(422, "invalid", "parameters.version: Field required", field="parameters.version")
         with self.desk.changed:

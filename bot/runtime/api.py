@@ -101,15 +101,15 @@ def _wait(query: dict[str, list[str]]) -> float:
         return 0.0
     advice = f"give wait=SECONDS, a number from 0 to {MAX_WAIT_SECONDS:g}"
     if len(values) > 1:
-        raise ApiError(400, "bad_request", f"wait is given {len(values)} times; {advice}", field="wait")
+        raise ApiError(400, "bad_wait", f"wait is given {len(values)} times; {advice}", field="wait")
     try:
         wait = float(values[0])
     except ValueError:
         raise ApiError(
-            400, "bad_request", f"wait={values[0][:40]!r} is not a number; {advice}", "wait"
+            400, "bad_wait", f"wait={values[0][:40]!r} is not a number; {advice}", "wait"
         ) from None
     if not 0 <= wait <= MAX_WAIT_SECONDS:  # NaN fails both comparisons
-        raise ApiError(400, "bad_request", f"wait={values[0][:40]} is out of range; {advice}", field="wait")
+        raise ApiError(400, "bad_wait", f"wait={values[0][:40]} is out of range; {advice}", field="wait")
     return wait
 
 
@@ -158,7 +158,7 @@ ROUTES = (
         status=201,
         body=NewRequest,
         response=RequestInfo,
-        errors=(*AUTHENTICATED, *WITH_BODY, 404, 409, 429),
+        errors=(*AUTHENTICATED, *WITH_BODY, 409, 429),
     ),
     Route(
         "GET",
@@ -305,7 +305,7 @@ class AgentApi:
                     message = (
                         f"this token lacks the scope {route.scope!r}; `steward agents add --scope` grants it"
                     )
-                    raise ApiError(403, "forbidden", message, field="scope")
+                    raise ApiError(403, "missing_scope", message, field="scope")
                 body = read_json(environ, route.body, self.max_body_bytes) if route.body is not None else None
                 query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
                 status, result = route.handler(Call(self.backends(caller), path, query, body))
