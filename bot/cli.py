@@ -32,7 +32,7 @@ from bot.answers.models import Answer
 from bot.answers.questions import CLI, Asked
 from bot.answers.retrieval import Filters
 from bot.config import SettingsError, load_settings
-from bot.errors import EXIT_FAILURE, StewardError, cli_report
+from bot.errors import EXIT_FAILURE, ConfigurationError, StewardError, cli_report
 from bot.redaction import mask_secrets, masked_notice
 from bot.store.action_requests import actions_transaction, iter_audit
 from bot.store.audit_checkpoints import CheckpointFile
@@ -52,6 +52,7 @@ COMMANDS = {
     "audit": "Verify the tamper-evident audit log (`audit verify`) or export it as JSON lines (`export`).",
     "digest": "Render a configured digest in the terminal (`digest run NAME`), or post it now (`--post`).",
     "agents": "Give an AI agent a token for the agent API and MCP (`agents add`), list or revoke them.",
+    "mcp": "Serve an agent's MCP client over stdio: Steward's tools, through a Steward server's agent API.",
 }
 
 
@@ -155,6 +156,15 @@ def _parser() -> argparse.ArgumentParser:
         "--output", type=Path, metavar="FILE", help="write to FILE instead of standard output"
     )
     _agents_parser(commands)
+    mcp = commands.add_parser(
+        "mcp",
+        help=COMMANDS["mcp"],
+        description=COMMANDS["mcp"] + " The server's address is STEWARD_URL (or --url), the agent's token "
+        "STEWARD_AGENT_TOKEN (never an option: a command line is visible to every user of the machine).",
+    )
+    mcp.add_argument(
+        "--url", help="the Steward server, e.g. https://steward.example.com (default STEWARD_URL)"
+    )
     digest = commands.add_parser("digest", help=COMMANDS["digest"], description=COMMANDS["digest"])
     digest_commands = digest.add_subparsers(dest="digest_command", metavar="run")
     digest_commands.required = True
@@ -288,6 +298,8 @@ def _command(argv: Sequence[str] | None) -> int:
     """Parse the arguments and run the command; a known error is one line on standard error."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "mcp":  # a client of a Steward server: no settings or databases of its own
+            return _mcp(args.url)
         settings = load_settings()
         services = build(settings)
         try:
@@ -491,6 +503,23 @@ def _agents(services: Services, args: argparse.Namespace) -> int:
 
 def _when(at: float) -> str:
     return dt.datetime.fromtimestamp(at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _mcp(url: str | None) -> int:
+    from bot.agents.client import StewardClient
+    from bot.agents.mcp_server import checked, serve_stdio
+
+    url = (url or os.environ.get("STEWARD_URL") or "").strip()
+    token = (os.environ.get("STEWARD_AGENT_TOKEN") or "").strip()
+    missing = [name for name, value in (("STEWARD_URL", url), ("STEWARD_AGENT_TOKEN", token)) if not value]
+    if missing:
+        raise ConfigurationError(
+            f"steward mcp needs {' and '.join(missing)}: the Steward server's address (or --url) and the "
+            "agent's token that `steward agents add` printed"
+        )
+    with StewardClient(url, token) as client:
+        serve_stdio(checked(client, url))
+    return 0
 
 
 def _audit(services: Services, args: argparse.Namespace) -> int:

@@ -128,6 +128,8 @@ def checked(backend: StewardBackend, where: str) -> StewardBackend:
                 f"Steward at {where} refused the agent's token ({exc.message}): check STEWARD_AGENT_TOKEN, "
                 "and `steward agents list` for the agent's state"
             ) from None
+        if exc.code == "unreachable":  # the client's answer when no server answered at all
+            raise Unavailable(f"{exc.message}: is `steward serve` running there (STEWARD_URL)?") from None
         raise Unavailable(f"Steward at {where} answered {exc.status} {exc.code}: {exc.message}") from None
     return backend
 
