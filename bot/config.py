@@ -127,6 +127,18 @@ class Settings(BaseSettings):
     deployment's second key beside the policy files. A program not listed fails its action without running.
     Unset: the policy files alone decide, and `steward policy check` warns."""
 
+    agent_channel: str | None = Field(default=None, pattern=r"[CG][A-Z0-9]{2,30}")
+    """The Slack channel (id) where an AI agent's request posts its approval card when neither the request
+    nor the action (`channel:` in the catalog) names one. Unset: such a request is refused (422)."""
+
+    agent_callback_hosts: Names = ()
+    """Comma-separated host names an agent's `callback_url` may point at. Steward POSTs the finished request
+    there; without this list an agent could make Steward post anywhere inside the network, so the default
+    (empty) refuses every callback: agents long-poll instead."""
+
+    agent_callback_seconds: float = Field(default=1.0, gt=0, le=300)
+    """How often `steward serve` sends the agents' callbacks that are due (retries back off on their own)."""
+
     alertmanager_token: SecretStr | None = None
     """Bearer token Alertmanager's webhook must send to POST /hooks/alertmanager (HTTP mode). Unset: the
     receiver answers 503."""

@@ -16,6 +16,8 @@ from bot.actions.executors.dispatch import allow_listed
 from bot.actions.guarded import GuardedActions
 from bot.actions.policy.gate import PolicyFolder
 from bot.actions.proposals import Proposer
+from bot.agents.callbacks import CallbackSender
+from bot.agents.gateway import AgentGateway, AgentSettings
 from bot.agents.registry import AgentRegistry
 from bot.answers.deliveries import Deliveries
 from bot.answers.gaps import GapService
@@ -290,6 +292,34 @@ class Services:
     def agent_registry(self) -> AgentRegistry:
         """AI agents and their tokens (`steward agents`); authenticates the agent API and MCP."""
         return AgentRegistry(AgentStore(self.records), clock=self.clock)
+
+    @cached_property
+    def callbacks(self) -> CallbackSender:
+        """The agents' signed callbacks, sent once they are due (an outbox in the records database)."""
+        return CallbackSender(ActionRequestStore(self.records), AgentStore(self.records), clock=self.clock)
+
+    @cached_property
+    def agent_gateway(self) -> AgentGateway:
+        """AI agents' requests and questions (the HTTP API and MCP); with Slack configured, their cards
+        are posted through the Slack app's guarded-action flows."""
+        outlet = None
+        if self.settings.slack_bot_token is not None:
+            from bot.slack.agent_outlet import SlackAgentOutlet
+
+            flows = self.slack_app.actions
+            outlet = None if flows is None else SlackAgentOutlet(flows, self.slack_client)
+        settings = AgentSettings(
+            channel=self.settings.agent_channel, callback_hosts=self.settings.agent_callback_hosts
+        )
+        return AgentGateway(
+            self.guarded_actions,
+            self.policy,
+            self.questions,
+            outlet,
+            settings,
+            callbacks=self.callbacks,
+            clock=self.clock,
+        )
 
     @cached_property
     def guarded_actions(self) -> GuardedActions:

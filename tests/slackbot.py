@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from bot.logs import ContextExecutor
 from bot.runtime.http import HttpServer
+from bot.runtime.serve import agent_endpoints
 from bot.slack.app import SlackApp, build_app
 from bot.wiring import Services
 from tests.support.slack import FakeSlack, command_body, event_body, form_body, sign
@@ -47,6 +48,11 @@ class RunningBot:
     app: SlackApp
     url: str
     _event_numbers: Iterator[int] = field(default_factory=lambda: iter(range(1, 1_000_000)))
+
+    @property
+    def base(self) -> str:
+        """The server's base URL (`http://127.0.0.1:PORT`): the agent API is under /api/v1."""
+        return self.url.removesuffix("/slack/events")
 
     def send(self, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> Reply:
         """POST a body to /slack/events, signed with the app's secret unless headers say otherwise."""
@@ -262,9 +268,16 @@ def serving(app: SlackApp, **server_options: Any) -> Iterator[str]:
 
 
 @contextmanager
-def running_bot(services: Services, **settings_overrides: Any) -> Iterator[RunningBot]:
-    """Serve Steward on a free loopback port, pointed at a fresh fake Slack."""
+def running_bot(
+    services: Services, *, agents: bool = False, **settings_overrides: Any
+) -> Iterator[RunningBot]:
+    """Serve Steward on a free loopback port, pointed at a fresh fake Slack; with `agents`, the agent API
+    (/api/v1) and the MCP endpoint (/mcp) too, their cards posted through this app (`RunningBot.base`)."""
     with FakeSlack() as slack:
         app = build_test_app(services, slack, slack_signing_secret=SecretStr(SECRET), **settings_overrides)
-        with serving(app) as base:
+        endpoints: dict[str, Any] = {}
+        if agents:
+            services.override("slack_app", app)
+            endpoints = agent_endpoints(services)
+        with serving(app, **endpoints) as base:
             yield RunningBot(slack, services, app, f"{base}/slack/events")

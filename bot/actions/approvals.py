@@ -12,7 +12,7 @@ import dataclasses
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,9 +150,17 @@ class ApprovalService:
     # -- requesting ----------------------------------------------------------------------------
 
     def submit(
-        self, request: ActionRequest, actor: Actor, thread_ts: str | None = None
+        self,
+        request: ActionRequest,
+        actor: Actor,
+        thread_ts: str | None = None,
+        on_behalf: Mapping[str, Any] | None = None,
     ) -> tuple[RequestView, Decision]:
-        """Decide a request by policy and record it: denied, approved (allowed) or pending approval."""
+        """Decide a request by policy and record it: denied, approved (allowed) or pending approval.
+
+        `on_behalf`: an AI agent's columns (agent, agent_token, agent_owner, justification,
+        idempotency_key, callback_url …), recorded with the request and named in its audit entry; a
+        second request with the same agent and idempotency key raises IntegrityError (nothing kept)."""
         gate = self.current_gate()
         now = self.clock()
         decision = gate.decide(request, actor, dt.datetime.fromtimestamp(now, tz=dt.UTC))
@@ -169,13 +177,19 @@ class ApprovalService:
                 thread_ts=thread_ts,
                 created_at=now,
                 **decided_columns(request, stored, decision, now),
+                **dict(on_behalf or {}),
             )
             records.audit(
                 at=now,
                 kind="requested",
                 request_id=request_id,
                 actor=actor.user_id,
-                data={"action": request.action, "params": stored, "channel": actor.channel},
+                data={
+                    "action": request.action,
+                    "params": stored,
+                    "channel": actor.channel,
+                    **agent_facts(on_behalf),
+                },
             )
             records.policy_audit(
                 request_id,
@@ -186,6 +200,7 @@ class ApprovalService:
                     "reason": decision.reason,
                     "policy_version": decision.policy_version,
                     "approval": requirement.model_dump() if requirement else None,
+                    **{key: value for key, value in agent_facts(on_behalf).items() if key != "reason"},
                 },
                 at=now,
             )
@@ -450,6 +465,8 @@ class ApprovalService:
         """Record the result of a run this process claimed."""
         now = self.clock()
         with self._begin() as records:
+            view = records.read(request_id)
+            agent = {"agent": view.agent, "token_id": view.agent_token} if view and view.agent else {}
             records.update(
                 request_id,
                 RUNNING,
@@ -464,7 +481,12 @@ class ApprovalService:
                 kind="execution_finished",
                 request_id=request_id,
                 actor=None,
-                data={"ok": ok, "summary": summary, "duration_seconds": round(duration_seconds, 3)},
+                data={
+                    "ok": ok,
+                    "summary": summary,
+                    "duration_seconds": round(duration_seconds, 3),
+                    **agent,
+                },
             )
 
     def recover_interrupted(self, lease_seconds: float) -> list[tuple[str, str]]:
@@ -491,6 +513,18 @@ class ApprovalService:
                     )
                     recovered.append((str(request_id), target))
         return recovered
+
+
+def agent_facts(on_behalf: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What the audit log says about the agent behind a request: its name, token id, owner and reason."""
+    if not on_behalf or not on_behalf.get("agent"):
+        return {}
+    return {
+        "agent": on_behalf["agent"],
+        "token_id": on_behalf.get("agent_token"),
+        "owner": on_behalf.get("agent_owner"),
+        "reason": on_behalf.get("justification"),
+    }
 
 
 def _reread(records: RequestTransaction, request_id: str) -> RequestView:

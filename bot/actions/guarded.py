@@ -127,13 +127,14 @@ class GuardedActions:
         self,
         request: ActionRequest,
         actor: Actor,
-        thread_ts: str,
+        thread_ts: str | None,
         before_run: Callable[[Submission], None] | None = None,
+        on_behalf: Mapping[str, Any] | None = None,
     ) -> Submission:
         """Let the policy decide the request and record it; an allowed request runs now, with its secrets
-        (held only by this call)."""
+        (held only by this call). `on_behalf`: an AI agent's columns (`ApprovalService.submit`)."""
         spec = self.approvals.gate().action(request.action)
-        view, decision = self.approvals.submit(request, actor, thread_ts)
+        view, decision = self.approvals.submit(request, actor, thread_ts, on_behalf)
         log.info(
             "action requested request=%s action=%s outcome=%s rule=%s",
             view.request_id,

@@ -79,6 +79,8 @@ class ActionSpec(BaseModel):
     risk: RiskTier = "medium"
     idempotent: bool = False
     runbook: str | None = None  # path of the governing runbook in the knowledge base
+    # where an AI agent's request for this action posts its card when the agent names no channel
+    channel: str | None = Field(default=None, pattern=r"[CG][A-Z0-9]{2,30}")
 
 
 class ApprovalRequirement(BaseModel):

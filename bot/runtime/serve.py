@@ -9,6 +9,7 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from bot.answers.retrieval import IndexMissingError
 from bot.logs import configure as configure_logs
@@ -71,6 +72,19 @@ def start_digests(slack: SlackApp, services: Services) -> object | None:
     )
 
 
+def agent_endpoints(services: Services) -> dict[str, Any]:
+    """The agent API (/api/v1) and the MCP endpoint (/mcp), both over the agent gateway, authenticated
+    with the agents' tokens on every call."""
+    from bot.runtime.api import AgentApi
+    from bot.runtime.mcp_http import McpEndpoint
+
+    registry, gateway = services.agent_registry, services.agent_gateway
+    return {
+        "api": AgentApi(registry, gateway.for_agent),
+        "mcp": McpEndpoint(registry, gateway.for_agent),
+    }
+
+
 def serve(services: Services, port: int | None = None, host: str | None = None) -> int:
     """`steward serve`: check credentials, warm up, then serve until stopped."""
     settings = services.settings
@@ -98,9 +112,12 @@ def serve(services: Services, port: int | None = None, host: str | None = None) 
         slack,
         host or settings.host,
         settings.port if port is None else port,
+        threads=settings.http_threads,
         alerts=alerts,
         readiness=readiness.check,
+        **agent_endpoints(services),
     )
+    services.callbacks.start(settings.agent_callback_seconds)
     app_token = settings.slack_app_token
     if slack.socket_mode and app_token is not None:  # socket_mode: the app token is set (build_app)
         # The HTTP server only serves probes, metrics and Alertmanager's webhook.

@@ -277,7 +277,7 @@ class ActionFlows:
             if submission.run is None:
                 self._decided(client, submission)
             else:
-                self._ran(client, submission.run)
+                self.post_run(client, submission.run)
             self._masked_notice(client, submission, user, channel, thread_ts)
         except Exception as exc:
             text = REQUESTING.render(exc, log, reference, action=request.action, channel=channel)
@@ -298,13 +298,13 @@ class ActionFlows:
         view, outcome = self.shown(submission.request), submission.decision.outcome
         channel, thread_ts = str(view.channel), str(view.thread_ts)
         if outcome == "deny":
-            self.poster.say(client, channel, denied_text(view, self._source(view.rule)), thread_ts)
+            self.poster.say(client, channel, denied_text(view, self.source(view.rule)), thread_ts)
         elif outcome == "allow":
-            self.poster.say(client, channel, allowed_text(view, self._source(view.rule)), thread_ts)
+            self.poster.say(client, channel, allowed_text(view, self.source(view.rule)), thread_ts)
         else:
             self.poster.post(client, channel, [approval_card(view, self.facts(view))], thread_ts)
 
-    def _ran(self, client: WebClient, run: RunOutcome, card: tuple[str, str] | None = None) -> None:
+    def post_run(self, client: WebClient, run: RunOutcome, card: tuple[str, str] | None = None) -> None:
         """Say why a run was stopped (with a new approval card when it waits for approvals again), post
         the result of a run, and redraw the card it was approved on."""
         view = run.request
@@ -319,7 +319,7 @@ class ActionFlows:
         if run.result is not None and view.channel and view.thread_ts:
             self.poster.post(client, view.channel, [result_message(view, run.result)], view.thread_ts)
         if card is not None:
-            self._update_card(client, card[0], card[1], view)
+            self.update_card(client, card[0], card[1], view)
 
     # -- the card ------------------------------------------------------------------------------
 
@@ -334,13 +334,14 @@ class ActionFlows:
         """Risk, the rule's file:line and the runbook excerpt, from the current policy and knowledge base."""
         spec = self.policy().action(view.action)
         runbook = self.excerpts(spec) if spec is not None and spec.runbook else None
-        return CardFacts(spec.risk if spec else "unknown", self._source(view.rule), runbook)
+        return CardFacts(spec.risk if spec else "unknown", self.source(view.rule), runbook)
 
-    def _source(self, rule: str | None) -> str | None:
+    def source(self, rule: str | None) -> str | None:
+        """The file:line of the rule that decided, from the current policy."""
         found = self.policy().policy.rule(rule) if rule else None
         return str(found.source) if found is not None else None
 
-    def _update_card(
+    def update_card(
         self, client: WebClient, channel: str, ts: str, view: RequestView, decided_by: str | None = None
     ) -> None:
         card = approval_card(self.shown(view), self.facts(view), decided_by)
@@ -371,7 +372,7 @@ class ActionFlows:
             if outcome.run is None:
                 self._shown_click(client, click, outcome, always_tell=True)
             else:
-                self._ran(client, outcome.run, card=(click.channel, click.ts))
+                self.post_run(client, outcome.run, card=(click.channel, click.ts))
 
     def on_reject(self, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         """Reject: ask for the reason in a modal (after checking the clicker may reject at all)."""
@@ -499,7 +500,7 @@ class ActionFlows:
         # A refusal carries the request as its transaction left it (a click past the deadline expires it).
         stale = view is not None and view.status in FINISHED and click.has_buttons  # e.g. expired just now
         if view is not None and click.ts and (result.changed or stale):
-            self._update_card(client, click.channel, click.ts, view, decided_by if result.changed else None)
+            self.update_card(client, click.channel, click.ts, view, decided_by if result.changed else None)
 
     # -- expiry --------------------------------------------------------------------------------
 
@@ -527,7 +528,7 @@ class ActionFlows:
         posted: list[RequestNotice] = []
         for notice in notices:
             if isinstance(notice, RunOutcome):
-                self._ran(client, notice)
+                self.post_run(client, notice)
                 continue
             posted.append(notice)
             view = notice.request
@@ -548,7 +549,7 @@ class ActionFlows:
         try:
             self.tell(client, channel, expired_text(self.shown(view)), thread_ts)
             for ts in self._live_cards(client, channel, thread_ts, request_id):
-                self._update_card(client, channel, ts, view)  # expired, without buttons
+                self.update_card(client, channel, ts, view)  # expired, without buttons
         except Exception:
             log.exception("expiry notice failed request=%s", request_id)
 

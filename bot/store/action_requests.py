@@ -422,6 +422,116 @@ class ActionRequestStore:
                 for row in rows
             ]
 
+    # -- AI agents' requests --------------------------------------------------------------------
+
+    def by_idempotency_key(self, agent: str, key: str) -> RequestView | None:
+        """The agent's request made with this idempotency key, if any."""
+        with self.engine.connect() as connection:
+            request_id = connection.execute(
+                sa.select(action_requests.c.request_id).where(
+                    action_requests.c.agent == agent, action_requests.c.idempotency_key == key
+                )
+            ).scalar()
+            return None if request_id is None else RequestTransaction(connection).read(str(request_id))
+
+    def agent_load(self, agent: str, since: float) -> tuple[int, list[float]]:
+        """An agent's requests waiting for approval now, and when its requests since `since` were made."""
+        with self.engine.connect() as connection:
+            pending = connection.execute(
+                sa.select(sa.func.count()).where(
+                    action_requests.c.agent == agent, action_requests.c.status == PENDING
+                )
+            ).scalar()
+            recent = connection.execute(
+                sa.select(action_requests.c.created_at)
+                .where(action_requests.c.agent == agent, action_requests.c.created_at >= since)
+                .order_by(action_requests.c.created_at)
+            ).scalars()
+            return int(pending or 0), [float(at) for at in recent]
+
+    def place_card(self, request_id: str, thread_ts: str, card_url: str | None) -> None:
+        """Where an agent's request was posted: its thread (the card's own message) and the card's link."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(action_requests)
+                .where(action_requests.c.request_id == request_id)
+                .values(thread_ts=thread_ts, card_url=card_url)
+            )
+
+    def callbacks_due(self, now: float, limit: int = 50) -> list[tuple[str, int]]:
+        """Finished requests whose callback is due: (request id, attempts so far), oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(action_requests.c.request_id, action_requests.c.callback_attempts)
+                .where(
+                    action_requests.c.callback_state == "due",
+                    action_requests.c.status.in_(sorted(FINISHED)),
+                    sa.or_(
+                        action_requests.c.callback_due_at.is_(None), action_requests.c.callback_due_at <= now
+                    ),
+                )
+                .order_by(action_requests.c.updated_at)
+                .limit(limit)
+            ).all()
+            return [(str(row[0]), int(row[1] or 0)) for row in rows]
+
+    def callback_url(self, request_id: str) -> str | None:
+        """Where the request's callback goes (None: it has none)."""
+        with self.engine.connect() as connection:
+            url = connection.execute(
+                sa.select(action_requests.c.callback_url).where(action_requests.c.request_id == request_id)
+            ).scalar()
+            return None if url is None else str(url)
+
+    def claim_callback(self, request_id: str, attempts: int, retry_at: float) -> bool:
+        """Take one delivery attempt (conditional on the attempts seen, so one replica sends it); the
+        next attempt is due at `retry_at` unless this one is recorded as delivered."""
+        with self.engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    sa.update(action_requests)
+                    .where(
+                        action_requests.c.request_id == request_id,
+                        action_requests.c.callback_state == "due",
+                        sa.func.coalesce(action_requests.c.callback_attempts, 0) == attempts,
+                    )
+                    .values(callback_attempts=attempts + 1, callback_due_at=retry_at)
+                ).rowcount
+            )
+
+    def end_callback(self, request_id: str, state: str, *, at: float, detail: str) -> None:
+        """The callback was delivered, or given up (`failed`): recorded with an audit entry."""
+        with self.begin() as records:
+            records.connection.execute(
+                sa.update(action_requests)
+                .where(action_requests.c.request_id == request_id)
+                .values(callback_state=state)
+            )
+            records.audit(
+                at=at,
+                kind=f"callback_{state}",
+                request_id=request_id,
+                actor=None,
+                data={"detail": detail},
+            )
+
+    def by_agent_between(self, start: float, end: float) -> dict[str, dict[str, int]]:
+        """Agents' requests made in [start, end): agent -> state -> count."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(action_requests.c.agent, action_requests.c.status, sa.func.count())
+                .where(
+                    action_requests.c.agent.is_not(None),
+                    action_requests.c.created_at >= start,
+                    action_requests.c.created_at < end,
+                )
+                .group_by(action_requests.c.agent, action_requests.c.status)
+            )
+            counts: dict[str, dict[str, int]] = {}
+            for agent, status, count in rows:
+                counts.setdefault(str(agent), {})[str(status)] = int(count)
+            return counts
+
     def finished_between(self, start: float, end: float) -> dict[str, int]:
         """How many requests ended in each final state in [start, end)."""
         with self.engine.connect() as connection:

@@ -74,6 +74,7 @@ class _ActionFile(_Written):
     risk: RiskTier = "medium"
     idempotent: bool = False
     runbook: str | None = None
+    channel: str | None = Field(default=None, pattern=r"[CG][A-Z0-9]{2,30}")  # agents' cards go here
 
     @field_validator("params", mode="before")
     @classmethod

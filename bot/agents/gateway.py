@@ -1,0 +1,479 @@
+"""AI agents' requests, in process: the backend the HTTP API and the MCP endpoint of `steward serve` use.
+
+An agent's request goes through exactly what a person's does: the policy decides (`requester:
+agent:NAME` rules, agent groups), a pending request's approval card is posted in the channel (the
+request's, else the action's, else `STEWARD_AGENT_CHANNEL`), reviewers approve in the thread, the run is
+claimed once and everything is audited, with the agent's name and token id. What is added here is only
+what an agent needs: its token's scope and action list, idempotency keys, limits, long-polls and a
+signed callback. The agent's reason and parameters are untrusted text; the Slack outlet escapes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from sqlalchemy.exc import IntegrityError
+
+from bot.actions.approvals import FINISHED, PENDING, RequestView
+from bot.actions.guarded import GuardedActions, RunOutcome, Submission
+from bot.actions.models import ActionRequest, ActionSpec, Actor, ParamSpec
+from bot.actions.policy.gate import PolicyGate
+from bot.actions.policy.rules import value_problem
+from bot.agents.models import (
+    MAX_WAIT_SECONDS,
+    ActionInfo,
+    Agent,
+    AnswerInfo,
+    ApiError,
+    Approvals,
+    Citation,
+    DecisionInfo,
+    NewRequest,
+    RequestInfo,
+    RunResult,
+    StewardBackend,
+)
+from bot.answers.questions import Asked, QuestionService
+
+log = logging.getLogger("steward.agents")
+
+API_PLACE = "api"  # the answer log's channel for questions agents ask through the API or MCP
+_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean"}
+
+
+class AgentOutlet(Protocol):
+    """Where an agent's request shows up for people (the Slack layer implements it)."""
+
+    def announce(self, submission: Submission) -> tuple[str, str | None] | None:
+        """Post the request in its channel: the approval card (pending) or the note that it runs now
+        (allowed); (the message's ts, its link), or None when nothing was posted."""
+        ...
+
+    def ran(self, run: RunOutcome) -> None:
+        """Post the result of a run in the request's thread and redraw its card."""
+        ...
+
+    def withdrawn(self, view: RequestView) -> None:
+        """Redraw the card of a request the agent cancelled."""
+        ...
+
+
+class CallbackNudge(Protocol):
+    """Deliver the callbacks that are due now (`bot/agents/callbacks.py`)."""
+
+    def __call__(self) -> None: ...
+
+
+def input_schema(spec: ActionSpec) -> dict[str, Any]:
+    """The JSON Schema of an action's parameters, from the catalog (patterns anchored: they must match
+    the whole value, as the policy checks them)."""
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for param in spec.params:
+        properties[param.name] = _property(param)
+        if param.required and param.default is None:
+            required.append(param.name)
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+def _property(param: ParamSpec) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": _TYPES[param.type]}
+    description = param.description
+    if param.secret:
+        description = (description + " " if description else "") + "(secret: redacted before it is stored)"
+        schema["writeOnly"] = True
+    if description:
+        schema["description"] = description
+    if param.enum is not None:
+        schema["enum"] = list(param.enum)
+    if param.minimum is not None:
+        schema["minimum"] = param.minimum
+    if param.maximum is not None:
+        schema["maximum"] = param.maximum
+    if param.pattern is not None:
+        schema["pattern"] = f"^(?:{param.pattern})$"
+    if param.default is not None:
+        schema["default"] = param.default
+    return schema
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """The deployment's rules for agents: the fallback channel for cards, the hosts callbacks may go to."""
+
+    channel: str | None = None
+    callback_hosts: tuple[str, ...] = ()
+    poll_seconds: float = 0.1  # how often a long-poll looks at the request
+
+
+class AgentGateway:
+    """Builds each agent's backend over the deployment's guarded actions and answers."""
+
+    def __init__(
+        self,
+        actions: GuardedActions,
+        policy: Callable[[], PolicyGate],
+        questions: QuestionService,
+        outlet: AgentOutlet | None = None,
+        settings: AgentSettings = AgentSettings(),
+        callbacks: CallbackNudge | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.actions = actions
+        self.policy = policy
+        self.questions = questions
+        self.outlet = outlet
+        self.settings = settings
+        self.callbacks = callbacks
+        self.clock = clock
+        self.sleep = sleep
+
+    def for_agent(self, agent: Agent) -> StewardBackend:
+        """What this agent may do, as a backend."""
+        return AgentSession(self, agent)
+
+
+class AgentSession:
+    """One agent's view of Steward (a `StewardBackend`): only its actions, only its requests."""
+
+    def __init__(self, gateway: AgentGateway, agent: Agent) -> None:
+        self.gateway = gateway
+        self.agent = agent
+        self.store = gateway.actions.approvals.store
+
+    # -- the catalog ---------------------------------------------------------------------------
+
+    def actions(self) -> list[ActionInfo]:
+        """The catalog actions this agent's token may request, with their parameters' JSON Schema."""
+        self._scope("request")
+        catalog = self.gateway.policy().policy.actions
+        names = sorted(self.agent.actions if self.agent.actions is not None else catalog)
+        infos = []
+        for name in names:
+            spec = catalog.get(name)
+            if spec is None:
+                continue  # on the token's list, no longer in the catalog
+            infos.append(
+                ActionInfo(
+                    name=spec.name,
+                    description=spec.description,
+                    risk=spec.risk,
+                    idempotent=spec.idempotent,
+                    runbook=spec.runbook,
+                    input_schema=input_schema(spec),
+                )
+            )
+        return infos
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def request(self, new: NewRequest) -> RequestInfo:
+        """Ask for an action; the policy decides at once. The same idempotency key returns the same
+        request (`replayed`), on every replica; a different request under a used key is refused (409)."""
+        self._scope("request")
+        agent = self.agent
+        if not agent.may(new.action):
+            raise ApiError(
+                403,
+                "action_not_allowed",
+                f"agent {agent.name!r} may not request {new.action!r}; its token allows "
+                f"{', '.join(agent.actions or ()) or 'no actions'}",
+                "action",
+            )
+        if new.idempotency_key is not None:
+            earlier = self.store.by_idempotency_key(agent.name, new.idempotency_key)
+            if earlier is not None:
+                return self._replayed(earlier, new)
+        spec = self.gateway.policy().action(new.action)
+        if spec is None:
+            raise ApiError(
+                422,
+                "unknown_action",
+                f"no action {new.action!r} in the catalog; GET /api/v1/actions lists them",
+                "action",
+            )
+        params = _checked(spec, new.parameters)
+        channel = new.channel or spec.channel or self.gateway.settings.channel
+        if channel is None:
+            raise ApiError(
+                422,
+                "no_channel",
+                f"give `channel`: the action {new.action!r} has no default channel and "
+                "STEWARD_AGENT_CHANNEL is not set",
+                "channel",
+            )
+        if new.callback_url is not None:
+            _check_callback(new.callback_url, self.gateway.settings.callback_hosts)
+        self._within_limits()
+        on_behalf = {
+            "agent": agent.name,
+            "agent_token": agent.token_id,
+            "agent_owner": agent.owner,
+            "justification": new.reason,
+            "idempotency_key": new.idempotency_key,
+            "callback_url": new.callback_url,
+            "callback_state": "due" if new.callback_url else None,
+            "callback_attempts": 0 if new.callback_url else None,
+        }
+        outlet = self.gateway.outlet
+        placed: list[tuple[str, str | None]] = []
+
+        def before_run(submission: Submission) -> None:  # an allowed request: say so before it runs
+            if outlet is not None:
+                self._place(submission, placed)
+
+        try:
+            submission = self.gateway.actions.submit(
+                ActionRequest(action=new.action, params=params),
+                Actor(user_id=agent.requester, channel=channel),
+                None,
+                before_run=before_run,
+                on_behalf=on_behalf,
+            )
+        except IntegrityError:
+            # the same key, at the same moment, on another replica: that request is the one
+            earlier = self.store.by_idempotency_key(agent.name, str(new.idempotency_key))
+            if earlier is None:
+                raise
+            return self._replayed(earlier, new)
+        view = submission.request
+        log.info(
+            "agent request agent=%s token=%s request=%s action=%s outcome=%s",
+            agent.name,
+            agent.token_id,
+            view.request_id,
+            view.action,
+            submission.decision.outcome,
+        )
+        if outlet is not None:
+            if submission.decision.outcome == "require_approval":
+                self._place(submission, placed)
+            if submission.run is not None:
+                outlet.ran(submission.run)
+        self._nudge()
+        return self.info(self._read(view.request_id))
+
+    def _place(self, submission: Submission, placed: list[tuple[str, str | None]]) -> None:
+        """Post the request in Slack and record its thread; a failed post is logged, the request stands
+        (it is decided and audited; the agent gets it, and the governance digest lists it)."""
+        outlet = self.gateway.outlet
+        if outlet is None or placed:
+            return
+        try:
+            where = outlet.announce(submission)
+        except Exception:
+            log.exception("agent request not posted request=%s", submission.request.request_id)
+            return
+        if where is not None:
+            placed.append(where)
+            self.store.place_card(submission.request.request_id, where[0], where[1])
+
+    def _replayed(self, earlier: RequestView, new: NewRequest) -> RequestInfo:
+        if earlier.action != new.action or (earlier.justification or "") != new.reason:
+            raise ApiError(
+                409,
+                "idempotency_key_reused",
+                f"idempotency_key {new.idempotency_key!r} was used for another request "
+                f"({earlier.request_id}, {earlier.action}); use a new key for a new request",
+                "idempotency_key",
+            )
+        return self.info(earlier).model_copy(update={"replayed": True})
+
+    def _within_limits(self) -> None:
+        """429 when the agent has too many requests waiting, or made too many in the last minute."""
+        agent, now = self.agent, self.gateway.actions.approvals.clock()  # the clock requests are dated by
+        pending, recent = self.store.agent_load(agent.name, now - 60.0)
+        if pending >= agent.max_pending:
+            raise ApiError(
+                429,
+                "too_many_pending",
+                f"agent {agent.name!r} has {pending} requests waiting for approval (its limit is "
+                f"{agent.max_pending}); wait for them to be decided, or cancel some",
+                retry_after=30.0,
+            )
+        if len(recent) >= agent.per_minute:
+            oldest = recent[len(recent) - agent.per_minute]
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"agent {agent.name!r} made {len(recent)} requests in the last minute (its limit is "
+                f"{agent.per_minute})",
+                retry_after=max(1.0, math.ceil(oldest + 60.0 - now)),
+            )
+
+    def get(self, request_id: str, wait: float = 0.0) -> RequestInfo:
+        """The request; with `wait`, as soon as it is final or after `wait` seconds."""
+        self._scope("request")
+        if not 0.0 <= wait <= MAX_WAIT_SECONDS or math.isnan(wait):
+            raise ApiError(400, "bad_wait", f"wait must be 0 to {MAX_WAIT_SECONDS:g} seconds", "wait")
+        view = self._mine(request_id)
+        deadline = time.monotonic() + wait
+        while view.status not in FINISHED and time.monotonic() < deadline:
+            self.gateway.sleep(min(self.gateway.settings.poll_seconds, max(0.0, deadline - time.monotonic())))
+            view = self._read(request_id)
+        return self.info(view)
+
+    def cancel(self, request_id: str) -> RequestInfo:
+        """Withdraw a request that has not started running (409 when it is too late)."""
+        self._scope("request")
+        self._mine(request_id)
+        outcome = self.gateway.actions.approvals.cancel(request_id, self.agent.requester)
+        if not outcome.changed:
+            raise ApiError(409, "not_cancellable", outcome.message, "id")
+        view = self._read(request_id)
+        if self.gateway.outlet is not None:
+            try:
+                self.gateway.outlet.withdrawn(view)
+            except Exception:
+                log.exception("card of a cancelled agent request not redrawn request=%s", request_id)
+        self._nudge()
+        return self.info(view)
+
+    # -- answers -------------------------------------------------------------------------------
+
+    def ask(self, question: str) -> AnswerInfo:
+        """Steward's answer, recorded in the answer log (a gap opens when it abstains, as for people)."""
+        self._scope("ask")
+        recorded = self.gateway.questions.ask(Asked(question, place=API_PLACE, asker=self.agent.requester))
+        answer = recorded.answer
+        return AnswerInfo(
+            answer=answer.answer,
+            abstained=answer.abstained,
+            confidence=round(answer.confidence, 3),
+            citations=[
+                Citation(
+                    title=c.title, path=c.path, section=c.section, url=c.url, owner=c.owner, status=c.status
+                )
+                for c in answer.citations
+            ],
+            owners=list(answer.owners),
+            warnings=list(answer.warnings),
+        )
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def info(self, view: RequestView) -> RequestInfo:
+        """The request as the agent sees it."""
+        return request_info(view, self.agent.name)
+
+    def _scope(self, scope: str) -> None:
+        if scope not in self.agent.scopes:
+            raise ApiError(
+                403,
+                "missing_scope",
+                f"agent {self.agent.name!r}'s token lacks the {scope!r} scope (it has "
+                f"{', '.join(self.agent.scopes)}); `steward agents add … --scope` sets it",
+                "Authorization",
+            )
+
+    def _mine(self, request_id: str) -> RequestView:
+        """The agent's own request; another agent's or a person's is as unknown as a missing one."""
+        view = self.store.read(request_id) if len(request_id) <= 64 else None
+        if view is None or view.agent != self.agent.name:
+            raise ApiError(
+                404, "no_such_request", f"no request {request_id!r} of agent {self.agent.name!r}", "id"
+            )
+        return view
+
+    def _read(self, request_id: str) -> RequestView:
+        view = self.store.read(request_id)
+        if view is None:  # requests are never deleted
+            raise ApiError(404, "no_such_request", f"no request {request_id!r}", "id")
+        return view
+
+    def _nudge(self) -> None:
+        callbacks = self.gateway.callbacks
+        if callbacks is not None:
+            try:
+                callbacks()
+            except Exception:
+                log.exception("callback delivery failed; housekeeping tries again")
+
+
+def request_info(view: RequestView, agent: str = "") -> RequestInfo:
+    """A request as its agent sees it (the API, MCP and callbacks)."""
+    ran = view.result_summary is not None
+    return RequestInfo(
+        id=view.request_id,
+        action=view.action,
+        parameters=view.params,
+        reason=view.justification or "",
+        status=view.status,  # type: ignore[arg-type]  # the store's states are Status's
+        final=view.status in FINISHED,
+        decision=DecisionInfo(outcome=_outcome(view), rule=view.rule, reason=view.reason),
+        approvals=Approvals(
+            required=view.required_count,
+            groups=list(view.required_groups),
+            approvers=list(view.approvers),
+        ),
+        rejection_reason=view.rejection_reason,
+        result=RunResult(
+            ok=view.status == "succeeded",
+            summary=view.result_summary or "",
+            output=view.result_output or "",
+        )
+        if ran
+        else None,
+        channel=view.channel,
+        card_url=view.card_url,
+        created_at=view.created_at,
+        deadline=view.deadline if view.status == PENDING else None,
+        agent=view.agent or agent,
+    )
+
+
+def _outcome(view: RequestView) -> Any:
+    if view.status == "denied":
+        return "deny"
+    return "require_approval" if view.required_count > 0 else "allow"
+
+
+def _checked(spec: ActionSpec, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters, typed as the catalog says, defaults filled in; 422 naming the first bad field."""
+    specs = {param.name: param for param in spec.params}
+    problems: list[tuple[str, str]] = [
+        (name, f"unknown parameter {name!r}; {spec.name} takes {', '.join(specs) or 'none'}")
+        for name in given
+        if name not in specs
+    ]
+    values: dict[str, Any] = {}
+    for name, param in specs.items():
+        value = given.get(name, param.default)
+        if value is None:
+            if param.required:
+                problems.append((name, f"{name} is required"))
+        elif problem := value_problem(param, value):
+            problems.append((name, f"{name}: {problem}"))
+        else:
+            values[name] = value
+    if problems:
+        raise ApiError(
+            422, "invalid_parameters", "; ".join(text for _, text in problems), f"parameters.{problems[0][0]}"
+        )
+    return values
+
+
+def _check_callback(url: str, hosts: tuple[str, ...]) -> None:
+    """A callback goes only to a host the operator allowed (`STEWARD_AGENT_CALLBACK_HOSTS`): an agent
+    must not make Steward post to arbitrary addresses inside the network."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApiError(422, "bad_callback_url", "callback_url must be an http(s) URL", "callback_url")
+    if parts.username or parts.password:
+        raise ApiError(422, "bad_callback_url", "callback_url must not carry credentials", "callback_url")
+    if parts.hostname.lower() not in {host.lower() for host in hosts}:
+        allowed = ", ".join(hosts) if hosts else "none"
+        raise ApiError(
+            422,
+            "callback_host_not_allowed",
+            f"callbacks may go only to the hosts in STEWARD_AGENT_CALLBACK_HOSTS (now: {allowed}); "
+            f"ask the operator to add {parts.hostname}, or poll GET /api/v1/requests/{{id}}?wait=",
+            "callback_url",
+        )
