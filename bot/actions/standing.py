@@ -182,10 +182,14 @@ def _withdraw_lapsed(
     now: float,
     stage: Stage,
 ) -> dict[str, str]:
-    """Withdraw the approvals of people who no longer count towards `requirement`; who and why."""
+    """Withdraw the approvals of people who no longer count towards `requirement`; who and why.
+
+    The owner of the agent that asked is checked as its owner: a requirement that bars the owner now
+    withdraws the approval they gave before.
+    """
     lapsed: dict[str, str] = {}
     for approver in view.approvers:
-        allowed, why = gate.may_approve(approver, view.requester, requirement)
+        allowed, why = gate.may_approve(approver, view.requester, requirement, view.agent_owner)
         if allowed:
             continue
         lapsed[approver] = why

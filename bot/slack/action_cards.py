@@ -27,6 +27,7 @@ from bot.actions.approvals import (
 from bot.actions.executors.dispatch import ExecutionResult
 from bot.actions.models import ActionSpec, ParamSpec
 from bot.actions.policy.engine import Policy, conflict_problem, usage
+from bot.actions.policy.rules import USER_ID
 from bot.answers.runbooks import RunbookExcerpt
 from bot.redaction import mask_secrets
 from bot.slack.blocks import RenderedMessage, button
@@ -58,6 +59,7 @@ MAX_FIELD_TEXT = 2000  # Slack's limit on a section field
 MAX_OPTIONS, MAX_OPTION_VALUE = 100, 150  # Slack's limits on a select's options and an option's value
 EXCERPT_CHARS = 400
 OUTPUT_CHARS = 600
+REASON_CHARS = 500  # an agent's stated reason on the card; escaped, it stays within a section's 3,000
 MASK = "***"
 POLICY_BROKEN = (
     "The policy files cannot be loaded, so I cannot run or request any action right now. "
@@ -110,6 +112,45 @@ def slack_date(timestamp: float) -> str:
     return f"<!date^{int(timestamp)}^{{date_short_pretty}} {{time}}|{fallback}>"
 
 
+def requester_text(view: RequestView) -> str:
+    """Who asked: a person as a mention, an AI agent as "agent `release-bot` (owner <@U…>)".
+
+    The agent's name and owner come from Steward's own records (the name is checked when the agent is
+    added), but neither may become anything but text and one mention of the owner.
+    """
+    if view.agent is None:
+        return f"<@{view.requester}>"
+    name = escape(view.agent.replace("`", "'"))
+    owner = view.agent_owner
+    if owner is None:
+        return f"agent `{name}`"
+    shown = f"<@{owner}>" if USER_ID.fullmatch(owner) else escape(owner)
+    return f"agent `{name}` (owner {shown})"
+
+
+def preformatted(text: str) -> str:
+    """Untrusted text as a code block: escaped, so nothing in it becomes a mention, a link or formatting
+    (`*bold*` stays as typed), and unable to close the block early."""
+    return "```" + escape(text).replace("```", "``\u200b`") + "```"
+
+
+def _agent_reason(view: RequestView) -> Block | None:
+    """The agent's stated reason, shown as the agent gave it: its own words, untrusted, cut to fit."""
+    if view.agent is None:
+        return None
+    reason = (view.justification or "").strip()
+    if not reason:
+        return _context("The agent gave no reason.")
+    body = preformatted(_clip(reason, REASON_CHARS))
+    text = {"type": "mrkdwn", "text": f"*The agent's reason* (its own words, unverified)\n{body}"}
+    return {"type": "section", "text": {**text, "verbatim": True}}
+
+
+def _by_agent(view: RequestView) -> str:
+    """`, requested by agent `x` (owner <@U…>),` for an agent's request; nothing for a person's."""
+    return f", requested by {requester_text(view)}," if view.agent is not None else ""
+
+
 def rule_text(rule: str | None, source: str | None) -> str:
     """`retrain-prod-one-approver` (policies/30-models.yaml:48), or what decided without a rule."""
     if rule is None:
@@ -123,14 +164,14 @@ def rule_text(rule: str | None, source: str | None) -> str:
 def denied_text(view: RequestView, source: str | None) -> str:
     """A refused request: why, and the rule that said so."""
     return (
-        f":no_entry: {request_line(view.action, view.params)} is *denied*: {escape(view.reason)}\n"
-        f"Rule: {rule_text(view.rule, source)}. Nothing ran."
+        f":no_entry: {request_line(view.action, view.params)}{_by_agent(view)} is *denied*: "
+        f"{escape(view.reason)}\nRule: {rule_text(view.rule, source)}. Nothing ran."
     )
 
 
 def allowed_text(view: RequestView, source: str | None) -> str:
     """A request the policy allows without approval."""
-    line = request_line(view.action, view.params)
+    line = request_line(view.action, view.params) + _by_agent(view).rstrip(",")
     return f":white_check_mark: Allowed by rule {rule_text(view.rule, source)}: running {line}…"
 
 
@@ -140,12 +181,13 @@ def result_message(view: RequestView, result: ExecutionResult) -> RenderedMessag
     icon = ":white_check_mark:" if result.ok else ":x:"
     took = result.duration_seconds
     duration = f"{took * 1000:.0f} ms" if took < 1 else f"{took:.1f} s"
-    head = f"{icon} *{escape(view.action)} {verb}* in {duration}: {escape(_clip(result.summary, 1500))}"
+    by = f" (requested by {requester_text(view)})" if view.agent is not None else ""
+    head = f"{icon} *{escape(view.action)} {verb}*{by} in {duration}: {escape(_clip(result.summary, 1500))}"
     blocks: list[Block] = [_section(head)]
     output = result.output.strip()
     if output:
         excerpt = output if len(output) <= OUTPUT_CHARS else output[:OUTPUT_CHARS].rstrip() + "\n…"
-        blocks.append(_section("```" + escape(excerpt).replace("```", "``\u200b`") + "```"))
+        blocks.append(_section(preformatted(excerpt)))
     # the fallback is mrkdwn too (notifications): the executor's words are escaped there as well
     return RenderedMessage(text=escape(_clip(f"{view.action} {verb}: {result.summary}", 300)), blocks=blocks)
 
@@ -190,7 +232,7 @@ def approval_card(view: RequestView, facts: CardFacts, decided_by: str | None = 
     """The card: request, requester, risk, rule and why, runbook excerpt, approvals, deadline, buttons."""
     fields = [
         f"*Risk tier*\n{escape(facts.risk)}",
-        f"*Requested by*\n<@{view.requester}>",
+        f"*Requested by*\n{requester_text(view)}",
         f"*Approvals*\n{_approvals(view)}",
         f"*Deadline*\n{slack_date(view.deadline) if view.deadline else 'none'}",
     ]
@@ -201,10 +243,12 @@ def approval_card(view: RequestView, facts: CardFacts, decided_by: str | None = 
         _runbook(facts.runbook),
         _context(_state(view, decided_by)),
     ]
+    if (reason := _agent_reason(view)) is not None:
+        blocks.insert(2, reason)  # after who asked: why the agent says it asks
     buttons = _buttons(view)
     if buttons:
         blocks.append({"type": "actions", "block_id": BLOCK_APPROVAL, "elements": buttons})
-    text = f"Approval needed: {view.action} requested by <@{view.requester}> ({view.status})"
+    text = f"Approval needed: {view.action} requested by {requester_text(view)} ({view.status})"
     return RenderedMessage(text=text, blocks=blocks)
 
 
@@ -234,7 +278,7 @@ def _state(view: RequestView, decided_by: str | None) -> str:
     summary = f": {escape(_clip(view.result_summary, 300))}" if view.result_summary else ""
     states = {
         PENDING: ":hourglass_flowing_sand: Waiting for approval. Approvers are checked when they click; "
-        "the requester cannot approve.",
+        + ("the requester cannot approve." if view.agent is None else "an agent never approves."),
         APPROVED: f":arrow_forward: Approved by {approvers}: running…",
         RUNNING: f":arrow_forward: Approved by {approvers}: running…",
         SUCCEEDED: f":white_check_mark: *Succeeded*, approved by {approvers}{summary}",
@@ -276,7 +320,7 @@ def reject_modal(metadata: RejectMetadata, view: RequestView) -> dict[str, Any]:
         "submit": {"type": "plain_text", "text": "Reject"},
         "close": {"type": "plain_text", "text": "Back"},
         "blocks": [
-            _section(f"Reject {request_line(view.action, view.params)} requested by <@{view.requester}>?"),
+            _section(f"Reject {request_line(view.action, view.params)} requested by {requester_text(view)}?"),
             {
                 "type": "input",
                 "block_id": BLOCK_REJECT_REASON,
