@@ -1,8 +1,8 @@
 """The client side of the `mcp` executor: one tool call on a downstream MCP server, and its tool list.
 
 The official `mcp` SDK's `Client` does the protocol: a server given as a command runs as a subprocess
-spoken to over stdio; one given as a URL is spoken to over streamable HTTP. An attempt connects,
-initializes, calls the tool and closes, all within the action's timeout.
+spoken to over stdio; one given as a URL is spoken to over streamable HTTP. An attempt connects and
+initializes within the action's timeout, calls the tool within the timeout again, and closes.
 
 A tool call is not known to be idempotent, so it is sent at most once: only a failure to start, connect
 or initialize, before the call was sent, is retried. The tool's output is someone else's text; it is
@@ -227,12 +227,15 @@ class _Call:
         return tools
 
     async def _session(self, work: Callable[[Client], Awaitable[None]]) -> None:
-        """Connect, initialize, do `work`, close, all within the timeout; raise DownstreamUnavailableError."""
+        """Connect and initialize within the timeout, then do `work` within the timeout, then close;
+        raise DownstreamUnavailableError."""
         with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as file:
             errlog = cast(TextIO, file)  # a real file: the server process writes its stderr to it
             try:
-                with anyio.fail_after(self.timeout):
+                with anyio.fail_after(self.timeout) as deadline:
                     async with Client(self._transport(errlog)) as client:
+                        # A slow start (a server fetched by npx or uvx) does not eat into the call's time.
+                        deadline.deadline = anyio.current_time() + self.timeout
                         await work(client)
             except TimeoutError:
                 self._keep_stderr(errlog)
