@@ -176,7 +176,7 @@ def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
 
 
 @contextmanager
-def serving(app: WSGIApp) -> Iterator[str]:
+def api_server(app: WSGIApp) -> Iterator[str]:
     """`app` on a real waitress server on a free loopback port; yields its base URL."""
     server = create_server(app, host="127.0.0.1", port=0, threads=4, ident="steward")
     thread = threading.Thread(target=server.run, daemon=True)
@@ -195,7 +195,7 @@ def desk() -> Desk:
 
 @pytest.fixture
 def base(desk: Desk) -> Iterator[str]:
-    with serving(AgentApi(authenticate, desk.for_agent)) as url:
+    with api_server(AgentApi(authenticate, desk.for_agent)) as url:
         yield url
 
 
@@ -374,7 +374,7 @@ def test_deeply_nested_body_under_the_limit_is_400(base: str, desk: Desk) -> Non
     """JSON nested past the parser's recursion limit (but within the size limit) is 400, not 500."""
     content = b'{"parameters": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
     headers = {"Authorization": "Bearer stw_deployer", "Content-Type": "application/json"}
-    with serving(AgentApi(authenticate, desk.for_agent, max_body_bytes=len(content))) as url:
+    with api_server(AgentApi(authenticate, desk.for_agent, max_body_bytes=len(content))) as url:
         response = httpx.post(f"{url}{API_PREFIX}/requests", content=content, headers=headers)
     assert response.status_code == 400 and error_of(response)["code"] == "malformed_json"
 
@@ -699,7 +699,11 @@ def bad_gateway(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 def test_client_reads_a_proxy_page_that_is_not_an_error_body() -> None:
     """A refusal without Steward's error body (a proxy's page) still becomes an ApiError with its status."""
-    with serving(bad_gateway) as url, StewardClient(url, "stw") as steward, pytest.raises(ApiError) as failed:
+    with (
+        api_server(bad_gateway) as url,
+        StewardClient(url, "stw") as steward,
+        pytest.raises(ApiError) as failed,
+    ):
         steward.actions()
     assert (failed.value.status, failed.value.code) == (
         502,
