@@ -4,17 +4,21 @@ and `steward mcp` over stdio."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult
@@ -34,6 +38,7 @@ from bot.agents.models import (
     RequestInfo,
     RunResult,
 )
+from bot.runtime.api import AgentApi
 from bot.runtime.mcp_http import McpEndpoint
 
 MODEL = {"type": "string", "pattern": "[a-z][a-z0-9-]{1,62}"}
@@ -555,3 +560,104 @@ def test_over_http_a_body_over_the_limit_is_refused_unread() -> None:
             headers={"Authorization": "Bearer stw_deploy"},
         )
     assert answer.status_code == 413
+
+
+# `steward mcp`: the console script over stdio, speaking to the agent API (bot/runtime/api.py) on loopback
+
+STEWARD = str(Path(sys.executable).with_name("steward"))
+
+
+@contextmanager
+def _api_on_loopback(desks: dict[str, Desk]) -> Iterator[str]:
+    """The agent API over the desks on a waitress server on a free loopback port; yields its base URL."""
+    server = create_server(AgentApi(_authenticate, lambda agent: desks[agent.name]), host="127.0.0.1", port=0)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        server.trigger.pull_trigger(server.close)
+        thread.join(5)
+
+
+def _steward_mcp(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`steward mcp` with only `env` (and PATH), its stdin closed at once."""
+    return subprocess.run(
+        [STEWARD, "mcp"],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({}, "steward mcp needs STEWARD_URL and STEWARD_AGENT_TOKEN"),
+        ({"STEWARD_AGENT_TOKEN": "stw_deploy"}, "steward mcp needs STEWARD_URL"),
+    ],
+)
+def test_steward_mcp_without_its_variables_says_which_are_missing(env: dict[str, str], says: str) -> None:
+    """Exit 1, one line on stderr naming the variables, nothing on stdout (where MCP would be)."""
+    done = _steward_mcp(env)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"steward: error: {says}")
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_steward_mcp_with_a_refused_token_says_so_before_serving() -> None:
+    """The server refuses the token: a clear error, exit 1, no MCP on stdout; an unreachable server too."""
+    with _api_on_loopback({"deploy-bot": Desk()}) as url:
+        refused = _steward_mcp({"STEWARD_URL": url, "STEWARD_AGENT_TOKEN": "stw_wrong"})
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith(f"steward: error: Steward at {url} refused the agent's token")
+    assert "STEWARD_AGENT_TOKEN" in refused.stderr and "Traceback" not in refused.stderr
+    unreachable = _steward_mcp({"STEWARD_URL": url, "STEWARD_AGENT_TOKEN": "stw_deploy"})  # closed by now
+    assert unreachable.returncode == 1 and unreachable.stdout == ""
+    assert "could not be reached" in unreachable.stderr and "Traceback" not in unreachable.stderr
+
+
+def test_steward_mcp_serves_the_agent_over_stdio_with_progress() -> None:
+    """The official stdio client starts `steward mcp`: the agent's tools, a request pending approval at
+    once, then get_request that waits, with progress notifications, until the approvers decide."""
+    desk = Desk()
+    seen: list[str | None] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message)
+        if len(seen) == 1:  # the approvers decide once the agent is known to be waiting
+            threading.Thread(target=desk.decide, args=("req-1", "succeeded", ("U1", "U2"))).start()
+
+    with _api_on_loopback({"deploy-bot": desk}) as url:
+
+        async def run() -> None:
+            parameters = StdioServerParameters(
+                command=STEWARD, args=["mcp"], env={"STEWARD_URL": url, "STEWARD_AGENT_TOKEN": "stw_deploy"}
+            )
+            async with Client(parameters) as client:
+                names = [tool.name for tool in (await client.list_tools()).tools]
+                assert names == [
+                    "ask_knowledge_base",
+                    "get_request",
+                    "cancel_request",
+                    "rollback-model",
+                    "retrain-model",
+                    "pause-agent",
+                ]
+                created = await client.call_tool(
+                    "rollback-model", {"model": "fraud-scorer", "version": 3, "reason": "AUC dropped"}
+                )
+                assert RequestInfo.model_validate(created.structured_content).status == "pending"
+                assert CARD in _text(created)
+                result = await client.call_tool(
+                    "get_request", {"request_id": "req-1", "wait_seconds": 60}, progress_callback=on_progress
+                )
+                assert RequestInfo.model_validate(result.structured_content).status == "succeeded"
+                answer = await client.call_tool("ask_knowledge_base", {"question": "How do I roll back?"})
+                assert "[1] Model rollback" in _text(answer)
+
+        anyio.run(run)
+    assert seen[0] == "req-1: pending approval (0 of 2 approvals from ml-leads)"
+    assert [new.reason for new in desk.asked] == ["AUC dropped"]
