@@ -607,7 +607,7 @@ def test_steward_mcp_without_its_variables_says_which_are_missing(env: dict[str,
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 
-def test_steward_mcp_with_a_refused_token_says_so_before_serving() -> None:
+def test_steward_mcp_with_a_refused_token_says_so_before_it_serves() -> None:
     """The server refuses the token: a clear error, exit 1, no MCP on stdout; an unreachable server too."""
     with _api_on_loopback({"deploy-bot": Desk()}) as url:
         refused = _steward_mcp({"STEWARD_URL": url, "STEWARD_AGENT_TOKEN": "stw_wrong"})
@@ -620,8 +620,8 @@ def test_steward_mcp_with_a_refused_token_says_so_before_serving() -> None:
 
 
 def test_steward_mcp_serves_the_agent_over_stdio_with_progress() -> None:
-    """The official stdio client starts `steward mcp`: the agent's tools, a request pending approval at
-    once, then get_request that waits, with progress notifications, until the approvers decide."""
+    """The official stdio client starts `steward mcp` (a subprocess): the agent's tools, a request pending
+    approval at once, then get_request that waits, with progress notifications, until the approvers decide."""
     desk = Desk()
     seen: list[str | None] = []
 
