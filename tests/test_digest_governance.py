@@ -115,3 +115,43 @@ def test_steward_digest_run_renders_the_governance_digest(
 
     assert main(["digest", "run", "governance"]) == 0
     assert "governance (" in capsys.readouterr().out
+
+
+def test_agents_requests_are_shown_by_agent_and_outcome(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An agent's pending request names the agent (never a broken mention); its requests are counted by
+    agent and outcome; people's requests are not in that count."""
+    policies = Path(shutil.copytree(ROOT / "policies", tmp_path / "policies"))
+    approvals = ApprovalService(ActionRequestStore(engine), PolicyFolder(policies), clock=RunningClock(NOW))
+    rollback = ActionRequest(
+        action="rollback-model", params={"model": "fraud-scorer", "version": 2, "env": "prod"}
+    )
+
+    def by_agent(name: str, key: str) -> str:
+        view, _ = approvals.submit(
+            rollback,
+            Actor(user_id=f"agent:{name}", channel="COPS"),
+            on_behalf={
+                "agent": name,
+                "agent_token": "0123456789ab",
+                "agent_owner": "U0000OWN01",
+                "justification": "drift",
+                "idempotency_key": key,
+            },
+        )
+        return view.request_id
+
+    by_agent("release-bot", "a")
+    cancelled = by_agent("release-bot", "b")
+    approvals.cancel(cancelled, "agent:release-bot")
+    by_agent("retrain-bot", "c")
+    approvals.submit(rollback, Actor(user_id="U0000SRE01", channel="COPS"))
+    report = gather(ActionRequestStore(engine), ConversationStore(engine), [], SINCE, UNTIL)
+    assert report.by_agent == {
+        "release-bot": {"pending": 1, "cancelled": 1},
+        "retrain-bot": {"pending": 1},
+    }
+    text = render_text("governance", report)
+    assert "AI agents' requests in the period: 3, by agent and outcome" in text
+    assert "- release-bot: 1 pending, 1 cancelled" in text or "- release-bot: 1 cancelled, 1 pending" in text
+    assert "requested by agent release-bot in <#COPS>" in text
+    assert "<@agent:" not in text

@@ -7,6 +7,7 @@ import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from bot.agents.models import AGENT_PREFIX
 from bot.redaction import mask_secrets
 from bot.store.action_requests import ActionRequestStore
 from bot.store.catalog import DocumentRecord
@@ -37,6 +38,7 @@ class GovernanceReport:
     until: dt.datetime
     pending: list[Pending] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
+    by_agent: dict[str, Counter[str]] = field(default_factory=dict)  # AI agents' requests: agent -> state
     policy_changes: list[tuple[dt.datetime, str, str | None]] = field(default_factory=list)  # at, new, old
     stale: list[DocumentRecord] = field(default_factory=list)
     superseded_cited: list[tuple[DocumentRecord, int]] = field(default_factory=list)  # and times cited
@@ -51,6 +53,7 @@ class GovernanceReport:
         return not (
             self.pending
             or self.outcomes
+            or self.by_agent
             or self.policy_changes
             or self.stale
             or self.superseded_cited
@@ -82,6 +85,9 @@ def gather(
         for item in requests.pending()
     ]
     report.outcomes = Counter(requests.finished_between(start, end))
+    report.by_agent = {
+        agent: Counter(states) for agent, states in sorted(requests.by_agent_between(start, end).items())
+    }
     report.policy_changes = [
         (dt.datetime.fromtimestamp(at, dt.UTC), new, old)
         for at, new, old in requests.policy_changes_between(start, end)
@@ -123,12 +129,18 @@ def render_text(name: str, report: GovernanceReport, quiet: str = "say") -> str:
         lines += ["", f"Waiting for approval: {len(report.pending)}"]
         for item in sorted(report.pending, key=lambda p: -p.age_hours)[:10]:
             lines.append(
-                f"- {item.action} requested by <@{item.requester}> in <#{item.channel}>, "
+                f"- {item.action} requested by {_requester(item.requester)} in <#{item.channel}>, "
                 f"{item.age_hours:.0f} h ago, {item.approvals_needed} approval(s) needed"
             )
     if report.outcomes:
         done = ", ".join(f"{count} {status}" for status, count in report.outcomes.most_common())
         lines += ["", f"Actions in the period: {done}"]
+    if report.by_agent:
+        total = sum(sum(states.values()) for states in report.by_agent.values())
+        lines += ["", f"AI agents' requests in the period: {total}, by agent and outcome"]
+        for agent, states in list(report.by_agent.items())[:20]:
+            done = ", ".join(f"{count} {status}" for status, count in states.most_common())
+            lines.append(f"- {_clip(agent, OWNER_CHARS)}: {done}")
     if report.policy_changes:
         lines += ["", f"Policy changes: {len(report.policy_changes)}"]
         lines += [
@@ -159,6 +171,13 @@ def render_text(name: str, report: GovernanceReport, quiet: str = "say") -> str:
         lines += ["", f"Feedback: {report.helpful} helpful, {report.not_helpful} not helpful"]
         lines += [f'- "{reason[:120]}"' for reason in report.not_helpful_reasons[:5]]
     return "\n".join(lines)
+
+
+def _requester(requester: str) -> str:
+    """A person as a mention; an AI agent (`agent:NAME`) by its name."""
+    if requester.startswith(AGENT_PREFIX):
+        return f"agent {requester.removeprefix(AGENT_PREFIX)}"
+    return f"<@{requester}>"
 
 
 def _clip(text: str, limit: int) -> str:
