@@ -13,11 +13,13 @@ import io
 import json
 import logging
 import math
+import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -44,6 +46,11 @@ from bot.metrics import REGISTRY
 from bot.runtime.api import MAX_BODY_BYTES, ROUTES, AgentApi
 from bot.runtime.http import WSGIApp
 from bot.runtime.openapi import ErrorBody
+from bot.slack.payloads import ACTION_APPROVE
+from bot.wiring import Services
+from tests.conftest import ROOT
+from tests.fakes.webhook import WebhookReceiver
+from tests.slackbot import CHANNEL, RunningBot, blocks_text, running_bot
 
 DEPLOYER = Agent(name="deployer", token_id="tok1", owner="UOWNER", scopes=("request",))
 ASKER = Agent(name="asker", token_id="tok2", owner="UOWNER", scopes=("ask",))
@@ -709,3 +716,127 @@ def test_client_reads_a_proxy_page_that_is_not_an_error_body() -> None:
         502,
         "http_error",
     ) and "Bad gateway" in failed.value.message
+
+
+# -- through `steward serve`, with the real gateway and token registry -----------------------------
+
+OWNER = "U0000OWNER"
+APPROVER = "U0000MLP01"  # in the starter policies' ml-platform group
+RETRAIN = {"model": "fraud-scorer", "env": "prod"}
+
+
+@pytest.fixture
+def served(
+    make_services: Callable[..., Services], tmp_path: Path, receiver: WebhookReceiver
+) -> Iterator[RunningBot]:
+    """Steward served on loopback with the agent API over the real gateway, cards going to CHANNEL."""
+    policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    services = make_services(policies_dir=policies, agent_channel=CHANNEL)
+    with running_bot(services, agents=True) as running:
+        yield running
+
+
+def agent_token(bot: RunningBot, name: str = "release-bot", **options: Any) -> str:
+    """A new agent's token, from the registry `steward agents add` uses."""
+    return bot.services.agent_registry.add(name, OWNER, **options)[1]
+
+
+def cards(bot: RunningBot) -> list[dict[str, Any]]:
+    """The approval cards Steward posted in CHANNEL."""
+    return [message for message in bot.bot_posts(CHANNEL) if "Approval needed" in blocks_text(message)]
+
+
+def test_client_waits_for_an_approval_in_slack_and_gets_the_result(
+    served: RunningBot, receiver: WebhookReceiver
+) -> None:
+    """The client's request posts a card; while `wait` long-polls, an approver clicks; the run's result
+    comes back to the client, and the action ran once."""
+    with StewardClient(served.base, agent_token(served)) as steward:
+        catalog = {action.name: action for action in steward.actions()}
+        assert "model" in catalog["retrain-model"].input_schema["properties"]
+        info = steward.request("retrain-model", RETRAIN, "drift on fraud-scorer")
+        assert (info.status, info.agent, info.final) == ("pending", "release-bot", False)
+        outcome: list[RequestInfo] = []
+        poller = threading.Thread(target=lambda: outcome.append(steward.wait(info.id, timeout=30, poll=5)))
+        poller.start()
+        (card,) = cards(served)
+        assert served.click(card, ACTION_APPROVE, user=APPROVER).status == 200
+        served.settle()
+        poller.join(timeout=40)
+    assert outcome[0].status == "succeeded" and outcome[0].result is not None and outcome[0].result.ok
+    assert len(receiver.requests) == 1
+
+
+def test_a_lost_answer_retried_by_the_client_makes_one_request_and_one_card(served: RunningBot) -> None:
+    """The gateway knows the client's idempotency key: the retry of a lost answer replays the request."""
+    transport = LosingAnswers(losses=1)
+    with StewardClient(served.base, agent_token(served), backoff=0, transport=transport) as steward:
+        info = steward.request("retrain-model", RETRAIN, "drift on fraud-scorer")
+    served.settle()
+    assert info.replayed and len(transport.sent) == 2
+    assert len(cards(served)) == 1
+
+
+def test_tokens_scopes_and_ownership_are_checked_by_the_real_registry(served: RunningBot) -> None:
+    """Wrong and revoked tokens are 401, a token without the scope 403, another agent's request 404."""
+    token, asker = agent_token(served), agent_token(served, "asker-bot", scopes=["ask"])
+    with StewardClient(served.base, token) as steward:
+        mine = steward.request("retrain-model", RETRAIN, "drift").id
+    refusals: dict[str, int] = {}
+    calls: list[tuple[str, str, Callable[[StewardClient], object]]] = [
+        ("wrong", "stw_not-a-token", lambda c: c.actions()),
+        ("scope", asker, lambda c: c.request("retrain-model", RETRAIN, "drift")),
+        ("theirs", agent_token(served, "other-bot"), lambda c: c.get(mine)),
+    ]
+    for label, key, call in calls:
+        with StewardClient(served.base, key) as client, pytest.raises(ApiError) as refused:
+            call(client)
+        refusals[label] = refused.value.status
+    served.services.agent_registry.revoke("release-bot")
+    with StewardClient(served.base, token) as steward, pytest.raises(ApiError) as revoked:
+        steward.get(mine)
+    assert refusals == {"wrong": 401, "scope": 403, "theirs": 404} and revoked.value.status == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"action": "retrain-model", "parameters": RETRAIN}, 422, "reason"),
+        (
+            {"action": "retrain-model", "parameters": {"model": "fraud-scorer"}, "reason": "r"},
+            422,
+            "parameters.env",
+        ),
+        ({"action": "no-such-action", "parameters": {}, "reason": "r"}, 422, "action"),
+    ],
+)
+def test_invalid_requests_through_serve_name_the_field(
+    served: RunningBot, body: dict[str, Any], status: int, field: str
+) -> None:
+    """The API's own validation and the gateway's parameter checks both answer 422 naming the field."""
+    headers = {"Authorization": f"Bearer {agent_token(served)}"}
+    response = httpx.post(f"{served.base}{API_PREFIX}/requests", json=body, headers=headers)
+    assert response.status_code == status and error_of(response)["field"] == field
+    assert cards(served) == []
+
+
+def test_the_rate_limit_through_serve_answers_429_with_retry_after(served: RunningBot) -> None:
+    """An agent over its requests per minute gets 429, Retry-After in whole seconds, and no new card."""
+    headers = {"Authorization": f"Bearer {agent_token(served, per_minute=1)}"}
+    body = {"action": "retrain-model", "parameters": RETRAIN, "reason": "drift"}
+    with httpx.Client(base_url=served.base + API_PREFIX, headers=headers) as http:
+        assert http.post("/requests", json=body).status_code == 201
+        limited = http.post("/requests", json=body)
+    served.settle()
+    assert limited.status_code == 429 and error_of(limited)["code"] == "rate_limited"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert len(cards(served)) == 1
+
+
+def test_steward_serve_serves_the_description_and_counts_the_api(served: RunningBot) -> None:
+    """The served OpenAPI description validates, and /metrics on the same port counts the API's routes."""
+    validate_openapi(httpx.get(f"{served.base}{API_PREFIX}/openapi.json").json())
+    httpx.get(f"{served.base}{API_PREFIX}/actions")  # no token: 401
+    metrics = httpx.get(f"{served.base}/metrics").text
+    assert 'steward_api_requests_total{route="GET /api/v1/actions",status="401"}' in metrics
+    assert 'steward_api_requests_total{route="GET /api/v1/openapi.json",status="200"}' in metrics

@@ -254,6 +254,14 @@ def read_json(environ: dict[str, Any], model: type[BaseModel], max_bytes: int) -
         raise invalid(exc) from None
 
 
+def _phrase(status: int) -> str:
+    """The reason phrase (empty for a status HTTP does not name)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -325,7 +333,7 @@ class AgentApi:
         API_REQUESTS.labels(label, str(status)).inc()
         API_SECONDS.labels(label).observe(time.perf_counter() - started)
         start_response(
-            f"{status} {HTTPStatus(status).phrase}",
+            f"{status} {_phrase(status)}",
             [
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(data))),
