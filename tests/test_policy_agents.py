@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.actions.approvals import ApprovalService
 from bot.actions.models import ActionRequest, Actor, ApprovalRequirement, Refusal, Verb
 from bot.actions.policy.engine import (
     Policy,
@@ -20,8 +21,11 @@ from bot.actions.policy.engine import (
     groups_of,
     is_member,
 )
-from bot.actions.policy.gate import PolicyGate
+from bot.actions.policy.gate import PolicyFolder, PolicyGate
+from bot.store.action_requests import ActionRequestStore
 from tests.conftest import write_tree
+from tests.support.clock import SettableClock
+from tests.support.records import migrated_engine
 from tests.test_policy import CATALOG, WEDNESDAY_NOON, policy_with, problems_of, resolver
 
 AGENT_GROUPS = """
@@ -324,3 +328,82 @@ def test_explain_an_agents_request_without_the_owner_bar_says_the_owner_may_appr
         "approval: 1 from sre within 60 minutes; the requester cannot approve; "
         "the agent's owner may approve; can approve: U0SRE1, U0SRE2"
     ) in text.splitlines()
+
+
+# ---- the approval flow: who may click on an agent's request
+
+
+OWNER_RULES = """
+    rules:
+      - {name: agents-prod, actions: deploy, when: {params: {env: prod}, requester_in: agents},
+         outcome: require_approval, reason: an SRE who does not own the agent approves,
+         approval: {count: 1, groups: [mixed], owner_may_approve: false}}
+      - {name: agents-staging, actions: deploy, when: {params: {env: staging}, requester_in: agents},
+         outcome: require_approval, reason: any SRE approves, approval: {count: 1, groups: [mixed]}}
+"""
+
+
+@pytest.fixture
+def approvals(tmp_path: Path) -> ApprovalService:
+    """The approval service over the agent rules, on a migrated SQLite file, on a Wednesday."""
+    folder = write_tree(
+        tmp_path / "policies",
+        {"00-catalog.yaml": CATALOG, "05-agents.yaml": AGENT_GROUPS, "10-rules.yaml": OWNER_RULES},
+    )
+    store = ActionRequestStore(migrated_engine(tmp_path / "records.db"))
+    return ApprovalService(store, PolicyFolder(folder), clock=SettableClock(WEDNESDAY_NOON.timestamp()))
+
+
+def agent_request(approvals: ApprovalService, env: str) -> str:
+    """The release bot (owned by OWNER) asks for a deploy; the request's id."""
+    request = ActionRequest(action="deploy", params={"service": "api", "env": env})
+    on_behalf = {
+        "agent": "release-bot",
+        "agent_token": "t0ken1d",
+        "agent_owner": OWNER,
+        "justification": "why",
+    }
+    view, decision = approvals.submit(request, Actor(user_id=RELEASE_BOT, channel="C0OPS"), "1.0", on_behalf)
+    assert decision.outcome == "require_approval" and view.agent_owner == OWNER
+    return view.request_id
+
+
+def test_a_barred_owners_click_is_refused_and_another_approver_counts(approvals: ApprovalService) -> None:
+    """With owner_may_approve: false the owner's approval is refused at the click; another SRE's counts."""
+    request_id = agent_request(approvals, "prod")
+    refused = approvals.approve(request_id, OWNER)
+    assert (refused.changed, refused.message) == (
+        False,
+        "you own the agent that asked; someone else in mixed must approve",
+    )
+    assert approvals.approve(request_id, "U0SRE2").message == "Approved: the action will run now."
+
+
+def test_the_owner_approves_when_the_requirement_does_not_bar_them(approvals: ApprovalService) -> None:
+    """By default the owner is an approver like any other member of the groups."""
+    request_id = agent_request(approvals, "staging")
+    assert approvals.approve(request_id, OWNER).message == "Approved: the action will run now."
+
+
+def test_a_barred_owner_may_still_reject_their_agents_request(approvals: ApprovalService) -> None:
+    """Stopping one's own agent stays open: the owner's rejection ends the request."""
+    request_id = agent_request(approvals, "prod")
+    rejected = approvals.reject(request_id, OWNER, "not now")
+    assert (rejected.changed, rejected.request and rejected.request.status) == (True, "rejected")
+
+
+@pytest.mark.parametrize("agent", [RELEASE_BOT, STRANGER])
+def test_an_agent_cannot_approve_or_reject_through_the_approval_service(
+    approvals: ApprovalService, agent: str
+) -> None:
+    """An agent's click is refused even though the approver group `mixed` lists the release bot."""
+    request_id = agent_request(approvals, "staging")
+    approved = approvals.approve(request_id, agent)
+    assert (approved.changed, approved.message) == (
+        False,
+        "an AI agent cannot approve a request; a person in mixed must approve",
+    )
+    rejected = approvals.reject(request_id, agent, "no")
+    assert rejected.message == "an AI agent cannot reject a request; a person in mixed must reject"
+    view = approvals.get(request_id)
+    assert view is not None and (view.status, view.approvers) == ("pending", ())

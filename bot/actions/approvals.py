@@ -372,7 +372,13 @@ class ApprovalService:
         requirement = ApprovalRequirement(
             count=max(view.required_count, 1), groups=view.required_groups or ("nobody",), within_minutes=1
         )
-        denied = gate.refusal(user, view.requester, requirement)
+        owner = view.agent_owner if verb == "approve" else None  # the owner may always reject
+        if owner is not None and user == owner:
+            # Whether the owner is barred is the policy's word now; the stored requirement does not say.
+            current = decide_now(view, gate, now).approval
+            barred = current is not None and not current.owner_may_approve
+            requirement = requirement.model_copy(update={"owner_may_approve": not barred})
+        denied = gate.refusal(user, view.requester, requirement, owner)
         return view, (None if denied is None else ClickResult(False, denied.render(verb), view))
 
     # -- time and execution ----------------------------------------------------------------------
