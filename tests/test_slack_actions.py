@@ -624,16 +624,28 @@ def test_a_question_mention_is_still_answered(bot: RunningBot) -> None:
     assert "Approval needed" not in blocks_text(answer)
 
 
-def test_another_bots_mention_never_requests_an_action(services: Services) -> None:
-    """A configured bot's words are answered as a question; only people request actions."""
+def test_another_bots_mention_never_requests_an_action(services: Services, receiver: WebhookReceiver) -> None:
+    """A configured bot's words never request an action: a request is pointed at the agent API (no
+    abstention, no knowledge gap); its questions are answered as anyone's."""
     with running_bot(services, answer_bots=("BHELPER",)) as bot:
         text = f"<@{bot.slack.bot_user_id}> retrain fraud-scorer in staging"
         ts = bot.slack.add_message(CHANNEL, text, "UHELPER", bot_id="BHELPER")
         event = {"type": "app_mention", "channel": CHANNEL, "text": text, "ts": ts}
         bot.event({**event, "bot_id": "BHELPER", "user": "UHELPER"})
         bot.settle()
-        (answer,) = bot.bot_posts(CHANNEL, ts)
-        assert "retrain-model" not in blocks_text(answer)  # answered (here: not known), never run
+        (reply,) = bot.bot_posts(CHANNEL, ts)
+        assert "agent API" in reply["text"] and "steward agents add" in reply["text"]
+        assert receiver.requests == []  # nothing ran
+        assert services.conversations.gaps(("open",)) == []
+
+        question = f"<@{bot.slack.bot_user_id}> How do I roll back the fraud-scorer model in production?"
+        asked = bot.slack.add_message(CHANNEL, question, "UHELPER", bot_id="BHELPER")
+        bot.event(
+            {"type": "app_mention", "channel": CHANNEL, "text": question, "ts": asked, "bot_id": "BHELPER"}
+        )
+        bot.settle()
+        (answer,) = bot.bot_posts(CHANNEL, asked)
+        assert "Model rollback" in blocks_text(answer)
 
 
 def test_a_broken_policy_is_reported_privately(

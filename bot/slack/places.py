@@ -25,6 +25,11 @@ REQUEST_IN_A_CHANNEL = (
     "That reads as an action request. Requests are made in a channel, where the approvers can see "
     "them: mention me there, use `/steward run ACTION key=value …`, or the *Request an action* shortcut."
 )
+BOTS_USE_THE_AGENT_API = (
+    "That reads as an action request, and bots do not request actions in Slack: only people's words "
+    "do. An AI agent requests actions through Steward's agent API or MCP server, with a token an operator "
+    "makes with `steward agents add`; the approval card then comes here, naming the agent and its owner."
+)
 RUN_IN_A_CHANNEL = (
     "Requests are not made in direct messages or group DMs, because the approvers could not see them; "
     "nothing was requested. Run `/steward run …` in a channel (one I am in), mention me there, or use "

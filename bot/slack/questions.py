@@ -41,7 +41,7 @@ from bot.slack.home import HELP, home_view
 from bot.slack.incidents import IncidentFlows
 from bot.slack.links import LinkPolicy
 from bot.slack.mrkdwn import escape
-from bot.slack.places import DIRECT, REQUEST_IN_A_CHANNEL
+from bot.slack.places import BOTS_USE_THE_AGENT_API, DIRECT, REQUEST_IN_A_CHANNEL
 from bot.slack.posting import FAILED, WORKING, Poster
 from bot.slack.proposals import Mention
 from bot.slack.streaming import LiveAnswer
@@ -228,6 +228,10 @@ class QuestionFlows:
                 client, Mention(words, str(event["channel"]), thread_ts, user, ref, event.get("channel_type"))
             )
         ):
+            return
+        if event.get("bot_id") and self.actions is not None and self.actions.reads_as_request(words):
+            # a bot asking for an action: no abstention, no knowledge gap; the way for agents is the API
+            self.poster.say(client, str(event["channel"]), BOTS_USE_THE_AGENT_API, thread_ts=thread_ts)
             return
         earlier = self._thread(client, event, thread_ts, context).earlier if event.get("thread_ts") else ()
         self.answer(
