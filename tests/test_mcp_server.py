@@ -39,6 +39,7 @@ from bot.agents.models import (
     RunResult,
 )
 from bot.runtime.api import AgentApi
+from bot.runtime.http import WSGIApp
 from bot.runtime.mcp_http import McpEndpoint
 
 MODEL = {"type": "string", "pattern": "[a-z][a-z0-9-]{1,62}"}
@@ -441,18 +442,25 @@ def _authenticate(authorization: str | None) -> Agent:
 
 
 @contextmanager
-def _endpoint_on_loopback(desks: dict[str, Desk]) -> Iterator[str]:
-    """/mcp on a waitress server on a free loopback port; yields its URL. The endpoint is closed after."""
-    endpoint = McpEndpoint(_authenticate, lambda agent: desks[agent.name], progress_every=0.2)
-    server = create_server(endpoint, host="127.0.0.1", port=0, threads=4)
+def _on_loopback(app: WSGIApp) -> Iterator[str]:
+    """`app` on a waitress server on a free loopback port; yields its base URL, then stops it."""
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.effective_port}{MCP_PATH}"
+        yield f"http://127.0.0.1:{server.effective_port}"
     finally:
         server.trigger.pull_trigger(server.close)  # closed by its own thread, as HttpServer.close does
         thread.join(5)
-        endpoint.close()
+
+
+@contextmanager
+def _endpoint_on_loopback(desks: dict[str, Desk]) -> Iterator[str]:
+    """/mcp over the desks on loopback; yields its URL. The endpoint is closed after."""
+    endpoint = McpEndpoint(_authenticate, lambda agent: desks[agent.name], progress_every=0.2)
+    with _on_loopback(endpoint) as base:
+        yield base + MCP_PATH
+    endpoint.close()
     assert not endpoint._thread.is_alive(), "close() stops the endpoint's event loop"
 
 
@@ -569,15 +577,9 @@ STEWARD = str(Path(sys.executable).with_name("steward"))
 
 @contextmanager
 def _api_on_loopback(desks: dict[str, Desk]) -> Iterator[str]:
-    """The agent API over the desks on a waitress server on a free loopback port; yields its base URL."""
-    server = create_server(AgentApi(_authenticate, lambda agent: desks[agent.name]), host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        server.trigger.pull_trigger(server.close)
-        thread.join(5)
+    """The agent API over the desks on loopback; yields its base URL."""
+    with _on_loopback(AgentApi(_authenticate, lambda agent: desks[agent.name])) as base:
+        yield base
 
 
 def _steward_mcp(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
