@@ -17,7 +17,7 @@ from bot.actions.executors.dispatch import ExecutionError, ExecutionResult, run_
 from bot.actions.executors.mcp_checks import schema_problems
 from bot.actions.executors.mcp_tools import tool_text
 from bot.actions.models import ParamSpec
-from bot.actions.policy.engine import build_request, load_policy, parse_key_values
+from bot.actions.policy.engine import build_request, check_report, load_policy, parse_key_values
 from bot.actions.policy.rules import Policy, PolicyError
 from bot.cli import main
 from tests.conftest import write_tree
@@ -208,6 +208,24 @@ def test_an_unset_token_variable_is_a_configuration_error(policy: Policy) -> Non
         run(policy, "pause-pipeline", "pipeline=p", env={"DOWNSTREAM_MCP_URL": "http://127.0.0.1:1/mcp"})
 
 
+def test_policy_check_warns_about_an_mcp_program_off_the_allow_list_and_an_unset_token(
+    tmp_path: Path, record: Path
+) -> None:
+    """Without --tools nothing starts, but the allow-list and the token variable are checked as warnings."""
+    folder = write_tree(tmp_path / "policies", {"10-actions.yaml": catalog(record) + RULES})
+    code, text = check_report(folder, allowed_programs=["kubectl"], environ={"DOWNSTREAM_MCP_URL": "x"})
+    assert code == 0
+    assert (
+        f"warning: policies/10-actions.yaml, line 2: actions.rollback-model.executor.program: "
+        f"{sys.executable!r} is not in STEWARD_ALLOWED_PROGRAMS, so the action fails when it runs" in text
+    )
+    assert (
+        "warning: policies/10-actions.yaml, line 36: actions.pause-pipeline.executor.token_env: "
+        "DOWNSTREAM_MCP_TOKEN is not set here" in text
+    )
+    assert calls(record) == []
+
+
 # ---- the tool's result as text
 
 
@@ -353,21 +371,22 @@ def test_policy_check_tools_finds_a_missing_tool_a_mismatched_parameter_and_an_u
     assert out == ""
     lines = err.splitlines()
     assert lines[0].startswith("policies OK: 4 actions")
-    assert lines[1] == "3 problems with the tools of mcp actions:"
-    assert lines[2] == (
+    # then the warnings (STEWARD_ALLOWED_PROGRAMS is unset), then the tools' problems
+    problems = lines[lines.index("3 problems with the tools of mcp actions:") + 1 :]
+    assert problems[0] == (
         "  policies/10-actions.yaml, line 2: actions.rollback-model.executor.tool: rollback_model: "
         "'version' is a string parameter, but the tool takes integer"
     )
-    assert lines[3] == (
+    assert problems[1] == (
         "  policies/10-actions.yaml, line 12: actions.fail-always.executor.tool: the server "
         f"{SERVER} has no tool 'fail_alway' (did you mean 'fail_always'?); it has fail_always, "
         "pause_pipeline, rollback_model, wait"
     )
-    assert lines[4].startswith(
+    assert problems[2].startswith(
         "  policies/10-actions.yaml, line 29: actions.pause-pipeline.executor: could not list the tools of "
         "the MCP server 127.0.0.1:"
     )
-    assert "connection failed" in lines[4] and "Traceback" not in err
+    assert "connection failed" in problems[2] and "Traceback" not in err
     assert calls(record) == []  # listing tools calls none
 
 

@@ -145,11 +145,11 @@ def check_report(
 
 
 def _program_warnings(policy: Policy, allowed: Collection[str] | None) -> list[str]:
-    """Command actions whose program the deployment's allow-list does not vouch for."""
+    """Command and mcp actions whose program the deployment's allow-list does not vouch for."""
     found = []
     for name, action in policy.actions.items():
         program = action.executor.program
-        if action.executor.kind != "command" or not program:
+        if action.executor.kind not in ("command", "mcp") or not program:
             continue
         source = policy.action_sources[name]
         where = f"{source.file}, line {source.line}: actions.{name}.executor.program"
