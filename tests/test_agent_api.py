@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 from openapi_spec_validator import validate as validate_openapi
+from pydantic import SecretStr
 from waitress.server import create_server
 
 from bot.agents.client import StewardClient, WaitTimeoutError
@@ -50,7 +51,9 @@ from bot.slack.payloads import ACTION_APPROVE
 from bot.wiring import Services
 from tests.conftest import ROOT
 from tests.fakes.webhook import WebhookReceiver
-from tests.slackbot import CHANNEL, RunningBot, blocks_text, running_bot
+from tests.slackbot import CHANNEL, RunningBot, blocks_text, build_test_app, running_bot
+from tests.slackbot import serving as slack_serving
+from tests.support.slack import FakeSlack
 
 DEPLOYER = Agent(name="deployer", token_id="tok1", owner="UOWNER", scopes=("request",))
 ASKER = Agent(name="asker", token_id="tok2", owner="UOWNER", scopes=("ask",))
@@ -840,3 +843,42 @@ def test_steward_serve_serves_the_description_and_counts_the_api(served: Running
     metrics = httpx.get(f"{served.base}/metrics").text
     assert 'steward_api_requests_total{route="GET /api/v1/actions",status="401"}' in metrics
     assert 'steward_api_requests_total{route="GET /api/v1/openapi.json",status="200"}' in metrics
+
+
+def probe_while_polled(services: Services, desk: Desk, threads: int, polls: int) -> int | None:
+    """Serve Steward with `threads` server threads, hold `polls` long-polls waiting in the backend, and
+    probe /healthz for three seconds: its status, or None when no thread was free to answer it."""
+    with FakeSlack() as slack:
+        app = build_test_app(services, slack, slack_signing_secret=SecretStr("test-secret"))
+        headers = {"Authorization": "Bearer stw_deployer"}
+        api = AgentApi(authenticate, desk.for_agent)
+        with (
+            slack_serving(app, threads=threads, api=api) as base,
+            httpx.Client(base_url=base + API_PREFIX, headers=headers, timeout=40) as http,
+        ):
+            ids = [http.post("/requests", json=GOOD).json()["id"] for _ in range(polls)]
+            waiting = [
+                threading.Thread(target=http.get, args=(f"/requests/{request_id}?wait=30",))
+                for request_id in ids
+            ]
+            for poll in waiting:
+                poll.start()
+            until(lambda: len(desk.waits) == polls)  # every poll holds a thread in the backend
+            try:
+                status: int | None = httpx.get(f"{base}/healthz", timeout=3.0).status_code
+            except httpx.ReadTimeout:
+                status = None
+            for request_id in ids:
+                desk.finish(request_id, "succeeded")
+            for poll in waiting:
+                poll.join(timeout=10)
+    return status
+
+
+@pytest.mark.parametrize(("threads", "healthz"), [(3, None), (4, 200)])
+def test_long_polls_hold_server_threads_so_spare_ones_keep_steward_answering(
+    make_services: Callable[..., Services], desk: Desk, threads: int, healthz: int | None
+) -> None:
+    """Each long-poll holds a server thread while it waits: with all of them held, even /healthz waits;
+    with one to spare (STEWARD_HTTP_THREADS above the agents' concurrent polls), it answers at once."""
+    assert probe_while_polled(make_services(), desk, threads, polls=3) == healthz
