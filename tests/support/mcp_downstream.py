@@ -35,6 +35,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,7 @@ def serving_http(
         text=True,
         env={**os.environ, **(env or {})},
     )
+    drain: threading.Thread | None = None
     try:
         assert process.stderr is not None
         deadline = time.monotonic() + timeout
@@ -88,6 +90,9 @@ def serving_http(
                 url = found.group(1)
         if url is None:
             raise RuntimeError(f"the downstream MCP server did not start: {''.join(seen)[-2000:]}")
+        # Keep reading what it logs, so a full pipe never blocks the server.
+        drain = threading.Thread(target=process.stderr.read, name="mcp-downstream-stderr", daemon=True)
+        drain.start()
         yield url
     finally:
         process.terminate()
@@ -96,6 +101,8 @@ def serving_http(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if drain is not None:
+            drain.join(timeout=10)  # the pipe ends with the process
         if process.stderr is not None:
             process.stderr.close()
 
@@ -123,7 +130,7 @@ def build_server(record: Path) -> Any:
     from mcp.server.mcpserver.exceptions import ToolError
 
     note = _recorder(record)
-    server = MCPServer("steward-test-downstream")
+    server = MCPServer("steward-test-downstream", log_level="WARNING")
 
     @server.tool(description="Roll a registered model back to an earlier version.")
     def rollback_model(model: str, version: int) -> str:
