@@ -26,7 +26,7 @@ from bot.actions.policy.engine import (
     parse_key_values,
 )
 from bot.actions.policy.gate import no_slack_groups
-from bot.actions.policy.rules import USERGROUP_ID
+from bot.actions.policy.rules import AGENT_ID, AGENT_PREFIX, USER_ID, USERGROUP_ID, is_agent
 from bot.answers.evaluation import evaluate, read_questions
 from bot.answers.models import Answer
 from bot.answers.questions import CLI, Asked
@@ -133,7 +133,18 @@ def _parser() -> argparse.ArgumentParser:
     explain_parser.add_argument("action", metavar="ACTION")
     explain_parser.add_argument("params", nargs="*", metavar="key=value")
     explain_parser.add_argument(
-        "--as", dest="user", required=True, metavar="USER", help="Slack user id asking"
+        "--as",
+        dest="user",
+        required=True,
+        type=_requester,
+        metavar="USER",
+        help="who asks: a Slack user id, or an AI agent as agent:NAME",
+    )
+    explain_parser.add_argument(
+        "--owner",
+        type=_user_id,
+        metavar="USER",
+        help="with --as agent:NAME, the agent's owner (default: as `steward agents add` recorded it)",
     )
     explain_parser.add_argument("--channel", metavar="CHANNEL", help="Slack channel id it is asked in")
     explain_parser.add_argument(
@@ -388,6 +399,31 @@ def _ask(services: Services, args: argparse.Namespace) -> int:
 MAX_ASKER = 32  # characters: the answer log's asker column (a Slack user id in Slack)
 
 
+def _requester(text: str) -> str:
+    """`--as`: any requester id, but one written as an agent must be a valid `agent:NAME`."""
+    if is_agent(text) and not AGENT_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            "an agent is agent:NAME, NAME 1 to 40 lowercase letters, digits and dashes, "
+            "starting with a letter"
+        )
+    return text
+
+
+def _user_id(text: str) -> str:
+    """`--owner`: a Slack user id."""
+    if not USER_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Slack user id (U…)")
+    return text
+
+
+def _agent_owner(services: Services, requester: str, owner: str | None) -> str | None:
+    """The owner `policy explain` names: the one given, else the one recorded for the agent, if any."""
+    if owner is not None or not is_agent(requester):
+        return owner
+    name = requester.removeprefix(AGENT_PREFIX)
+    return next((r.agent.owner for r in services.agent_registry.list() if r.agent.name == name), None)
+
+
 def _asker(text: str) -> str:
     name = text.strip()
     if not name or len(name) > MAX_ASKER:
@@ -450,7 +486,9 @@ def _policy(services: Services, args: argparse.Namespace) -> int:
     usergroups = any(USERGROUP_ID.fullmatch(member) for group in policy.groups.values() for member in group)
     if usergroups and services.settings.slack_bot_token is not None:
         resolver = services.slack_groups  # as `steward serve` resolves them
-    print(explain(policy, request, Actor(user_id=args.user, channel=args.channel), moment, resolver))
+    actor = Actor(user_id=args.user, channel=args.channel)
+    owner = _agent_owner(services, args.user, args.owner)
+    print(explain(policy, request, actor, moment, resolver, owner=owner))
     if usergroups and resolver is no_slack_groups:
         print("(Slack user groups (S…) counted nobody: set SLACK_BOT_TOKEN to look up their members)")
     return 0

@@ -22,6 +22,7 @@ from bot.actions.policy.engine import (
     is_member,
 )
 from bot.actions.policy.gate import PolicyFolder, PolicyGate
+from bot.cli import main
 from bot.store.action_requests import ActionRequestStore
 from tests.conftest import write_tree
 from tests.support.clock import SettableClock
@@ -407,3 +408,80 @@ def test_an_agent_cannot_approve_or_reject_through_the_approval_service(
     assert rejected.message == "an AI agent cannot reject a request; a person in mixed must reject"
     view = approvals.get(request_id)
     assert view is not None and (view.status, view.approvers) == ("pending", ())
+
+
+# ---- `steward policy explain --as agent:NAME`
+
+
+@pytest.fixture
+def cli_policies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """STEWARD_POLICIES_DIR holding the agent rules, and an empty data dir for the records."""
+    folder = write_tree(
+        tmp_path / "policies",
+        {"00-catalog.yaml": CATALOG, "05-agents.yaml": AGENT_GROUPS, "10-rules.yaml": OWNER_RULES},
+    )
+    monkeypatch.setenv("STEWARD_POLICIES_DIR", str(folder))
+    monkeypatch.setenv("STEWARD_DATA_DIR", str(tmp_path / "data"))
+    return folder
+
+
+def steward(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the CLI in this process: exit code, stdout, stderr (argparse's refusals exit with 2)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+EXPLAIN = ("policy", "explain", "deploy", "service=api", "env=prod", "--at", "2026-11-25T11:00:00Z")
+
+
+@pytest.mark.usefixtures("cli_policies")
+def test_policy_explain_takes_an_agent_and_its_owner(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--as agent:NAME --owner U…` explains the agent's request, leaving the barred owner out."""
+    code, out, err = steward(capsys, *EXPLAIN, "--as", RELEASE_BOT, "--owner", OWNER)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].endswith(f", by agent:release-bot (owner {OWNER}) at 2026-11-25T11:00:00+00:00")
+    assert "rule: agents-prod (policies/10-rules.yaml:2)" in lines
+    assert (
+        "approval: 1 from mixed within 60 minutes; the requester cannot approve; the agent's owner cannot "
+        "approve (owner_may_approve: false); can approve: U0SRE2"
+    ) in lines
+
+
+@pytest.mark.usefixtures("cli_policies")
+def test_policy_explain_finds_the_owner_an_agent_was_added_with(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without `--owner`, the owner `steward agents add` recorded is the one explained."""
+    code, _out, err = steward(capsys, "agents", "add", "release-bot", "--owner", "U0SRE2")
+    assert code == 0, err
+    code, out, err = steward(capsys, *EXPLAIN, "--as", RELEASE_BOT)
+    assert code == 0, err
+    assert "by agent:release-bot (owner U0SRE2)" in out and "can approve: U0SRE1\n" in out
+    code, out, err = steward(capsys, *EXPLAIN, "--as", STRANGER)  # an agent nobody added: no owner known
+    assert code == 0, err
+    assert "by agent:stranger at" in out and "can approve: U0SRE1, U0SRE2\n" in out
+
+
+@pytest.mark.usefixtures("cli_policies")
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        (
+            "--as",
+            "agent:Release Bot",
+            "argument --as: an agent is agent:NAME, NAME 1 to 40 lowercase letters",
+        ),
+        ("--owner", "release-owner", "argument --owner: 'release-owner' is not a Slack user id (U…)"),
+    ],
+)
+def test_policy_explain_refuses_a_malformed_agent_or_owner(
+    capsys: pytest.CaptureFixture[str], option: str, value: str, expected: str
+) -> None:
+    """A bad `--as` or `--owner` is a usage error naming the option, not a traceback."""
+    argv = [*EXPLAIN, "--as", RELEASE_BOT, "--owner", OWNER]
+    argv[argv.index(option) + 1] = value
+    code, _out, err = steward(capsys, *argv)
+    assert code == 2 and expected in err and "Traceback" not in err
