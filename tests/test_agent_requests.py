@@ -145,9 +145,12 @@ def test_the_same_idempotency_key_is_the_same_request(bot: RunningBot, services:
         first = api.post("/requests", json={**PROD_RETRAIN, "reason": "drift", "idempotency_key": "k-1"})
         again = api.post("/requests", json={**PROD_RETRAIN, "reason": "drift", "idempotency_key": "k-1"})
         other = api.post("/requests", json={**PROD_RETRAIN, "reason": "other", "idempotency_key": "k-1"})
+        staging = {"action": "retrain-model", "parameters": {"model": "fraud-scorer", "env": "staging"}}
+        changed = api.post("/requests", json={**staging, "reason": "drift", "idempotency_key": "k-1"})
     assert first.status_code == 201 and again.status_code == 200
     assert again.json()["id"] == first.json()["id"] and again.json()["replayed"] is True
     assert other.status_code == 409 and other.json()["error"]["field"] == "idempotency_key"
+    assert changed.status_code == 409
     _card(bot)  # exactly one card
 
 

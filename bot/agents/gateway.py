@@ -276,7 +276,12 @@ class AgentSession:
             self.store.place_card(submission.request.request_id, where[0], where[1])
 
     def _replayed(self, earlier: RequestView, new: NewRequest) -> RequestInfo:
-        if earlier.action != new.action or (earlier.justification or "") != new.reason:
+        """The earlier request of this idempotency key, when the new one is the same request."""
+        if (
+            earlier.action != new.action
+            or (earlier.justification or "") != new.reason
+            or not _same_params(self.gateway.policy().action(new.action), earlier.params, new.parameters)
+        ):
             raise ApiError(
                 409,
                 "idempotency_key_reused",
@@ -433,6 +438,20 @@ def _outcome(view: RequestView) -> Any:
     if view.status == "denied":
         return "deny"
     return "require_approval" if view.required_count > 0 else "allow"
+
+
+def _same_params(spec: ActionSpec | None, stored: Mapping[str, Any], given: Mapping[str, Any]) -> bool:
+    """Whether `given` are the parameters stored (secret ones are stored redacted: not compared)."""
+    if spec is None:
+        return dict(stored) == dict(given)
+    secret = {param.name for param in spec.params if param.secret}
+    try:
+        checked = _checked(spec, given)
+    except ApiError:
+        return False
+    return {k: v for k, v in stored.items() if k not in secret} == {
+        k: v for k, v in checked.items() if k not in secret
+    }
 
 
 def _checked(spec: ActionSpec, given: Mapping[str, Any]) -> dict[str, Any]:
