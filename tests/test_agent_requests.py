@@ -21,6 +21,7 @@ from bot.agents.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from bot.agents.models import Agent
 from bot.slack.payloads import ACTION_APPROVE, ACTION_REJECT, BLOCK_REJECT_REASON, INPUT_REJECT_REASON
 from bot.store.action_requests import ActionRequestStore, audit_log
+from bot.store.audit_verify import verify_log
 from bot.wiring import Services
 from tests.conftest import ROOT
 from tests.fakes.webhook import WebhookReceiver
@@ -277,6 +278,12 @@ def test_a_callback_is_signed_and_sent_once_when_the_request_is_final(
     assert not verify(token, stamp, sent.body + b" ", signed, now=now)
     assert not verify(token[:-1] + "x", stamp, sent.body, signed, now=now)
     assert not verify(token, stamp, sent.body, signed, now=now + 3600)  # a replay an hour later
+    with services.records.connect() as connection:
+        assert verify_log(connection).problems == []  # the callback's entry is one the audit check knows
+        kinds = connection.execute(
+            sa.select(audit_log.c.kind).where(audit_log.c.request_id == created["id"])
+        ).scalars()
+        assert "callback_delivered" in list(kinds)
 
 
 def test_a_callback_to_a_host_not_allowed_is_refused(bot: RunningBot, services: Services) -> None:

@@ -420,7 +420,7 @@ def test_every_audited_kind_is_known_to_the_trail() -> None:
             kinds |= set(re.findall(r'kind="([a-z_]+)"', text))
             for pair in re.findall(r'kind="([a-z_]+)" if \w+ else "([a-z_]+)"', text):
                 kinds |= set(pair)
-    request_free = {"policy_loaded", "policy_changed", ANCHORED}  # entries of no request
+    request_free = {"policy_loaded", "policy_changed", "agent_added", "agent_revoked", ANCHORED}  # no request
     assert {"approval", "approved", "execution_started"} <= kinds
     assert kinds - KNOWN_KINDS - request_free == set()
 

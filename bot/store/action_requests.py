@@ -509,7 +509,7 @@ class ActionRequestStore:
             )
             records.audit(
                 at=at,
-                kind=f"callback_{state}",
+                kind="callback_delivered" if state == "delivered" else "callback_failed",
                 request_id=request_id,
                 actor=None,
                 data={"detail": detail},

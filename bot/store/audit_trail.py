@@ -27,6 +27,8 @@ WITHDRAWALS = frozenset({"revoked", "approval_lapsed"})
 SUSPENSIONS = frozenset({"quorum_lost", "held"})
 ENDINGS = frozenset({"cancelled", "rejected", "expired", "run_refused"})
 RUNS = frozenset({"execution_started", "interrupted", "execution_finished"})
+# after the request is final: an agent's callback delivered or given up (changes nothing of the request)
+NOTES = frozenset({"callback_delivered", "callback_failed"})
 KNOWN_KINDS = (
     DECISIONS
     | GRANTS
@@ -34,6 +36,7 @@ KNOWN_KINDS = (
     | SUSPENSIONS
     | ENDINGS
     | RUNS
+    | NOTES
     | {"requested", "approval", "requirement_changed"}
 )
 
