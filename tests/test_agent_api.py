@@ -701,16 +701,31 @@ def test_client_reports_a_server_that_is_down() -> None:
     assert down.value.code == "unreachable" and "127.0.0.1:9" in down.value.message
 
 
-def bad_gateway(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    """A proxy in front of a stopped Steward: an HTML page, not Steward's error body."""
-    start_response("502 Bad Gateway", [("Content-Type", "text/html")])
-    return [b"<html><body>Bad gateway</body></html>"]
+def html_page(status: str, text: str) -> WSGIApp:
+    """A server that answers every request with an HTML page (a proxy's error, a captive portal)."""
+
+    def application(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response(status, [("Content-Type", "text/html")])
+        return [f"<html><body>{text}</body></html>".encode()]
+
+    return application
+
+
+def test_client_refuses_a_success_that_is_not_json() -> None:
+    """A 200 that is not JSON (a captive portal) is an ApiError saying what came back, not a crash."""
+    with (
+        api_server(html_page("200 OK", "Sign in to the guest network")) as url,
+        StewardClient(url, "stw") as steward,
+        pytest.raises(ApiError) as failed,
+    ):
+        steward.actions()
+    assert failed.value.code == "not_json" and "Sign in to the guest network" in failed.value.message
 
 
 def test_client_reads_a_proxy_page_that_is_not_an_error_body() -> None:
     """A refusal without Steward's error body (a proxy's page) still becomes an ApiError with its status."""
     with (
-        api_server(bad_gateway) as url,
+        api_server(html_page("502 Bad Gateway", "Bad gateway")) as url,
         StewardClient(url, "stw") as steward,
         pytest.raises(ApiError) as failed,
     ):

@@ -168,9 +168,15 @@ class StewardClient:
             if send_errors:
                 raise
             raise self._unreachable(exc) from exc
-        if response.is_success:
+        if not response.is_success:
+            raise refusal(response)
+        try:
             return response.json()
-        raise refusal(response)
+        except ValueError:  # a proxy's page: say what came back instead of failing on it
+            text = " ".join(response.text.split())[:200]
+            raise ApiError(
+                502, "not_json", f"HTTP {response.status_code} without JSON from {path}: {text}"
+            ) from None
 
     def _unreachable(self, error: httpx.TransportError) -> ApiError:
         where = self.http.base_url
