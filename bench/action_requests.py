@@ -21,10 +21,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +31,9 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from tests.audit_support import shared_key
 from tests.fakes.webhook import WebhookReceiver
 from tests.support.clock import starter_policies
 from tests.support.records import migrated
-from tests.support.replicas import Replica, approve_click, replica_env, send
+from tests.support.replicas import Replica, approve_click, log_problems, replica_env, send
 from tests.support.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,41 +59,35 @@ OTHERS = ["U0000SRE02", "U0000SRE01", "UOUTSIDER"]
 REQUESTER = "U0000SRE01"
 
 
-def _log_problems(logs: list[Path]) -> dict[str, int]:
-    """Warnings and errors the servers logged, by message with numbers and ids blanked."""
-    problems: Counter[str] = Counter()
-    for log in logs:
-        for line in log.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)  # serve logs one JSON object a line
-            except ValueError:
-                problems[f"not a JSON log line: {line[:120]}"] += 1
-                continue
-            if entry.get("level") in ("WARNING", "ERROR", "CRITICAL"):
-                text = f"{entry['level']} {entry.get('message', '')}"
-                problems[re.sub(r"=\S+|\d+", "#", text)[:160]] += 1
-    return dict(problems.most_common(10))
+def retrain_env(
+    slack: FakeSlack, receiver: WebhookReceiver, url: str, work: Path, **settings: str
+) -> dict[str, str]:
+    """The replicas' environment: the database at `url`, the fake Slack, the starter policies in
+    work/policies, the retrain executor posting to `receiver`, no digests, `settings` on top; and the
+    knowledge base ingested, so that every card cites the retraining runbook as it would in use."""
+    (work / "digests.yaml").write_text("digests: {}\n")  # nothing scheduled, and nothing to warn about
+    env = replica_env(
+        slack.api_url,
+        url,
+        None,  # the embedded Chroma in work/data
+        work,
+        STEWARD_POLICIES_DIR=str(work / "policies"),
+        STEWARD_DIGESTS_FILE=str(work / "digests.yaml"),
+        RETRAIN_WEBHOOK_URL=receiver.url,
+        ACTIONS_WEBHOOK_SECRET="bench-hmac-key",  # noqa: S106 (the local webhook receiver's key)
+        **settings,
+    )
+    steward = Path(sys.executable).parent / "steward"
+    subprocess.run(
+        [str(steward), "ingest", str(ROOT / "knowledge")], env=env, check=True, capture_output=True
+    )
+    return env
 
 
 def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
     rng = random.Random(args.seed)
     with FakeSlack() as slack, WebhookReceiver() as receiver:
-        (work / "digests.yaml").write_text("digests: {}\n")  # nothing scheduled, and nothing to warn about
-        env = replica_env(
-            slack.api_url,
-            url,
-            None,  # the embedded Chroma in work/data
-            work,
-            STEWARD_POLICIES_DIR=str(work / "policies"),
-            STEWARD_DIGESTS_FILE=str(work / "digests.yaml"),
-            RETRAIN_WEBHOOK_URL=receiver.url,
-            ACTIONS_WEBHOOK_SECRET="bench-hmac-key",  # noqa: S106 (the local webhook receiver's key)
-        )
-        # The knowledge base, so that every card cites the retraining runbook as it would in use.
-        steward = Path(sys.executable).parent / "steward"
-        subprocess.run(
-            [str(steward), "ingest", str(ROOT / "knowledge")], env=env, check=True, capture_output=True
-        )
+        env = retrain_env(slack, receiver, url, work)
         # Each request in its own thread, with its card there, as `/steward run` would have posted them.
         engine = migrated(shared_key(sa.create_engine(url)))  # the replicas' audit key, migrated
         service = ApprovalService(ActionRequestStore(engine), PolicyFolder(work / "policies"))
@@ -143,7 +137,7 @@ def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
                 time.sleep(0.2)
             time.sleep(3)  # a duplicate execution would arrive now
             received = list(receiver.requests)
-            approvals = _approvals_per_second(url)
+            approvals = approvals_per_second(url)
             quiet = [_one_click(receiver, rng.choice(ports), request_id, card_of) for request_id in quiet_ids]
         finally:
             for server in servers:
@@ -169,7 +163,7 @@ def _storm(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
         "quiet_requests": len(quiet),
         "quiet_click_to_result_p50_ms": round(percentile(quiet, 50) * 1000, 1) if quiet else None,
         "quiet_click_to_result_p95_ms": round(percentile(quiet, 95) * 1000, 1) if quiet else None,
-        "server_warnings_and_errors": _log_problems(logs),
+        "server_warnings_and_errors": log_problems(logs),
     }
 
 
@@ -190,7 +184,7 @@ def _one_click(
     return time.monotonic() - started
 
 
-def _approvals_per_second(url: str) -> dict[str, Any]:
+def approvals_per_second(url: str) -> dict[str, Any]:
     """Approvals recorded, and how many a second between the first and the last one."""
     engine = sa.create_engine(url)
     try:
@@ -202,6 +196,26 @@ def _approvals_per_second(url: str) -> dict[str, Any]:
         engine.dispose()
     span = (last - first) if count > 1 else 0
     return {"approvals_recorded": count, "approvals_per_second": round(count / span, 1) if span else None}
+
+
+@contextmanager
+def private_schema(postgres: str, name: str) -> Iterator[tuple[str, Path]]:
+    """A new PostgreSQL schema (the URL that uses it) and a work folder holding the starter policies
+    without the weekend freeze; both are removed afterwards."""
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    work = Path(tempfile.mkdtemp(prefix=f"steward-bench-{name}-"))
+    try:
+        # The replicas read the machine's clock: without the weekend freeze, a weekend run measures the same.
+        starter_policies(work / "policies", freeze=False)
+        yield f"{postgres}?options=-csearch_path%3D{schema}", work
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> int:
@@ -221,20 +235,8 @@ def main() -> int:
     args = parser.parse_args()
     if not args.postgres:
         raise SystemExit("give --postgres URL (or set STEWARD_TEST_POSTGRES_URL)")
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(args.postgres)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    work = Path(tempfile.mkdtemp(prefix="steward-bench-actions-"))
-    try:
-        # The replicas read the machine's clock: without the weekend freeze, a weekend run measures the same.
-        starter_policies(work / "policies", freeze=False)
-        figures = _storm(args, f"{args.postgres}?options=-csearch_path%3D{schema}", work)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-        shutil.rmtree(work, ignore_errors=True)
+    with private_schema(args.postgres, "actions") as (url, work):
+        figures = _storm(args, url, work)
     return save(figures, args.out)
 
 

@@ -4,12 +4,14 @@ requests to any of them: for the scale-out test and the benchmarks."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,3 +165,20 @@ def start_replicas(env: dict[str, str], work: Path, count: int) -> list[Replica]
     for thread in starting:
         thread.join()
     return replicas
+
+
+def log_problems(logs: list[Path]) -> dict[str, int]:
+    """Warnings and errors the replicas logged (their serve-N.log files), by message with numbers and
+    ids blanked: the ten most frequent."""
+    problems: Counter[str] = Counter()
+    for log in logs:
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)  # serve logs one JSON object a line
+            except ValueError:
+                problems[f"not a JSON log line: {line[:120]}"] += 1
+                continue
+            if entry.get("level") in ("WARNING", "ERROR", "CRITICAL"):
+                text = f"{entry['level']} {entry.get('message', '')}"
+                problems[re.sub(r"=\S+|\d+", "#", text)[:160]] += 1
+    return dict(problems.most_common(10))
