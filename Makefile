@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 DEMO_DATA := .steward-demo
 
-.PHONY: demo test test-unit coverage test-weekend test-at bench-answers bench-ranking lint types unit image image-offline image-test bench-image bench-knowledge bench-slack bench-actions bench-drift bench-events bench-events-soak bench-retrieval-server bench-scale-out clean
+.PHONY: demo test test-unit coverage test-weekend test-at bench-answers bench-ranking lint types unit image image-offline image-test bench-image bench-knowledge bench-slack bench-actions bench-agents bench-drift bench-events bench-events-soak bench-retrieval-server bench-scale-out clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -131,6 +131,9 @@ bench-slack: $(VENV)/.installed
 STEWARD_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 bench-actions: $(VENV)/.installed
 	$(BIN)/python -m bench.action_requests --requests 1000 --channels 50 --latency-requests 20 --postgres $(STEWARD_TEST_POSTGRES_URL)
+
+bench-agents: $(VENV)/.installed
+	$(BIN)/python -m bench.agent_requests --requests 500 --agents 20 --channels 50 --idle-requests 100 --latency-requests 20 --postgres $(STEWARD_TEST_POSTGRES_URL)
 
 bench-drift: $(VENV)/.installed
 	$(BIN)/python -m bench.drift --rows 1000000 --columns 50 --repeat 3 --samples 100
