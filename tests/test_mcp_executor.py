@@ -160,9 +160,22 @@ def test_a_call_that_times_out_is_not_sent_again(policy: Policy, record: Path) -
     assert not result.ok
     assert result.summary.startswith(f"wait: the call to wait on {SERVER} did not answer within 3 s")
     assert "it may have run, so check before requesting it again" in result.summary
-    assert result.attempts == 1
+    assert result.attempts == 1 and result.details["timeout"] == "1"
     assert calls(record) == [("wait", {"seconds": 60.0})]
     assert time.monotonic() - started < 30  # the server was stopped, not waited for
+
+
+@pytest.mark.slow
+def test_a_call_that_breaks_off_is_not_sent_again(tmp_path: Path, record: Path) -> None:
+    """The server died with the call: the call may have run, so it is reported, never resent."""
+    yaml = catalog(record).replace("tool: fail_always", "tool: exit_now") + RULES
+    policy = load_policy(write_tree(tmp_path / "p", {"a.yaml": yaml}))
+    slept: list[float] = []
+    result = run(policy, "fail-always", sleep=slept.append)
+    assert not result.ok
+    assert result.summary.startswith(f"fail-always: the call to exit_now on {SERVER} failed: ")
+    assert result.summary.endswith("it may have run, so check before requesting it again")
+    assert (result.attempts, slept, calls(record)) == (1, [], [("exit_now", {})])
 
 
 @pytest.mark.slow
@@ -379,7 +392,7 @@ def test_policy_check_tools_finds_a_missing_tool_a_mismatched_parameter_and_an_u
     )
     assert problems[1] == (
         "  policies/10-actions.yaml, line 12: actions.fail-always.executor.tool: the server "
-        f"{SERVER} has no tool 'fail_alway' (did you mean 'fail_always'?); it has fail_always, "
+        f"{SERVER} has no tool 'fail_alway' (did you mean 'fail_always'?); it has exit_now, fail_always, "
         "pause_pipeline, rollback_model, wait"
     )
     assert problems[2].startswith(

@@ -15,7 +15,8 @@ Tools:
 - `rollback_model(model: str, version: int)` -> "rolled back MODEL to version VERSION";
 - `pause_pipeline(pipeline: str)` -> "paused pipeline PIPELINE";
 - `fail_always()` -> a tool error (`isError`): "the downstream refused: fail_always always fails";
-- `wait(seconds: float)` -> sleeps, then "waited SECONDS s" (for timeouts).
+- `wait(seconds: float)` -> sleeps, then "waited SECONDS s" (for timeouts);
+- `exit_now()` -> the server process exits without answering (a call that broke off after it arrived).
 
 Every call, whatever its outcome, first appends one JSON line `{"tool", "arguments", "pid", "at"}` to the
 record FILE (opened for append, flushed and fsynced per line, so several processes can share one file),
@@ -124,7 +125,7 @@ def _recorder(record: Path) -> Any:
 
 
 def build_server(record: Path) -> Any:
-    """The MCPServer with the four tools, each recording its call to `record` before it acts."""
+    """The MCPServer with the five tools, each recording its call to `record` before it acts."""
     import anyio
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
@@ -152,6 +153,11 @@ def build_server(record: Path) -> Any:
         note("wait", {"seconds": seconds})
         await anyio.sleep(seconds)
         return f"waited {seconds:g} s"
+
+    @server.tool(description="Exit the server process without answering.")
+    def exit_now() -> str:
+        note("exit_now", {})
+        os._exit(3)
 
     return server
 

@@ -36,6 +36,7 @@ BACKOFF_SECONDS = 0.2  # doubled per retry, as webhooks do
 LIST_PAGES = 50  # tools/list pages read by `list_tools`; a server that pages forever is cut off
 _STDERR_TAIL = 2000  # characters of a stdio server's standard error kept for a failure's output
 _T = TypeVar("_T")
+_CHECK = "it may have run, so check before requesting it again"
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,11 @@ class ToolOutcome:
 class DownstreamUnavailableError(Exception):
     """The server could not be started, reached or initialized, or broke off; `reason` says how."""
 
-    def __init__(self, reason: str, *, retryable: bool) -> None:
+    def __init__(self, reason: str, *, retryable: bool, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+        self.timed_out = timed_out
 
 
 def run_sync(function: Callable[[], Awaitable[_T]]) -> _T:
@@ -131,8 +133,10 @@ def call_tool(
         except DownstreamUnavailableError as failure:
             if call.sent:
                 # The server may have acted: report, never resend.
-                summary = f"{name}: the call to {tool} on {where} {failure.reason}; {_CHECK}"
-                return ToolOutcome(False, summary, call.diagnostics(failure.reason), attempt, details)
+                how = failure.reason if failure.timed_out else f"failed: {failure.reason}"
+                summary = f"{name}: the call to {tool} on {where} {how}; {_CHECK}"
+                facts = {**details, "timeout": "1"} if failure.timed_out else details
+                return ToolOutcome(False, summary, call.diagnostics(failure.reason), attempt, facts)
             if failure.retryable and attempt <= retries:
                 sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
                 continue
@@ -140,9 +144,6 @@ def call_tool(
             summary = f"{name}: could not reach the MCP server {where}{tries}: {failure.reason}"
             return ToolOutcome(False, summary, call.diagnostics(failure.reason), attempt, details)
         return _outcome(name, tool, result, attempt, details)
-
-
-_CHECK = "it may have run, so check before requesting it again"
 
 
 def _outcome(
@@ -242,7 +243,9 @@ class _Call:
                 if self.result is not None:
                     return  # the answer came; only closing the connection was slow
                 doing = "did not answer" if self.sent else "did not start and initialize"
-                late = DownstreamUnavailableError(f"{doing} within {self.timeout:g} s", retryable=True)
+                late = DownstreamUnavailableError(
+                    f"{doing} within {self.timeout:g} s", retryable=True, timed_out=True
+                )
                 raise late from None
             except Exception as error:  # the SDK's task groups wrap what failed; the leaf says why
                 self._keep_stderr(errlog)
