@@ -5,6 +5,7 @@ and `steward mcp` over stdio."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -41,6 +42,11 @@ from bot.agents.models import (
 from bot.runtime.api import AgentApi
 from bot.runtime.http import WSGIApp
 from bot.runtime.mcp_http import McpEndpoint
+from bot.slack.payloads import ACTION_APPROVE
+from bot.wiring import Services
+from tests.conftest import ROOT
+from tests.fakes.webhook import WebhookReceiver
+from tests.slackbot import CHANNEL, RunningBot, blocks_text, running_bot
 
 MODEL = {"type": "string", "pattern": "[a-z][a-z0-9-]{1,62}"}
 ROLLBACK = ActionInfo(
@@ -570,6 +576,36 @@ def test_over_http_a_body_over_the_limit_is_refused_unread() -> None:
     assert answer.status_code == 413
 
 
+def test_closing_the_endpoint_answers_a_request_in_flight_at_once() -> None:
+    """A long-poll in flight when the server stops gets 503 at once (not after its wait); later requests
+    get 503 too, and the endpoint's event loop thread has ended."""
+    desk = Desk()
+    desk.request(NewRequest(action="rollback-model", parameters={"model": "m", "version": 1}, reason="x"))
+    desk.threads.clear()
+    endpoint = McpEndpoint(_authenticate, lambda agent: desk, progress_every=0.2)
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+    call["params"] = {"name": "get_request", "arguments": {"request_id": "req-1", "wait_seconds": 60}}
+    headers = {"Authorization": "Bearer stw_deploy", "Accept": "application/json, text/event-stream"}
+    answers: list[httpx.Response] = []
+    with _on_loopback(endpoint) as base:
+        poll = threading.Thread(
+            target=lambda: answers.append(httpx.post(base + MCP_PATH, json=call, headers=headers))
+        )
+        poll.start()
+        deadline = time.monotonic() + 10
+        while not desk.threads:  # the long-poll has reached the backend
+            assert time.monotonic() < deadline, "the long-poll never reached the backend"
+            time.sleep(0.01)
+        stopping = time.monotonic()
+        endpoint.close()
+        poll.join(10)
+        assert time.monotonic() - stopping < 5
+        later = httpx.post(base + MCP_PATH, json=call, headers=headers)
+    assert [answer.status_code for answer in answers] == [503]
+    assert later.status_code == 503 and "stopping" in later.json()["error"]["message"]
+    assert not endpoint._thread.is_alive()
+
+
 # `steward mcp`: the console script over stdio, speaking to the agent API (bot/runtime/api.py) on loopback
 
 STEWARD = str(Path(sys.executable).with_name("steward"))
@@ -663,3 +699,97 @@ def test_steward_mcp_serves_the_agent_over_stdio_with_progress() -> None:
         anyio.run(run)
     assert seen[0] == "req-1: pending approval (0 of 2 approvals from ml-leads)"
     assert [new.reason for new in desk.asked] == ["AUC dropped"]
+
+
+# The real thing: /mcp and `steward mcp` in front of a served Steward (the gateway, the policy, the
+# approval card in the fake Slack, the reviewer's click, the run)
+
+OWNER = "U0000OWNER"
+ML_PLATFORM = "U0000MLP01"  # in the starter policies' ml-platform group
+
+
+@pytest.fixture
+def served(make_services: Callable[..., Services], tmp_path: Path, small_kb: Path) -> Iterator[RunningBot]:
+    """Steward served on loopback with the agent API and /mcp, the starter policies and a knowledge base;
+    agents' cards go to CHANNEL."""
+    policies = shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    services = make_services(policies_dir=policies, agent_channel=CHANNEL)
+    services.ingestor.run([small_kb])
+    with running_bot(services, agents=True) as bot:
+        yield bot
+
+
+def _approval_card(bot: RunningBot) -> dict[str, Any]:
+    cards = [message for message in bot.bot_posts(CHANNEL) if "Approval needed" in blocks_text(message)]
+    assert len(cards) == 1, [blocks_text(message) for message in bot.bot_posts(CHANNEL)]
+    return cards[0]
+
+
+def test_mcp_on_steward_serve_waits_for_the_approval_in_slack(
+    served: RunningBot, receiver: WebhookReceiver
+) -> None:
+    """Over /mcp: the token's actions only; a production retraining returns at once, pending, with the
+    card's link; the card in Slack names the agent and its reason; get_request, waiting, returns the run
+    once the reviewer approves, and the action ran once. A wrong token is refused with 401."""
+    _, token = served.services.agent_registry.add("release-bot", OWNER, actions=["retrain-model"])
+    url = served.base + MCP_PATH
+    done: list[CallToolResult] = []
+
+    async def check(client: Client) -> None:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        assert sorted(tools) == ["ask_knowledge_base", "cancel_request", "get_request", "retrain-model"]
+        assert {"model", "env", "reason"} <= set(tools["retrain-model"].input_schema["properties"])
+        created = await client.call_tool(
+            "retrain-model", {"model": "fraud-scorer", "env": "prod", "reason": "drift on fraud-scorer"}
+        )
+        assert created.is_error is False, _text(created)
+        info = RequestInfo.model_validate(created.structured_content)
+        assert (info.status, info.agent, info.approvals.required) == ("pending", "release-bot", 1)
+        assert info.card_url and info.card_url in _text(created) and "pending approval" in _text(created)
+        card = _approval_card(served)
+        assert "release-bot" in blocks_text(card) and "drift on fraud-scorer" in blocks_text(card)
+
+        async def wait() -> None:
+            done.append(await client.call_tool("get_request", {"request_id": info.id, "wait_seconds": 30}))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(wait)
+            await anyio.to_thread.run_sync(lambda: served.click(card, ACTION_APPROVE, user=ML_PLATFORM))
+
+    _over_http(url, f"Bearer {token}", check)
+    outcome = RequestInfo.model_validate(done[0].structured_content)
+    assert (outcome.status, outcome.final, outcome.approvals.approvers) == ("succeeded", True, [ML_PLATFORM])
+    assert outcome.result is not None and outcome.result.ok
+    assert len(receiver.requests) == 1
+    refused = httpx.post(
+        url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={"Authorization": "Bearer x"}
+    )
+    assert refused.status_code == 401 and refused.json()["error"]["field"] == "Authorization"
+
+
+def test_steward_mcp_in_front_of_steward_serve(served: RunningBot, receiver: WebhookReceiver) -> None:
+    """`steward mcp` (a subprocess) against the served Steward: a staging retraining the policy allows
+    runs at once and returns its result; the knowledge base answers with its sources; a request that
+    is not the agent's is a tool error."""
+    _, token = served.services.agent_registry.add("notebook-bot", OWNER)
+
+    async def run() -> None:
+        parameters = StdioServerParameters(
+            command=STEWARD, args=["mcp"], env={"STEWARD_URL": served.base, "STEWARD_AGENT_TOKEN": token}
+        )
+        async with Client(parameters) as client:
+            names = {tool.name for tool in (await client.list_tools()).tools}
+            assert {"ask_knowledge_base", "get_request", "retrain-model", "rollback-model"} <= names
+            ran = await client.call_tool(
+                "retrain-model", {"model": "fraud-scorer", "env": "staging", "reason": "new labels landed"}
+            )
+            assert ran.is_error is False, _text(ran)
+            info = RequestInfo.model_validate(ran.structured_content)
+            assert (info.status, info.decision.outcome) == ("succeeded", "allow")
+            answer = await client.call_tool("ask_knowledge_base", {"question": "How do I roll back a model?"})
+            assert answer.is_error is False and "[1] " in _text(answer)
+            unknown = await client.call_tool("get_request", {"request_id": "not-a-request"})
+            assert unknown.is_error and "no_such_request" in _text(unknown)
+
+    anyio.run(run)
+    assert len(receiver.requests) == 1

@@ -20,6 +20,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, MutableMapping
+from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import TimeoutError as FutureTimeout
 from http import HTTPStatus
 from typing import Any
@@ -35,6 +36,7 @@ log = logging.getLogger("steward.mcp")
 MAX_BODY_BYTES = 1024 * 1024  # an MCP request is a small JSON-RPC message
 ANSWER_WITHIN = MAX_WAIT_SECONDS + 30.0  # the longest get_request wait plus the backend's own time
 START_WITHIN = 10.0
+STOPPING = "Steward is stopping; send it again (another replica answers)"
 
 
 class McpEndpoint:
@@ -56,6 +58,8 @@ class McpEndpoint:
         self.manager = StreamableHTTPSessionManager(app=server, json_response=True, stateless=True)
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
+        self._closing = False
+        self._in_flight: set[asyncio.Task[Any]] = set()  # the requests being answered (the loop's thread)
         self._started = threading.Event()
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="steward-mcp", daemon=True)
@@ -72,6 +76,11 @@ class McpEndpoint:
             self._started.set()
             log.exception("the MCP endpoint stopped")
         finally:
+            # requests still in flight are cancelled: their WSGI threads answer 503 at once
+            unfinished = asyncio.all_tasks(self._loop)
+            for task in unfinished:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*unfinished, return_exceptions=True))
             self._loop.close()
 
     async def _serve(self) -> None:
@@ -79,9 +88,14 @@ class McpEndpoint:
         async with self.manager.run():
             self._started.set()
             await self._stop.wait()
+            # before the SDK's tasks go: the requests in flight are cancelled, so each answers 503
+            for task in self._in_flight:
+                task.cancel()
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     def close(self) -> None:
         """Stop serving: exit the SDK's run() context (cancelling what is in flight) and the loop's thread."""
+        self._closing = True
         stop = self._stop
         if stop is not None and self._thread.is_alive():
             with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
@@ -109,15 +123,22 @@ class McpEndpoint:
         if not 0 <= declared <= MAX_BODY_BYTES:
             return _json(start_response, 413, _rpc_error(f"the body must be 0 to {MAX_BODY_BYTES} bytes"))
         body = environ["wsgi.input"].read(declared) if declared else b""
-        future = asyncio.run_coroutine_threadsafe(
-            self._respond(_scope(environ), body, self.backend_for(agent)), self._loop
-        )
+        if self._closing:
+            return _json(start_response, 503, _rpc_error(STOPPING))
+        respond = self._respond(_scope(environ), body, self.backend_for(agent))
+        try:
+            future = asyncio.run_coroutine_threadsafe(respond, self._loop)
+        except RuntimeError:  # the loop is closed: the server is stopping
+            respond.close()
+            return _json(start_response, 503, _rpc_error(STOPPING))
         try:
             status, headers, content = future.result(self.answer_within)
         except FutureTimeout:
             future.cancel()
             log.warning("an MCP request took longer than %.0f s agent=%s", self.answer_within, agent.name)
             return _json(start_response, 504, _rpc_error("Steward took too long to answer; try again"))
+        except FutureCancelled:  # close() while it was in flight
+            return _json(start_response, 503, _rpc_error(STOPPING))
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [content]
 
@@ -126,6 +147,16 @@ class McpEndpoint:
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         """Run the SDK's ASGI app for one request (in the loop's thread) and collect its response."""
         self._backend.set(backend)  # this task's context: the handlers' tasks inherit it
+        task = asyncio.current_task()
+        tracked = {task} if task is not None else set()  # always one: run_coroutine_threadsafe made it
+        self._in_flight |= tracked
+        try:
+            return await self._asgi(scope, body)
+        finally:
+            self._in_flight -= tracked
+
+    async def _asgi(self, scope: dict[str, Any], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The SDK's answer to one request: its status, headers and body."""
         answered = asyncio.Event()
         pending = [{"type": "http.request", "body": body, "more_body": False}]
         status = 500
