@@ -264,6 +264,8 @@ def serving(app: SlackApp, **server_options: Any) -> Iterator[str]:
     finally:
         server.close()
         thread.join(timeout=5)
+        if server.mcp is not None:  # HttpServer.run would close it; the thread ran the server itself
+            server.mcp.close()
         app.executor.shutdown(wait=True)
 
 
