@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 import pytest
+from openapi_schema_validator import OAS31Validator
+from openapi_schema_validator import validate as validate_schema
 from openapi_spec_validator import validate as validate_openapi
 from pydantic import SecretStr
 from waitress.server import create_server
@@ -846,10 +848,42 @@ def test_the_rate_limit_through_serve_answers_429_with_retry_after(served: Runni
     assert len(cards(served)) == 1
 
 
-def test_steward_serve_serves_the_description_and_counts_the_api(served: RunningBot) -> None:
-    """The served OpenAPI description validates, and /metrics on the same port counts the API's routes."""
-    validate_openapi(httpx.get(f"{served.base}{API_PREFIX}/openapi.json").json())
-    httpx.get(f"{served.base}{API_PREFIX}/actions")  # no token: 401
+def conforms(document: dict[str, Any], response: httpx.Response) -> None:
+    """The response's body matches what the OpenAPI description says its route answers with that status
+    (checked by openapi-schema-validator, not by the models that generated the description)."""
+    request = response.request
+    path = request.url.path
+    template = next(
+        API_PREFIX + route.template
+        for route in ROUTES
+        if route.method == request.method and route.pattern.fullmatch(path.removeprefix(API_PREFIX))
+    )
+    answer = document["paths"][template][request.method.lower()]["responses"][str(response.status_code)]
+    if "$ref" in answer:
+        answer = document["components"]["responses"][answer["$ref"].rsplit("/", 1)[1]]
+    schema = answer["content"]["application/json"]["schema"]
+    validate_schema(response.json(), {**schema, "components": document["components"]}, cls=OAS31Validator)
+
+
+def test_steward_serve_answers_as_its_openapi_description_says(served: RunningBot) -> None:
+    """The served description validates; the real gateway's answers and refusals match its schemas, and
+    /metrics on the same port counts the API's routes."""
+    document = httpx.get(f"{served.base}{API_PREFIX}/openapi.json").json()
+    validate_openapi(document)
+    headers = {"Authorization": f"Bearer {agent_token(served)}"}
+    body = {"action": "retrain-model", "parameters": RETRAIN, "reason": "drift", "idempotency_key": "k1"}
+    with httpx.Client(base_url=served.base, headers=headers) as http:
+        answers = [http.get(f"{API_PREFIX}/actions"), http.post(f"{API_PREFIX}/requests", json=body)]
+        answers.append(http.post(f"{API_PREFIX}/requests", json=body))  # replayed: 200
+        answers.append(http.get(f"{API_PREFIX}/requests/{answers[1].json()['id']}", params={"wait": "0.1"}))
+        answers.append(
+            http.post(f"{API_PREFIX}/requests", json={**body, "reason": "other"})
+        )  # key reused: 409
+        answers.append(http.get(f"{API_PREFIX}/requests/nope"))
+        answers.append(http.get(f"{API_PREFIX}/actions", headers={"Authorization": "Bearer stw_wrong"}))
+    assert [answer.status_code for answer in answers] == [200, 201, 200, 200, 409, 404, 401]
+    for answer in answers:
+        conforms(document, answer)
     metrics = httpx.get(f"{served.base}/metrics").text
     assert 'steward_api_requests_total{route="GET /api/v1/actions",status="401"}' in metrics
     assert 'steward_api_requests_total{route="GET /api/v1/openapi.json",status="200"}' in metrics
