@@ -4,6 +4,7 @@ and `steward mcp` over stdio."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -47,6 +48,9 @@ from bot.wiring import Services
 from tests.conftest import ROOT
 from tests.fakes.webhook import WebhookReceiver
 from tests.slackbot import CHANNEL, RunningBot, blocks_text, running_bot
+from tests.support.clock import starter_policies
+from tests.support.replicas import Replica, replica_env
+from tests.support.slack import FakeSlack
 
 MODEL = {"type": "string", "pattern": "[a-z][a-z0-9-]{1,62}"}
 ROLLBACK = ActionInfo(
@@ -793,3 +797,63 @@ def test_steward_mcp_in_front_of_steward_serve(served: RunningBot, receiver: Web
 
     anyio.run(run)
     assert len(receiver.requests) == 1
+
+
+def test_steward_serve_answers_mcp_and_stops_cleanly(tmp_path: Path) -> None:
+    """A real `steward serve` process (a subprocess) with an agent added by `steward agents add`: the
+    official clients reach it over /mcp and through `steward mcp`; a production rollback is pending
+    with its card posted in the fake Slack; SIGTERM then stops the server, /mcp's event loop with it."""
+    policies = starter_policies(tmp_path / "policies", freeze=False)  # the process reads the machine's clock
+    with FakeSlack() as slack:
+        env = replica_env(
+            slack.api_url,
+            f"sqlite:///{tmp_path / 'records.db'}",
+            None,
+            tmp_path,
+            STEWARD_POLICIES_DIR=str(policies),
+            STEWARD_AGENT_CHANNEL=CHANNEL,
+        )
+        added = subprocess.run(
+            [STEWARD, "agents", "add", "ops-bot", "--owner", OWNER, "--actions", "rollback-model"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert added.returncode == 0, added.stderr
+        token = added.stdout.strip().splitlines()[-1]
+        replica = Replica(env, tmp_path, tmp_path / "serve.log")
+        replica.start()
+        try:
+            base = f"http://127.0.0.1:{replica.port}"
+            rollback = {"model": "fraud-scorer", "version": 3, "env": "prod", "reason": "AUC fell after v4"}
+
+            async def over_http(client: Client) -> None:
+                names = [tool.name for tool in (await client.list_tools()).tools]
+                assert names == ["ask_knowledge_base", "get_request", "cancel_request", "rollback-model"]
+                created = await client.call_tool("rollback-model", rollback)
+                assert RequestInfo.model_validate(created.structured_content).status == "pending", _text(
+                    created
+                )
+
+            _over_http(base + MCP_PATH, f"Bearer {token}", over_http)
+
+            async def over_stdio() -> None:
+                parameters = StdioServerParameters(
+                    command=STEWARD, args=["mcp"], env={"STEWARD_URL": base, "STEWARD_AGENT_TOKEN": token}
+                )
+                async with Client(parameters) as client:
+                    created = await client.call_tool("rollback-model", {**rollback, "idempotency_key": "k-7"})
+                    info = RequestInfo.model_validate(created.structured_content)
+                    assert (info.status, info.agent) == ("pending", "ops-bot")
+                    again = await client.call_tool("get_request", {"request_id": info.id, "wait_seconds": 1})
+                    assert RequestInfo.model_validate(again.structured_content).status == "pending"
+
+            anyio.run(over_stdio)
+            cards = [m for m in slack.messages(CHANNEL) if "ops-bot" in json.dumps(m.get("blocks", []))]
+            assert len(cards) == 2, "one approval card per request, naming the agent"
+        finally:
+            code = replica.stop()
+    assert code == 0, replica.log.read_text()[-3000:]
+    assert "Traceback" not in replica.log.read_text()
