@@ -2,9 +2,9 @@
 
 HTTP mode answers Slack at `POST /slack/events` (events, commands, interactivity). Both modes serve
 `GET /healthz` (alive), `GET /readyz` (database, index and Slack token checked), `GET /metrics`
-(Prometheus), Alertmanager's `POST /hooks/alertmanager` and, when it is given, the agent API under
-`/api/v1` (bot/runtime/api.py); in Socket Mode, /slack/events is not served
-(nothing there would verify Slack's signatures).
+(Prometheus), Alertmanager's `POST /hooks/alertmanager` and, when they are given, the agent API under
+`/api/v1` (bot/runtime/api.py) and the MCP endpoint at `/mcp` (bot/runtime/mcp_http.py); in Socket Mode,
+/slack/events is not served (nothing there would verify Slack's signatures).
 """
 
 from __future__ import annotations
