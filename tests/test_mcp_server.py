@@ -40,6 +40,7 @@ from bot.agents.models import (
     RequestInfo,
     RunResult,
 )
+from bot.errors import Unavailable
 from bot.runtime.api import AgentApi
 from bot.runtime.http import WSGIApp
 from bot.runtime.mcp_http import McpEndpoint
@@ -395,6 +396,49 @@ def test_refusals_and_bad_arguments_are_tool_errors_naming_the_field(
         assert "error" in result.structured_content
 
     _with_client(desk, check)
+
+
+class Broken(Desk):
+    """A backend whose knowledge base fails: unexpectedly, or because the index is unavailable."""
+
+    def __init__(self, failure: Exception) -> None:
+        super().__init__()
+        self.failure = failure
+
+    def ask(self, question: str) -> AnswerInfo:
+        raise self.failure
+
+
+def test_an_unexpected_failure_is_one_line_with_a_reference_and_the_traceback_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not a protocol error and not the exception's text (it may name internals): a reference to quote."""
+
+    async def check(client: Client) -> None:
+        result = await client.call_tool("ask_knowledge_base", {"question": "q"})
+        assert result.is_error is True
+        assert "Steward failed to answer this call; quote reference" in _text(result)
+        assert "postgres://" not in _text(result)
+
+    with caplog.at_level("ERROR", logger="steward.mcp"):
+        _with_client(Broken(RuntimeError("could not connect to postgres://db")), check)
+    failed = [
+        record
+        for record in caplog.records
+        if "MCP tool call failed tool=ask_knowledge_base" in record.message
+    ]
+    assert len(failed) == 1 and failed[0].exc_info is not None
+
+
+def test_steward_unavailable_is_told_as_such() -> None:
+    """A known failure keeps its words: the model learns to try again later."""
+
+    async def check(client: Client) -> None:
+        result = await client.call_tool("ask_knowledge_base", {"question": "q"})
+        assert result.is_error is True
+        assert _text(result) == "Steward cannot answer now (the index is being rebuilt); try again later."
+
+    _with_client(Broken(Unavailable("the index is being rebuilt")), check)
 
 
 def test_an_unknown_tool_is_a_protocol_error() -> None:

@@ -36,7 +36,7 @@ from bot.agents.models import (
     RequestInfo,
     StewardBackend,
 )
-from bot.errors import Refused, Unavailable
+from bot.errors import BadRequest, Refused, Situation, Told, Unavailable
 
 log = logging.getLogger("steward.mcp")
 
@@ -68,6 +68,20 @@ STATUS_WORDS = {
     "needs_attention": "needs attention (the run's outcome is unknown; a person will look)",
 }
 FAILED_AT_ONCE = frozenset({"denied", "failed", "needs_attention"})  # an action call that did not work
+
+FAILED = Situation(
+    unexpected="Steward failed to answer this call; quote reference {reference} to its operators.",
+    context="MCP tool call failed tool={tool} reference={reference}",
+    told={
+        Unavailable: Told(
+            "Steward cannot answer now ({error}); try again later.",
+            log="MCP tool call: Steward unavailable tool={tool}: {error}",
+            level=logging.WARNING,
+        ),
+        BadRequest: Told("{error}"),
+        Refused: Told("{error}"),
+    },
+)
 
 BackendSource = Callable[[], StewardBackend]
 _T = TypeVar("_T")
@@ -111,6 +125,11 @@ def build_server(backend: BackendSource, progress_every: float = PROGRESS_EVERY)
             return request_result(info, failed=info.status in FAILED_AT_ONCE)
         except ApiError as exc:
             return error_result(exc)
+        except MCPError:
+            raise
+        except Exception as exc:  # the model reads one line (a reference), the log has the traceback
+            text = FAILED.render(exc, log, tool=params.name)
+            return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
 
     return Server(SERVER_NAME, instructions=INSTRUCTIONS, on_list_tools=list_tools, on_call_tool=call_tool)
 
