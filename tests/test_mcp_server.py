@@ -441,6 +441,20 @@ def test_steward_unavailable_is_told_as_such() -> None:
     _with_client(Broken(Unavailable("the index is being rebuilt")), check)
 
 
+def test_a_failing_catalog_is_a_protocol_error_in_steward_words() -> None:
+    """tools/list cannot be a tool result: its failure is an MCP error with the known failure's words."""
+
+    class NoCatalog(Desk):
+        def actions(self) -> list[ActionInfo]:
+            raise Unavailable("the records database is down")
+
+    async def check(client: Client) -> None:
+        with pytest.raises(MCPError, match=r"Steward cannot answer now \(the records database is down\)"):
+            await client.list_tools()
+
+    _with_client(NoCatalog(), check)
+
+
 def test_an_unknown_tool_is_a_protocol_error() -> None:
     """A tool that is not in the agent's list (here: an action the agent may not request) is an MCP error."""
     desk = Desk(actions=(PAUSE,))

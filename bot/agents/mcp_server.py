@@ -100,6 +100,8 @@ def build_server(backend: BackendSource, progress_every: float = PROGRESS_EVERY)
             if exc.status != MISSING_SCOPE:
                 raise MCPError(types.INTERNAL_ERROR, f"{exc.message} [{exc.status} {exc.code}]") from None
             return types.ListToolsResult(tools=fixed_tools()[:1])  # a token for questions only
+        except Exception as exc:  # as for a tool call: the client reads a reference, the log the traceback
+            raise MCPError(types.INTERNAL_ERROR, FAILED.render(exc, log, tool="tools/list")) from None
         return types.ListToolsResult(
             tools=fixed_tools() + [action_tool(action) for action in offered(actions)]
         )
