@@ -237,6 +237,10 @@ class Catalog:
     def ensure_schema(self) -> None:
         """Create the tables that do not exist yet: once, at start-up (bot/wiring.py builds the catalog)."""
         with self._connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # Replicas starting together on a new database: two CREATE TABLEs of one name collide
+                # in PostgreSQL's catalog (pg_type), so one creates and the others wait, then find them.
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(7427867)"))
             metadata.create_all(connection)
 
     def rebuild(self) -> None:
