@@ -5,12 +5,14 @@ outcome the approvers decided."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import importlib.util
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolCa
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, tool
 
+from bot.agents.client import StewardClient
 from bot.agents.langchain import ASK_TOOL, guarded, steward_tools, wait_for_outcome
 from bot.agents.models import (
     ActionInfo,
@@ -35,6 +38,12 @@ from bot.agents.models import (
     RequestInfo,
     RunResult,
 )
+from bot.slack.payloads import ACTION_APPROVE, ACTION_REJECT, BLOCK_REJECT_REASON, INPUT_REJECT_REASON
+from bot.wiring import Services
+from tests.conftest import write_tree
+from tests.fakes.webhook import WebhookReceiver
+from tests.slackbot import CHANNEL, RunningBot, blocks_text, running_bot
+from tests.support.clock import SettableClock
 
 ROLLBACK = ActionInfo(
     name="rollback-model",
@@ -235,7 +244,7 @@ def test_an_approved_call_returns_the_runs_result_to_the_agent(
 ) -> None:
     """The agent's tool call waits while the request is pending; once approved and run, the model gets
     the run's summary and output, and the request as the artifact."""
-    run = _agent_run(pool, steward_tools(backend), _call("rollback-model", ROLLBACK_ARGS))
+    run = _agent_run(pool, steward_tools(backend, timeout=WAIT), _call("rollback-model", ROLLBACK_ARGS))
     pending = backend.next_request()
     assert pending.action == "rollback-model" and pending.reason == "error rate doubled"
     assert pending.parameters == {"model": "fraud-scorer", "version": 11, "env": "prod"}
@@ -252,7 +261,7 @@ def test_a_rejection_returns_the_reviewers_reason_as_human_in_the_loop_does(
 ) -> None:
     """A reviewer's reject reaches the model as HumanInTheLoopMiddleware's own reject message."""
     call = _call("rollback-model", ROLLBACK_ARGS)
-    run = _agent_run(pool, steward_tools(backend), call)
+    run = _agent_run(pool, steward_tools(backend, timeout=WAIT), call)
     backend.finish(backend.next_request().id, "rejected", rejection_reason="v11 had the leak; use v10")
     (message,) = run.result(timeout=WAIT)
     theirs = _answer_message(call, {"type": "reject", "message": "v11 had the leak; use v10"})
@@ -265,7 +274,7 @@ def test_a_rejection_without_a_reason_reads_as_human_in_the_loops_too(
 ) -> None:
     """A reject with no reason is worded as HumanInTheLoopMiddleware's, with the request's id."""
     call = _call("rollback-model", ROLLBACK_ARGS)
-    run = _agent_run(pool, steward_tools(backend), call)
+    run = _agent_run(pool, steward_tools(backend, timeout=WAIT), call)
     pending = backend.next_request()
     backend.finish(pending.id, "rejected")
     (message,) = run.result(timeout=WAIT)
@@ -286,7 +295,7 @@ def test_every_other_outcome_says_what_happened(
     backend: ScriptedBackend, pool: ThreadPoolExecutor, status: str, changes: dict[str, Any], expected: str
 ) -> None:
     """Expired, cancelled, failed and interrupted requests each tell the model so, as an error."""
-    run = _agent_run(pool, steward_tools(backend), _call("rollback-model", ROLLBACK_ARGS))
+    run = _agent_run(pool, steward_tools(backend, timeout=WAIT), _call("rollback-model", ROLLBACK_ARGS))
     backend.finish(backend.next_request().id, status, **changes)
     (message,) = run.result(timeout=WAIT)
     assert expected in str(message.content) and message.status == "error"
@@ -498,7 +507,7 @@ def test_the_example_agent_asks_then_requests_and_reports_the_outcome(
     """The example's scripted model checks the runbook, requests the rollback and reports the result."""
     example = _example()
     backend.answer = AnswerInfo(answer="Move the alias back.", abstained=False, confidence=0.9, citations=[])
-    run = pool.submit(example.run, example.build_agent(backend), example.QUESTION)
+    run = pool.submit(example.run, example.build_agent(backend, timeout=WAIT), example.QUESTION)
     backend.finish(backend.next_request().id, "succeeded", result=DONE)
     messages = run.result(timeout=WAIT)
     assert backend.questions == ["How do we roll back a production model?"]
@@ -506,3 +515,127 @@ def test_the_example_agent_asks_then_requests_and_reports_the_outcome(
         messages[-1].content == "Steward answered: rollback-model succeeded\n\nproduction -> fraud-scorer v11"
     )
     assert "rollback-model [success]" in capsys.readouterr().out
+
+
+# ---- end to end: the real agent API of a served Steward, the approvals in the fake Slack
+
+APPROVER_1, APPROVER_2, OWNER = "U0000MLP01", "U0000MLP02", "U0000OWNER"
+POLICY = {
+    "00-groups.yaml": """
+        groups:
+          ml-platform: [U0000MLP01, U0000MLP02, U0000MLP03]
+        """,
+    "10-actions.yaml": f"""
+        actions:
+          rollback-model:
+            description: Move a registered model's production alias back to an earlier version.
+            risk: high
+            idempotent: true
+            channel: {CHANNEL}
+            executor: {{kind: webhook, url: "${{ROLLBACK_WEBHOOK_URL}}", secret_env: ACTIONS_WEBHOOK_SECRET}}
+            params:
+              model: {{pattern: "[a-z][a-z0-9-]{{1,62}}"}}
+              version: {{type: integer, minimum: 1}}
+              env: {{enum: [staging, prod]}}
+        rules:
+          - name: rollback-two-approvers
+            actions: rollback-model
+            outcome: require_approval
+            approval: {{count: 2, groups: [ml-platform], within_minutes: 30}}
+            reason: Rollbacks need two approvers from ml-platform.
+        """,
+}
+
+
+@dataclass
+class Served:
+    """Steward serving its Slack app and agent API on loopback, an agent's client, the clock it reads."""
+
+    bot: RunningBot
+    steward: StewardClient
+    clock: SettableClock
+    hook: WebhookReceiver
+
+    def card(self) -> dict[str, Any]:
+        """The approval card the agent's request posted in the channel, once it is there."""
+
+        def cards() -> list[dict[str, Any]]:
+            return [m for m in self.bot.bot_posts(CHANNEL) if "Approval needed" in blocks_text(m)]
+
+        deadline = time.monotonic() + WAIT
+        while not cards():
+            assert time.monotonic() < deadline, "no approval card was posted"
+            time.sleep(0.02)
+        (card,) = cards()
+        return card
+
+
+@pytest.fixture
+def served(
+    make_services: Callable[..., Services],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    receiver: WebhookReceiver,
+) -> Iterator[Served]:
+    """`steward serve` with the agent API (as tests/slackbot.py serves it), the fake Slack, a two-approver
+    rollback and an agent's token."""
+    monkeypatch.setenv("ROLLBACK_WEBHOOK_URL", receiver.url)
+    clock = SettableClock(dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC).timestamp())
+    services = make_services(policies_dir=write_tree(tmp_path / "policies", POLICY), clock=clock)
+    _, token = services.agent_registry.add("rollback-bot", OWNER)
+    with running_bot(services, agents=True) as bot, StewardClient(bot.base, token) as steward:
+        yield Served(bot, steward, clock, receiver)
+
+
+E2E_CALL = _call("rollback-model", {**ROLLBACK_ARGS, "env": "prod"}, "call-e2e")
+
+
+def test_two_approvals_in_slack_give_the_agent_the_result(served: Served, pool: ThreadPoolExecutor) -> None:
+    """The agent's call posts a card naming the agent; two approvers click; the action runs once and
+    the agent gets its result."""
+    run = _agent_run(pool, steward_tools(served.steward, timeout=WAIT), E2E_CALL)
+    card = served.card()
+    assert "rollback-bot" in blocks_text(card) and "error rate doubled" in blocks_text(card)
+    served.bot.click(card, ACTION_APPROVE, user=APPROVER_1)
+    served.bot.settle()
+    assert not run.done() and served.hook.requests == []
+    served.bot.click(served.bot.message(CHANNEL, card["ts"]), ACTION_APPROVE, user=APPROVER_2)
+    served.bot.settle()
+    (message,) = run.result(timeout=WAIT)
+    result = message.artifact["result"]
+    assert message.status == "success" and result["ok"] and "HTTP 200" in result["summary"]
+    assert message.content == f"{result['summary']}\n\n{result['output']}"
+    assert len(served.hook.requests) == 1
+    assert message.artifact["approvals"]["approvers"] == [APPROVER_1, APPROVER_2]
+
+
+def test_a_reject_in_slack_gives_the_agent_the_reviewers_reason(
+    served: Served, pool: ThreadPoolExecutor
+) -> None:
+    """The reviewer's reason, typed in Slack's modal, is what the agent's tool returns."""
+    run = _agent_run(pool, steward_tools(served.steward, timeout=WAIT), E2E_CALL)
+    served.bot.click(served.card(), ACTION_REJECT, user=APPROVER_1)
+    served.bot.settle()
+    view = served.bot.slack.calls("views.open")[-1].args["view"]
+    reason = {
+        BLOCK_REJECT_REASON: {INPUT_REJECT_REASON: {"type": "plain_text_input", "value": "v11 leaks PII"}}
+    }
+    assert served.bot.submit_view(view, reason, user=APPROVER_1).status == 200
+    served.bot.settle()
+    (message,) = run.result(timeout=WAIT)
+    assert message.content == "User rejected the tool call for `rollback-model` with reason: v11 leaks PII"
+    assert message.status == "error" and served.hook.requests == []
+
+
+def test_a_request_nobody_approves_in_time_tells_the_agent_it_expired(
+    served: Served, pool: ThreadPoolExecutor
+) -> None:
+    """Past the approval window, housekeeping expires the request and the waiting agent is told."""
+    run = _agent_run(pool, steward_tools(served.steward, timeout=WAIT), E2E_CALL)
+    served.card()
+    served.clock.now += 31 * 60
+    assert served.bot.app.actions is not None
+    assert len(served.bot.app.actions.sweep(served.bot.app.bolt.client)) == 1
+    (message,) = run.result(timeout=WAIT)
+    assert "expired without approval" in str(message.content) and message.status == "error"
+    assert served.hook.requests == []
