@@ -196,7 +196,10 @@ def api_server(app: WSGIApp) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
-        server.trigger.pull_trigger(server.close)
+        try:  # closed by its own thread, as HttpServer.close does, and directly when the trigger is gone
+            server.trigger.pull_trigger(server.close)
+        except OSError:
+            server.close()
         thread.join(timeout=5)
 
 
