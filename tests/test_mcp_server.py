@@ -43,7 +43,7 @@ from bot.agents.models import (
 from bot.errors import Unavailable
 from bot.runtime.api import AgentApi
 from bot.runtime.http import WSGIApp
-from bot.runtime.mcp_http import McpEndpoint
+from bot.runtime.mcp_http import MAX_BODY_BYTES, McpEndpoint
 from bot.slack.payloads import ACTION_APPROVE
 from bot.wiring import Services
 from tests.conftest import ROOT
@@ -632,7 +632,7 @@ def test_over_http_a_body_over_the_limit_is_refused_unread() -> None:
     with _endpoint_on_loopback({"deploy-bot": Desk()}) as url:
         answer = httpx.post(
             url,
-            content=b"{" + b" " * (1024 * 1024 + 1) + b"}",
+            content=b"{" + b" " * MAX_BODY_BYTES + b"}",
             headers={"Authorization": "Bearer stw_deploy"},
         )
     assert answer.status_code == 413

@@ -30,10 +30,11 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from bot.agents.mcp_server import PROGRESS_EVERY, build_server
 from bot.agents.models import MAX_WAIT_SECONDS, Agent, ApiError, Authenticator, StewardBackend
+from bot.runtime.api import MAX_BODY_BYTES as API_MAX_BODY_BYTES
 
 log = logging.getLogger("steward.mcp")
 
-MAX_BODY_BYTES = 1024 * 1024  # an MCP request is a small JSON-RPC message
+MAX_BODY_BYTES = API_MAX_BODY_BYTES  # what the agent API takes (a tool call carries the same request)
 ANSWER_WITHIN = MAX_WAIT_SECONDS + 30.0  # the longest get_request wait plus the backend's own time
 START_WITHIN = 10.0
 STOPPING = "Steward is stopping; send it again (another replica answers)"
