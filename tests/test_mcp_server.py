@@ -59,6 +59,7 @@ ROLLBACK = ActionInfo(
     description="Move a registered model's production alias back to an earlier version.",
     risk="high",
     idempotent=True,
+    runbook="runbooks/model-rollback.md",
     input_schema={
         "type": "object",
         "properties": {"model": MODEL, "version": {"type": "integer", "minimum": 1}},
@@ -233,6 +234,8 @@ def test_the_tools_are_the_agents_actions_with_a_required_reason() -> None:
         assert "idempotency_key" in schema["properties"] and "idempotency_key" not in schema["required"]
         assert schema["additionalProperties"] is False
         assert "Risk: high" in (rollback.description or "") and "approval" in (rollback.description or "")
+        assert "Runbook: runbooks/model-rollback.md" in (rollback.description or "")
+        assert "Runbook" not in (tools["retrain-model"].description or "")
         assert rollback.annotations is not None and rollback.annotations.destructive_hint is True
         # retrain-model has a reason parameter of its own: the agent's reason fills it and becomes required
         assert tools["retrain-model"].input_schema["required"] == ["model", "reason"]

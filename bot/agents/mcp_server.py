@@ -281,6 +281,8 @@ def action_tool(action: ActionInfo) -> types.Tool:
         "the call returns at once with the request's id and status ('pending approval' while people "
         f"decide); then use {GET_TOOL} to learn the outcome."
     )
+    if action.runbook:
+        description += f"\nRunbook: {action.runbook} ({ASK_TOOL} answers from it)."
     return types.Tool(
         name=action.name,
         description=description,
