@@ -1,6 +1,8 @@
 """Steward as an MCP server, through the official MCP client: the tools an agent sees, a call that waits
-for approval, the long-poll with progress, refusals as tool errors; /mcp over HTTP (tokens checked first)
-and `steward mcp` over stdio."""
+for approval, the long-poll with progress, refusals and failures as tool errors (over an in-test backend,
+in memory); /mcp over HTTP (tokens checked first, a clean stop) and `steward mcp` over stdio, against the
+agent API on loopback, then in front of a served Steward (the card in the fake Slack, the reviewer's
+click) and a `steward serve` process."""
 
 from __future__ import annotations
 
