@@ -569,19 +569,31 @@ class Served:
         (card,) = cards()
         return card
 
+    def reject(self, reason: str) -> None:
+        """An approver clicks Reject on the card and gives the reason in Slack's modal."""
+        self.bot.click(self.card(), ACTION_REJECT, user=APPROVER_1)
+        self.bot.settle()
+        view = self.bot.slack.calls("views.open")[-1].args["view"]
+        value = {"type": "plain_text_input", "value": reason}
+        values = {BLOCK_REJECT_REASON: {INPUT_REJECT_REASON: value}}
+        assert self.bot.submit_view(view, values, user=APPROVER_1).status == 200
+        self.bot.settle()
+
 
 @pytest.fixture
 def served(
     make_services: Callable[..., Services],
+    small_kb: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     receiver: WebhookReceiver,
 ) -> Iterator[Served]:
-    """`steward serve` with the agent API (as tests/slackbot.py serves it), the fake Slack, a two-approver
-    rollback and an agent's token."""
+    """`steward serve` with the agent API (as tests/slackbot.py serves it), the fake Slack, the small
+    knowledge base, a two-approver rollback and an agent's token."""
     monkeypatch.setenv("ROLLBACK_WEBHOOK_URL", receiver.url)
     clock = SettableClock(dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC).timestamp())
     services = make_services(policies_dir=write_tree(tmp_path / "policies", POLICY), clock=clock)
+    services.ingestor.run([small_kb])
     _, token = services.agent_registry.add("rollback-bot", OWNER)
     with running_bot(services, agents=True) as bot, StewardClient(bot.base, token) as steward:
         yield Served(bot, steward, clock, receiver)
@@ -614,14 +626,7 @@ def test_a_reject_in_slack_gives_the_agent_the_reviewers_reason(
 ) -> None:
     """The reviewer's reason, typed in Slack's modal, is what the agent's tool returns."""
     run = _agent_run(pool, steward_tools(served.steward, timeout=WAIT), E2E_CALL)
-    served.bot.click(served.card(), ACTION_REJECT, user=APPROVER_1)
-    served.bot.settle()
-    view = served.bot.slack.calls("views.open")[-1].args["view"]
-    reason = {
-        BLOCK_REJECT_REASON: {INPUT_REJECT_REASON: {"type": "plain_text_input", "value": "v11 leaks PII"}}
-    }
-    assert served.bot.submit_view(view, reason, user=APPROVER_1).status == 200
-    served.bot.settle()
+    served.reject("v11 leaks PII")
     (message,) = run.result(timeout=WAIT)
     assert message.content == "User rejected the tool call for `rollback-model` with reason: v11 leaks PII"
     assert message.status == "error" and served.hook.requests == []
@@ -639,3 +644,20 @@ def test_a_request_nobody_approves_in_time_tells_the_agent_it_expired(
     (message,) = run.result(timeout=WAIT)
     assert "expired without approval" in str(message.content) and message.status == "error"
     assert served.hook.requests == []
+
+
+def test_the_example_runs_against_a_served_steward(
+    served: Served, pool: ThreadPoolExecutor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/examples/langgraph_agent.py over StewardClient: it asks the knowledge base through the API,
+    requests the rollback, and prints the reviewer's reason when it is rejected."""
+    example = _example()
+    run = pool.submit(example.run, example.build_agent(served.steward, timeout=WAIT), example.QUESTION)
+    served.reject("not during the incident review")
+    messages = run.result(timeout=WAIT)
+    ask, rollback = [m for m in messages if isinstance(m, ToolMessage)]
+    assert (ask.name, ask.status, rollback.status) == (ASK_TOOL, "success", "error")
+    assert "[1] Model rollback (runbooks/model-rollback.md" in str(ask.content)
+    rejected = "User rejected the tool call for `rollback-model` with reason: not during the incident review"
+    assert messages[-1].content == f"Steward answered: {rejected}"
+    assert f"rollback-model [error]: {rejected}" in capsys.readouterr().out
