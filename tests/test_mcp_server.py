@@ -13,10 +13,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from wsgiref.types import StartResponse
 
 import anyio
 import httpx
@@ -574,6 +575,34 @@ def test_over_http_each_agent_sees_its_own_tools_and_requests(mode: str) -> None
         _over_http(url, "Bearer stw_deploy", deploy_calls, mode)
         _over_http(url, "Bearer stw_support", support_calls, mode)
     assert [new.action for new in deploy.asked] == ["rollback-model"] and support.asked == []
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+def test_over_http_any_replica_answers_any_message(mode: str) -> None:
+    """Two endpoints (two replicas over one Steward) answering in turn: a whole client session works,
+    each of its messages answered by the other replica than the one before (no session to find)."""
+    desk = Desk()
+    replicas = [McpEndpoint(_authenticate, lambda agent: desk) for _ in range(2)]
+    answered: list[int] = []
+
+    def round_robin(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        answered.append(len(answered) % 2)
+        return replicas[answered[-1]](environ, start_response)
+
+    async def check(client: Client) -> None:
+        assert "rollback-model" in [tool.name for tool in (await client.list_tools()).tools]
+        await client.call_tool("rollback-model", {"model": "fraud-scorer", "version": 3, "reason": "drift"})
+        threading.Timer(0.3, desk.decide, args=("req-1", "succeeded", ("U1", "U2"))).start()
+        result = await client.call_tool("get_request", {"request_id": "req-1", "wait_seconds": 30})
+        assert RequestInfo.model_validate(result.structured_content).status == "succeeded"
+
+    try:
+        with _on_loopback(round_robin) as base:
+            _over_http(base + MCP_PATH, "Bearer stw_deploy", check, mode)
+    finally:
+        for replica in replicas:
+            replica.close()
+    assert len(answered) >= 3 and set(answered) == {0, 1}
 
 
 def test_over_http_get_request_waits_for_the_approval() -> None:
