@@ -107,6 +107,14 @@ def test_an_agent_that_gave_no_reason_is_said_to_have_given_none(justification: 
     assert "The agent's reason" not in str(card.blocks)
 
 
+def test_the_card_says_when_the_owner_cannot_approve() -> None:
+    """When the rule bars the owner, the waiting card says so, naming them; otherwise it does not."""
+    barred = approval_card(agent_view(), CardFacts("high", None, None, owner_barred=True))
+    check_message(barred.blocks, barred.text)
+    assert f"an agent never approves, nor does its owner <@{OWNER}>." in str(barred.blocks)
+    assert "nor does its owner" not in str(approval_card(agent_view(), FACTS).blocks)
+
+
 def test_a_persons_card_is_unchanged() -> None:
     """A person's request still shows a mention of the requester, and no agent section."""
     card = approval_card(request_view(), FACTS)

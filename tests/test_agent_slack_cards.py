@@ -69,6 +69,7 @@ def test_the_owner_is_refused_in_slack_and_another_approver_runs_the_agents_requ
     card = _card(served)
     text = blocks_text(card)
     assert f"agent `release-bot` (owner <@{OWNER}>)" in text
+    assert f"an agent never approves, nor does its owner <@{OWNER}>." in text
     for raw in ("<@U0000SRE01>", "<!channel>", "<https://evil.example|click here>"):
         assert raw not in text
     assert "&lt;@U0000SRE01&gt; &lt;!channel&gt; *bold* &lt;https://evil.example|click here&gt; &amp;" in text

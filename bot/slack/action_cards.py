@@ -74,6 +74,7 @@ class CardFacts:
     risk: str
     rule_source: str | None  # "policies/30-models.yaml:48", None when the rule is gone from the policy
     runbook: RunbookExcerpt | None  # None: the action names no runbook
+    owner_barred: bool = False  # the rule says owner_may_approve: false (it matters on an agent's request)
 
 
 def secret_params(spec: ActionSpec | None) -> frozenset[str]:
@@ -121,11 +122,14 @@ def requester_text(view: RequestView) -> str:
     if view.agent is None:
         return f"<@{view.requester}>"
     name = escape(view.agent.replace("`", "'"))
-    owner = view.agent_owner
-    if owner is None:
+    if view.agent_owner is None:
         return f"agent `{name}`"
-    shown = f"<@{owner}>" if USER_ID.fullmatch(owner) else escape(owner)
-    return f"agent `{name}` (owner {shown})"
+    return f"agent `{name}` (owner {_person(view.agent_owner)})"
+
+
+def _person(user: str) -> str:
+    """A Slack user id as a mention; anything else as text."""
+    return f"<@{user}>" if USER_ID.fullmatch(user) else escape(user)
 
 
 def preformatted(text: str) -> str:
@@ -241,7 +245,7 @@ def approval_card(view: RequestView, facts: CardFacts, decided_by: str | None = 
         {"type": "section", "fields": [_mrkdwn(field, MAX_FIELD_TEXT) for field in fields]},
         _section(f"*Rule* {rule_text(view.rule, facts.rule_source)}\n*Why* {escape(view.reason)}"),
         _runbook(facts.runbook),
-        _context(_state(view, decided_by)),
+        _context(_state(view, decided_by, facts.owner_barred)),
     ]
     if (reason := _agent_reason(view)) is not None:
         blocks.insert(2, reason)  # after who asked: why the agent says it asks
@@ -273,12 +277,21 @@ def _runbook(excerpt: RunbookExcerpt | None) -> Block:
     return _section(f"*Runbook* {name}{where}\n>{quote}")
 
 
-def _state(view: RequestView, decided_by: str | None) -> str:
+def _waiting(view: RequestView, owner_barred: bool) -> str:
+    """Who cannot approve a waiting request: its requester; for an agent's, agents and maybe the owner."""
+    if view.agent is None:
+        return "the requester cannot approve."
+    if owner_barred and view.agent_owner is not None:
+        return f"an agent never approves, nor does its owner {_person(view.agent_owner)}."
+    return "an agent never approves."
+
+
+def _state(view: RequestView, decided_by: str | None, owner_barred: bool = False) -> str:
     approvers = ", ".join(f"<@{user}>" for user in view.approvers) or "nobody"
     summary = f": {escape(_clip(view.result_summary, 300))}" if view.result_summary else ""
     states = {
         PENDING: ":hourglass_flowing_sand: Waiting for approval. Approvers are checked when they click; "
-        + ("the requester cannot approve." if view.agent is None else "an agent never approves."),
+        + _waiting(view, owner_barred),
         APPROVED: f":arrow_forward: Approved by {approvers}: running…",
         RUNNING: f":arrow_forward: Approved by {approvers}: running…",
         SUCCEEDED: f":white_check_mark: *Succeeded*, approved by {approvers}{summary}",

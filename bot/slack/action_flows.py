@@ -334,7 +334,9 @@ class ActionFlows:
         """Risk, the rule's file:line and the runbook excerpt, from the current policy and knowledge base."""
         spec = self.policy().action(view.action)
         runbook = self.excerpts(spec) if spec is not None and spec.runbook else None
-        return CardFacts(spec.risk if spec else "unknown", self.source(view.rule), runbook)
+        rule = self.policy().policy.rule(view.rule) if view.rule else None
+        barred = rule is not None and rule.approval is not None and not rule.approval.owner_may_approve
+        return CardFacts(spec.risk if spec else "unknown", self.source(view.rule), runbook, barred)
 
     def source(self, rule: str | None) -> str | None:
         """The file:line of the rule that decided, from the current policy."""
