@@ -184,8 +184,8 @@ def _withdraw_lapsed(
 ) -> dict[str, str]:
     """Withdraw the approvals of people who no longer count towards `requirement`; who and why.
 
-    The owner of the agent that asked is checked as its owner: a requirement that bars the owner now
-    withdraws the approval they gave before.
+    The owner of the agent that asked is checked as its owner, as at the click, so an approval of theirs
+    never counts where the requirement bars them.
     """
     lapsed: dict[str, str] = {}
     for approver in view.approvers:
