@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import importlib.util
+import queue
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ from bot.agents.client import StewardClient
 from bot.agents.langchain import ASK_TOOL, guarded, steward_tools, wait_for_outcome
 from bot.agents.models import (
     ActionInfo,
+    Agent,
     AnswerInfo,
     ApiError,
     Approvals,
@@ -37,6 +39,7 @@ from bot.agents.models import (
     NewRequest,
     RequestInfo,
     RunResult,
+    StewardBackend,
 )
 from bot.slack.payloads import ACTION_APPROVE, ACTION_REJECT, BLOCK_REJECT_REASON, INPUT_REJECT_REASON
 from bot.wiring import Services
@@ -580,6 +583,23 @@ class Served:
         self.bot.settle()
 
 
+TUESDAY_10_UTC = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC).timestamp()
+
+
+def _rollback_services(
+    make_services: Callable[..., Services],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    receiver: WebhookReceiver,
+    clock: SettableClock,
+) -> tuple[Services, Agent, str]:
+    """Services on the two-approver rollback policy (its webhook is the receiver), an agent and its token."""
+    monkeypatch.setenv("ROLLBACK_WEBHOOK_URL", receiver.url)
+    services = make_services(policies_dir=write_tree(tmp_path / "policies", POLICY), clock=clock)
+    agent, token = services.agent_registry.add("rollback-bot", OWNER)
+    return services, agent, token
+
+
 @pytest.fixture
 def served(
     make_services: Callable[..., Services],
@@ -590,11 +610,9 @@ def served(
 ) -> Iterator[Served]:
     """`steward serve` with the agent API (as tests/slackbot.py serves it), the fake Slack, the small
     knowledge base, a two-approver rollback and an agent's token."""
-    monkeypatch.setenv("ROLLBACK_WEBHOOK_URL", receiver.url)
-    clock = SettableClock(dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC).timestamp())
-    services = make_services(policies_dir=write_tree(tmp_path / "policies", POLICY), clock=clock)
+    clock = SettableClock(TUESDAY_10_UTC)
+    services, _, token = _rollback_services(make_services, tmp_path, monkeypatch, receiver, clock)
     services.ingestor.run([small_kb])
-    _, token = services.agent_registry.add("rollback-bot", OWNER)
     with running_bot(services, agents=True) as bot, StewardClient(bot.base, token) as steward:
         yield Served(bot, steward, clock, receiver)
 
@@ -661,3 +679,49 @@ def test_the_example_runs_against_a_served_steward(
     rejected = "User rejected the tool call for `rollback-model` with reason: not during the incident review"
     assert messages[-1].content == f"Steward answered: {rejected}"
     assert f"rollback-model [error]: {rejected}" in capsys.readouterr().out
+
+
+class Recording:
+    """A backend that passes every call on and keeps the requests it created, for the test to decide."""
+
+    def __init__(self, backend: StewardBackend) -> None:
+        self.backend = backend
+        self.created: queue.Queue[RequestInfo] = queue.Queue()
+
+    def actions(self) -> list[ActionInfo]:
+        return self.backend.actions()
+
+    def request(self, new: NewRequest) -> RequestInfo:
+        info = self.backend.request(new)
+        self.created.put(info)
+        return info
+
+    def get(self, request_id: str, wait: float = 0.0) -> RequestInfo:
+        return self.backend.get(request_id, wait)
+
+    def cancel(self, request_id: str) -> RequestInfo:
+        return self.backend.cancel(request_id)
+
+    def ask(self, question: str) -> AnswerInfo:
+        return self.backend.ask(question)
+
+
+def test_the_tools_work_over_the_in_process_gateway_too(
+    make_services: Callable[..., Services],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    receiver: WebhookReceiver,
+    pool: ThreadPoolExecutor,
+) -> None:
+    """The same tools over `Services.agent_gateway` instead of HTTP: two approvals, one run, the result."""
+    clock = SettableClock(TUESDAY_10_UTC)
+    services, agent, _ = _rollback_services(make_services, tmp_path, monkeypatch, receiver, clock)
+    backend = Recording(services.agent_gateway.for_agent(agent))
+    run = _agent_run(pool, steward_tools(backend, timeout=WAIT), E2E_CALL)
+    pending = backend.created.get(timeout=WAIT)
+    assert pending.status == "pending" and pending.approvals.required == 2
+    for approver in (APPROVER_1, APPROVER_2):
+        services.guarded_actions.approve(pending.id, approver, CHANNEL)
+    (message,) = run.result(timeout=WAIT)
+    assert message.status == "success" and message.artifact["id"] == pending.id
+    assert len(receiver.requests) == 1
