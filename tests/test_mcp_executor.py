@@ -41,7 +41,7 @@ def catalog(record: Path, stdio: tuple[str, tuple[str, ...]] | None = None) -> s
         "  fail-always:\n    description: fails\n"
         f"    executor:\n      kind: mcp\n{server}      tool: fail_always\n"
         "  wait:\n    description: waits\n    params:\n      seconds: {type: number}\n"
-        f"    executor:\n      kind: mcp\n{server}      tool: wait\n      timeout_seconds: 3\n"
+        f"    executor:\n      kind: mcp\n{server}      tool: wait\n      timeout_seconds: 10\n"
         "  pause-pipeline:\n    description: pause\n    params:\n      pipeline: {}\n"
         "    executor:\n      kind: mcp\n      url: ${DOWNSTREAM_MCP_URL}\n"
         "      token_env: DOWNSTREAM_MCP_TOKEN\n      tool: pause_pipeline\n"
@@ -158,7 +158,7 @@ def test_a_call_that_times_out_is_not_sent_again(policy: Policy, record: Path) -
     started = time.monotonic()
     result = run(policy, "wait", "seconds=60", sleep=lambda _: None)
     assert not result.ok
-    assert result.summary.startswith(f"wait: the call to wait on {SERVER} did not answer within 3 s")
+    assert result.summary.startswith(f"wait: the call to wait on {SERVER} did not answer within 10 s")
     assert "it may have run, so check before requesting it again" in result.summary
     assert result.attempts == 1 and result.details["timeout"] == "1"
     assert calls(record) == [("wait", {"seconds": 60.0})]

@@ -12,6 +12,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.errors import StewardError
+
 API_PREFIX = "/api/v1"
 MCP_PATH = "/mcp"
 MAX_WAIT_SECONDS = 60.0  # the longest long-poll of GET /api/v1/requests/{id}?wait=
@@ -62,7 +64,7 @@ class Agent(BaseModel):
         return self.actions is None or action in self.actions
 
 
-class ApiError(Exception):
+class ApiError(StewardError):
     """A refusal of the agent API: an HTTP status, a stable code, a message for the agent and the field
     at fault (`parameters.version`, `action`, the header name …). Never a traceback."""
 

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from bot.agents.models import Agent
+from bot.errors import BadRequest
 from bot.store.action_requests import agents, append_audit
 
 
@@ -28,7 +29,7 @@ class AgentRecord:
     revoked_at: float | None
 
 
-class AgentExistsError(Exception):
+class AgentExistsError(BadRequest):
     """An agent of that name already exists (revoked agents keep their name)."""
 
 

@@ -32,6 +32,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, TextContent, Tool
 
+from bot.errors import Unavailable
+
 BACKOFF_SECONDS = 0.2  # doubled per retry, as webhooks do
 LIST_PAGES = 50  # tools/list pages read by `list_tools`; a server that pages forever is cut off
 _STDERR_TAIL = 2000  # characters of a stdio server's standard error kept for a failure's output
@@ -70,7 +72,7 @@ class ToolOutcome:
     details: Mapping[str, str]
 
 
-class DownstreamUnavailableError(Exception):
+class DownstreamUnavailableError(Unavailable):
     """The server could not be started, reached or initialized, or broke off; `reason` says how."""
 
     def __init__(self, reason: str, *, retryable: bool, timed_out: bool = False) -> None:
