@@ -213,9 +213,9 @@ class Settings(BaseSettings):
     """Port of HTTP mode (`--port` overrides)."""
 
     http_threads: int = Field(default=16, ge=2, le=256)
-    """Threads of `steward serve`'s HTTP server. An agent's long-poll (`GET /api/v1/requests/{id}?wait=`) holds
-    one for up to a minute: keep more threads than the agents' concurrent long-polls, so Slack's requests and
-    the probes are still answered at once."""
+    """Threads of `steward serve`'s HTTP server. An agent's long-poll (`GET /api/v1/requests/{id}?wait=`)
+    holds one for up to a minute: keep more threads than the agents' concurrent long-polls, so Slack's
+    requests and the probes are still answered at once."""
 
     slack_workers: int = Field(default=4, ge=1, le=64)
     """Threads that answer after the acknowledgement (retrieval, rendering, posting)."""
