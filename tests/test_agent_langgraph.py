@@ -556,6 +556,7 @@ class Served:
 
     bot: RunningBot
     steward: StewardClient
+    token: str
     clock: SettableClock
     hook: WebhookReceiver
 
@@ -614,7 +615,7 @@ def served(
     services, _, token = _rollback_services(make_services, tmp_path, monkeypatch, receiver, clock)
     services.ingestor.run([small_kb])
     with running_bot(services, agents=True) as bot, StewardClient(bot.base, token) as steward:
-        yield Served(bot, steward, clock, receiver)
+        yield Served(bot, steward, token, clock, receiver)
 
 
 E2E_CALL = _call("rollback-model", {**ROLLBACK_ARGS, "env": "prod"}, "call-e2e")
@@ -665,20 +666,24 @@ def test_a_request_nobody_approves_in_time_tells_the_agent_it_expired(
 
 
 def test_the_example_runs_against_a_served_steward(
-    served: Served, pool: ThreadPoolExecutor, capsys: pytest.CaptureFixture[str]
+    served: Served,
+    pool: ThreadPoolExecutor,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """docs/examples/langgraph_agent.py over StewardClient: it asks the knowledge base through the API,
-    requests the rollback, and prints the reviewer's reason when it is rejected."""
-    example = _example()
-    run = pool.submit(example.run, example.build_agent(served.steward, timeout=WAIT), example.QUESTION)
+    """`docs/examples/langgraph_agent.py --fake` with STEWARD_URL and STEWARD_AGENT_TOKEN: it asks the
+    knowledge base through the API, requests the rollback, and prints the reviewer's reason."""
+    monkeypatch.setenv("STEWARD_URL", served.bot.base)
+    monkeypatch.setenv("STEWARD_AGENT_TOKEN", served.token)
+    run = pool.submit(_example().main, ["--fake", "--timeout", str(WAIT)])
     served.reject("not during the incident review")
-    messages = run.result(timeout=WAIT)
-    ask, rollback = [m for m in messages if isinstance(m, ToolMessage)]
-    assert (ask.name, ask.status, rollback.status) == (ASK_TOOL, "success", "error")
-    assert "[1] Model rollback (runbooks/model-rollback.md" in str(ask.content)
+    assert run.result(timeout=WAIT) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"{ASK_TOOL} [success]: ") for line in lines), lines
+    assert any(line.startswith("[1] Model rollback (runbooks/model-rollback.md") for line in lines), lines
     rejected = "User rejected the tool call for `rollback-model` with reason: not during the incident review"
-    assert messages[-1].content == f"Steward answered: {rejected}"
-    assert f"rollback-model [error]: {rejected}" in capsys.readouterr().out
+    assert f"rollback-model [error]: {rejected}" in lines
+    assert lines[-1] == f"agent: Steward answered: {rejected}"
 
 
 class Recording:
