@@ -124,9 +124,9 @@ def guarded(
     The wrapped tool's own function is never called. Steward's executor for `action` (the catalog's
     webhook, command, MLflow or MCP executor) runs it, after the policy and the approvers agreed, under
     Steward's exactly-once claim and in its audit chain. Running the local function after an approval
-    instead would put a second, unaudited path to the same side effect beside Steward's, one that runs
-    again whenever the graph replays the call, with arguments the approvers never saw checked. So the
-    catalog entry must do what the tool did; the tool lends its name, description and argument schema.
+    instead would put a second, unaudited path to the same side effect beside Steward's: one that runs
+    again whenever the graph replays the call, and whose code the approvers never see. So the catalog
+    entry must do what the tool did; the tool lends its name, description and argument schema.
 
     The model fills the tool's own arguments (validated by the tool's schema before anything is asked)
     and a `reason`; with `reason_from`, the reason is computed from the arguments instead and the model
