@@ -293,3 +293,18 @@ def test_a_callback_to_a_host_not_allowed_is_refused(bot: RunningBot, services: 
             "/requests", json={**PROD_RETRAIN, "reason": "x", "callback_url": "http://10.0.0.5/hook"}
         )
     assert response.status_code == 422 and response.json()["error"]["field"] == "callback_url"
+
+
+def test_a_card_slack_refuses_withdraws_the_request_and_says_why(bot: RunningBot, services: Services) -> None:
+    """A pending request no approver can see is not left waiting: withdrawn (audited) and refused, naming
+    the channel and Slack's answer."""
+    _, token = _agent(services)
+    bot.slack.fail("chat.postMessage", status=200, error="not_in_channel")
+    with _api(bot, token) as api:
+        refused = api.post("/requests", json={**PROD_RETRAIN, "reason": "drift", "idempotency_key": "k-9"})
+        body = refused.json()["error"]
+        assert refused.status_code == 502 and body["code"] == "card_not_posted" and body["field"] == "channel"
+        assert "not_in_channel" in body["message"] and CHANNEL in body["message"]
+        replay = api.post("/requests", json={**PROD_RETRAIN, "reason": "drift", "idempotency_key": "k-9"})
+    assert replay.json()["status"] == "cancelled"  # the key names the withdrawn request
+    assert bot.bot_posts(CHANNEL) == []

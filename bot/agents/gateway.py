@@ -40,6 +40,7 @@ from bot.agents.models import (
     StewardBackend,
 )
 from bot.answers.questions import Asked, QuestionService
+from bot.errors import StewardError
 
 log = logging.getLogger("steward.agents")
 
@@ -146,6 +147,7 @@ class AgentSession:
     def __init__(self, gateway: AgentGateway, agent: Agent) -> None:
         self.gateway = gateway
         self.agent = agent
+        self._unposted = ""  # why the last card could not be posted
         self.store = gateway.actions.approvals.store
 
     # -- the catalog ---------------------------------------------------------------------------
@@ -253,27 +255,45 @@ class AgentSession:
             submission.decision.outcome,
         )
         if outlet is not None:
-            if submission.decision.outcome == "require_approval":
-                self._place(submission, placed)
+            if submission.decision.outcome == "require_approval" and not self._place(submission, placed):
+                self._withdraw_unseen(view)
             if submission.run is not None:
                 outlet.ran(submission.run)
         self._nudge()
         return self.info(self._read(view.request_id))
 
-    def _place(self, submission: Submission, placed: list[tuple[str, str | None]]) -> None:
-        """Post the request in Slack and record its thread; a failed post is logged, the request stands
-        (it is decided and audited; the agent gets it, and the governance digest lists it)."""
+    def _place(self, submission: Submission, placed: list[tuple[str, str | None]]) -> bool:
+        """Post the request in Slack and record its thread; False when it could not be posted (logged)."""
         outlet = self.gateway.outlet
         if outlet is None or placed:
-            return
+            return True
+        request_id = submission.request.request_id
         try:
             where = outlet.announce(submission)
+        except StewardError as exc:
+            log.warning("agent request not posted request=%s: %s", request_id, exc)
+            self._unposted = exc.user_message
+            return False
         except Exception:
-            log.exception("agent request not posted request=%s", submission.request.request_id)
-            return
+            log.exception("agent request not posted request=%s", request_id)
+            self._unposted = "Slack could not be reached"
+            return False
         if where is not None:
             placed.append(where)
-            self.store.place_card(submission.request.request_id, where[0], where[1])
+            self.store.place_card(request_id, where[0], where[1])
+        return True
+
+    def _withdraw_unseen(self, view: RequestView) -> None:
+        """A request waiting for approvers that no approver can see is withdrawn (audited as cancelled by
+        the agent) and refused: the agent learns why instead of waiting until it expires."""
+        self.gateway.actions.approvals.cancel(view.request_id, self.agent.requester)
+        raise ApiError(
+            502,
+            "card_not_posted",
+            f"the approval card could not be posted in {view.channel}: {self._unposted}; the request "
+            f"{view.request_id} was withdrawn. Invite Steward to the channel or name another `channel`",
+            "channel",
+        )
 
     def _replayed(self, earlier: RequestView, new: NewRequest) -> RequestInfo:
         """The earlier request of this idempotency key, when the new one is the same request."""

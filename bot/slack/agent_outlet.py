@@ -5,9 +5,11 @@ decides; this module only posts, through the same cards and result messages as p
 from __future__ import annotations
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.actions.approvals import RequestView
 from bot.actions.guarded import RunOutcome, Submission
+from bot.errors import Unavailable
 from bot.slack.action_cards import allowed_text, approval_card
 from bot.slack.action_flows import ActionFlows
 
@@ -27,10 +29,14 @@ class SlackAgentOutlet:
         if channel is None or submission.decision.outcome == "deny":
             return None
         poster = self.flows.poster
-        if submission.decision.outcome == "allow":
-            ts = poster.say(self.client, channel, allowed_text(view, self.flows.source(view.rule)))
-        else:
-            ts = poster.post(self.client, channel, [approval_card(view, self.flows.facts(view))])[0]
+        try:
+            if submission.decision.outcome == "allow":
+                ts = poster.say(self.client, channel, allowed_text(view, self.flows.source(view.rule)))
+            else:
+                ts = poster.post(self.client, channel, [approval_card(view, self.flows.facts(view))])[0]
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "refused")
+            raise Unavailable(f"Slack answered {error}") from None
         return ts, poster.permalink(self.client, channel, ts)
 
     def ran(self, run: RunOutcome) -> None:
