@@ -321,7 +321,19 @@ def test_a_call_still_pending_at_the_timeout_says_so_with_the_card(backend: Scri
     message = rollback.invoke(_call("rollback-model", ROLLBACK_ARGS))
     assert isinstance(message, ToolMessage) and message.status == "error"
     assert "still pending" in str(message.content) and "0 of 2 approvals" in str(message.content)
+    assert "runs if the approvers approve it later" in str(message.content)
     assert "https://example.slack.com/archives/C1/p1" in str(message.content)
+
+
+def test_cancel_on_timeout_withdraws_a_request_still_waiting(backend: ScriptedBackend) -> None:
+    """With cancel_on_timeout, a request nobody decided in time is cancelled, and the model told so."""
+    (rollback,) = steward_tools(
+        backend, actions=["rollback-model"], knowledge=False, timeout=0.2, cancel_on_timeout=True
+    )
+    message = rollback.invoke(_call("rollback-model", ROLLBACK_ARGS))
+    assert isinstance(message, ToolMessage) and "was cancelled before it ran" in str(message.content)
+    (request,) = backend.requests.values()
+    assert request.status == "cancelled"
 
 
 def test_a_call_without_a_reason_asks_for_one_and_requests_nothing(backend: ScriptedBackend) -> None:

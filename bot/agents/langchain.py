@@ -23,6 +23,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import ToolMessage
@@ -85,6 +86,7 @@ def steward_tools(
     actions: list[str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     channel: str | None = None,
+    cancel_on_timeout: bool = False,
     knowledge: bool = True,
 ) -> list[BaseTool]:
     """One tool per catalog action the agent may request (all of them, or those named in `actions`),
@@ -92,8 +94,9 @@ def steward_tools(
 
     An action tool's arguments are the action's parameters (its JSON Schema from the catalog) and a
     required `reason`. A call makes a Steward request (its approval card goes to `channel`, or the
-    action's default channel) and waits up to `timeout` seconds for the outcome. Raises ValueError
-    naming an action in `actions` that the agent may not request."""
+    action's default channel) and waits up to `timeout` seconds for the outcome; a request still
+    waiting then stays open for the approvers, or is withdrawn with `cancel_on_timeout`. Raises
+    ValueError naming an action in `actions` that the agent may not request."""
     catalog = {info.name: info for info in backend.actions()}
     if actions is not None:
         unknown = [name for name in actions if name not in catalog]
@@ -103,7 +106,8 @@ def steward_tools(
                 f"({', '.join(sorted(catalog)) or 'none'})"
             )
     chosen = [catalog[name] for name in actions] if actions is not None else list(catalog.values())
-    tools: list[BaseTool] = [_action_tool(backend, info, timeout, channel) for info in chosen]
+    asking = _Asking(backend, timeout, channel, cancel_on_timeout)
+    tools: list[BaseTool] = [_action_tool(asking, info) for info in chosen]
     if knowledge:
         tools.append(_ask_tool(backend))
     return tools
@@ -117,6 +121,7 @@ def guarded(
     reason_from: Callable[[dict[str, Any]], str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     channel: str | None = None,
+    cancel_on_timeout: bool = False,
 ) -> BaseTool:
     """Put an existing LangChain tool behind Steward: a call becomes a request for `action` (default:
     the tool's name) with the call's arguments as its parameters, and returns the outcome.
@@ -130,7 +135,8 @@ def guarded(
 
     The model fills the tool's own arguments (validated by the tool's schema before anything is asked)
     and a `reason`; with `reason_from`, the reason is computed from the arguments instead and the model
-    is not asked for one. Raises ValueError when `action` is not an action the agent may request."""
+    is not asked for one. `timeout`, `channel` and `cancel_on_timeout` are as for `steward_tools`.
+    Raises ValueError when `action` is not an action the agent may request."""
     name = action or tool.name
     catalog = {info.name: info for info in backend.actions()}
     if name not in catalog:
@@ -145,6 +151,7 @@ def guarded(
     schema = tool.tool_call_schema
     validator = schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
     shares_reason = REASON in (json_schema.get("properties") or {})
+    asking = _Asking(backend, timeout, channel, cancel_on_timeout)
     if reason_from is None:
         json_schema = _with_reason(json_schema)
 
@@ -158,7 +165,7 @@ def guarded(
                 arguments = validator.model_validate(arguments).model_dump(mode="json", exclude_unset=True)
             except ValidationError as error:
                 return _reply(tool.name, _bad_arguments(tool.name, error), ok=False)
-        return _request(backend, tool.name, name, arguments, reason, timeout, channel)
+        return asking.ask(tool.name, name, arguments, reason)
 
     return _tool(
         tool.name,
@@ -175,13 +182,13 @@ _GATE_NOTE = (
 )
 
 
-def _action_tool(backend: StewardBackend, info: ActionInfo, timeout: float, channel: str | None) -> BaseTool:
+def _action_tool(asking: _Asking, info: ActionInfo) -> BaseTool:
     """The tool for one catalog action."""
     shares_reason = REASON in (info.input_schema.get("properties") or {})
 
     def call(**arguments: Any) -> Reply:
         reason = arguments.get(REASON) if shares_reason else arguments.pop(REASON, None)
-        return _request(backend, info.name, info.name, arguments, reason, timeout, channel)
+        return asking.ask(info.name, info.name, arguments, reason)
 
     description = f"{info.description} (risk: {info.risk}"
     description += f"; runbook: {info.runbook})" if info.runbook else ")"
@@ -233,35 +240,50 @@ def _tool(
     )
 
 
-def _request(
-    backend: StewardBackend,
-    tool_name: str,
-    action: str,
-    parameters: dict[str, Any],
-    reason: object,
-    timeout: float,
-    channel: str | None,
-) -> Reply:
-    """Ask Steward for `action`, wait for the outcome and tell the model."""
-    if not isinstance(reason, str) or not reason.strip():
-        text = f"The tool call for `{tool_name}` needs a `reason`: say in a sentence why it is needed now."
-        return _reply(tool_name, text, ok=False)
-    try:
-        new = NewRequest(
-            action=action,
-            parameters=parameters,
-            reason=reason.strip(),
-            channel=channel,
-            idempotency_key=_idempotency_key(_CALL_ID.get()),
-        )
-    except ValidationError as error:
-        return _reply(tool_name, _bad_arguments(tool_name, error), ok=False)
-    try:
-        info = wait_for_outcome(backend, backend.request(new), timeout)
-    except ApiError as error:
-        return _reply(tool_name, refusal_text(tool_name, error), ok=False)
-    text, ok = outcome_text(tool_name, info)
-    return _reply(tool_name, text, ok=ok, request=info)
+@dataclass(frozen=True)
+class _Asking:
+    """How the tools ask Steward: the backend, how long a call waits, the channel for its card, and
+    whether a request still waiting then is withdrawn."""
+
+    backend: StewardBackend
+    timeout: float
+    channel: str | None
+    cancel_on_timeout: bool
+
+    def ask(self, tool_name: str, action: str, parameters: dict[str, Any], reason: object) -> Reply:
+        """Ask Steward for `action`, wait for the outcome and tell the model."""
+        if not isinstance(reason, str) or not reason.strip():
+            text = (
+                f"The tool call for `{tool_name}` needs a `reason`: say in a sentence why it is needed now."
+            )
+            return _reply(tool_name, text, ok=False)
+        try:
+            new = NewRequest(
+                action=action,
+                parameters=parameters,
+                reason=reason.strip(),
+                channel=self.channel,
+                idempotency_key=_idempotency_key(_CALL_ID.get()),
+            )
+        except ValidationError as error:
+            return _reply(tool_name, _bad_arguments(tool_name, error), ok=False)
+        try:
+            info = wait_for_outcome(self.backend, self.backend.request(new), self.timeout)
+            if not info.final and self.cancel_on_timeout:
+                info = self._withdraw(info)
+        except ApiError as error:
+            return _reply(tool_name, refusal_text(tool_name, error), ok=False)
+        text, ok = outcome_text(tool_name, info)
+        return _reply(tool_name, text, ok=ok, request=info)
+
+    def _withdraw(self, info: RequestInfo) -> RequestInfo:
+        """Cancel a request that is still waiting; when it is too late (approved meanwhile), where it is."""
+        try:
+            return self.backend.cancel(info.id)
+        except ApiError as error:
+            if error.status != 409:
+                raise
+            return self.backend.get(info.id)
 
 
 def _idempotency_key(call_id: str | None) -> str | None:
@@ -343,8 +365,15 @@ def outcome_text(tool_name: str, info: RequestInfo) -> tuple[str, bool]:
             return (
                 f"The tool call for `{tool_name}` is still {info.status} ({ref}, "
                 f"{len(info.approvals.approvers)} of {info.approvals.required} approvals); the tool stopped "
-                f"waiting and it has not run yet.{where}"
+                f"waiting. {_STILL.get(info.status, '')}{where}"
             ), False
+
+
+_STILL = {
+    "pending": "It has not run; it runs if the approvers approve it later.",
+    "approved": "It is approved and about to run.",
+    "running": "It is running now.",
+}
 
 
 def refusal_text(tool_name: str, error: ApiError) -> str:
