@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     there; without this list an agent could make Steward post anywhere inside the network, so the default
     (empty) refuses every callback: agents long-poll instead."""
 
+    agent_long_polls: int = Field(default=4, ge=1, le=256)
+    """Long-polls (`GET /api/v1/requests/{id}?wait=`) one agent may hold at once on one server; more get
+    429 with `Retry-After`. Each holds an HTTP thread (STEWARD_HTTP_THREADS): one agent cannot take them
+    all."""
+
     agent_callback_seconds: float = Field(default=1.0, gt=0, le=300)
     """How often `steward serve` sends the agents' callbacks that are due (retries back off on their own)."""
 

@@ -309,7 +309,9 @@ class Services:
             flows = self.slack_app.actions
             outlet = None if flows is None else SlackAgentOutlet(flows, self.slack_client)
         settings = AgentSettings(
-            channel=self.settings.agent_channel, callback_hosts=self.settings.agent_callback_hosts
+            channel=self.settings.agent_channel,
+            callback_hosts=self.settings.agent_callback_hosts,
+            waits_per_agent=self.settings.agent_long_polls,
         )
         return AgentGateway(
             self.guarded_actions,

@@ -308,3 +308,37 @@ def test_a_card_slack_refuses_withdraws_the_request_and_says_why(bot: RunningBot
         replay = api.post("/requests", json={**PROD_RETRAIN, "reason": "drift", "idempotency_key": "k-9"})
     assert replay.json()["status"] == "cancelled"  # the key names the withdrawn request
     assert bot.bot_posts(CHANNEL) == []
+
+
+def test_one_agent_cannot_hold_every_server_thread_with_long_polls(
+    bot: RunningBot, services: Services
+) -> None:
+    """Past STEWARD_AGENT_LONG_POLLS waiting long-polls, the agent gets 429 at once; the others wait on."""
+    agent, token = _agent(services)
+    gateway = services.agent_gateway
+    limit = services.settings.agent_long_polls
+    with _api(bot, token) as api:
+        created = _request(api)
+        answers: list[int] = []
+        pollers = [
+            threading.Thread(
+                target=lambda: answers.append(
+                    api.get(f"/requests/{created['id']}", params={"wait": 3}).status_code
+                )
+            )
+            for _ in range(limit)
+        ]
+        for poller in pollers:
+            poller.start()
+        deadline = time.monotonic() + 10
+        while gateway.waits(agent.name) < limit and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gateway.waits(agent.name) == limit
+        refused = api.get(f"/requests/{created['id']}", params={"wait": 3})
+        at_once = api.get(f"/requests/{created['id']}")  # no wait: always answered
+        for poller in pollers:
+            poller.join(timeout=10)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_waits"
+    assert refused.headers["Retry-After"] == "1"
+    assert at_once.status_code == 200 and answers == [200] * limit
+    assert gateway.waits(agent.name) == 0

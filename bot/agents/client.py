@@ -132,7 +132,13 @@ class StewardClient:
         poll = min(max(poll, 0.0), MAX_WAIT_SECONDS)
         while True:
             left = poll if deadline is None else min(poll, deadline - time.monotonic())
-            info = self.get(request_id, wait=max(left, 0.0))
+            try:
+                info = self.get(request_id, wait=max(left, 0.0))
+            except ApiError as exc:
+                if exc.status != 429 or (deadline is not None and time.monotonic() >= deadline):
+                    raise
+                time.sleep(exc.retry_after or 1.0)  # too many long-polls at once: try again shortly
+                continue
             if info.final:
                 return info
             if deadline is not None and time.monotonic() >= deadline:

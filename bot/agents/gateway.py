@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -111,6 +114,9 @@ class AgentSettings:
     channel: str | None = None
     callback_hosts: tuple[str, ...] = ()
     poll_seconds: float = 0.1  # how often a long-poll looks at the request
+    # long-polls one agent may hold at once in this process: each holds a server thread, and one agent
+    # must not take the threads Slack's requests need
+    waits_per_agent: int = 4
 
 
 class AgentGateway:
@@ -135,6 +141,33 @@ class AgentGateway:
         self.callbacks = callbacks
         self.clock = clock
         self.sleep = sleep
+        self._waiting: Counter[str] = Counter()
+        self._waiting_lock = threading.Lock()
+
+    @contextmanager
+    def waiting(self, agent: Agent) -> Iterator[None]:
+        """Hold one of the agent's long-poll places for the block; 429 when it holds them all."""
+        with self._waiting_lock:
+            if self._waiting[agent.name] >= self.settings.waits_per_agent:
+                raise ApiError(
+                    429,
+                    "too_many_waits",
+                    f"agent {agent.name!r} already has {self.settings.waits_per_agent} long-polls waiting "
+                    "on this server; wait for one to answer",
+                    "wait",
+                    retry_after=1.0,
+                )
+            self._waiting[agent.name] += 1
+        try:
+            yield
+        finally:
+            with self._waiting_lock:
+                self._waiting[agent.name] -= 1
+
+    def waits(self, agent: str) -> int:
+        """The long-polls the agent holds on this server now."""
+        with self._waiting_lock:
+            return self._waiting[agent]
 
     def for_agent(self, agent: Agent) -> StewardBackend:
         """What this agent may do, as a backend."""
@@ -339,10 +372,14 @@ class AgentSession:
         if not 0.0 <= wait <= MAX_WAIT_SECONDS or math.isnan(wait):
             raise ApiError(400, "bad_wait", f"wait must be 0 to {MAX_WAIT_SECONDS:g} seconds", "wait")
         view = self._mine(request_id)
-        deadline = time.monotonic() + wait
-        while view.status not in FINISHED and time.monotonic() < deadline:
-            self.gateway.sleep(min(self.gateway.settings.poll_seconds, max(0.0, deadline - time.monotonic())))
-            view = self._read(request_id)
+        if view.status in FINISHED or wait <= 0:
+            return self.info(view)
+        with self.gateway.waiting(self.agent):
+            deadline = time.monotonic() + wait
+            while view.status not in FINISHED and time.monotonic() < deadline:
+                left = max(0.0, deadline - time.monotonic())
+                self.gateway.sleep(min(self.gateway.settings.poll_seconds, left))
+                view = self._read(request_id)
         return self.info(view)
 
     def cancel(self, request_id: str) -> RequestInfo:
