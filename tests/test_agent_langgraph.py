@@ -742,3 +742,13 @@ def test_the_tools_work_over_the_in_process_gateway_too(
     (message,) = run.result(timeout=WAIT)
     assert message.status == "success" and message.artifact["id"] == pending.id
     assert len(receiver.requests) == 1
+
+
+def test_the_example_with_a_wrong_token_says_so_without_a_traceback(
+    served: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused token is one line on stderr and exit status 1."""
+    monkeypatch.setenv("STEWARD_URL", served.bot.base)
+    monkeypatch.setenv("STEWARD_AGENT_TOKEN", served.token + "x")
+    assert _example().main(["--fake"]) == 1
+    assert capsys.readouterr().err == "Steward refused: the token is not valid (Authorization)\n"

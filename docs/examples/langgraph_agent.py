@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: find the `bot`
 
 from bot.agents.client import StewardClient
 from bot.agents.langchain import ASK_TOOL, steward_tools
-from bot.agents.models import StewardBackend
+from bot.agents.models import ApiError, StewardBackend
 
 SYSTEM_PROMPT = (
     "You are an on-call assistant for an ML platform team. Check the runbook with ask_knowledge_base "
@@ -152,7 +152,12 @@ def main(argv: list[str] | None = None) -> int:
 
         model = init_chat_model(args.model)
     with StewardClient(url, token) as steward:
-        run(build_agent(steward, model, args.timeout), args.question)
+        try:
+            run(build_agent(steward, model, args.timeout), args.question)
+        except ApiError as error:  # unreachable, a wrong or revoked token, a missing scope
+            field = f" ({error.field})" if error.field else ""
+            print(f"Steward refused: {error.message}{field}", file=sys.stderr)
+            return 1
     return 0
 
 
