@@ -33,6 +33,9 @@ demo: $(VENV)/.installed
 	@echo '# Guarded actions: a production rollback in a local Slack workspace, run on a local MLflow registry'
 	@HF_HUB_OFFLINE=1 $(BIN)/python -m deploy.demo.guarded_actions --data-dir $(DEMO_DATA)
 	@echo
+	@echo '# An AI agent (LangGraph, a scripted model) asks for a rollback through the agent API and waits for people'
+	@HF_HUB_OFFLINE=1 $(BIN)/python -m deploy.demo.agent_actions --data-dir $(DEMO_DATA)
+	@echo
 	@echo '# The drift digest (digests.yaml) over a generated prediction log that drifts from 2026-10-29'
 	@$(BIN)/python -m bot.demo.predictions $(DEMO_DATA)/predictions
 	@echo '$$ steward digest run model-drift --at 2026-11-05'

@@ -342,3 +342,13 @@ def test_one_agent_cannot_hold_every_server_thread_with_long_polls(
     assert refused.headers["Retry-After"] == "1"
     assert at_once.status_code == 200 and answers == [200] * limit
     assert gateway.waits(agent.name) == 0
+
+
+def test_asking_an_empty_knowledge_base_says_so(bot: RunningBot, services: Services) -> None:
+    """Nothing ingested yet: 503 naming the cause, not an internal error with a reference."""
+    _, token = _agent(services)
+    with _api(bot, token) as api:
+        response = api.post("/ask", json={"question": "How do I roll back a model?"})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "knowledge_base_empty"
+    assert "sqlite" not in response.text  # no internal paths for an agent

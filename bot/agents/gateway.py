@@ -43,6 +43,7 @@ from bot.agents.models import (
     StewardBackend,
 )
 from bot.answers.questions import Asked, QuestionService
+from bot.answers.retrieval import IndexMissingError
 from bot.errors import StewardError
 
 log = logging.getLogger("steward.agents")
@@ -403,7 +404,16 @@ class AgentSession:
     def ask(self, question: str) -> AnswerInfo:
         """Steward's answer, recorded in the answer log (a gap opens when it abstains, as for people)."""
         self._scope("ask")
-        recorded = self.gateway.questions.ask(Asked(question, place=API_PLACE, asker=self.agent.requester))
+        try:
+            recorded = self.gateway.questions.ask(
+                Asked(question, place=API_PLACE, asker=self.agent.requester)
+            )
+        except IndexMissingError:
+            raise ApiError(
+                503,
+                "knowledge_base_empty",
+                "Steward's knowledge base is empty: its operators have not ingested any documents yet",
+            ) from None
         answer = recorded.answer
         return AnswerInfo(
             answer=answer.answer,

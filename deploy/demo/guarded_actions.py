@@ -33,8 +33,8 @@ REQUESTER, FIRST, SECOND = "U0000SRE01", "U0000MLP01", "U0000MLP02"  # from poli
 REQUEST = "run rollback-model model=fraud-scorer version=2 env=prod"
 
 
-def _registry(data_dir: Path) -> str:
-    """A real SQLite-backed MLflow registry: fraud-scorer versions 1-3, `production` on version 3."""
+def _registry(data_dir: Path, production: str = "3") -> str:
+    """A real SQLite-backed MLflow registry: fraud-scorer versions 1-3, `production` on `production`."""
     from mlflow import MlflowClient
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # after the import, which sets its own level
@@ -44,7 +44,7 @@ def _registry(data_dir: Path) -> str:
         client.create_registered_model("fraud-scorer")
         for number in (1, 2, 3):
             client.create_model_version("fraud-scorer", source=str(data_dir / "models" / str(number)))
-    client.set_registered_model_alias("fraud-scorer", "production", "3")
+    client.set_registered_model_alias("fraud-scorer", "production", production)
     return uri
 
 
