@@ -81,7 +81,7 @@ RETRAIN = ActionInfo(
 )
 ROLLBACK_ARGS = {"model": "fraud-scorer", "version": 11, "env": "prod", "reason": "error rate doubled"}
 DONE = RunResult(ok=True, summary="rollback-model succeeded", output="production -> fraud-scorer v11")
-WAIT = 10.0  # seconds a test waits for a condition before failing
+WAIT = 30.0  # seconds a test (and a tool call in it) waits for a condition before failing
 
 
 class ScriptedBackend:
