@@ -492,10 +492,17 @@ def test_agent_requests_through_mcp_run_exactly_once_across_replicas(cluster: Cl
                 )
             ).all()
         )
-        interrupted = connection.execute(
-            sa.select(audit_log.c.request_id).where(audit_log.c.kind == "interrupted")
-        ).scalars()
-        assert sorted(interrupted) == sorted(attention), report
+        interrupted = list(
+            connection.execute(
+                sa.select(audit_log.c.request_id).where(audit_log.c.kind == "interrupted")
+            ).scalars()
+        )
+        trails = connection.execute(
+            sa.select(audit_log.c.request_id, audit_log.c.kind, audit_log.c.actor, audit_log.c.data)
+            .where(audit_log.c.request_id.in_(set(attention) ^ set(interrupted)))
+            .order_by(audit_log.c.seq)
+        ).all()
+    assert sorted(interrupted) == sorted(attention), [tuple(row) for row in trails]
     assert all(claimed[request_id] < killed_at for request_id in attention), (claimed, killed_at)
     assert set(by_fate["reject"]) == {"rejected"} and set(by_fate["cancel"]) == {"cancelled"}, report
     assert set(by_fate["expire"]) == {"expired"}, report
