@@ -510,6 +510,43 @@ def test_entries_committed_while_the_log_is_read_are_walked(
     assert landed and allowed, why
 
 
+def test_entries_another_thread_saw_after_the_log_was_read_are_no_truncation(
+    service: ApprovalService, engine: Engine, state_db: StateDatabase
+) -> None:
+    """A longer log this process saw only after the check read the log (another thread's appends,
+    committed meanwhile) is not taken for a truncated one: the run is authorised."""
+    if state_db.schema is None:
+        pytest.skip("SQLite's writers queue behind the reader's transaction: nothing lands in between")
+    request_id = _submit(service)
+    service.approve(request_id, MLP1)
+    service.approve(request_id, SRE1)
+    landed: list[int] = []
+    started: list[bool] = []
+
+    def appends_meanwhile(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if not started and "FROM audit_head" in statement:  # the check has read the log up to its head
+            started.append(True)  # the appends read the head too
+            for _ in range(2):  # the second append sees the first one committed: the process saw it
+                with engine.begin() as connection:
+                    landed.append(
+                        append_audit(
+                            connection,
+                            at=TUESDAY_NOON,
+                            kind="requested",
+                            request_id="other",
+                            actor="U",
+                            data={},
+                        )
+                    )
+
+    sa.event.listen(engine, "after_cursor_execute", appends_meanwhile)
+    try:
+        allowed, why = _authorised(engine, request_id)
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", appends_meanwhile)
+    assert len(landed) == 2 and allowed, why
+
+
 def test_a_refused_run_is_reported_but_is_no_damage(service: ApprovalService, engine: Engine) -> None:
     """The claim refusing a request the log does not authorise (`run_refused`, then needs_attention):
     verify lists the refusal, and does not count the request as run without a run."""

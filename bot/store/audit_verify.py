@@ -195,6 +195,7 @@ def authorised_in_log(connection: Connection, request_id: str) -> tuple[bool, st
     Takes no lock and writes nothing; entries committed meanwhile by others are walked too.
     """
     anchor = anchor_for(connection)
+    seen = anchor.seen  # before the log is read, as the checkpoint: another thread may see more meanwhile
     try:  # before the log is read: a checkpoint never names more than what is read after it
         latest = anchor.checkpoints.latest(anchor.key) if anchor.checkpoints is not None else None
     except CheckpointError as exc:
@@ -220,7 +221,7 @@ def authorised_in_log(connection: Connection, request_id: str) -> tuple[bool, st
     )
     if refused:
         return False, refused
-    marks = [anchor.seen] if anchor.seen[0] else []
+    marks = [seen] if seen[0] else []
     if latest is not None and latest.count:
         marks.append((latest.count, latest.head))
     for count, mac in marks:
