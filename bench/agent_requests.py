@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import sys
 import threading
 import time
@@ -57,6 +58,7 @@ from bot.agents.client import StewardClient
 from bot.agents.models import ApiError, RequestInfo
 from bot.agents.registry import AgentRegistry
 from bot.answers.evaluation import percentile
+from bot.store.action_requests import iter_audit
 from bot.store.agents import AgentStore
 from tests.audit_support import shared_key
 from tests.fakes.webhook import WebhookReceiver
@@ -100,6 +102,7 @@ class Tally:
 class Site:
     """The running replicas and what every phase shares."""
 
+    url: str  # the database
     ports: list[int]
     tokens: dict[str, str]  # agent name -> token
     receiver: WebhookReceiver
@@ -240,6 +243,7 @@ def _load(site: Site, args: argparse.Namespace, agents: list[str]) -> dict[str, 
     time.sleep(3)
     executed = Counter(r.headers.get("Idempotency-Key", "") for r in list(site.receiver.requests))
     ids = list(created)
+    missed = [key for key in ids if executed.get(key) != 1]
     return {
         "agents": len(agents),
         "requests": args.requests,
@@ -253,7 +257,27 @@ def _load(site: Site, args: argparse.Namespace, agents: list[str]) -> dict[str, 
         "requests_executed_once": sum(1 for key in ids if executed.get(key) == 1),
         "requests_executed_twice_or_more": sum(1 for key in ids if executed.get(key, 0) > 1),
         "requests_never_executed": sum(1 for key in ids if key not in executed),
+        "audit_of_requests_not_executed_once": _audit_trails(site.url, missed[:10]),
     }
+
+
+def _audit_trails(url: str, request_ids: list[str]) -> dict[str, list[str]]:
+    """What the audit log says happened to these requests: their entries' kinds (with the why of a
+    refused run and the new state of an interrupted one)."""
+    if not request_ids:
+        return {}
+    trails: dict[str, list[str]] = {request_id: [] for request_id in request_ids}
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            for entry in iter_audit(connection):
+                if entry["request_id"] in trails:
+                    data = entry["data"]
+                    detail = data.get("why") or data.get("now") or data.get("summary") or ""
+                    trails[entry["request_id"]].append(f"{entry['kind']} {detail}".strip()[:200])
+    finally:
+        engine.dispose()
+    return trails
 
 
 def _result_latency(site: Site, args: argparse.Namespace, agents: list[str]) -> dict[str, Any]:
@@ -334,7 +358,7 @@ def _run(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
             for server in servers:
                 server.start()
             site = Site(
-                [server.port for server in servers], tokens, receiver, Tally(), args.channels, args.wait
+                url, [server.port for server in servers], tokens, receiver, Tally(), args.channels, args.wait
             )
             rng = random.Random(args.seed)
             idle = _idle(site, rng, args.idle_requests, args.one_channel_requests)
@@ -344,6 +368,10 @@ def _run(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
         finally:
             for server in servers:
                 server.stop()
+            if args.logs is not None:  # the work folder goes with the schema
+                args.logs.mkdir(parents=True, exist_ok=True)
+                for log in logs:
+                    shutil.copy(log, args.logs / log.name)
     return {
         **load,
         **idle,
@@ -375,6 +403,7 @@ def main() -> int:
     parser.add_argument("--http-threads", type=int, default=0, help="STEWARD_HTTP_THREADS (0: the default)")
     parser.add_argument("--wait", type=float, default=300, help="seconds an agent waits for a request")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--logs", type=Path, help="keep the servers' logs in this folder")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agents.json")
     args = parser.parse_args()
     if not args.postgres:
