@@ -36,6 +36,7 @@ from bot.actions.request_state import (
     utc,
 )
 from bot.actions.standing import decide_now, quorum_met, reassess
+from bot.redaction import mask_secrets
 from bot.store.action_requests import (
     APPROVED,
     CANCELLED,
@@ -266,7 +267,11 @@ class ApprovalService:
             if refusal is not None or view is None:
                 return refusal or ClickResult(False, "There is no such request.", None)
             if not records.update(
-                request_id, PENDING, status=REJECTED, updated_at=now, rejection_reason=reason
+                request_id,
+                PENDING,
+                status=REJECTED,
+                updated_at=now,
+                rejection_reason=mask_secrets(reason).text,
             ):
                 return ClickResult(False, "This request is no longer waiting for approval.", view)
             records.audit(
