@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import httpx
 
-from bot.agents.gateway import request_info
+from bot.agents.shapes import request_info
 from bot.store.action_requests import ActionRequestStore
 from bot.store.agents import AgentStore
 
