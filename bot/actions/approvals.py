@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -75,6 +76,8 @@ __all__ = [
     "RequestView",
     "secret_values",
 ]
+
+log = logging.getLogger("steward.actions")
 
 
 @dataclass(frozen=True)
@@ -425,6 +428,8 @@ class ApprovalService:
             # `approved` directly. Only a request the verified audit log authorises runs.
             authorised, why = records.authorised(request_id)
             if not authorised:
+                # never routine: the log was tampered with, or Steward misread it; operators must look
+                log.warning("run refused by the audit log request=%s: %s", request_id, why)
                 records.move(request_id, APPROVED, NEEDS_ATTENTION, now)
                 records.audit(
                     at=now,
