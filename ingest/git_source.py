@@ -12,7 +12,6 @@ in the repository's config or in an exception's text). Nothing here is wired int
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import subprocess
@@ -91,8 +90,7 @@ class _Git:
                     "not set or empty; set it to an access token with read access to the repository"
                 )
             token = token.strip()
-            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-            self.secrets += [token, basic]
+            self.secrets.append(token)
             count = int(self.env.get("GIT_CONFIG_COUNT", "0") or "0")
             self.env |= {
                 "GIT_CONFIG_COUNT": str(count + 1),
@@ -133,9 +131,18 @@ class _Git:
 
     def ok(self, args: list[str], cwd: Path) -> bool:
         """Whether git succeeds (for questions such as "is this commit an ancestor")."""
-        done = subprocess.run(
-            ["git", *args], cwd=cwd, env=self.env, capture_output=True, stdin=subprocess.DEVNULL, check=False
-        )
+        try:
+            done = subprocess.run(
+                ["git", *args],
+                cwd=cwd,
+                env=self.env,
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                timeout=GIT_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
         return done.returncode == 0
 
 
@@ -149,7 +156,22 @@ def _advice(stderr: str) -> str:
         for word in ("authentication failed", "could not read username", "permission denied", " 401", " 403")
     ):
         return "the remote refused the credentials; check the token (token_env) and its read access"
-    return "the repository could not be reached; check the URL, the network and that the repository exists"
+    if any(
+        word in lowered
+        for word in (
+            "does not appear to be a git repository",
+            "could not read from remote",
+            "unable to access",
+            "could not resolve host",
+            "repository not found",
+            "connection refused",
+            "timed out",
+        )
+    ):
+        return (
+            "the repository could not be reached; check the URL, the network and that the repository exists"
+        )
+    return "see git's message below"
 
 
 def _z(text: str) -> list[str]:
@@ -330,6 +352,13 @@ def codeowners(workdir: Path | str) -> Callable[[str], list[str]]:
     return owners
 
 
+def _local(root: Path) -> _Git:
+    """git for a checkout `sync` made: pinned to its `.git`, never a repository in a parent folder."""
+    git = _Git(str(root), None)
+    git.env |= {"GIT_DIR": str(root / ".git"), "GIT_WORK_TREE": str(root)}
+    return git
+
+
 _LOG_FORMAT = "--format=%x01%cI%x00%an"
 
 
@@ -337,7 +366,7 @@ def last_change(workdir: Path | str, path: str) -> tuple[str, str] | None:
     """The committer date (ISO 8601) and author name of the last commit that changed `path`, or None
     when the path has no history."""
     root = Path(workdir)
-    git = _Git(str(root), None)
+    git = _local(root)
     out = git.run(["log", "-1", "-z", _LOG_FORMAT, "--", path], root, what=f"reading the history of {path}")
     fields = out.strip("\x01\0\n").split("\0")
     if len(fields) < 2:
@@ -353,7 +382,7 @@ def last_changes(workdir: Path | str, paths: Iterable[str]) -> Mapping[str, tupl
     found: dict[str, tuple[str, str]] = {}
     if not wanted:
         return found
-    git = _Git(str(root), None)
+    git = _local(root)
     out = git.run(["log", "-z", "--name-only", "--no-renames", _LOG_FORMAT], root, what="reading the history")
     for entry in out.split("\x01"):
         fields = entry.split("\0")

@@ -300,3 +300,13 @@ def test_last_change_reads_committer_date_and_author(author: Author, tmp_path: P
         "docs/a.md": ("2024-03-01T10:01:00+00:00", "Ada Author"),
         "docs/b.md": ("2024-03-01T10:02:00+00:00", "Bo Editor"),
     }
+
+
+def test_history_of_a_folder_that_is_no_repository_is_a_clear_error(
+    tmp_path: Path, git_isolated: None
+) -> None:
+    """last_change outside a checkout raises GitSourceError naming the folder, not a traceback."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(GitSourceError, match="plain"):
+        last_change(plain, "a.md")
