@@ -105,18 +105,22 @@ class _Git:
             text = text.replace(secret, MASK)
         return text
 
+    def _call(self, args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
+        """git with the source's environment, no terminal and a time limit."""
+        return subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=self.env,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+
     def run(self, args: list[str], cwd: Path, *, what: str) -> str:
         """git's standard output; a failure raises GitSourceError explaining what to check."""
         try:
-            done = subprocess.run(
-                ["git", *args],
-                cwd=cwd,
-                env=self.env,
-                capture_output=True,
-                stdin=subprocess.DEVNULL,
-                timeout=GIT_TIMEOUT_S,
-                check=False,
-            )
+            done = self._call(args, cwd)
         except FileNotFoundError as error:
             raise GitSourceError("git source: the `git` program is not installed or not on PATH") from error
         except subprocess.TimeoutExpired as error:
@@ -132,18 +136,9 @@ class _Git:
     def ok(self, args: list[str], cwd: Path) -> bool:
         """Whether git succeeds (for questions such as "is this commit an ancestor")."""
         try:
-            done = subprocess.run(
-                ["git", *args],
-                cwd=cwd,
-                env=self.env,
-                capture_output=True,
-                stdin=subprocess.DEVNULL,
-                timeout=GIT_TIMEOUT_S,
-                check=False,
-            )
+            return self._call(args, cwd).returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             return False
-        return done.returncode == 0
 
 
 def _advice(stderr: str) -> str:
