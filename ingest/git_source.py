@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from bot.errors import Unavailable
+
 GIT_TIMEOUT_S = 300.0
 HOST_KINDS = {
     "github": "{base}/blob/{commit}/{path}",
@@ -32,7 +34,7 @@ CODEOWNERS_PLACES = (".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS", ".gi
 MASK = "***"
 
 
-class GitSourceError(Exception):
+class GitSourceError(Unavailable):
     """A repository could not be synced or read: the message names the URL (credentials masked) and
     what to check."""
 
