@@ -24,9 +24,17 @@ from typing import Any
 from bot.agents.client import StewardClient
 from bot.config import Settings
 from bot.slack.payloads import ACTION_APPROVE
-from bot.store.action_requests import verify_chain
 from bot.wiring import Services
-from deploy.demo.guarded_actions import FIRST, SECOND, _production, _registry, _show, _status_line, _text
+from deploy.demo.guarded_actions import (
+    FIRST,
+    SECOND,
+    _production,
+    _registry,
+    _show,
+    _status_line,
+    _text,
+    finish,
+)
 from docs.examples.langgraph_agent import ScriptedChatModel, build_agent, run
 from tests.slackbot import CHANNEL, RunningBot, running_bot
 
@@ -101,12 +109,7 @@ def main() -> int:
         if not finished:
             print("the agent did not finish within 60 s", file=sys.stderr)
             return 1
-    print(f"\nMLflow registry: fraud-scorer `production` -> version {_production(uri)}")
-    with services.records.connect() as connection:
-        checked, problems = verify_chain(connection)
-    print(f"$ steward audit verify\n  {checked} entries, {problems if problems else 'intact'}")
-    services.close()
-    return 0 if _production(uri) == "1" and not problems else 1
+    return finish(services, uri, expected="1")
 
 
 if __name__ == "__main__":

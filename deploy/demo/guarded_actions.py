@@ -127,12 +127,18 @@ def main() -> int:
             time.sleep(0.1)
         print()
         _show("Steward", _text(bot.bot_posts(CHANNEL, thread)[-1]))
+    return finish(services, uri, expected="2")
+
+
+def finish(services: Services, uri: str, expected: str) -> int:
+    """Show the registry's alias and `steward audit verify`; 0 when the alias is `expected` and the
+    log is intact."""
     print(f"\nMLflow registry: fraud-scorer `production` -> version {_production(uri)}")
     with services.records.connect() as connection:
         checked, problems = verify_chain(connection)
     print(f"$ steward audit verify\n  {checked} entries, {problems if problems else 'intact'}")
     services.close()
-    return 0 if _production(uri) == "2" and not problems else 1
+    return 0 if _production(uri) == expected and not problems else 1
 
 
 if __name__ == "__main__":
