@@ -212,7 +212,7 @@ def test_bad_parameters_name_the_field(bot: RunningBot, services: Services) -> N
         unknown = api.post("/requests", json={"action": "rollback-modle", "parameters": {}, "reason": "x"})
     assert response.status_code == 422 and response.json()["error"]["field"] == "parameters.env"
     assert "staging, prod" in response.json()["error"]["message"]
-    assert unknown.status_code in (403, 422)
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_action"
     assert bot.bot_posts(CHANNEL) == []
 
 
